@@ -1,0 +1,41 @@
+//! Settings of one broker process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chronik_raft::NodeId;
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: NodeId,
+    pub data_dir: PathBuf,
+    /// Where the Kafka listener binds.
+    pub listen: SocketAddr,
+    /// Host and port clients are told to connect to.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    /// Create a topic when a client asks for metadata of, or produces to, an unknown one.
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    /// Requests larger than this are refused and the connection is closed.
+    pub max_request_bytes: usize,
+    /// How often retention deletes old segments.
+    pub retention_check_interval: Duration,
+}
+
+impl BrokerConfig {
+    pub fn single_node(data_dir: PathBuf, listen: SocketAddr) -> Self {
+        BrokerConfig {
+            node_id: 1,
+            data_dir,
+            advertised_host: listen.ip().to_string(),
+            advertised_port: listen.port(),
+            listen,
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_request_bytes: 100 * 1024 * 1024,
+            retention_check_interval: Duration::from_secs(300),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Fetch: read committed batches straight from the partition logs, long-polling
+//! until `min_bytes` are available or `max_wait_ms` has passed.
+
+use std::time::Duration;
+
+use futures::future::select_all;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use tokio::sync::watch;
+
+use crate::Broker;
+
+/// Longest a fetch waits, whatever the client asks for.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+pub async fn handle(broker: &Broker, request: FetchRequest) -> FetchResponse {
+    let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let (response, bytes, mut watches) = read(broker, &request);
+        let has_error = response
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .any(|p| p.error_code != 0);
+        if bytes >= request.min_bytes.max(0) as usize
+            || has_error
+            || watches.is_empty()
+            || tokio::time::Instant::now() >= deadline
+        {
+            return response;
+        }
+        let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            return read(broker, &request).0;
+        }
+    }
+}
+
+/// One pass over the requested partitions. Returns the response, the bytes it
+/// carries, and watches on the partitions' high watermarks.
+fn read(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, Vec<watch::Receiver<i64>>) {
+    let mut remaining = request.max_bytes.max(0) as usize;
+    let mut total = 0;
+    let mut watches = Vec::new();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let name = topic.topic.0.as_str();
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for wanted in &topic.partitions {
+            let mut data = PartitionData::default()
+                .with_partition_index(wanted.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1);
+            let Some(partition) = broker.state.find_partition(name, wanted.partition) else {
+                partitions.push(data.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                continue;
+            };
+            if !broker.is_leader(partition.group) {
+                partitions.push(data.with_error_code(ResponseError::NotLeaderOrFollower.code()));
+                continue;
+            }
+            watches.push(partition.watch_high_watermark());
+            let log = partition.log();
+            let high_watermark = log.next_offset();
+            data = data
+                .with_high_watermark(high_watermark)
+                .with_last_stable_offset(high_watermark)
+                .with_log_start_offset(log.log_start_offset());
+            // Kafka returns at least one batch so a consumer always progresses,
+            // even when that batch is larger than the limits.
+            let limit = (wanted.partition_max_bytes.max(0) as usize).min(remaining);
+            if limit == 0 && total > 0 {
+                partitions.push(data);
+                continue;
+            }
+            match log.read(wanted.fetch_offset, limit.max(1)) {
+                Ok(records) => {
+                    total += records.len();
+                    remaining = remaining.saturating_sub(records.len());
+                    partitions.push(data.with_records(Some(records)));
+                }
+                Err(chronik_log::LogError::OffsetOutOfRange { .. }) => {
+                    partitions.push(data.with_error_code(ResponseError::OffsetOutOfRange.code()));
+                }
+                Err(e) => {
+                    tracing::error!(topic = name, partition = wanted.partition, "read failed: {e}");
+                    partitions.push(data.with_error_code(ResponseError::KafkaStorageError.code()));
+                }
+            }
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_partitions(partitions),
+        );
+    }
+    (FetchResponse::default().with_responses(topics), total, watches)
+}

@@ -1,0 +1,113 @@
+//! Metadata: brokers, topics and partition leaders from the applied metadata
+//! view, auto-creating requested topics when allowed.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+
+use super::{str_bytes, topic_name};
+use crate::Broker;
+use crate::metadata::TopicInfo;
+
+pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let wanted: Option<Vec<String>> = match &request.topics {
+        // v0 asks for every topic with an empty list; later versions with null.
+        Some(topics) if !(version == 0 && topics.is_empty()) => Some(
+            topics
+                .iter()
+                .filter_map(|t| match &t.name {
+                    Some(name) => Some(name.0.to_string()),
+                    None => broker
+                        .state
+                        .metadata()
+                        .topic_by_id(t.topic_id)
+                        .map(|(name, _)| name.clone()),
+                })
+                .collect(),
+        ),
+        _ => None,
+    };
+    let auto_create = broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let mut creation_errors = Vec::new();
+    if let Some(names) = &wanted {
+        for name in names {
+            let missing = broker.state.metadata().topic(name).is_none();
+            if auto_create
+                && missing
+                && let Err(e) = broker.auto_create_topic(name).await
+            {
+                creation_errors.push((name.clone(), e.error));
+            }
+        }
+    }
+
+    let metadata = broker.state.metadata();
+    let brokers = metadata
+        .brokers
+        .iter()
+        .map(|(id, info)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(*id as i32))
+                .with_host(str_bytes(&info.host))
+                .with_port(info.port as i32)
+        })
+        .collect();
+    let topics = match wanted {
+        None => metadata
+            .topics
+            .iter()
+            .map(|(name, info)| describe_topic(broker, name, info))
+            .collect(),
+        Some(names) => names
+            .iter()
+            .map(|name| match metadata.topic(name) {
+                Some(info) => describe_topic(broker, name, info),
+                None => {
+                    let error = creation_errors
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map_or(ResponseError::UnknownTopicOrPartition, |(_, e)| *e);
+                    MetadataResponseTopic::default()
+                        .with_name(Some(topic_name(name)))
+                        .with_error_code(error.code())
+                }
+            })
+            .collect(),
+    };
+    let controller = broker
+        .leader_of(chronik_raft::METADATA_GROUP)
+        .map_or(-1, |id| id as i32);
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(&metadata.cluster_id)))
+        .with_controller_id(BrokerId(controller))
+        .with_topics(topics)
+}
+
+fn describe_topic(broker: &Broker, name: &str, info: &TopicInfo) -> MetadataResponseTopic {
+    let partitions = info
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            let replicas: Vec<BrokerId> = p.replicas.iter().map(|id| BrokerId(*id as i32)).collect();
+            let partition = MetadataResponsePartition::default()
+                .with_partition_index(index as i32)
+                .with_replica_nodes(replicas.clone())
+                .with_isr_nodes(replicas)
+                .with_leader_epoch(-1);
+            match broker.leader_of(p.group) {
+                Some(leader) => partition.with_leader_id(BrokerId(leader as i32)),
+                None => partition
+                    .with_leader_id(BrokerId(-1))
+                    .with_error_code(ResponseError::LeaderNotAvailable.code()),
+            }
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(name)))
+        .with_topic_id(info.id)
+        .with_partitions(partitions)
+}

@@ -1,0 +1,167 @@
+//! Produce: validate the record batches, propose them to each partition's
+//! Raft group, and answer once they are committed and applied.
+//!
+//! Proposals are queued before `submit` returns, so requests pipelined on one
+//! connection reach each partition in the order they were sent. Waiting for
+//! commit happens in the returned future, off the connection's read path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chronik_raft::ProposeError;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader, ResponseKind};
+use tokio::sync::oneshot;
+
+use super::topic_name;
+use crate::broker::propose_error_code;
+use crate::command::PartitionCommand;
+use crate::dispatch::{Deferred, encode};
+use crate::replicated::Applied;
+use crate::{Broker, topic_config};
+
+type Outcome = oneshot::Receiver<Result<Applied, ProposeError>>;
+
+/// A partition's answer: known at once (an error), or awaited from Raft.
+enum Pending {
+    Failed(ResponseError),
+    Proposed(Outcome),
+}
+
+pub async fn submit(broker: Arc<Broker>, header: RequestHeader, request: ProduceRequest) -> Deferred {
+    let acks = request.acks;
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for topic in request.topic_data {
+        let name = topic.name.0.to_string();
+        let topic_error = ensure_topic(&broker, &name).await.err();
+        let max_message_bytes = broker
+            .state
+            .metadata()
+            .topic(&name)
+            .map(|t| topic_config::max_message_bytes(&t.configs));
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for partition in topic.partition_data {
+            let pending = if !matches!(acks, -1..=1) {
+                Pending::Failed(ResponseError::InvalidRequiredAcks)
+            } else if let Some(error) = topic_error {
+                Pending::Failed(error)
+            } else {
+                propose(
+                    &broker,
+                    &name,
+                    partition.index,
+                    partition.records,
+                    max_message_bytes.unwrap_or(0),
+                )
+                .await
+            };
+            partitions.push((partition.index, pending));
+        }
+        topics.push((name, partitions));
+    }
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    Box::pin(async move {
+        if acks == 0 {
+            return None;
+        }
+        let response = collect(topics, timeout).await;
+        encode(
+            header.correlation_id,
+            ApiKey::Produce,
+            header.request_api_version,
+            ResponseKind::Produce(response),
+        )
+    })
+}
+
+async fn ensure_topic(broker: &Broker, name: &str) -> Result<(), ResponseError> {
+    if broker.state.metadata().topic(name).is_some() {
+        return Ok(());
+    }
+    if !broker.config.auto_create_topics {
+        return Err(ResponseError::UnknownTopicOrPartition);
+    }
+    broker.auto_create_topic(name).await.map_err(|e| e.error)
+}
+
+async fn propose(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    records: Option<bytes::Bytes>,
+    max_message_bytes: usize,
+) -> Pending {
+    let Some(group) = broker.state.metadata().group_of(topic, index) else {
+        return Pending::Failed(ResponseError::UnknownTopicOrPartition);
+    };
+    if !broker.is_leader(group) {
+        return Pending::Failed(ResponseError::NotLeaderOrFollower);
+    }
+    let records = records.unwrap_or_default();
+    if let Err(error) = validate(&records, max_message_bytes) {
+        return Pending::Failed(error);
+    }
+    let data = PartitionCommand::Produce { batches: &records }.encode();
+    Pending::Proposed(broker.submit(group, data).await)
+}
+
+/// Checks what the partition log will store: whole v2 batches, CRCs intact,
+/// each within the topic's max.message.bytes.
+fn validate(records: &[u8], max_message_bytes: usize) -> Result<(), ResponseError> {
+    let ranges = chronik_log::split_batches(records).map_err(|_| ResponseError::CorruptMessage)?;
+    if ranges.is_empty() {
+        return Err(ResponseError::CorruptMessage);
+    }
+    for range in ranges {
+        if range.len() > max_message_bytes {
+            return Err(ResponseError::MessageTooLarge);
+        }
+        let header = chronik_log::parse_header(&records[range]).map_err(|_| ResponseError::CorruptMessage)?;
+        // Transactions are not implemented; control and transactional batches are refused.
+        if header.is_control() || header.is_transactional() {
+            return Err(ResponseError::InvalidRecord);
+        }
+    }
+    Ok(())
+}
+
+async fn collect(topics: Vec<(String, Vec<(i32, Pending)>)>, timeout: Duration) -> ProduceResponse {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut responses = Vec::with_capacity(topics.len());
+    for (name, partitions) in topics {
+        let mut partition_responses = Vec::with_capacity(partitions.len());
+        for (index, pending) in partitions {
+            let mut response = PartitionProduceResponse::default()
+                .with_index(index)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            let outcome = match pending {
+                Pending::Failed(error) => Err(error),
+                Pending::Proposed(outcome) => match tokio::time::timeout_at(deadline, outcome).await {
+                    Err(_) => Err(ResponseError::RequestTimedOut),
+                    Ok(Err(_)) => Err(ResponseError::NotLeaderOrFollower),
+                    Ok(Ok(Err(e))) => Err(propose_error_code(&e)),
+                    Ok(Ok(Ok(Applied::Produce(result)))) => result,
+                    Ok(Ok(Ok(other))) => unreachable!("a produce entry applied as {other:?}"),
+                },
+            };
+            match outcome {
+                Ok(ack) => {
+                    response = response
+                        .with_base_offset(ack.base_offset)
+                        .with_log_start_offset(ack.log_start_offset);
+                }
+                Err(error) => response = response.with_error_code(error.code()),
+            }
+            partition_responses.push(response);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic_name(&name))
+                .with_partition_responses(partition_responses),
+        );
+    }
+    ProduceResponse::default().with_responses(responses)
+}

@@ -1,0 +1,313 @@
+//! The broker's replicated state: how committed Raft entries change the
+//! metadata and the partition logs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chronik_log::{LogError, split_batches};
+use chronik_raft::{Effect, GroupId, METADATA_GROUP, StateMachine};
+use kafka_protocol::ResponseError;
+
+use crate::command::PartitionCommand;
+use crate::metadata::{MetadataCommand, MetadataError, MetadataState};
+use crate::partition::{ApplyCheckpoint, Partition};
+use crate::topic_config;
+
+/// State shared between the Raft loop (which writes it) and request handlers.
+#[derive(Default)]
+pub struct SharedState {
+    metadata: RwLock<MetadataState>,
+    partitions: RwLock<HashMap<GroupId, Arc<Partition>>>,
+}
+
+impl SharedState {
+    pub fn metadata(&self) -> RwLockReadGuard<'_, MetadataState> {
+        self.metadata.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn metadata_mut(&self) -> RwLockWriteGuard<'_, MetadataState> {
+        self.metadata.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn partition(&self, group: GroupId) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&group)
+            .cloned()
+    }
+
+    /// The partition of `topic`/`index`, if it exists and runs on this node.
+    pub fn find_partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        let group = self.metadata().group_of(topic, index)?;
+        self.partition(group)
+    }
+
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn partitions_mut(&self) -> RwLockWriteGuard<'_, HashMap<GroupId, Arc<Partition>>> {
+        self.partitions.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What a proposer learns once its entry is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Metadata(Result<(), MetadataError>),
+    Produce(Result<ProduceAck, ResponseError>),
+    DeleteRecords(Result<i64, ResponseError>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProduceAck {
+    pub base_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// Where applying a partition group stands.
+struct ApplyCursor {
+    applied: u64,
+    durable: u64,
+    /// The offset the next applied batch lands at. Below the log's end while
+    /// entries already in the log are applied again after a restart.
+    next_offset: i64,
+}
+
+pub struct BrokerStateMachine {
+    shared: Arc<SharedState>,
+    metadata_path: PathBuf,
+    partitions_dir: PathBuf,
+    cursors: HashMap<GroupId, ApplyCursor>,
+}
+
+impl BrokerStateMachine {
+    pub fn open(data_dir: &std::path::Path, shared: Arc<SharedState>) -> std::io::Result<Self> {
+        let metadata_path = data_dir.join("metadata.json");
+        let partitions_dir = data_dir.join("partitions");
+        std::fs::create_dir_all(&partitions_dir)?;
+        *shared.metadata_mut() = MetadataState::load(&metadata_path)?;
+        Ok(BrokerStateMachine {
+            shared,
+            metadata_path,
+            partitions_dir,
+            cursors: HashMap::new(),
+        })
+    }
+
+    fn partition_dir(&self, topic: &str, index: i32, group: GroupId) -> PathBuf {
+        self.partitions_dir.join(format!("{topic}-{index}.g{group}"))
+    }
+
+    fn open_partition(&mut self, group: GroupId) -> Result<Option<u64>, String> {
+        let located = {
+            let metadata = self.shared.metadata();
+            metadata.topics.iter().find_map(|(name, topic)| {
+                topic
+                    .partitions
+                    .iter()
+                    .position(|p| p.group == group)
+                    .map(|i| (name.clone(), i as i32, topic_config::log_config(&topic.configs)))
+            })
+        };
+        let Some((topic, index, config)) = located else {
+            return Ok(None);
+        };
+        let dir = self.partition_dir(&topic, index, group);
+        let partition = Partition::open(&topic, index, group, dir.clone(), config).map_err(|e| e.to_string())?;
+        let checkpoint = ApplyCheckpoint::load(&dir).map_err(|e| e.to_string())?;
+        self.cursors.insert(
+            group,
+            ApplyCursor {
+                applied: checkpoint.index,
+                durable: checkpoint.index,
+                next_offset: checkpoint.next_offset,
+            },
+        );
+        self.shared.partitions_mut().insert(group, Arc::new(partition));
+        Ok(Some(checkpoint.index))
+    }
+
+    fn apply_metadata(&mut self, index: u64, data: &[u8], effects: &mut Vec<Effect>) -> Applied {
+        let command: MetadataCommand = match serde_json::from_slice(data) {
+            Ok(command) => command,
+            Err(e) => {
+                tracing::error!(index, "undecodable metadata entry: {e}");
+                return Applied::Metadata(Err(MetadataError {
+                    error: ResponseError::CorruptMessage,
+                    message: format!("undecodable metadata command: {e}"),
+                }));
+            }
+        };
+        let altered_topic = match &command {
+            MetadataCommand::AlterConfigs { name, .. } | MetadataCommand::ReplaceConfigs { name, .. } => {
+                Some(name.clone())
+            }
+            _ => None,
+        };
+        let first_effect = effects.len();
+        let result = {
+            let mut metadata = self.shared.metadata_mut();
+            let result = metadata.apply(index, command, effects);
+            // The metadata is small and changes rarely: persist every change, so
+            // its file is always as new as its applied index.
+            if let Err(e) = metadata.save(&self.metadata_path) {
+                panic!("cannot persist metadata to {}: {e}", self.metadata_path.display());
+            }
+            result
+        };
+        for effect in &effects[first_effect..] {
+            if let Effect::RemoveGroup { group } = effect {
+                self.remove_partition(*group);
+            }
+        }
+        if let Some(topic) = altered_topic {
+            self.reconfigure(&topic);
+        }
+        Applied::Metadata(result)
+    }
+
+    fn remove_partition(&mut self, group: GroupId) {
+        self.cursors.remove(&group);
+        let removed = self.shared.partitions_mut().remove(&group);
+        if let Some(partition) = removed
+            && let Err(e) = std::fs::remove_dir_all(partition.dir())
+        {
+            tracing::warn!(dir = %partition.dir().display(), "cannot delete partition directory: {e}");
+        }
+    }
+
+    fn reconfigure(&self, topic: &str) {
+        let Some(info) = self.shared.metadata().topic(topic).cloned() else {
+            return;
+        };
+        let config = topic_config::log_config(&info.configs);
+        for p in &info.partitions {
+            if let Some(partition) = self.shared.partition(p.group) {
+                partition.log_mut().set_config(config.clone());
+            }
+        }
+    }
+
+    fn apply_partition(&mut self, group: GroupId, index: u64, data: &[u8]) -> Applied {
+        let Some(partition) = self.shared.partition(group) else {
+            return Applied::Produce(Err(ResponseError::UnknownTopicOrPartition));
+        };
+        let cursor = self.cursors.get_mut(&group).expect("every open partition has a cursor");
+        debug_assert!(index > cursor.applied, "entries apply in order, once");
+        cursor.applied = index;
+        match PartitionCommand::decode(data) {
+            Some(PartitionCommand::Produce { batches }) => Applied::Produce(append(&partition, cursor, batches)),
+            Some(PartitionCommand::DeleteRecords { offset }) => {
+                let result = partition.log_mut().delete_records_before(offset);
+                Applied::DeleteRecords(result.map_err(|e| log_error(&partition, e)))
+            }
+            None => {
+                tracing::error!(group, index, "undecodable partition entry");
+                Applied::Produce(Err(ResponseError::CorruptMessage))
+            }
+        }
+    }
+}
+
+/// Appends the batches of one produce entry, skipping any that a previous run
+/// already made durable (entries after the last checkpoint apply again).
+fn append(partition: &Partition, cursor: &mut ApplyCursor, batches: &[u8]) -> Result<ProduceAck, ResponseError> {
+    let ranges = split_batches(batches).map_err(|_| ResponseError::CorruptMessage)?;
+    let mut log = partition.log_mut();
+    let base_offset = cursor.next_offset;
+    let mut buffer = Vec::new();
+    for range in ranges {
+        let header = chronik_log::parse_header(&batches[range.clone()]).map_err(|_| ResponseError::CorruptMessage)?;
+        let records = header.last_offset_delta as i64 + 1;
+        if cursor.next_offset + records <= log.next_offset() {
+            cursor.next_offset += records;
+            continue;
+        }
+        assert_eq!(
+            cursor.next_offset,
+            log.next_offset(),
+            "partition log and Raft log disagree on {}-{}",
+            partition.topic,
+            partition.index
+        );
+        buffer.clear();
+        buffer.extend_from_slice(&batches[range]);
+        if let Err(e) = log.append(&mut buffer) {
+            panic!("cannot append to {}-{}: {e}", partition.topic, partition.index);
+        }
+        cursor.next_offset = log.next_offset();
+    }
+    partition.publish_high_watermark(log.next_offset());
+    Ok(ProduceAck {
+        base_offset,
+        log_start_offset: log.log_start_offset(),
+    })
+}
+
+fn log_error(partition: &Partition, error: LogError) -> ResponseError {
+    match error {
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        e => {
+            tracing::error!(topic = %partition.topic, partition = partition.index, "log error: {e}");
+            ResponseError::KafkaStorageError
+        }
+    }
+}
+
+impl StateMachine for BrokerStateMachine {
+    type Output = Applied;
+
+    fn open_group(&mut self, group: GroupId) -> Option<u64> {
+        if group == METADATA_GROUP {
+            return Some(self.shared.metadata().applied_index);
+        }
+        match self.open_partition(group) {
+            Ok(applied) => applied,
+            Err(e) => panic!("cannot open the partition of group {group}: {e}"),
+        }
+    }
+
+    fn apply(&mut self, group: GroupId, index: u64, data: &[u8], effects: &mut Vec<Effect>) -> Applied {
+        if group == METADATA_GROUP {
+            self.apply_metadata(index, data, effects)
+        } else {
+            self.apply_partition(group, index, data)
+        }
+    }
+
+    fn checkpoint(&mut self) -> Vec<(GroupId, u64)> {
+        let mut durable = vec![(METADATA_GROUP, self.shared.metadata().applied_index)];
+        for (&group, cursor) in self.cursors.iter_mut() {
+            if cursor.applied > cursor.durable {
+                let Some(partition) = self.shared.partition(group) else {
+                    continue;
+                };
+                let mut log = partition.log_mut();
+                let saved = log.flush().map_err(|e| e.to_string()).and_then(|_| {
+                    ApplyCheckpoint {
+                        index: cursor.applied,
+                        next_offset: log.next_offset(),
+                    }
+                    .save(partition.dir())
+                    .map_err(|e| e.to_string())
+                });
+                match saved {
+                    Ok(()) => cursor.durable = cursor.applied,
+                    Err(e) => {
+                        tracing::error!(topic = %partition.topic, partition = partition.index, "cannot checkpoint: {e}")
+                    }
+                }
+            }
+            durable.push((group, cursor.durable));
+        }
+        durable
+    }
+}

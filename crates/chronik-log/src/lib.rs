@@ -1,0 +1,30 @@
+//! The log of one Kafka partition, stored like Kafka stores it.
+//!
+//! A [`PartitionLog`] owns a directory of segments. Each segment is a
+//! `.log` file of Kafka v2 record batches, named by its base offset, with a
+//! sparse offset index (`.index`) and time index (`.timeindex`) beside it.
+//! The log assigns offsets to appended batches, serves reads of whole
+//! batches (records are never decoded), finds batches by timestamp, applies
+//! time and size retention, moves the log start offset for DeleteRecords,
+//! and on open recovers from a crash by cutting the active segment at the
+//! first torn or corrupt batch.
+//!
+//! It is synchronous and single-writer: appends need `&mut self`, reads only
+//! `&self` (positioned reads), so callers can share it behind a `RwLock`.
+//! Replication, high watermarks and producer state live in other crates.
+
+pub mod batch;
+mod checkpoint;
+mod error;
+mod index;
+pub mod log;
+mod recovery;
+mod scan;
+mod segment;
+pub mod testing;
+
+pub use batch::{
+    BATCH_HEADER_LEN, BatchError, BatchHeader, parse_header, set_base_offset, split_batches, validate_batch,
+};
+pub use error::LogError;
+pub use log::{AppendInfo, LogConfig, PartitionLog};

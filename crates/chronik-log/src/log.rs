@@ -1,0 +1,357 @@
+//! The partition log: an ordered run of segments, the last one active.
+//!
+//! Offsets are assigned here, contiguously: each appended batch gets
+//! `next_offset()` as its base offset. Reads take `&self` and use positioned
+//! reads, so they can run concurrently under a shared lock while appends,
+//! deletions and retention take `&mut self`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::batch::{BatchHeader, set_base_offset, validate_batch};
+use crate::checkpoint;
+use crate::error::LogError;
+use crate::recovery;
+use crate::segment::{MAX_SEGMENT_BYTES, Segment, sync_dir};
+
+pub const DEFAULT_SEGMENT_BYTES: u64 = 1024 * 1024 * 1024;
+pub const DEFAULT_INDEX_INTERVAL_BYTES: u64 = 4096;
+pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll to a new segment when the active one would grow past this.
+    /// Values above `u32::MAX` are treated as `u32::MAX` (index positions
+    /// are u32). A batch larger than this still gets a segment of its own.
+    pub segment_bytes: u64,
+    /// At most this many bytes of batches between offset index entries.
+    pub index_interval_bytes: u64,
+    /// Delete closed segments whose newest timestamp is older than this.
+    /// `None` (or a negative value, as Kafka's -1) keeps data forever.
+    pub retention_ms: Option<i64>,
+    /// Delete oldest closed segments while the log stays at least this big.
+    pub retention_bytes: Option<u64>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            index_interval_bytes: DEFAULT_INDEX_INTERVAL_BYTES,
+            retention_ms: Some(DEFAULT_RETENTION_MS),
+            retention_bytes: None,
+        }
+    }
+}
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    /// Byte position of the batch within its segment file.
+    pub position: u64,
+}
+
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Sorted by base offset, never empty; the last one is active.
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    next_offset: i64,
+}
+
+impl PartitionLog {
+    /// Opens (creating if missing) the log in `dir`, recovering from a crash
+    /// if needed: see the `recovery` module.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Self, LogError> {
+        let recovered = recovery::recover(dir, &config)?;
+        let log = Self {
+            dir: dir.to_path_buf(),
+            config,
+            segments: recovered.segments,
+            log_start_offset: recovered.log_start_offset,
+            next_offset: recovered.next_offset,
+        };
+        log.check_invariants();
+        Ok(log)
+    }
+
+    /// Appends one v2 batch, rewriting its base offset to `next_offset()`.
+    /// The data is written straight to the file (readable at once) but is
+    /// only durable after [`flush`](Self::flush).
+    pub fn append(&mut self, batch: &mut [u8]) -> Result<AppendInfo, LogError> {
+        let header = validate_batch(batch)?;
+        if header.record_count == 0 {
+            return Err(LogError::EmptyBatch);
+        }
+        let base_offset = self.next_offset;
+        // The last offset must leave room for next_offset = last + 1.
+        let last_offset = base_offset
+            .checked_add(i64::from(header.last_offset_delta))
+            .filter(|&last| last < i64::MAX)
+            .ok_or(LogError::OffsetOverflow {
+                next_offset: base_offset,
+            })?;
+        if self.should_roll(batch.len(), last_offset) {
+            self.roll()?;
+        }
+        set_base_offset(batch, base_offset);
+        let header = BatchHeader { base_offset, ..header };
+        let interval = self.config.index_interval_bytes;
+        let position = self.active_mut().append(batch, &header, interval)?;
+        self.next_offset = last_offset + 1;
+        self.check_invariants();
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            max_timestamp: header.max_timestamp,
+            position,
+        })
+    }
+
+    /// Fsyncs the active segment's data and writes out its pending index
+    /// entries (not fsynced: recovery rebuilds the active segment's indexes).
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        self.active_mut().flush()?;
+        Ok(())
+    }
+
+    /// Whole batches starting with the one containing `offset`, up to
+    /// `max_bytes` in total but always at least one batch if
+    /// `offset < next_offset()`. Empty at `next_offset()`.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, LogError> {
+        self.check_range(offset)?;
+        if offset == self.next_offset {
+            return Ok(Bytes::new());
+        }
+        let Some((mut index, mut position)) = self.locate(offset)? else {
+            return Ok(Bytes::new());
+        };
+        let mut out = Vec::new();
+        loop {
+            let budget = max_bytes.saturating_sub(out.len());
+            let (chunk, segment_done) = self.segments[index].read_batches(position, budget, out.is_empty())?;
+            if out.is_empty() {
+                out = chunk;
+            } else {
+                out.extend_from_slice(&chunk);
+            }
+            index += 1;
+            if !segment_done || index == self.segments.len() {
+                break;
+            }
+            position = 0;
+        }
+        Ok(Bytes::from(out))
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The log end offset: the offset the next appended record will get.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// Bytes of batch data in all segments (indexes not counted).
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::size).sum()
+    }
+
+    /// The first batch at or after the log start whose max timestamp is at
+    /// least `timestamp`, with its base offset.
+    pub fn batch_at_timestamp(&self, timestamp: i64) -> Result<Option<(i64, Bytes)>, LogError> {
+        for segment in &self.segments {
+            if segment.max_timestamp().is_none_or(|(max, _)| max < timestamp) {
+                continue;
+            }
+            if let Some((position, header)) = segment.locate_timestamp(timestamp, self.log_start_offset)? {
+                let batch = segment.read_exact(position, header.total_len())?;
+                return Ok(Some((header.base_offset, Bytes::from(batch))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The largest batch max timestamp and the base offset of the first
+    /// batch holding it. Like Kafka it works per segment, so it may name a
+    /// batch below the log start if that batch's segment is still kept.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        self.segments
+            .iter()
+            .filter_map(Segment::max_timestamp)
+            .fold(None, |best, candidate| match best {
+                Some(best) if best.0 >= candidate.0 => Some(best),
+                _ => Some(candidate),
+            })
+    }
+
+    /// Moves the log start forward to `min(offset, next_offset())` (never
+    /// backwards), persists it and deletes segments wholly below it.
+    /// Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
+        let target = offset.min(self.next_offset);
+        if target <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        self.set_log_start_offset(target)?;
+        if self.active().size() > 0 && self.next_offset <= self.log_start_offset {
+            // Everything is deleted: roll so the old active segment can go too.
+            self.roll()?;
+        }
+        let below = self
+            .segments
+            .windows(2)
+            .take_while(|w| w[1].base_offset() <= self.log_start_offset)
+            .count();
+        self.delete_oldest(below)?;
+        self.check_invariants();
+        Ok(self.log_start_offset)
+    }
+
+    /// Applies time and size retention to closed segments, oldest first
+    /// (Kafka semantics), and returns how many segments were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        let mut count = 0;
+        if let Some(retention_ms) = self.config.retention_ms.filter(|&ms| ms >= 0) {
+            let cutoff = now_ms.saturating_sub(retention_ms);
+            let expired = |s: &Segment| s.max_timestamp().is_none_or(|(max, _)| max < cutoff);
+            let closed = &self.segments[..self.segments.len() - 1];
+            count = closed.iter().take_while(|s| expired(s)).count();
+            if count == closed.len() && self.active().size() > 0 && expired(self.active()) {
+                // Like Kafka: roll so an expired active segment can be deleted.
+                self.roll()?;
+                count += 1;
+            }
+        }
+        if let Some(retention_bytes) = self.config.retention_bytes {
+            let closed = self.segments.len() - 1;
+            let deleted: u64 = self.segments[..count].iter().map(Segment::size).sum();
+            let mut size = self.size_bytes() - deleted;
+            while count < closed && size - self.segments[count].size() >= retention_bytes {
+                size -= self.segments[count].size();
+                count += 1;
+            }
+        }
+        if count == 0 {
+            return Ok(0);
+        }
+        let start = self.segments[count].base_offset().max(self.log_start_offset);
+        if start != self.log_start_offset {
+            self.set_log_start_offset(start)?;
+        }
+        self.delete_oldest(count)?;
+        self.check_invariants();
+        Ok(count)
+    }
+
+    /// Takes effect from the next append or retention run.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Closes the log and deletes its directory.
+    pub fn remove(self) -> Result<(), LogError> {
+        let dir = self.dir.clone();
+        drop(self);
+        fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments.last().expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.last_mut().expect("a log always has an active segment")
+    }
+
+    fn should_roll(&self, batch_len: usize, last_offset: i64) -> bool {
+        let active = self.active();
+        let limit = self.config.segment_bytes.min(MAX_SEGMENT_BYTES);
+        // An empty active segment starts at next_offset, so any batch fits it.
+        debug_assert!(active.size() > 0 || active.fits_offset(last_offset));
+        active.size() > 0 && (active.size() + batch_len as u64 > limit || !active.fits_offset(last_offset))
+    }
+
+    /// Seals the active segment and starts a new one at `next_offset`.
+    fn roll(&mut self) -> Result<(), LogError> {
+        debug_assert!(self.active().size() > 0);
+        self.active_mut().seal()?;
+        let segment = Segment::create(&self.dir, self.next_offset)?;
+        sync_dir(&self.dir)?;
+        tracing::debug!(dir = %self.dir.display(), base_offset = self.next_offset, "rolled segment");
+        self.segments.push(segment);
+        Ok(())
+    }
+
+    /// Persists before updating memory, so a failure changes nothing.
+    fn set_log_start_offset(&mut self, start: i64) -> Result<(), LogError> {
+        debug_assert!(start >= self.log_start_offset && start <= self.next_offset);
+        checkpoint::write(&self.dir, start)?;
+        self.log_start_offset = start;
+        Ok(())
+    }
+
+    /// Deletes the `count` oldest segments, which must all be closed.
+    fn delete_oldest(&mut self, count: usize) -> Result<(), LogError> {
+        debug_assert!(count < self.segments.len());
+        for segment in self.segments.drain(..count) {
+            debug_assert!(segment.base_offset() < self.log_start_offset);
+            segment.delete(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    fn check_range(&self, offset: i64) -> Result<(), LogError> {
+        if offset < self.log_start_offset || offset > self.next_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end: self.next_offset,
+            });
+        }
+        Ok(())
+    }
+
+    /// Segment index and position of the first batch whose last offset is
+    /// at or after `offset`, skipping any gap left by a damaged segment.
+    fn locate(&self, offset: i64) -> Result<Option<(usize, u64)>, LogError> {
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1);
+        for (index, segment) in self.segments.iter().enumerate().skip(first) {
+            if let Some((position, _)) = segment.locate_offset(offset)? {
+                return Ok(Some((index, position)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn check_invariants(&self) {
+        debug_assert!(!self.segments.is_empty());
+        debug_assert!(
+            self.segments
+                .windows(2)
+                .all(|w| w[0].base_offset() < w[1].base_offset())
+        );
+        debug_assert!(self.segments[0].base_offset() <= self.log_start_offset);
+        debug_assert!(self.log_start_offset <= self.next_offset);
+        debug_assert!(self.active().base_offset() <= self.next_offset);
+        debug_assert!(self.active().size() > 0 || self.active().base_offset() == self.next_offset);
+    }
+}
+
+#[cfg(test)]
+mod tests;

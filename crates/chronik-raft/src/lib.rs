@@ -1,0 +1,32 @@
+//! Multi-Raft for Chronik.
+//!
+//! Every partition of every topic, and the cluster metadata, is its own
+//! raft-rs group. This crate runs all groups of a node from one loop:
+//!
+//! - proposals arrive on a bounded channel and are answered through a oneshot
+//!   once the entry is committed and applied, so no caller blocks on consensus
+//!   and many proposals are in flight per group;
+//! - every iteration collects each group's `Ready`, writes all new entries and
+//!   hard states of all groups to one raft-engine instance in one `LogBatch`
+//!   with one fsync (group commit), then applies committed entries;
+//! - what "apply" means is the caller's business: it implements
+//!   [`StateMachine`].
+
+mod logger;
+mod multi_raft;
+mod state_machine;
+mod status;
+mod storage;
+
+pub use multi_raft::{MultiRaft, MultiRaftConfig, ProposeError, StartError};
+pub use state_machine::{Effect, StateMachine};
+pub use status::{GroupStatus, StatusBoard};
+
+/// Identifies one Raft group on a node. Group 0 is the metadata group.
+pub type GroupId = u64;
+
+/// Identifies a node; the same number is its Raft peer id and Kafka broker id.
+pub type NodeId = u64;
+
+/// The group that replicates cluster metadata.
+pub const METADATA_GROUP: GroupId = 0;

@@ -1,0 +1,36 @@
+//! The contract between the Raft loop and whatever the groups replicate.
+
+use crate::{GroupId, NodeId};
+
+/// Changes to the set of groups that applying an entry asks for. The loop
+/// carries them out after the current batch of entries is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Start a group with these voters; a no-op if it already runs.
+    CreateGroup { group: GroupId, voters: Vec<NodeId> },
+    /// Stop a group and delete its Raft log.
+    RemoveGroup { group: GroupId },
+}
+
+/// The replicated state of all groups of a node.
+///
+/// Entries are applied in index order, per group. After a crash, entries
+/// after the index returned by [`StateMachine::open_group`] are applied again,
+/// so `apply` must recognise an entry whose effect is already durable.
+pub trait StateMachine: Send + 'static {
+    /// What a proposer receives once its entry is applied.
+    type Output: Send + 'static;
+
+    /// Called when the loop loads or creates `group`. Returns the index up to
+    /// which the group's applied state is durable, or `None` when the group is
+    /// unknown and its Raft log should be deleted.
+    fn open_group(&mut self, group: GroupId) -> Option<u64>;
+
+    /// Applies one committed entry. Must be deterministic: every replica
+    /// reaches the same state from the same entries.
+    fn apply(&mut self, group: GroupId, index: u64, data: &[u8], effects: &mut Vec<Effect>) -> Self::Output;
+
+    /// Makes applied state durable and reports, per group, the index up to
+    /// which it is. The loop may then drop Raft log entries up to that index.
+    fn checkpoint(&mut self) -> Vec<(GroupId, u64)>;
+}

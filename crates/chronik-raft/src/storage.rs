@@ -1,0 +1,179 @@
+//! raft-rs `Storage` for one group, backed by the raft-engine shared by all
+//! groups of the node.
+//!
+//! Per group, raft-engine holds the entries plus three keys: the hard state,
+//! the conf state, and the index and term of the last compacted entry.
+
+use std::sync::Arc;
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use raft_engine::{Engine, LogBatch, MessageExt};
+
+use crate::GroupId;
+
+pub(crate) const HARD_STATE_KEY: &[u8] = b"hard_state";
+const CONF_STATE_KEY: &[u8] = b"conf_state";
+const COMPACTED_KEY: &[u8] = b"compacted";
+
+/// Teaches raft-engine where the index of a raft-rs entry is.
+#[derive(Clone, Copy)]
+pub(crate) struct EntryExt;
+
+impl MessageExt for EntryExt {
+    type Entry = Entry;
+
+    fn index(entry: &Entry) -> u64 {
+        entry.index
+    }
+}
+
+pub(crate) struct GroupStorage {
+    engine: Arc<Engine>,
+    group: GroupId,
+}
+
+fn store_error(e: impl std::error::Error + Send + Sync + 'static) -> raft::Error {
+    raft::Error::Store(StorageError::Other(Box::new(e)))
+}
+
+impl GroupStorage {
+    pub(crate) fn new(engine: Arc<Engine>, group: GroupId) -> Self {
+        GroupStorage { engine, group }
+    }
+
+    /// Whether the group has ever been initialised on this node.
+    pub(crate) fn exists(engine: &Engine, group: GroupId) -> bool {
+        engine.get(group, CONF_STATE_KEY).is_some()
+    }
+
+    /// Records the initial membership of a brand-new group.
+    pub(crate) fn initialise(engine: &Engine, group: GroupId, voters: &[u64]) -> raft_engine::Result<()> {
+        let conf = ConfState {
+            voters: voters.to_vec(),
+            ..Default::default()
+        };
+        let mut batch = LogBatch::default();
+        batch.put_message(group, CONF_STATE_KEY.to_vec(), &conf)?;
+        engine.write(&mut batch, true)?;
+        Ok(())
+    }
+
+    /// Deletes every trace of the group.
+    pub(crate) fn destroy(engine: &Engine, group: GroupId) -> raft_engine::Result<()> {
+        let mut batch = LogBatch::default();
+        batch.add_command(group, raft_engine::Command::Clean);
+        engine.write(&mut batch, true)?;
+        Ok(())
+    }
+
+    /// (index, term) of the last entry dropped by compaction; (0, 0) if none.
+    fn compacted(&self) -> (u64, u64) {
+        match self.engine.get(self.group, COMPACTED_KEY) {
+            Some(v) if v.len() == 16 => (
+                u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
+                u64::from_be_bytes(v[8..].try_into().expect("8 bytes")),
+            ),
+            _ => (0, 0),
+        }
+    }
+
+    /// Drops entries up to and including `index`, keeping its term so that
+    /// raft-rs can still match the entry after it.
+    pub(crate) fn compact_to(&self, index: u64) -> raft::Result<()> {
+        let (compacted, _) = self.compacted();
+        if index <= compacted || index > self.last_index_inner() {
+            return Ok(());
+        }
+        let term = raft::Storage::term(self, index)?;
+        let mut value = index.to_be_bytes().to_vec();
+        value.extend_from_slice(&term.to_be_bytes());
+        let mut batch = LogBatch::default();
+        batch
+            .put(self.group, COMPACTED_KEY.to_vec(), value)
+            .map_err(store_error)?;
+        batch.add_command(self.group, raft_engine::Command::Compact { index: index + 1 });
+        self.engine.write(&mut batch, false).map_err(store_error)?;
+        Ok(())
+    }
+
+    fn last_index_inner(&self) -> u64 {
+        self.engine.last_index(self.group).unwrap_or_else(|| self.compacted().0)
+    }
+}
+
+impl raft::Storage for GroupStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let hard_state: HardState = self
+            .engine
+            .get_message(self.group, HARD_STATE_KEY)
+            .map_err(store_error)?
+            .unwrap_or_default();
+        let conf_state: ConfState = self
+            .engine
+            .get_message(self.group, CONF_STATE_KEY)
+            .map_err(store_error)?
+            .unwrap_or_default();
+        Ok(RaftState::new(hard_state, conf_state))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low <= self.compacted().0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last_index_inner() + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let mut entries = Vec::with_capacity((high - low) as usize);
+        let max_size = max_size.into().map(|s| s as usize);
+        self.engine
+            .fetch_entries_to::<EntryExt>(self.group, low, high, max_size, &mut entries)
+            .map_err(store_error)?;
+        Ok(entries)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        let (compacted, compacted_term) = self.compacted();
+        if idx == compacted {
+            return Ok(compacted_term);
+        }
+        if idx < compacted {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        match self
+            .engine
+            .get_entry::<EntryExt>(self.group, idx)
+            .map_err(store_error)?
+        {
+            Some(entry) => Ok(entry.term),
+            None => Err(raft::Error::Store(StorageError::Unavailable)),
+        }
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.compacted().0 + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last_index_inner())
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // Replicas that fall behind the compacted log are a multi-node concern;
+        // a single voter never asks for a snapshot.
+        Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+    }
+}
+
+/// Encodes a hard state for the shared `LogBatch`.
+pub(crate) fn put_hard_state(batch: &mut LogBatch, group: GroupId, hs: &HardState) -> raft_engine::Result<()> {
+    debug_assert!(hs.is_initialized());
+    batch.put_message(group, HARD_STATE_KEY.to_vec(), hs)
+}
