@@ -183,6 +183,10 @@ struct Group<O> {
     node: RawNode<GroupStorage>,
     pending: VecDeque<PendingProposal<O>>,
     status: GroupStatus,
+    /// The commit index of the last hard state written to the log store.
+    /// Compaction must not pass it: raft-rs refuses to start from a hard
+    /// state that commits less than the log has dropped.
+    persisted_commit: u64,
 }
 
 struct Driver<S: StateMachine> {
@@ -215,11 +219,18 @@ impl<S: StateMachine> Driver<S> {
     }
 
     fn open_group(&mut self, id: GroupId) -> Result<(), StartError> {
-        let Some(applied) = self.state_machine.open_group(id) else {
+        let Some(durable) = self.state_machine.open_group(id) else {
             tracing::info!(group = id, "deleting the Raft log of a group no topic owns");
             GroupStorage::destroy(&self.engine, id)?;
             return Ok(());
         };
+        let storage = GroupStorage::new(self.engine.clone(), id);
+        // The hard state that records a commit index is written one iteration
+        // after the entries are applied, so state can be durable beyond the
+        // persisted commit index. raft-rs replays from the lower of the two;
+        // the state machine skips what it already holds.
+        let committed = raft::Storage::initial_state(&storage)?.hard_state.commit;
+        let applied = durable.min(committed);
         let raft_config = raft::Config {
             id: self.config.node_id,
             election_tick: self.config.election_ticks,
@@ -232,7 +243,6 @@ impl<S: StateMachine> Driver<S> {
             check_quorum: true,
             ..Default::default()
         };
-        let storage = GroupStorage::new(self.engine.clone(), id);
         let mut node = RawNode::new(&raft_config, storage, &self.logger)?;
         let voters = node.raft.prs().conf().voters().ids().iter().collect::<Vec<_>>();
         if voters == [self.config.node_id] {
@@ -245,6 +255,7 @@ impl<S: StateMachine> Driver<S> {
                 node,
                 pending: VecDeque::new(),
                 status: GroupStatus::default(),
+                persisted_commit: committed,
             },
         );
         Ok(())
@@ -373,10 +384,11 @@ impl<S: StateMachine> Driver<S> {
             if let Err(e) = batch.add_entries::<EntryExt>(id, ready.entries()) {
                 panic!("cannot encode Raft entries of group {id}: {e}");
             }
-            if let Some(hs) = ready.hs()
-                && let Err(e) = put_hard_state(&mut batch, id, hs)
-            {
-                panic!("cannot encode the hard state of group {id}: {e}");
+            if let Some(hs) = ready.hs() {
+                if let Err(e) = put_hard_state(&mut batch, id, hs) {
+                    panic!("cannot encode the hard state of group {id}: {e}");
+                }
+                group.persisted_commit = hs.commit;
             }
             group.status.term = group.node.raft.term;
             readies.push((id, ready));
@@ -449,7 +461,7 @@ impl<S: StateMachine> Driver<S> {
     fn checkpoint(&mut self) {
         for (id, durable) in self.state_machine.checkpoint() {
             if let Some(group) = self.groups.get(&id)
-                && let Err(e) = group.node.store().compact_to(durable)
+                && let Err(e) = group.node.store().compact_to(durable.min(group.persisted_commit))
             {
                 tracing::warn!(group = id, "cannot compact Raft log: {e}");
             }

@@ -15,8 +15,9 @@ pub enum Effect {
 /// The replicated state of all groups of a node.
 ///
 /// Entries are applied in index order, per group. After a crash, entries
-/// after the index returned by [`StateMachine::open_group`] are applied again,
-/// so `apply` must recognise an entry whose effect is already durable.
+/// whose effect is already durable may be applied again (up to the index
+/// returned by [`StateMachine::open_group`], and beyond it for state that is
+/// made durable lazily), so `apply` must recognise them.
 pub trait StateMachine: Send + 'static {
     /// What a proposer receives once its entry is applied.
     type Output: Send + 'static;

@@ -1,0 +1,210 @@
+//! Test harness: real `chronik-server` processes on ephemeral 127.0.0.1 ports.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One broker process. Killed when dropped.
+pub struct Broker {
+    child: Option<Child>,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    extra_args: Vec<String>,
+    log_path: PathBuf,
+}
+
+impl Broker {
+    /// Starts a broker on a fresh port with its data in `data_dir`.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> Broker {
+        let mut broker = Broker {
+            child: None,
+            addr: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            log_path: data_dir.with_extension("log"),
+        };
+        broker.launch();
+        broker
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open broker log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--kafka-port", "0"])
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn chronik-server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("chronik-server ready: kafka=") {
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(addr) => self.addr = addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("broker did not become ready; log:\n{}", self.log_tail());
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// Restarts on the same data directory (on a new port).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// SIGKILL: no shutdown work at all, as in a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                assert!(
+                    status.success(),
+                    "broker exited with {status}; log:\n{}",
+                    self.log_tail()
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("broker did not stop within 15 s of SIGTERM");
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn producer(&self, settings: &[(&str, &str)]) -> BaseProducer {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.addr).set("linger.ms", "5");
+        for (k, v) in settings {
+            config.set(*k, *v);
+        }
+        config.create().expect("create producer")
+    }
+
+    pub fn consumer(&self) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .set("group.id", "chronik-tests")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .expect("create consumer")
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Waits until every queued message is delivered or `timeout` passes.
+pub fn flush(producer: &BaseProducer, timeout: Duration) {
+    producer.flush(timeout).expect("flush producer");
+}
+
+/// Reads `partition` from `from` until `count` messages arrived, calling
+/// `each` on every one. Bounded by `timeout`.
+pub fn consume_partition(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    from: Offset,
+    count: usize,
+    timeout: Duration,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> usize {
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, from).expect("offset");
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut seen = 0;
+    while seen < count && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                assert_eq!(message.partition(), partition);
+                each(&message);
+                seen += 1;
+            }
+            Some(Err(e)) => panic!("consume error: {e}"),
+            None => {}
+        }
+    }
+    seen
+}
+
+/// (low, high) watermarks of a partition as the broker reports them.
+pub fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> (i64, i64) {
+    consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .expect("fetch watermarks")
+}
+
+/// Creates a topic through the admin API and waits for it.
+pub fn create_topic(addr: &str, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()
+        .expect("admin client");
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        new_topic = new_topic.set(k, v);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime
+        .block_on(admin.create_topics([&new_topic], &AdminOptions::new()))
+        .expect("create_topics");
+    for result in results {
+        result.expect("topic created");
+    }
+}

@@ -1,0 +1,619 @@
+"""Integration tests driving Chronik with confluent-kafka (librdkafka)."""
+
+import time
+from collections import defaultdict
+
+import pytest
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_CREATE_TIME,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewPartitions,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
+
+from conftest import wait_until
+
+TIMEOUT = 15  # seconds, for any single admin / metadata operation
+
+
+@pytest.fixture
+def broker_args():
+    # Explicit topic management only: nothing in this module relies on
+    # auto-creation, and it must not mask a failed CreateTopics.
+    return ["--retention-check-interval-ms", "200", "--auto-create-topics", "false"]
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+
+def admin_for(broker):
+    return AdminClient({"bootstrap.servers": broker.bootstrap, "socket.timeout.ms": 10000})
+
+
+def producer_for(broker, **extra):
+    conf = {
+        "bootstrap.servers": broker.bootstrap,
+        "acks": "all",
+        "linger.ms": 5,
+        "message.timeout.ms": 30000,
+    }
+    conf.update(extra)
+    return Producer(conf)
+
+
+def consumer_for(broker, **extra):
+    conf = {
+        "bootstrap.servers": broker.bootstrap,
+        "group.id": "chronik-python-tests",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 10000,
+    }
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def create_topic(admin, name, partitions=1, config=None):
+    fs = admin.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
+        request_timeout=TIMEOUT,
+    )
+    fs[name].result(timeout=TIMEOUT)
+    wait_until(
+        lambda: name in admin.list_topics(timeout=TIMEOUT).topics,
+        timeout=TIMEOUT,
+        what=f"topic {name} in metadata",
+    )
+
+
+def kafka_error_of(excinfo):
+    """The KafkaError carried by a KafkaException raised from a future."""
+    exc = excinfo.value
+    assert isinstance(exc, KafkaException), f"expected KafkaException, got {exc!r}"
+    err = exc.args[0]
+    assert isinstance(err, KafkaError), f"expected KafkaError, got {err!r}"
+    return err
+
+
+def produce_all(producer, items, timeout=60):
+    """Produce `items` (dicts of kwargs for Producer.produce); return the
+    delivery reports (err, topic, partition, offset, key) in callback order."""
+    reports = []
+
+    def on_delivery(err, msg):
+        reports.append((err, msg.topic(), msg.partition(), msg.offset(), msg.key()))
+
+    for kw in items:
+        while True:
+            try:
+                producer.produce(on_delivery=on_delivery, **kw)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    remaining = producer.flush(timeout)
+    assert remaining == 0, f"{remaining} messages still undelivered after {timeout}s"
+    assert len(reports) == len(items)
+    return reports
+
+
+def consume_n(consumer, n, timeout=60):
+    """Consume exactly `n` messages (bounded by `timeout`), failing on errors."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        for msg in consumer.consume(num_messages=min(1000, n - len(out)), timeout=1.0):
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise AssertionError(f"consumer error: {msg.error()}")
+            out.append(msg)
+    assert len(out) == n, f"consumed {len(out)} of {n} messages within {timeout}s"
+    return out
+
+
+def assert_no_more(consumer, wait=1.5):
+    extra = []
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        for msg in consumer.consume(num_messages=100, timeout=0.3):
+            if msg.error() and msg.error().code() == KafkaError._PARTITION_EOF:
+                continue
+            extra.append(msg)
+    assert not extra, f"unexpected extra messages: {[(m.partition(), m.offset(), m.error()) for m in extra][:10]}"
+
+
+def describe_topic_configs(admin, topic):
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    return admin.describe_configs([res], request_timeout=TIMEOUT)[res].result(timeout=TIMEOUT)
+
+
+# --------------------------------------------------------------------------
+# 1. topic creation
+# --------------------------------------------------------------------------
+
+
+def test_create_topics(broker, topic_name):
+    admin = admin_for(broker)
+    name = topic_name("create")
+    create_topic(admin, name, partitions=3, config={"retention.ms": "86400000"})
+
+    md = admin.list_topics(timeout=TIMEOUT)
+    assert name in md.topics
+    tmd = md.topics[name]
+    assert tmd.error is None, tmd.error
+    assert sorted(tmd.partitions) == [0, 1, 2]
+    for p in tmd.partitions.values():
+        assert p.error is None, p.error
+        assert p.leader == 1
+        assert list(p.replicas) == [1]
+        assert list(p.isrs) == [1]
+    assert list(md.brokers) == [1]
+    assert f"{md.brokers[1].host}:{md.brokers[1].port}" == broker.bootstrap
+
+    # The config given at creation time is in effect.
+    configs = describe_topic_configs(admin, name)
+    assert configs["retention.ms"].value == "86400000"
+    assert configs["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+
+    # Creating it again fails with TOPIC_ALREADY_EXISTS.
+    fs = admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)],
+                             request_timeout=TIMEOUT)
+    with pytest.raises(KafkaException) as ei:
+        fs[name].result(timeout=TIMEOUT)
+    assert kafka_error_of(ei).code() == KafkaError.TOPIC_ALREADY_EXISTS
+
+    # An invalid name fails with INVALID_TOPIC_EXCEPTION.
+    bad = "bad name!"
+    fs = admin.create_topics([NewTopic(bad, num_partitions=1, replication_factor=1)],
+                             request_timeout=TIMEOUT)
+    with pytest.raises(KafkaException) as ei:
+        fs[bad].result(timeout=TIMEOUT)
+    assert kafka_error_of(ei).code() == KafkaError.TOPIC_EXCEPTION
+
+    # An unknown topic config key is refused with INVALID_CONFIG.
+    other = topic_name("badcfg")
+    fs = admin.create_topics(
+        [NewTopic(other, num_partitions=1, replication_factor=1, config={"no.such.config": "1"})],
+        request_timeout=TIMEOUT,
+    )
+    with pytest.raises(KafkaException) as ei:
+        fs[other].result(timeout=TIMEOUT)
+    assert kafka_error_of(ei).code() == KafkaError.INVALID_CONFIG
+
+    # Neither failed creation left a topic behind; the good one still has 3 partitions.
+    topics = admin.list_topics(timeout=TIMEOUT).topics
+    assert bad not in topics
+    assert other not in topics
+    assert len(topics[name].partitions) == 3
+
+
+# --------------------------------------------------------------------------
+# 2. produce / consume round trip
+# --------------------------------------------------------------------------
+
+
+def test_produce_consume_roundtrip(broker, topic_name):
+    admin = admin_for(broker)
+    topic = topic_name("roundtrip")
+    create_topic(admin, topic, partitions=3)
+
+    n = 5000
+    t0 = int(time.time() * 1000) - 3_600_000  # an hour ago, well within retention
+    items = []
+    expected = {}
+    for i in range(n):
+        key = f"key-{i % 97}".encode()
+        value = (f"value-{i}-" + "x" * (i % 50)).encode()
+        headers = [("seq", str(i).encode()), ("h", b"\x00\x01" * (i % 3))]
+        if i % 10 == 0:
+            headers.append(("h", b"dup"))  # duplicate header key, order matters
+        ts = t0 + i
+        items.append(dict(topic=topic, key=key, value=value, headers=headers, timestamp=ts))
+        expected[i] = (key, value, headers, ts)
+
+    producer = producer_for(broker)
+    reports = produce_all(producer, items)
+
+    by_partition = defaultdict(list)
+    for err, rtopic, partition, offset, key in reports:
+        assert err is None, f"delivery failed: {err}"
+        assert rtopic == topic
+        assert partition in (0, 1, 2)
+        by_partition[partition].append(offset)
+    assert sum(len(v) for v in by_partition.values()) == n
+    assert len(by_partition) == 3, "keys should have spread over all 3 partitions"
+    for p, offsets in by_partition.items():
+        assert offsets == sorted(offsets), f"delivery offsets not increasing on partition {p}"
+        assert offsets == list(range(len(offsets))), f"offsets not contiguous from 0 on partition {p}"
+
+    # Same key -> same partition (librdkafka's default partitioner is consistent).
+    key_partition = {}
+    for _err, _t, partition, _off, key in reports:
+        assert key_partition.setdefault(key, partition) == partition
+
+    # Watermarks agree with the delivery reports.
+    consumer = consumer_for(broker)
+    try:
+        for p in range(3):
+            lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT)
+            assert (lo, hi) == (0, len(by_partition[p]))
+
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(3)])
+        msgs = consume_n(consumer, n)
+        assert_no_more(consumer)
+    finally:
+        consumer.close()
+
+    got_by_partition = defaultdict(list)
+    for m in msgs:
+        assert m.topic() == topic
+        seq = int(dict(m.headers())["seq"])
+        key, value, headers, ts = expected[seq]
+        assert m.key() == key
+        assert m.value() == value
+        assert m.headers() == headers
+        assert m.timestamp() == (TIMESTAMP_CREATE_TIME, ts)
+        got_by_partition[m.partition()].append((m.offset(), seq))
+
+    # Per partition: offsets 0..n-1 in order, and records in produce order.
+    for p in range(3):
+        got = got_by_partition[p]
+        assert [o for o, _ in got] == list(range(len(by_partition[p])))
+        seqs = [s for _, s in got]
+        assert seqs == sorted(seqs), f"partition {p} records out of produce order"
+    # Every record came back exactly once.
+    assert sorted(s for v in got_by_partition.values() for _, s in v) == list(range(n))
+
+
+def test_null_key_value_and_empty_records(broker, topic_name):
+    """Tombstones (null value), null keys and empty payloads survive the trip."""
+    admin = admin_for(broker)
+    topic = topic_name("nulls")
+    create_topic(admin, topic, partitions=1)
+    items = [
+        dict(topic=topic, partition=0, key=None, value=b"no-key"),
+        dict(topic=topic, partition=0, key=b"tombstone", value=None),
+        dict(topic=topic, partition=0, key=b"", value=b""),
+        dict(topic=topic, partition=0, key=b"k", value=b"v" * 200_000),
+    ]
+    producer = producer_for(broker)
+    reports = produce_all(producer, items)
+    assert [r[0] for r in reports] == [None] * 4
+    assert [r[3] for r in reports] == [0, 1, 2, 3]
+
+    consumer = consumer_for(broker)
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        msgs = consume_n(consumer, 4, timeout=20)
+    finally:
+        consumer.close()
+    assert [(m.key(), m.value()) for m in msgs] == [
+        (None, b"no-key"),
+        (b"tombstone", None),
+        (b"", b""),
+        (b"k", b"v" * 200_000),
+    ]
+    assert [m.offset() for m in msgs] == [0, 1, 2, 3]
+    assert all(m.headers() is None for m in msgs)
+
+
+# --------------------------------------------------------------------------
+# 3. offsets for times / watermarks / list_offsets
+# --------------------------------------------------------------------------
+
+
+def test_offsets_for_times_and_watermarks(broker, topic_name):
+    admin = admin_for(broker)
+    topic = topic_name("times")
+    create_topic(admin, topic, partitions=1)
+
+    n = 200
+    t0 = int(time.time() * 1000) - 600_000
+    producer = producer_for(broker)
+    reports = produce_all(
+        producer,
+        [dict(topic=topic, partition=0, key=str(i).encode(), value=b"v", timestamp=t0 + i)
+         for i in range(n)],
+    )
+    assert [r[3] for r in reports] == list(range(n))
+
+    consumer = consumer_for(broker)
+    try:
+        # Exact timestamps map to their own offset.
+        for k in (0, 1, 57, 100, n - 1):
+            [tp] = consumer.offsets_for_times([TopicPartition(topic, 0, t0 + k)], timeout=TIMEOUT)
+            assert tp.error is None, tp.error
+            assert tp.offset == k, f"timestamp T0+{k} resolved to offset {tp.offset}"
+        # A timestamp before the first record gives the first offset.
+        [tp] = consumer.offsets_for_times([TopicPartition(topic, 0, t0 - 1000)], timeout=TIMEOUT)
+        assert tp.offset == 0
+        # A timestamp after the last record gives -1 (no such offset).
+        [tp] = consumer.offsets_for_times([TopicPartition(topic, 0, t0 + n + 1000)], timeout=TIMEOUT)
+        assert tp.error is None, tp.error
+        assert tp.offset == -1
+
+        lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=TIMEOUT)
+        assert (lo, hi) == (0, n)
+    finally:
+        consumer.close()
+
+    tp = TopicPartition(topic, 0)
+    for spec, expected_offset in [
+        (OffsetSpec.earliest(), 0),
+        (OffsetSpec.latest(), n),
+        (OffsetSpec.for_timestamp(t0 + 42), 42),
+        (OffsetSpec.for_timestamp(t0 + n + 1000), -1),
+        (OffsetSpec.max_timestamp(), n - 1),
+    ]:
+        fs = admin.list_offsets({tp: spec}, request_timeout=TIMEOUT)
+        info = fs[tp].result(timeout=TIMEOUT)
+        assert info.offset == expected_offset, f"{spec}: got offset {info.offset}"
+        if spec is not None and expected_offset >= 0 and "timestamp" in repr(spec).lower():
+            assert info.timestamp == t0 + expected_offset
+
+
+def test_list_offsets_on_empty_partition(broker, topic_name):
+    admin = admin_for(broker)
+    topic = topic_name("empty")
+    create_topic(admin, topic, partitions=2)
+    consumer = consumer_for(broker)
+    try:
+        for p in range(2):
+            assert consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT) == (0, 0)
+    finally:
+        consumer.close()
+    tp = TopicPartition(topic, 1)
+    for spec in (OffsetSpec.earliest(), OffsetSpec.latest()):
+        info = admin.list_offsets({tp: spec}, request_timeout=TIMEOUT)[tp].result(timeout=TIMEOUT)
+        assert info.offset == 0
+
+
+# --------------------------------------------------------------------------
+# 4. configs
+# --------------------------------------------------------------------------
+
+
+def test_incremental_alter_and_describe_configs(broker, topic_name):
+    admin = admin_for(broker)
+    topic = topic_name("cfg")
+    create_topic(admin, topic, partitions=1)
+
+    before = describe_topic_configs(admin, topic)
+    for key in ("retention.ms", "retention.bytes", "segment.bytes", "max.message.bytes",
+                "cleanup.policy"):
+        assert key in before, f"{key} missing from DescribeConfigs: {sorted(before)}"
+    assert before["cleanup.policy"].value == "delete"
+    assert before["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+    assert before["retention.ms"].is_default
+
+    def incremental(entries):
+        res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=entries)
+        return admin.incremental_alter_configs([res], request_timeout=TIMEOUT)[res]
+
+    incremental([ConfigEntry("retention.ms", "1234",
+                             incremental_operation=AlterConfigOpType.SET)]).result(timeout=TIMEOUT)
+    after = describe_topic_configs(admin, topic)
+    assert after["retention.ms"].value == "1234"
+    assert after["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert not after["retention.ms"].is_default
+    # Untouched keys keep their values.
+    assert after["segment.bytes"].value == before["segment.bytes"].value
+
+    # An invalid value is refused with INVALID_CONFIG and changes nothing.
+    with pytest.raises(KafkaException) as ei:
+        incremental([ConfigEntry("retention.ms", "abc",
+                                 incremental_operation=AlterConfigOpType.SET)]).result(timeout=TIMEOUT)
+    assert kafka_error_of(ei).code() == KafkaError.INVALID_CONFIG
+    # So is an unknown key.
+    with pytest.raises(KafkaException) as ei:
+        incremental([ConfigEntry("no.such.config", "1",
+                                 incremental_operation=AlterConfigOpType.SET)]).result(timeout=TIMEOUT)
+    assert kafka_error_of(ei).code() == KafkaError.INVALID_CONFIG
+    assert describe_topic_configs(admin, topic)["retention.ms"].value == "1234"
+
+    # DELETE reverts to the default.
+    incremental([ConfigEntry("retention.ms", None,
+                             incremental_operation=AlterConfigOpType.DELETE)]).result(timeout=TIMEOUT)
+    reverted = describe_topic_configs(admin, topic)["retention.ms"]
+    assert reverted.value == before["retention.ms"].value
+    assert reverted.source == ConfigSource.DEFAULT_CONFIG.value
+
+    # validate_only does not apply the change.
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.ms", "777", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res], validate_only=True,
+                                    request_timeout=TIMEOUT)[res].result(timeout=TIMEOUT)
+    assert describe_topic_configs(admin, topic)["retention.ms"].value == before["retention.ms"].value
+
+    # Configs of a missing topic: UNKNOWN_TOPIC_OR_PART.
+    missing = ConfigResource(ResourceType.TOPIC, topic_name("missing"))
+    with pytest.raises(KafkaException) as ei:
+        admin.describe_configs([missing], request_timeout=TIMEOUT)[missing].result(timeout=TIMEOUT)
+    assert kafka_error_of(ei).code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+
+def test_legacy_alter_configs(broker, topic_name):
+    admin = admin_for(broker)
+    topic = topic_name("legacy")
+    create_topic(admin, topic, partitions=1, config={"retention.ms": "1234"})
+    default_retention = None
+
+    res = ConfigResource(ResourceType.TOPIC, topic, set_config={"segment.bytes": "1048576"})
+    with pytest.warns(DeprecationWarning):
+        fut = admin.alter_configs([res], request_timeout=TIMEOUT)[res]
+    fut.result(timeout=TIMEOUT)
+
+    configs = describe_topic_configs(admin, topic)
+    assert configs["segment.bytes"].value == "1048576"
+    assert configs["segment.bytes"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    # Non-incremental AlterConfigs replaces the whole set: retention.ms,
+    # not mentioned, goes back to its default.
+    assert configs["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+    default_retention = configs["retention.ms"].value
+    assert default_retention != "1234"
+
+    bad = ConfigResource(ResourceType.TOPIC, topic, set_config={"retention.ms": "abc"})
+    with pytest.warns(DeprecationWarning):
+        fut = admin.alter_configs([bad], request_timeout=TIMEOUT)[bad]
+    with pytest.raises(KafkaException) as ei:
+        fut.result(timeout=TIMEOUT)
+    assert kafka_error_of(ei).code() == KafkaError.INVALID_CONFIG
+    assert describe_topic_configs(admin, topic)["segment.bytes"].value == "1048576"
+
+
+def test_configs_survive_restart(broker, topic_name):
+    admin = admin_for(broker)
+    topic = topic_name("persist")
+    create_topic(admin, topic, partitions=2, config={"retention.ms": "4321"})
+    producer = producer_for(broker)
+    produce_all(producer, [dict(topic=topic, partition=1, value=b"x%d" % i) for i in range(10)])
+
+    broker.restart()
+    admin = admin_for(broker)
+    md = admin.list_topics(timeout=TIMEOUT)
+    assert len(md.topics[topic].partitions) == 2
+    assert describe_topic_configs(admin, topic)["retention.ms"].value == "4321"
+    consumer = consumer_for(broker)
+    try:
+        assert consumer.get_watermark_offsets(TopicPartition(topic, 1), timeout=TIMEOUT) == (0, 10)
+        consumer.assign([TopicPartition(topic, 1, OFFSET_BEGINNING)])
+        msgs = consume_n(consumer, 10, timeout=20)
+    finally:
+        consumer.close()
+    assert [m.value() for m in msgs] == [b"x%d" % i for i in range(10)]
+
+
+# --------------------------------------------------------------------------
+# 5. delete records
+# --------------------------------------------------------------------------
+
+
+def test_delete_records(broker, topic_name):
+    admin = admin_for(broker)
+    topic = topic_name("delrec")
+    create_topic(admin, topic, partitions=1)
+    n = 100
+    producer = producer_for(broker)
+    produce_all(producer, [dict(topic=topic, partition=0, value=b"r%d" % i) for i in range(n)])
+
+    tp = TopicPartition(topic, 0, 40)
+    result = admin.delete_records([tp], request_timeout=TIMEOUT)
+    [(rtp, fut)] = list(result.items())
+    deleted = fut.result(timeout=TIMEOUT)
+    assert deleted.low_watermark == 40
+
+    consumer = consumer_for(broker)
+    try:
+        assert consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=TIMEOUT) == (40, n)
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        msgs = consume_n(consumer, n - 40, timeout=20)
+        assert_no_more(consumer, wait=1.0)
+    finally:
+        consumer.close()
+    assert [m.offset() for m in msgs] == list(range(40, n))
+    assert [m.value() for m in msgs] == [b"r%d" % i for i in range(40, n)]
+
+    info = admin.list_offsets({TopicPartition(topic, 0): OffsetSpec.earliest()},
+                              request_timeout=TIMEOUT)[TopicPartition(topic, 0)].result(timeout=TIMEOUT)
+    assert info.offset == 40
+
+    # Deleting beyond the high watermark is OFFSET_OUT_OF_RANGE.
+    result = admin.delete_records([TopicPartition(topic, 0, n + 10)], request_timeout=TIMEOUT)
+    with pytest.raises(KafkaException) as ei:
+        list(result.values())[0].result(timeout=TIMEOUT)
+    assert kafka_error_of(ei).code() == KafkaError.OFFSET_OUT_OF_RANGE
+
+    # The low watermark survives a restart.
+    broker.restart()
+    consumer = consumer_for(broker)
+    try:
+        assert consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=TIMEOUT) == (40, n)
+    finally:
+        consumer.close()
+
+    # OFFSET_END (-1) deletes everything.
+    admin = admin_for(broker)
+    result = admin.delete_records([TopicPartition(topic, 0, -1)], request_timeout=TIMEOUT)
+    assert list(result.values())[0].result(timeout=TIMEOUT).low_watermark == n
+    consumer = consumer_for(broker)
+    try:
+        assert consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=TIMEOUT) == (n, n)
+    finally:
+        consumer.close()
+
+
+# --------------------------------------------------------------------------
+# 6. create partitions / delete topics
+# --------------------------------------------------------------------------
+
+
+def test_create_partitions_and_delete_topics(broker, topic_name):
+    admin = admin_for(broker)
+    topic = topic_name("grow")
+    create_topic(admin, topic, partitions=1)
+
+    admin.create_partitions([NewPartitions(topic, 3)],
+                            request_timeout=TIMEOUT)[topic].result(timeout=TIMEOUT)
+    wait_until(lambda: len(admin.list_topics(timeout=TIMEOUT).topics[topic].partitions) == 3,
+               timeout=TIMEOUT, what="3 partitions in metadata")
+    assert sorted(admin.list_topics(timeout=TIMEOUT).topics[topic].partitions) == [0, 1, 2]
+
+    # The new partitions accept records.
+    producer = producer_for(broker)
+    reports = produce_all(producer, [dict(topic=topic, partition=2, value=b"p2"),
+                                     dict(topic=topic, partition=1, value=b"p1")])
+    assert sorted((r[2], r[3], r[0]) for r in reports) == [(1, 0, None), (2, 0, None)]
+
+    # Shrinking is refused with INVALID_PARTITIONS.
+    with pytest.raises(KafkaException) as ei:
+        admin.create_partitions([NewPartitions(topic, 2)],
+                                request_timeout=TIMEOUT)[topic].result(timeout=TIMEOUT)
+    assert kafka_error_of(ei).code() == KafkaError.INVALID_PARTITIONS
+
+    # Delete the topic; it disappears from metadata.
+    keep = topic_name("keep")
+    create_topic(admin, keep, partitions=1)
+    admin.delete_topics([topic], request_timeout=TIMEOUT)[topic].result(timeout=TIMEOUT)
+    wait_until(lambda: topic not in admin.list_topics(timeout=TIMEOUT).topics,
+               timeout=TIMEOUT, what=f"{topic} gone from metadata")
+    assert keep in admin.list_topics(timeout=TIMEOUT).topics
+
+    # Deleting it again: UNKNOWN_TOPIC_OR_PART.
+    with pytest.raises(KafkaException) as ei:
+        admin.delete_topics([topic], request_timeout=TIMEOUT)[topic].result(timeout=TIMEOUT)
+    assert kafka_error_of(ei).code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+    # The name can be reused, and the new topic starts empty.
+    create_topic(admin, topic, partitions=1)
+    consumer = consumer_for(broker)
+    try:
+        assert consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=TIMEOUT) == (0, 0)
+    finally:
+        consumer.close()
+
+
+def test_describe_cluster(broker):
+    admin = admin_for(broker)
+    desc = admin.describe_cluster(request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+    assert [n.id for n in desc.nodes] == [1]
+    assert f"{desc.nodes[0].host}:{desc.nodes[0].port}" == broker.bootstrap
+    assert desc.controller is not None and desc.controller.id == 1
+    assert desc.cluster_id
