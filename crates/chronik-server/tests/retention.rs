@@ -14,7 +14,7 @@ const RECORDS: usize = 300;
 fn produce(broker: &Broker, topic: &str, timestamp: i64) {
     // One record per batch, so segments of a few KiB hold several batches.
     let producer = broker.producer(&[("acks", "all"), ("linger.ms", "0"), ("batch.num.messages", "1")]);
-    let payload = vec![b'r'; 200];
+    let payload = [b'r'; 200];
     for _ in 0..RECORDS {
         let record: BaseRecord<(), [u8]> = BaseRecord::to(topic)
             .partition(0)
