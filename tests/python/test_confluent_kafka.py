@@ -356,18 +356,33 @@ def test_offsets_for_times_and_watermarks(broker, topic_name):
         consumer.close()
 
     tp = TopicPartition(topic, 0)
-    for spec, expected_offset in [
-        (OffsetSpec.earliest(), 0),
-        (OffsetSpec.latest(), n),
-        (OffsetSpec.for_timestamp(t0 + 42), 42),
-        (OffsetSpec.for_timestamp(t0 + n + 1000), -1),
-        (OffsetSpec.max_timestamp(), n - 1),
+    for spec, expected_offset, expected_ts in [
+        (OffsetSpec.earliest(), 0, None),
+        (OffsetSpec.latest(), n, None),
+        (OffsetSpec.for_timestamp(t0 + 42), 42, t0 + 42),
+        (OffsetSpec.for_timestamp(t0 + n + 1000), -1, None),
     ]:
-        fs = admin.list_offsets({tp: spec}, request_timeout=TIMEOUT)
-        info = fs[tp].result(timeout=TIMEOUT)
-        assert info.offset == expected_offset, f"{spec}: got offset {info.offset}"
-        if spec is not None and expected_offset >= 0 and "timestamp" in repr(spec).lower():
-            assert info.timestamp == t0 + expected_offset
+        info = admin.list_offsets({tp: spec}, request_timeout=TIMEOUT)[tp].result(timeout=TIMEOUT)
+        assert info.offset == expected_offset, f"{type(spec).__name__}: got offset {info.offset}"
+        if expected_ts is not None:
+            assert info.timestamp == expected_ts
+
+
+def test_list_offsets_max_timestamp(broker, topic_name):
+    """OffsetSpec.max_timestamp (ListOffsets v7, timestamp -3) names the
+    record with the largest timestamp (KIP-734), not its batch."""
+    admin = admin_for(broker)
+    topic = topic_name("maxts")
+    create_topic(admin, topic, partitions=1)
+    t0 = int(time.time() * 1000) - 600_000
+    # Timestamps out of order; the maximum sits in the middle of the batch.
+    stamps = [t0 + 5, t0 + 1, t0 + 90, t0 + 7, t0 + 3]
+    producer = producer_for(broker, **{"linger.ms": 100})
+    produce_all(producer, [dict(topic=topic, partition=0, value=b"v", timestamp=ts) for ts in stamps])
+    tp = TopicPartition(topic, 0)
+    info = admin.list_offsets({tp: OffsetSpec.max_timestamp()},
+                              request_timeout=TIMEOUT)[tp].result(timeout=TIMEOUT)
+    assert (info.offset, info.timestamp) == (2, t0 + 90)
 
 
 def test_list_offsets_on_empty_partition(broker, topic_name):

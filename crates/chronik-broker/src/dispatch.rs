@@ -47,59 +47,69 @@ fn done(response: Response) -> Deferred {
     Box::pin(std::future::ready(response))
 }
 
-/// Decodes and routes one frame. Work that must happen in request order (a
-/// produce request queueing its proposals) is done before this returns; the
-/// rest is in the returned future.
-pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Deferred {
+/// What a frame turned out to be.
+#[derive(Debug)]
+pub enum Decoded {
+    /// A request Chronik implements, ready to handle.
+    Request(RequestHeader, RequestKind),
+    /// A frame answered without a handler: an unsupported API or version,
+    /// or a malformed request. `None` when there is no one to answer.
+    Rejected(Response),
+}
+
+/// Checks the API and version of a frame and decodes it. Never panics,
+/// whatever the bytes: this is the boundary the fuzz target exercises.
+pub fn decode(mut frame: Bytes) -> Decoded {
     if frame.len() < 8 {
         tracing::debug!(len = frame.len(), "request frame shorter than a request header");
-        return done(None);
+        return Decoded::Rejected(None);
     }
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let key = ApiKey::try_from(api_key).ok();
-    let supported = key.and_then(supported_versions);
-    match (key, supported) {
-        (Some(_), Some((min, max))) if (min..=max).contains(&version) => {}
+    let key = match (key, key.and_then(supported_versions)) {
+        (Some(key), Some((min, max))) if (min..=max).contains(&version) => key,
         (Some(ApiKey::ApiVersions), _) => {
             // Kafka's rule: answer an unknown ApiVersions version in v0 form so
             // the client learns which versions to use.
-            return done(encode(
-                correlation_id,
-                ApiKey::ApiVersions,
-                0,
-                ResponseKind::ApiVersions(handlers::api_versions::unsupported()),
-            ));
+            let body = ResponseKind::ApiVersions(handlers::api_versions::unsupported());
+            return Decoded::Rejected(encode(correlation_id, ApiKey::ApiVersions, 0, body));
         }
         _ => {
             tracing::debug!(api_key, version, "unsupported API or version");
-            return done(error_only(correlation_id, ResponseError::UnsupportedVersion));
+            return Decoded::Rejected(error_only(correlation_id, ResponseError::UnsupportedVersion));
         }
-    }
-    let key = key.expect("matched above");
+    };
     let header = match RequestHeader::decode(&mut frame, key.request_header_version(version)) {
         Ok(header) => header,
-        Err(e) => return done(malformed(correlation_id, key, version, e)),
+        Err(e) => return Decoded::Rejected(malformed(correlation_id, key, version, e)),
     };
     let request = match RequestKind::decode(key, &mut frame, version) {
         Ok(request) => request,
-        Err(e) => return done(malformed(correlation_id, key, version, e)),
+        Err(e) => return Decoded::Rejected(malformed(correlation_id, key, version, e)),
     };
     if frame.has_remaining() {
-        tracing::debug!(
-            ?key,
-            version,
-            trailing = frame.remaining(),
-            "request has trailing bytes"
-        );
+        tracing::debug!(?key, version, trailing = frame.remaining(), "request has trailing bytes");
     }
+    Decoded::Request(header, request)
+}
+
+/// Decodes and routes one frame. Work that must happen in request order (a
+/// produce request queueing its proposals) is done before this returns; the
+/// rest is in the returned future.
+pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Deferred {
+    let (header, request) = match decode(frame) {
+        Decoded::Request(header, request) => (header, request),
+        Decoded::Rejected(response) => return done(response),
+    };
     if let RequestKind::Produce(request) = request {
         return handlers::produce::submit(broker.clone(), header, request).await;
     }
     let broker = broker.clone();
     Box::pin(async move {
         let response = handle(&broker, &header, request).await;
+        let key = ApiKey::try_from(header.request_api_key).expect("decode admitted only known APIs");
         encode(header.correlation_id, key, header.request_api_version, response)
     })
 }

@@ -108,7 +108,7 @@ async fn propose(
 
 /// Checks what the partition log will store: whole v2 batches, CRCs intact,
 /// each within the topic's max.message.bytes.
-fn validate(records: &[u8], max_message_bytes: usize) -> Result<(), ResponseError> {
+pub fn validate(records: &[u8], max_message_bytes: usize) -> Result<(), ResponseError> {
     let ranges = chronik_log::split_batches(records).map_err(|_| ResponseError::CorruptMessage)?;
     if ranges.is_empty() {
         return Err(ResponseError::CorruptMessage);

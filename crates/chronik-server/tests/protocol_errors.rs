@@ -1,0 +1,225 @@
+//! Bad input gets the Kafka error a Kafka broker would send, and the broker
+//! keeps serving: unsupported versions, malformed and oversized frames, CRC
+//! mismatches, bad topic names, oversized batches, unknown topics.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use common::Broker;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+struct Connection {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+impl Connection {
+    fn open(broker: &Broker) -> Connection {
+        let stream = TcpStream::connect(&broker.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Connection { stream, correlation: 0 }
+    }
+
+    fn send_raw(&mut self, frame: &[u8]) {
+        let mut out = Vec::with_capacity(frame.len() + 4);
+        out.extend_from_slice(&(frame.len() as i32).to_be_bytes());
+        out.extend_from_slice(frame);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// Reads one response frame; `None` if the broker closed the connection.
+    fn receive(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).ok()?;
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(Bytes::from(body))
+    }
+
+    fn header(&mut self, key: ApiKey, version: i16) -> BytesMut {
+        self.correlation += 1;
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("protocol-test")))
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        buf
+    }
+
+    /// Sends a request and returns the response body after its header.
+    fn call<R: Encodable>(&mut self, key: ApiKey, version: i16, request: &R) -> Bytes {
+        let mut frame = self.header(key, version);
+        request.encode(&mut frame, version).unwrap();
+        self.send_raw(&frame);
+        let mut response = self.receive().expect("a response");
+        let header_version = if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };
+        let header = ResponseHeader::decode(&mut response, header_version).unwrap();
+        assert_eq!(header.correlation_id, self.correlation);
+        response
+    }
+}
+
+fn error_only(mut body: Bytes, correlation: i32) -> i16 {
+    assert_eq!(body.get_i32(), correlation);
+    body.get_i16()
+}
+
+fn produce_request(topic: &str, records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))]),
+    ])
+}
+
+fn produce_error(connection: &mut Connection, request: &ProduceRequest) -> i16 {
+    let mut body = connection.call(ApiKey::Produce, 9, request);
+    let response = ProduceResponse::decode(&mut body, 9).unwrap();
+    response.responses[0].partition_responses[0].error_code
+}
+
+fn batch(records: u32, payload: usize) -> Bytes {
+    Bytes::from(chronik_log::testing::build_batch(records, 1_700_000_000_000, payload))
+}
+
+#[test]
+fn versions_and_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"), &["--max-request-bytes", "1048576"]);
+    let mut connection = Connection::open(&broker);
+
+    // An ApiVersions version from the future gets the v0 answer with UNSUPPORTED_VERSION.
+    let mut frame = connection.header(ApiKey::ApiVersions, 0);
+    frame[2..4].copy_from_slice(&9i16.to_be_bytes());
+    connection.send_raw(&frame);
+    let mut body = connection.receive().unwrap();
+    assert_eq!(body.get_i32(), connection.correlation);
+    let versions = ApiVersionsResponse::decode(&mut body, 0).unwrap();
+    assert_eq!(versions.error_code, ResponseError::UnsupportedVersion.code());
+    assert!(versions.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16));
+
+    // ApiVersions v3 lists exactly what is implemented.
+    let mut body = connection.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let versions = ApiVersionsResponse::decode(&mut body, 3).unwrap();
+    assert_eq!(versions.error_code, 0);
+    let produce = versions.api_keys.iter().find(|k| k.api_key == ApiKey::Produce as i16).unwrap();
+    assert_eq!((produce.min_version, produce.max_version), (3, 11));
+    assert!(!versions.api_keys.iter().any(|k| k.api_key == ApiKey::DescribeAcls as i16));
+
+    // An API Chronik does not implement, and an unknown API key.
+    let frame = connection.header(ApiKey::DescribeAcls, 1);
+    connection.send_raw(&frame);
+    let correlation = connection.correlation;
+    assert_eq!(error_only(connection.receive().unwrap(), correlation), ResponseError::UnsupportedVersion.code());
+    let mut frame = connection.header(ApiKey::Metadata, 1);
+    frame[0..2].copy_from_slice(&999i16.to_be_bytes());
+    connection.send_raw(&frame);
+    let correlation = connection.correlation;
+    assert_eq!(error_only(connection.receive().unwrap(), correlation), ResponseError::UnsupportedVersion.code());
+    // A version above the supported range.
+    let frame = connection.header(ApiKey::Produce, 13);
+    connection.send_raw(&frame);
+    let correlation = connection.correlation;
+    assert_eq!(error_only(connection.receive().unwrap(), correlation), ResponseError::UnsupportedVersion.code());
+
+    // A malformed body: INVALID_REQUEST, and the connection still works.
+    let mut frame = connection.header(ApiKey::Metadata, 9);
+    frame.put_slice(&[0xff, 0xff, 0xff, 0x7f, 0x01]);
+    connection.send_raw(&frame);
+    let correlation = connection.correlation;
+    assert_eq!(error_only(connection.receive().unwrap(), correlation), ResponseError::InvalidRequest.code());
+    let mut body = connection.call(ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(Some(vec![])));
+    MetadataResponse::decode(&mut body, 9).unwrap();
+
+    // A frame over --max-request-bytes: MESSAGE_TOO_LARGE, then the connection closes.
+    let header = connection.header(ApiKey::Produce, 9);
+    let mut out = Vec::new();
+    out.extend_from_slice(&(2 * 1024 * 1024i32).to_be_bytes());
+    out.extend_from_slice(&header);
+    connection.stream.write_all(&out).unwrap();
+    let correlation = connection.correlation;
+    assert_eq!(error_only(connection.receive().unwrap(), correlation), ResponseError::MessageTooLarge.code());
+    assert!(connection.receive().is_none(), "connection stays open after an oversized frame");
+
+    // The broker itself is unharmed.
+    let mut connection = Connection::open(&broker);
+    let mut body = connection.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+    assert_eq!(ApiVersionsResponse::decode(&mut body, 0).unwrap().error_code, 0);
+}
+
+#[test]
+fn bad_produce_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"), &[]);
+    common::create_topic(&broker.addr, "small", 1, &[("max.message.bytes", "2000")]);
+    let mut connection = Connection::open(&broker);
+
+    assert_eq!(produce_error(&mut connection, &produce_request("small", batch(3, 100), -1)), 0);
+
+    let mut corrupt = BytesMut::from(&batch(3, 100)[..]);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    let code = produce_error(&mut connection, &produce_request("small", corrupt.freeze(), -1));
+    assert_eq!(code, ResponseError::CorruptMessage.code());
+
+    let mut truncated = batch(3, 100);
+    truncated.truncate(truncated.len() - 10);
+    let code = produce_error(&mut connection, &produce_request("small", truncated, -1));
+    assert_eq!(code, ResponseError::CorruptMessage.code());
+
+    let code = produce_error(&mut connection, &produce_request("small", batch(2, 3000), -1));
+    assert_eq!(code, ResponseError::MessageTooLarge.code());
+
+    let code = produce_error(&mut connection, &produce_request("bad name!", batch(1, 10), -1));
+    assert_eq!(code, ResponseError::InvalidTopicException.code());
+
+    let code = produce_error(&mut connection, &produce_request("small", batch(1, 10), 2));
+    assert_eq!(code, ResponseError::InvalidRequiredAcks.code());
+
+    let mut body = connection.call(
+        ApiKey::Metadata,
+        9,
+        &MetadataRequest::default()
+            .with_allow_auto_topic_creation(true)
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("no/slashes"))))])),
+    );
+    let metadata = MetadataResponse::decode(&mut body, 9).unwrap();
+    assert_eq!(metadata.topics[0].error_code, ResponseError::InvalidTopicException.code());
+
+    // Rejected batches left nothing behind: only the first, good batch is in the log.
+    let consumer = broker.consumer();
+    assert_eq!(common::watermarks(&consumer, "small", 0), (0, 3));
+}
+
+#[test]
+fn unknown_topics_without_auto_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"), &["--auto-create-topics", "false"]);
+    let mut connection = Connection::open(&broker);
+    let code = produce_error(&mut connection, &produce_request("missing", batch(1, 10), -1));
+    assert_eq!(code, ResponseError::UnknownTopicOrPartition.code());
+    let mut body = connection.call(
+        ApiKey::Metadata,
+        9,
+        &MetadataRequest::default()
+            .with_allow_auto_topic_creation(true)
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("missing"))))])),
+    );
+    let metadata = MetadataResponse::decode(&mut body, 9).unwrap();
+    assert_eq!(metadata.topics[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+    assert!(metadata.topics.len() == 1 && metadata.brokers.len() == 1);
+}
