@@ -128,11 +128,25 @@ class Broker:
             self.proc.wait(timeout=STOP_TIMEOUT_S)
         self.proc = None
 
-    def restart(self):
-        """Stop gracefully and start again on the same data dir (and, if
-        possible, the same port so existing bootstrap strings stay valid)."""
+    def kill(self):
+        """Crash the broker: SIGKILL, no chance to flush or checkpoint."""
+        if self.proc is not None:
+            proc, self.proc = self.proc, None
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT_S)
+            if proc.stdout:
+                proc.stdout.close()
+
+    def restart(self, graceful=True):
+        """Stop (gracefully, or by SIGKILL with graceful=False) and start again
+        on the same data dir (and, if possible, the same port so existing
+        bootstrap strings stay valid)."""
         old_port = self.port
-        self.stop()
+        if graceful:
+            rc = self.stop()
+            assert rc == 0, f"chronik-server exited with {rc} after SIGTERM\n{self.log_tail()}"
+        else:
+            self.kill()
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -189,6 +203,11 @@ def _start_broker(request, tmp_path, extra_args):
         if stop_error:
             raise stop_error
         assert rc == 0, f"chronik-server exited with {rc} after SIGTERM\n{b.log_tail()}"
+        # The broker must not log errors (e.g. undecodable requests) or panic
+        # while serving well-behaved clients.
+        bad = [line for line in b.log_text().splitlines()
+               if " ERROR " in line or "panicked" in line]
+        assert not bad, "broker logged errors:\n" + "\n".join(bad[:20])
 
 
 @pytest.fixture

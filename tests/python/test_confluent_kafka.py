@@ -1,5 +1,6 @@
 """Integration tests driving Chronik with confluent-kafka (librdkafka)."""
 
+import logging
 import time
 from collections import defaultdict
 
@@ -29,6 +30,10 @@ from conftest import wait_until
 
 TIMEOUT = 15  # seconds, for any single admin / metadata operation
 
+# librdkafka's own log lines go through Python logging, so pytest shows them
+# with a failing test instead of printing them to stderr as they happen.
+RDKAFKA_LOG = logging.getLogger("rdkafka")
+
 
 @pytest.fixture
 def broker_args():
@@ -43,7 +48,8 @@ def broker_args():
 
 
 def admin_for(broker):
-    return AdminClient({"bootstrap.servers": broker.bootstrap, "socket.timeout.ms": 10000})
+    return AdminClient({"bootstrap.servers": broker.bootstrap, "socket.timeout.ms": 10000,
+                        "logger": RDKAFKA_LOG})
 
 
 def producer_for(broker, **extra):
@@ -52,6 +58,7 @@ def producer_for(broker, **extra):
         "acks": "all",
         "linger.ms": 5,
         "message.timeout.ms": 30000,
+        "logger": RDKAFKA_LOG,
     }
     conf.update(extra)
     return Producer(conf)
@@ -65,6 +72,7 @@ def consumer_for(broker, **extra):
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "session.timeout.ms": 10000,
+        "logger": RDKAFKA_LOG,
     }
     conf.update(extra)
     return Consumer(conf)
@@ -352,6 +360,13 @@ def test_offsets_for_times_and_watermarks(broker, topic_name):
 
         lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=TIMEOUT)
         assert (lo, hi) == (0, n)
+
+        # Starting in the middle of a batch yields records from exactly there.
+        [tp] = consumer.offsets_for_times([TopicPartition(topic, 0, t0 + 57)], timeout=TIMEOUT)
+        consumer.assign([tp])
+        msgs = consume_n(consumer, n - 57, timeout=20)
+        assert [m.offset() for m in msgs] == list(range(57, n))
+        assert [m.timestamp()[1] for m in msgs] == [t0 + i for i in range(57, n)]
     finally:
         consumer.close()
 
@@ -469,7 +484,6 @@ def test_legacy_alter_configs(broker, topic_name):
     admin = admin_for(broker)
     topic = topic_name("legacy")
     create_topic(admin, topic, partitions=1, config={"retention.ms": "1234"})
-    default_retention = None
 
     res = ConfigResource(ResourceType.TOPIC, topic, set_config={"segment.bytes": "1048576"})
     with pytest.warns(DeprecationWarning):
@@ -526,12 +540,15 @@ def test_delete_records(broker, topic_name):
     topic = topic_name("delrec")
     create_topic(admin, topic, partitions=1)
     n = 100
+    t0 = int(time.time() * 1000) - 600_000
     producer = producer_for(broker)
-    produce_all(producer, [dict(topic=topic, partition=0, value=b"r%d" % i) for i in range(n)])
+    produce_all(producer, [dict(topic=topic, partition=0, value=b"r%d" % i, timestamp=t0 + i)
+                           for i in range(n)])
 
     tp = TopicPartition(topic, 0, 40)
     result = admin.delete_records([tp], request_timeout=TIMEOUT)
     [(rtp, fut)] = list(result.items())
+    assert (rtp.topic, rtp.partition) == (topic, 0)
     deleted = fut.result(timeout=TIMEOUT)
     assert deleted.low_watermark == 40
 
@@ -549,6 +566,21 @@ def test_delete_records(broker, topic_name):
     info = admin.list_offsets({TopicPartition(topic, 0): OffsetSpec.earliest()},
                               request_timeout=TIMEOUT)[TopicPartition(topic, 0)].result(timeout=TIMEOUT)
     assert info.offset == 40
+
+    # Fetching below the log start offset is OFFSET_OUT_OF_RANGE.
+    consumer = consumer_for(broker, **{"auto.offset.reset": "error"})
+    try:
+        consumer.assign([TopicPartition(topic, 0, 10)])
+        err = None
+        deadline = time.monotonic() + 15
+        while err is None and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None:
+                assert msg.error() is not None, f"got deleted record at offset {msg.offset()}"
+                err = msg.error()
+        assert err is not None and err.code() == KafkaError._AUTO_OFFSET_RESET, err
+    finally:
+        consumer.close()
 
     # Deleting beyond the high watermark is OFFSET_OUT_OF_RANGE.
     result = admin.delete_records([TopicPartition(topic, 0, n + 10)], request_timeout=TIMEOUT)
@@ -573,6 +605,34 @@ def test_delete_records(broker, topic_name):
         assert consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=TIMEOUT) == (n, n)
     finally:
         consumer.close()
+
+
+def test_offsets_for_times_after_delete_records(broker, topic_name):
+    """ListOffsets by timestamp never names an offset below the log start
+    offset: Kafka searches from logStartOffset."""
+    admin = admin_for(broker)
+    topic = topic_name("delts")
+    create_topic(admin, topic, partitions=1)
+    n = 100
+    t0 = int(time.time() * 1000) - 600_000
+    producer = producer_for(broker)
+    produce_all(producer, [dict(topic=topic, partition=0, value=b"r%d" % i, timestamp=t0 + i)
+                           for i in range(n)])
+    result = admin.delete_records([TopicPartition(topic, 0, 40)], request_timeout=TIMEOUT)
+    assert list(result.values())[0].result(timeout=TIMEOUT).low_watermark == 40
+
+    consumer = consumer_for(broker)
+    try:
+        [found] = consumer.offsets_for_times([TopicPartition(topic, 0, t0 + 60)], timeout=TIMEOUT)
+        assert found.offset == 60
+        [found] = consumer.offsets_for_times([TopicPartition(topic, 0, t0 + 10)], timeout=TIMEOUT)
+        assert found.offset == 40, "ListOffsets by timestamp returned an offset below the log start"
+    finally:
+        consumer.close()
+    tp = TopicPartition(topic, 0)
+    info = admin.list_offsets({tp: OffsetSpec.for_timestamp(t0)},
+                              request_timeout=TIMEOUT)[tp].result(timeout=TIMEOUT)
+    assert (info.offset, info.timestamp) == (40, t0 + 40)
 
 
 # --------------------------------------------------------------------------
@@ -632,3 +692,369 @@ def test_describe_cluster(broker):
     assert f"{desc.nodes[0].host}:{desc.nodes[0].port}" == broker.bootstrap
     assert desc.controller is not None and desc.controller.id == 1
     assert desc.cluster_id
+
+
+# --------------------------------------------------------------------------
+# more produce / fetch semantics
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_batches(broker, topic_name, codec):
+    admin = admin_for(broker)
+    topic = topic_name(codec)
+    create_topic(admin, topic, partitions=1)
+    n = 300
+    t0 = int(time.time() * 1000) - 60_000
+    producer = producer_for(broker, **{"compression.type": codec, "linger.ms": 50})
+    reports = produce_all(producer, [
+        dict(topic=topic, partition=0, key=b"k%d" % i, value=b"compressible " * 20 + b"%d" % i,
+             headers=[("i", b"%d" % i)], timestamp=t0 + i)
+        for i in range(n)])
+    assert all(r[0] is None for r in reports)
+    assert sorted(r[3] for r in reports) == list(range(n))
+
+    consumer = consumer_for(broker)
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        msgs = consume_n(consumer, n, timeout=20)
+        # Timestamp lookup inside a compressed batch.
+        [tp] = consumer.offsets_for_times([TopicPartition(topic, 0, t0 + 123)], timeout=TIMEOUT)
+        assert tp.offset == 123
+    finally:
+        consumer.close()
+    assert [m.offset() for m in msgs] == list(range(n))
+    assert [m.value() for m in msgs] == [b"compressible " * 20 + b"%d" % i for i in range(n)]
+    assert [m.headers() for m in msgs] == [[("i", b"%d" % i)] for i in range(n)]
+    assert [m.timestamp()[1] for m in msgs] == [t0 + i for i in range(n)]
+
+
+def test_max_message_bytes_enforced(broker, topic_name):
+    admin = admin_for(broker)
+    topic = topic_name("maxmsg")
+    create_topic(admin, topic, partitions=1, config={"max.message.bytes": "2000"})
+    producer = producer_for(broker, **{"linger.ms": 0})
+    reports = produce_all(producer, [dict(topic=topic, partition=0, value=b"x" * 10_000)])
+    err = reports[0][0]
+    assert err is not None, "a 10 kB record must not fit max.message.bytes=2000"
+    assert err.code() == KafkaError.MSG_SIZE_TOO_LARGE, err
+    # A small record is still accepted, at offset 0 (nothing was appended).
+    reports = produce_all(producer, [dict(topic=topic, partition=0, value=b"small")])
+    assert reports[0][0] is None
+    assert reports[0][3] == 0
+
+
+def test_fetch_returns_batch_larger_than_fetch_limits(broker, topic_name):
+    """KIP-74: the first batch is returned even if it exceeds the fetch limits."""
+    admin = admin_for(broker)
+    topic = topic_name("bigfetch")
+    create_topic(admin, topic, partitions=1)
+    big = bytes(range(256)) * 1200  # ~300 kB
+    producer = producer_for(broker)
+    produce_all(producer, [dict(topic=topic, partition=0, value=big),
+                           dict(topic=topic, partition=0, value=b"after")])
+    consumer = consumer_for(broker, **{"message.max.bytes": 1000,
+                                       "fetch.max.bytes": 1024,
+                                       "max.partition.fetch.bytes": 1024,
+                                       "receive.message.max.bytes": 1_000_000})
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        msgs = consume_n(consumer, 2, timeout=20)
+    finally:
+        consumer.close()
+    assert [m.value() for m in msgs] == [big, b"after"]
+
+
+def test_fetch_out_of_range_resets(broker, topic_name):
+    admin = admin_for(broker)
+    topic = topic_name("oor")
+    create_topic(admin, topic, partitions=1)
+    producer = producer_for(broker)
+    produce_all(producer, [dict(topic=topic, partition=0, value=b"m%d" % i) for i in range(10)])
+
+    # auto.offset.reset=error surfaces the broker's OFFSET_OUT_OF_RANGE.
+    consumer = consumer_for(broker, **{"auto.offset.reset": "error"})
+    try:
+        consumer.assign([TopicPartition(topic, 0, 1000)])
+        err = None
+        deadline = time.monotonic() + 15
+        while err is None and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None:
+                assert msg.error() is not None, f"unexpected record at {msg.offset()}"
+                err = msg.error()
+        assert err is not None, "no error reported for an out-of-range fetch"
+        assert err.code() == KafkaError._AUTO_OFFSET_RESET, err
+    finally:
+        consumer.close()
+
+    # auto.offset.reset=earliest resets to the start.
+    consumer = consumer_for(broker, **{"auto.offset.reset": "earliest"})
+    try:
+        consumer.assign([TopicPartition(topic, 0, 1000)])
+        msgs = consume_n(consumer, 10, timeout=15)
+    finally:
+        consumer.close()
+    assert [m.offset() for m in msgs] == list(range(10))
+
+
+def test_retention_ms_deletes_old_segments(broker, topic_name):
+    admin = admin_for(broker)
+    topic = topic_name("retain")
+    create_topic(admin, topic, partitions=1,
+                 config={"segment.bytes": "1024", "retention.ms": "60000"})
+    old = int(time.time() * 1000) - 3_600_000
+    producer = producer_for(broker, **{"linger.ms": 0})
+    n_old, n_new = 40, 5
+    # One record per request so that the old records span many small segments.
+    for i in range(n_old):
+        produce_all(producer, [dict(topic=topic, partition=0, value=b"o" * 100, timestamp=old + i)])
+    for i in range(n_new):
+        produce_all(producer, [dict(topic=topic, partition=0, value=b"new%d" % i)])
+    total = n_old + n_new
+
+    consumer = consumer_for(broker)
+    try:
+        tp = TopicPartition(topic, 0)
+        # Segments hold ~5 records each: all but the last segment with old
+        # records expire; the segment(s) holding current records must stay.
+        lo, hi = wait_until(
+            lambda: (lambda w: w if w[0] >= n_old - 10 else None)(
+                consumer.get_watermark_offsets(tp, timeout=TIMEOUT)),
+            timeout=15, what="retention to delete the expired segments")
+        assert hi == total
+        assert lo <= n_old, "retention deleted records that had not expired"
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        msgs = consume_n(consumer, total - lo, timeout=15)
+    finally:
+        consumer.close()
+    assert msgs[0].offset() == lo
+    assert [m.value() for m in msgs[-n_new:]] == [b"new%d" % i for i in range(n_new)]
+
+
+def test_retention_bytes_caps_partition_size(broker, topic_name):
+    admin = admin_for(broker)
+    topic = topic_name("retbytes")
+    create_topic(admin, topic, partitions=1,
+                 config={"segment.bytes": "1024", "retention.bytes": "3000"})
+    producer = producer_for(broker, **{"linger.ms": 0})
+    n = 60
+    for i in range(n):
+        produce_all(producer, [dict(topic=topic, partition=0, value=b"%03d" % i + b"b" * 100)])
+    consumer = consumer_for(broker)
+    try:
+        tp = TopicPartition(topic, 0)
+        # ~170 bytes per single-record batch: 3000 bytes hold ~18 of them.
+        # Retention deletes whole segments until the rest fits (plus, at
+        # most, one segment), and never goes below retention.bytes.
+        lo, hi = wait_until(
+            lambda: (lambda w: w if n - w[0] <= 30 else None)(
+                consumer.get_watermark_offsets(tp, timeout=TIMEOUT)),
+            timeout=15, what="retention.bytes to shrink the partition")
+        assert hi == n
+        assert n - lo >= 10, f"retention.bytes deleted too much: {(lo, hi)}"
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        msgs = consume_n(consumer, n - lo, timeout=15)
+    finally:
+        consumer.close()
+    assert [m.value()[:3] for m in msgs] == [b"%03d" % i for i in range(lo, n)]
+
+
+def test_acks_zero_and_one(broker, topic_name):
+    """acks=0 requests get no response (the broker must not send one, or the
+    client's correlation ids go astray); acks=1 behaves like acks=all here."""
+    admin = admin_for(broker)
+    topic = topic_name("acks")
+    create_topic(admin, topic, partitions=1)
+    p0 = producer_for(broker, **{"acks": "0", "linger.ms": 0})
+    reports = produce_all(p0, [dict(topic=topic, partition=0, value=b"a0-%d" % i) for i in range(200)])
+    assert all(r[0] is None for r in reports), [r[0] for r in reports if r[0]][:3]
+    p1 = producer_for(broker, **{"acks": "1"})
+    reports = produce_all(p1, [dict(topic=topic, partition=0, value=b"a1-%d" % i) for i in range(50)])
+    assert all(r[0] is None for r in reports)
+    assert sorted(r[3] for r in reports) == list(range(200, 250))
+    consumer = consumer_for(broker)
+    try:
+        assert consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=TIMEOUT) == (0, 250)
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        msgs = consume_n(consumer, 250, timeout=20)
+    finally:
+        consumer.close()
+    assert [m.value() for m in msgs] == [b"a0-%d" % i for i in range(200)] + [b"a1-%d" % i for i in range(50)]
+
+
+def test_consumer_sees_records_produced_after_assign(broker, topic_name):
+    """Long-polling Fetch returns new records promptly."""
+    admin = admin_for(broker)
+    topic = topic_name("live")
+    create_topic(admin, topic, partitions=1)
+    consumer = consumer_for(broker, **{"fetch.wait.max.ms": 500})
+    producer = producer_for(broker)
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        assert consumer.poll(1.0) is None
+        for round_ in range(3):
+            produce_all(producer, [dict(topic=topic, partition=0, value=b"live-%d" % round_)])
+            start = time.monotonic()
+            [msg] = consume_n(consumer, 1, timeout=10)
+            assert msg.value() == b"live-%d" % round_
+            assert msg.offset() == round_
+            assert time.monotonic() - start < 5
+    finally:
+        consumer.close()
+
+
+def test_topic_admin_errors(broker, topic_name):
+    admin = admin_for(broker)
+    topic = topic_name("errs")
+    create_topic(admin, topic, partitions=2)
+    missing = topic_name("missing")
+
+    def err_of(fut):
+        with pytest.raises(KafkaException) as ei:
+            fut.result(timeout=TIMEOUT)
+        return kafka_error_of(ei).code()
+
+    def create(new_topic, **kw):
+        return admin.create_topics([new_topic], request_timeout=TIMEOUT, **kw)[new_topic.topic]
+
+    # Invalid names.
+    for bad in ["", ".", "..", "a" * 250, "with/slash", "tab\there"]:
+        if bad == "":
+            continue  # librdkafka refuses an empty name locally
+        assert err_of(create(NewTopic(bad, num_partitions=1, replication_factor=1))) == \
+            KafkaError.TOPIC_EXCEPTION, bad
+    # 249 characters is the longest legal name.
+    long_ok = "l" * 249
+    create(NewTopic(long_ok, num_partitions=1, replication_factor=1)).result(timeout=TIMEOUT)
+
+    # Bad partition / replication counts.
+    assert err_of(create(NewTopic(topic_name("zero"), num_partitions=0, replication_factor=1))) == \
+        KafkaError.INVALID_PARTITIONS
+    assert err_of(create(NewTopic(topic_name("rf3"), num_partitions=1, replication_factor=3))) == \
+        KafkaError.INVALID_REPLICATION_FACTOR
+    # cleanup.policy=compact is not supported: INVALID_CONFIG.
+    assert err_of(create(NewTopic(topic_name("compact"), num_partitions=1, replication_factor=1,
+                                  config={"cleanup.policy": "compact"}))) == KafkaError.INVALID_CONFIG
+
+    # validate_only creates nothing.
+    vo = topic_name("validate")
+    create(NewTopic(vo, num_partitions=1, replication_factor=1),
+           validate_only=True).result(timeout=TIMEOUT)
+    # Broker default partition count (-1) is allowed (CreateTopics v4+).
+    dflt = topic_name("default")
+    create(NewTopic(dflt)).result(timeout=TIMEOUT)
+
+    topics = wait_until(lambda: (lambda t: t if dflt in t else None)(admin.list_topics(timeout=TIMEOUT).topics),
+                        timeout=TIMEOUT, what="default-partitions topic")
+    assert vo not in topics
+    assert long_ok in topics
+    assert len(topics[dflt].partitions) == 1  # --default-partitions defaults to 1
+
+    # Operations on a missing topic: UNKNOWN_TOPIC_OR_PART.
+    assert err_of(admin.create_partitions([NewPartitions(missing, 3)],
+                                          request_timeout=TIMEOUT)[missing]) == KafkaError.UNKNOWN_TOPIC_OR_PART
+    assert err_of(admin.delete_topics([missing], request_timeout=TIMEOUT)[missing]) == \
+        KafkaError.UNKNOWN_TOPIC_OR_PART
+    res = ConfigResource(ResourceType.TOPIC, missing, incremental_configs=[
+        ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)])
+    assert err_of(admin.incremental_alter_configs([res], request_timeout=TIMEOUT)[res]) == \
+        KafkaError.UNKNOWN_TOPIC_OR_PART
+    # librdkafka resolves DeleteRecords leaders from Metadata first, so a
+    # missing topic / partition may be reported with its local error codes.
+    unknown = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION,
+               KafkaError._UNKNOWN_TOPIC, KafkaError._NOENT}
+    result = admin.delete_records([TopicPartition(missing, 0, 0)], request_timeout=TIMEOUT)
+    assert err_of(list(result.values())[0]) in unknown
+    # A missing partition of an existing topic.
+    result = admin.delete_records([TopicPartition(topic, 7, 0)], request_timeout=TIMEOUT)
+    assert err_of(list(result.values())[0]) in unknown
+
+    # CreatePartitions to the current count: INVALID_PARTITIONS.
+    assert err_of(admin.create_partitions([NewPartitions(topic, 2)],
+                                          request_timeout=TIMEOUT)[topic]) == KafkaError.INVALID_PARTITIONS
+    # validate_only CreatePartitions changes nothing.
+    admin.create_partitions([NewPartitions(topic, 5)], validate_only=True,
+                            request_timeout=TIMEOUT)[topic].result(timeout=TIMEOUT)
+    assert len(admin.list_topics(timeout=TIMEOUT).topics[topic].partitions) == 2
+
+    # APPEND / SUBTRACT are for list-valued configs only: INVALID_CONFIG.
+    for op in (AlterConfigOpType.APPEND, AlterConfigOpType.SUBTRACT):
+        res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+            ConfigEntry("retention.ms", "5", incremental_operation=op)])
+        assert err_of(admin.incremental_alter_configs([res], request_timeout=TIMEOUT)[res]) == \
+            KafkaError.INVALID_CONFIG, op
+
+    # Metadata for a missing topic (auto-creation is off): UNKNOWN_TOPIC_OR_PART.
+    md = admin.list_topics(topic=missing, timeout=TIMEOUT)
+    assert md.topics[missing].error is not None
+    assert md.topics[missing].error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    assert missing not in admin.list_topics(timeout=TIMEOUT).topics
+
+
+class TestAutoCreate:
+    @pytest.fixture
+    def broker_args(self):
+        return ["--auto-create-topics", "true", "--default-partitions", "3"]
+
+    def test_produce_auto_creates_topic(self, broker, topic_name):
+        admin = admin_for(broker)
+        topic = topic_name("auto")
+        producer = producer_for(broker)
+        reports = produce_all(producer, [dict(topic=topic, key=b"k%d" % i, value=b"v") for i in range(60)],
+                              timeout=30)
+        assert all(r[0] is None for r in reports), [r[0] for r in reports if r[0]][:3]
+        assert {r[2] for r in reports} == {0, 1, 2}
+        md = admin.list_topics(timeout=TIMEOUT)
+        assert len(md.topics[topic].partitions) == 3
+
+    def test_metadata_request_auto_creates_topic(self, broker, topic_name):
+        admin = admin_for(broker)
+        topic = topic_name("automd")
+        md = wait_until(
+            lambda: (lambda m: m if m.topics[topic].error is None and m.topics[topic].partitions else None)(
+                admin.list_topics(topic=topic, timeout=TIMEOUT)),
+            timeout=TIMEOUT, what="auto-created topic in metadata")
+        assert sorted(md.topics[topic].partitions) == [0, 1, 2]
+        assert topic in admin.list_topics(timeout=TIMEOUT).topics
+
+
+@pytest.mark.parametrize("graceful", [True, False], ids=["sigterm", "sigkill"])
+def test_restart_keeps_topics_records_and_offsets(broker, topic_name, graceful):
+    """Acknowledged (acks=all) records, topics and deletions survive a
+    restart, including a crash; offsets continue where they left off."""
+    admin = admin_for(broker)
+    keep, gone = topic_name("keep"), topic_name("gone")
+    create_topic(admin, keep, partitions=2)
+    create_topic(admin, gone, partitions=1)
+    admin.delete_topics([gone], request_timeout=TIMEOUT)[gone].result(timeout=TIMEOUT)
+    n = 1000
+    producer = producer_for(broker)
+    reports = produce_all(producer, [dict(topic=keep, partition=i % 2, value=b"r%d" % i) for i in range(n)])
+    assert all(r[0] is None for r in reports)
+    del producer
+
+    broker.restart(graceful=graceful)
+
+    admin = admin_for(broker)
+    topics = admin.list_topics(timeout=TIMEOUT).topics
+    assert keep in topics and len(topics[keep].partitions) == 2
+    assert gone not in topics, "a deleted topic came back after restart"
+
+    producer = producer_for(broker)
+    more = produce_all(producer, [dict(topic=keep, partition=0, value=b"after")])
+    assert more[0][0] is None
+    assert more[0][3] == n // 2, "offsets must continue after a restart"
+
+    consumer = consumer_for(broker)
+    try:
+        assert consumer.get_watermark_offsets(TopicPartition(keep, 0), timeout=TIMEOUT) == (0, n // 2 + 1)
+        assert consumer.get_watermark_offsets(TopicPartition(keep, 1), timeout=TIMEOUT) == (0, n // 2)
+        consumer.assign([TopicPartition(keep, p, OFFSET_BEGINNING) for p in (0, 1)])
+        msgs = consume_n(consumer, n + 1, timeout=30)
+    finally:
+        consumer.close()
+    p0 = [m.value() for m in msgs if m.partition() == 0]
+    p1 = [m.value() for m in msgs if m.partition() == 1]
+    assert p0 == [b"r%d" % i for i in range(0, n, 2)] + [b"after"]
+    assert p1 == [b"r%d" % i for i in range(1, n, 2)]

@@ -49,6 +49,7 @@ fn done(response: Response) -> Deferred {
 
 /// What a frame turned out to be.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // built and taken apart once per request, never stored
 pub enum Decoded {
     /// A request Chronik implements, ready to handle.
     Request(RequestHeader, RequestKind),
@@ -90,7 +91,12 @@ pub fn decode(mut frame: Bytes) -> Decoded {
         Err(e) => return Decoded::Rejected(malformed(correlation_id, key, version, e)),
     };
     if frame.has_remaining() {
-        tracing::debug!(?key, version, trailing = frame.remaining(), "request has trailing bytes");
+        tracing::debug!(
+            ?key,
+            version,
+            trailing = frame.remaining(),
+            "request has trailing bytes"
+        );
     }
     Decoded::Request(header, request)
 }

@@ -171,6 +171,15 @@ pub enum StartError {
     Raft(#[from] raft::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "group {group}: applied state reaches index {durable} but the Raft log was compacted to {compacted}; \
+         the data directory is damaged"
+    )]
+    StateBehindLog {
+        group: GroupId,
+        durable: u64,
+        compacted: u64,
+    },
 }
 
 struct PendingProposal<O> {
@@ -187,6 +196,9 @@ struct Group<O> {
     /// Compaction must not pass it: raft-rs refuses to start from a hard
     /// state that commits less than the log has dropped.
     persisted_commit: u64,
+    /// raft-rs reports commit advances after a persist without putting them
+    /// in a later `Ready`; they are written at the next checkpoint.
+    commit_unsaved: bool,
 }
 
 struct Driver<S: StateMachine> {
@@ -230,6 +242,14 @@ impl<S: StateMachine> Driver<S> {
         // persisted commit index. raft-rs replays from the lower of the two;
         // the state machine skips what it already holds.
         let committed = raft::Storage::initial_state(&storage)?.hard_state.commit;
+        let compacted = raft::Storage::first_index(&storage)? - 1;
+        if durable < compacted {
+            return Err(StartError::StateBehindLog {
+                group: id,
+                durable,
+                compacted,
+            });
+        }
         let applied = durable.min(committed);
         let raft_config = raft::Config {
             id: self.config.node_id,
@@ -256,6 +276,7 @@ impl<S: StateMachine> Driver<S> {
                 pending: VecDeque::new(),
                 status: GroupStatus::default(),
                 persisted_commit: committed,
+                commit_unsaved: false,
             },
         );
         Ok(())
@@ -403,6 +424,7 @@ impl<S: StateMachine> Driver<S> {
             let group = self.groups.get_mut(&id).expect("still present");
             send_messages(ready.take_persisted_messages());
             let mut light = group.node.advance(ready);
+            group.commit_unsaved |= light.commit_index().is_some();
             send_messages(light.take_messages());
             let committed = light.take_committed_entries();
             self.apply(id, committed, &mut effects);
@@ -459,6 +481,7 @@ impl<S: StateMachine> Driver<S> {
     /// Lets the state machine make applied state durable, then drops the Raft
     /// log entries it no longer needs.
     fn checkpoint(&mut self) {
+        self.save_commit_indexes();
         for (id, durable) in self.state_machine.checkpoint() {
             if let Some(group) = self.groups.get(&id)
                 && let Err(e) = group.node.store().compact_to(durable.min(group.persisted_commit))
@@ -468,6 +491,36 @@ impl<S: StateMachine> Driver<S> {
         }
         if let Err(e) = self.engine.purge_expired_files() {
             tracing::warn!("cannot purge Raft log files: {e}");
+        }
+    }
+}
+
+impl<S: StateMachine> Driver<S> {
+    /// Writes the hard states whose commit index moved since they were last
+    /// written. No fsync: a lost write only means a longer replay, and the
+    /// log store keeps writes in order, so compaction written later cannot
+    /// survive without it.
+    fn save_commit_indexes(&mut self) {
+        let mut batch = LogBatch::default();
+        let mut saved = Vec::new();
+        for (id, group) in self.groups.iter_mut().filter(|(_, g)| g.commit_unsaved) {
+            let hs = group.node.raft.hard_state();
+            if let Err(e) = put_hard_state(&mut batch, *id, &hs) {
+                panic!("cannot encode the hard state of group {id}: {e}");
+            }
+            saved.push((*id, hs.commit));
+        }
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.engine.write(&mut batch, false) {
+            tracing::warn!("cannot save commit indexes: {e}");
+            return;
+        }
+        for (id, commit) in saved {
+            let group = self.groups.get_mut(&id).expect("listed above");
+            group.persisted_commit = commit;
+            group.commit_unsaved = false;
         }
     }
 }

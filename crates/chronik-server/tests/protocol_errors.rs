@@ -11,12 +11,12 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use common::Broker;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 struct Connection {
@@ -66,7 +66,11 @@ impl Connection {
         request.encode(&mut frame, version).unwrap();
         self.send_raw(&frame);
         let mut response = self.receive().expect("a response");
-        let header_version = if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };
+        let header_version = if key == ApiKey::ApiVersions {
+            0
+        } else {
+            key.response_header_version(version)
+        };
         let header = ResponseHeader::decode(&mut response, header_version).unwrap();
         assert_eq!(header.correlation_id, self.correlation);
         response
@@ -79,11 +83,18 @@ fn error_only(mut body: Bytes, correlation: i32) -> i16 {
 }
 
 fn produce_request(topic: &str, records: Bytes, acks: i16) -> ProduceRequest {
-    ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![
-        TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))]),
-    ])
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ]),
+        ])
 }
 
 fn produce_error(connection: &mut Connection, request: &ProduceRequest) -> i16 {
@@ -116,33 +127,58 @@ fn versions_and_frames() {
     let mut body = connection.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     let versions = ApiVersionsResponse::decode(&mut body, 3).unwrap();
     assert_eq!(versions.error_code, 0);
-    let produce = versions.api_keys.iter().find(|k| k.api_key == ApiKey::Produce as i16).unwrap();
+    let produce = versions
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::Produce as i16)
+        .unwrap();
     assert_eq!((produce.min_version, produce.max_version), (3, 11));
-    assert!(!versions.api_keys.iter().any(|k| k.api_key == ApiKey::DescribeAcls as i16));
+    assert!(
+        !versions
+            .api_keys
+            .iter()
+            .any(|k| k.api_key == ApiKey::DescribeAcls as i16)
+    );
 
     // An API Chronik does not implement, and an unknown API key.
     let frame = connection.header(ApiKey::DescribeAcls, 1);
     connection.send_raw(&frame);
     let correlation = connection.correlation;
-    assert_eq!(error_only(connection.receive().unwrap(), correlation), ResponseError::UnsupportedVersion.code());
+    assert_eq!(
+        error_only(connection.receive().unwrap(), correlation),
+        ResponseError::UnsupportedVersion.code()
+    );
     let mut frame = connection.header(ApiKey::Metadata, 1);
     frame[0..2].copy_from_slice(&999i16.to_be_bytes());
     connection.send_raw(&frame);
     let correlation = connection.correlation;
-    assert_eq!(error_only(connection.receive().unwrap(), correlation), ResponseError::UnsupportedVersion.code());
+    assert_eq!(
+        error_only(connection.receive().unwrap(), correlation),
+        ResponseError::UnsupportedVersion.code()
+    );
     // A version above the supported range.
     let frame = connection.header(ApiKey::Produce, 13);
     connection.send_raw(&frame);
     let correlation = connection.correlation;
-    assert_eq!(error_only(connection.receive().unwrap(), correlation), ResponseError::UnsupportedVersion.code());
+    assert_eq!(
+        error_only(connection.receive().unwrap(), correlation),
+        ResponseError::UnsupportedVersion.code()
+    );
 
     // A malformed body: INVALID_REQUEST, and the connection still works.
     let mut frame = connection.header(ApiKey::Metadata, 9);
     frame.put_slice(&[0xff, 0xff, 0xff, 0x7f, 0x01]);
     connection.send_raw(&frame);
     let correlation = connection.correlation;
-    assert_eq!(error_only(connection.receive().unwrap(), correlation), ResponseError::InvalidRequest.code());
-    let mut body = connection.call(ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(Some(vec![])));
+    assert_eq!(
+        error_only(connection.receive().unwrap(), correlation),
+        ResponseError::InvalidRequest.code()
+    );
+    let mut body = connection.call(
+        ApiKey::Metadata,
+        9,
+        &MetadataRequest::default().with_topics(Some(vec![])),
+    );
     MetadataResponse::decode(&mut body, 9).unwrap();
 
     // A frame over --max-request-bytes: MESSAGE_TOO_LARGE, then the connection closes.
@@ -152,8 +188,14 @@ fn versions_and_frames() {
     out.extend_from_slice(&header);
     connection.stream.write_all(&out).unwrap();
     let correlation = connection.correlation;
-    assert_eq!(error_only(connection.receive().unwrap(), correlation), ResponseError::MessageTooLarge.code());
-    assert!(connection.receive().is_none(), "connection stays open after an oversized frame");
+    assert_eq!(
+        error_only(connection.receive().unwrap(), correlation),
+        ResponseError::MessageTooLarge.code()
+    );
+    assert!(
+        connection.receive().is_none(),
+        "connection stays open after an oversized frame"
+    );
 
     // The broker itself is unharmed.
     let mut connection = Connection::open(&broker);
@@ -168,7 +210,10 @@ fn bad_produce_requests() {
     common::create_topic(&broker.addr, "small", 1, &[("max.message.bytes", "2000")]);
     let mut connection = Connection::open(&broker);
 
-    assert_eq!(produce_error(&mut connection, &produce_request("small", batch(3, 100), -1)), 0);
+    assert_eq!(
+        produce_error(&mut connection, &produce_request("small", batch(3, 100), -1)),
+        0
+    );
 
     let mut corrupt = BytesMut::from(&batch(3, 100)[..]);
     let last = corrupt.len() - 1;
@@ -195,10 +240,15 @@ fn bad_produce_requests() {
         9,
         &MetadataRequest::default()
             .with_allow_auto_topic_creation(true)
-            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("no/slashes"))))])),
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("no/slashes")))),
+            ])),
     );
     let metadata = MetadataResponse::decode(&mut body, 9).unwrap();
-    assert_eq!(metadata.topics[0].error_code, ResponseError::InvalidTopicException.code());
+    assert_eq!(
+        metadata.topics[0].error_code,
+        ResponseError::InvalidTopicException.code()
+    );
 
     // Rejected batches left nothing behind: only the first, good batch is in the log.
     let consumer = broker.consumer();
@@ -217,9 +267,14 @@ fn unknown_topics_without_auto_creation() {
         9,
         &MetadataRequest::default()
             .with_allow_auto_topic_creation(true)
-            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("missing"))))])),
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("missing")))),
+            ])),
     );
     let metadata = MetadataResponse::decode(&mut body, 9).unwrap();
-    assert_eq!(metadata.topics[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+    assert_eq!(
+        metadata.topics[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
     assert!(metadata.topics.len() == 1 && metadata.brokers.len() == 1);
 }

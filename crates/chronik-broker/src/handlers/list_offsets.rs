@@ -1,10 +1,11 @@
 //! ListOffsets: earliest, latest, max-timestamp, and first offset at or after
 //! a timestamp.
 
+use chronik_log::PartitionLog;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use kafka_protocol::records::RecordBatchDecoder;
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 
 use crate::Broker;
 
@@ -53,27 +54,49 @@ fn lookup(broker: &Broker, topic: &str, index: i32, timestamp: i64) -> Result<(i
     match timestamp {
         LATEST => Ok((-1, log.next_offset())),
         EARLIEST => Ok((-1, log.log_start_offset())),
-        MAX_TIMESTAMP => Ok(log.max_timestamp().unwrap_or((-1, -1))),
+        MAX_TIMESTAMP => match log.max_timestamp() {
+            // The log knows the batch; the record is found inside it.
+            Some((max, batch_offset)) => {
+                let from = batch_offset.max(log.log_start_offset());
+                first_record(&log, from, |r| r.timestamp == max)
+            }
+            None => Ok((-1, -1)),
+        },
         target if target >= 0 => {
             let found = log
                 .batch_at_timestamp(target)
                 .map_err(|_| ResponseError::KafkaStorageError)?;
-            let Some((_, batch)) = found else {
-                return Ok((-1, -1));
-            };
-            first_record_at(batch, target)
+            match found {
+                Some((batch_offset, _)) => {
+                    let from = batch_offset.max(log.log_start_offset());
+                    first_record(&log, from, |r| r.timestamp >= target)
+                }
+                None => Ok((-1, -1)),
+            }
         }
         _ => Err(ResponseError::InvalidRequest),
     }
 }
 
-/// The first record of `batch` stamped at or after `target`. The batch is
-/// decoded (and decompressed) only for this lookup.
-fn first_record_at(mut batch: bytes::Bytes, target: i64) -> Result<(i64, i64), ResponseError> {
-    let records = RecordBatchDecoder::decode(&mut batch).map_err(|_| ResponseError::CorruptMessage)?;
-    Ok(records
-        .records
-        .iter()
-        .find(|r| r.timestamp >= target)
-        .map_or((-1, -1), |r| (r.timestamp, r.offset)))
+/// (timestamp, offset) of the first record at or after offset `from` that
+/// matches, decoding (and decompressing) batches only for this lookup.
+fn first_record(log: &PartitionLog, from: i64, matches: impl Fn(&Record) -> bool) -> Result<(i64, i64), ResponseError> {
+    let mut offset = from;
+    while offset < log.next_offset() {
+        let mut batches = log.read(offset, 1).map_err(|_| ResponseError::KafkaStorageError)?;
+        let sets = RecordBatchDecoder::decode_all(&mut batches).map_err(|_| ResponseError::CorruptMessage)?;
+        let records = sets.iter().flat_map(|set| &set.records);
+        let mut last = None;
+        for record in records {
+            if record.offset >= from && matches(record) {
+                return Ok((record.timestamp, record.offset));
+            }
+            last = Some(record.offset);
+        }
+        match last {
+            Some(last) if last >= offset => offset = last + 1,
+            _ => break,
+        }
+    }
+    Ok((-1, -1))
 }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The project's test command. On a fresh Debian machine it first installs
+# what the tests drive (kcat, the Python Kafka clients), then runs formatting
+# and lint checks, the Rust tests (unit, property and integration tests
+# against the real binary), the Python client tests, and a benchmark smoke run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v kcat >/dev/null 2>&1; then
+  echo "== installing kcat"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+fi
+echo "== installing Python test dependencies"
+python3 -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy -j 2 --workspace --all-targets -- -D warnings
+
+echo "== cargo test"
+cargo build -j 2 --workspace --bins
+cargo test -j 2 --workspace
+
+echo "== Python client tests"
+CHRONIK_BIN="$PWD/target/debug/chronik-server" python3 -m pytest -q tests/python
+
+echo "== benchmark smoke run"
+bench/smoke.sh target/debug
