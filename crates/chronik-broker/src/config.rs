@@ -23,19 +23,3 @@ pub struct BrokerConfig {
     /// How often retention deletes old segments.
     pub retention_check_interval: Duration,
 }
-
-impl BrokerConfig {
-    pub fn single_node(data_dir: PathBuf, listen: SocketAddr) -> Self {
-        BrokerConfig {
-            node_id: 1,
-            data_dir,
-            advertised_host: listen.ip().to_string(),
-            advertised_port: listen.port(),
-            listen,
-            auto_create_topics: true,
-            default_partitions: 1,
-            max_request_bytes: 100 * 1024 * 1024,
-            retention_check_interval: Duration::from_secs(300),
-        }
-    }
-}

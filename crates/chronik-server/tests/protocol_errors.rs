@@ -278,3 +278,26 @@ fn unknown_topics_without_auto_creation() {
     );
     assert!(metadata.topics.len() == 1 && metadata.brokers.len() == 1);
 }
+
+#[test]
+fn impossible_array_lengths_are_refused_without_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"), &[]);
+    let mut connection = Connection::open(&broker);
+    // Metadata v0 whose topic array claims 0x7fff_ffff entries in a few bytes:
+    // decoding must fail cleanly instead of reserving hundreds of GiB.
+    let mut frame = connection.header(ApiKey::Metadata, 0);
+    frame.put_i32(i32::MAX);
+    frame.put_slice(b"abc");
+    connection.send_raw(&frame);
+    let correlation = connection.correlation;
+    assert_eq!(error_only(connection.receive().unwrap(), correlation), ResponseError::InvalidRequest.code());
+    // The same for a flexible (compact) array: Metadata v9.
+    let mut frame = connection.header(ApiKey::Metadata, 9);
+    frame.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x07]);
+    connection.send_raw(&frame);
+    let correlation = connection.correlation;
+    assert_eq!(error_only(connection.receive().unwrap(), correlation), ResponseError::InvalidRequest.code());
+    let mut body = connection.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
+    assert_eq!(ApiVersionsResponse::decode(&mut body, 0).unwrap().error_code, 0);
+}
