@@ -9,16 +9,23 @@ use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 
 use crate::config::BrokerConfig;
-use crate::metadata::{BrokerInfo, MetadataCommand, MetadataError};
+use crate::groups::coordinator::GroupCoordinator;
+use crate::metadata::{BrokerInfo, MetadataCommand, MetadataError, MetadataReply};
 use crate::replicated::{Applied, BrokerStateMachine, SharedState};
+use crate::{consumer_offsets, topic_config};
 
 /// How long a request waits for a new partition to elect its leader.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// Producer ids a broker reserves at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 
 pub struct Broker {
     pub config: BrokerConfig,
     pub state: Arc<SharedState>,
     raft: MultiRaft<Applied>,
+    producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
+    pub groups: GroupCoordinator,
 }
 
 impl Broker {
@@ -34,7 +41,13 @@ impl Broker {
             MultiRaftConfig::new(config.node_id),
             state_machine,
         )?;
-        let broker = Arc::new(Broker { config, state, raft });
+        let broker = Arc::new(Broker {
+            config,
+            state,
+            raft,
+            producer_ids: tokio::sync::Mutex::new(0..0),
+            groups: GroupCoordinator::default(),
+        });
         broker.wait_for_leader(METADATA_GROUP).await?;
         if broker.state.metadata().cluster_id.is_empty() {
             let cluster_id = uuid::Uuid::new_v4().simple().to_string();
@@ -52,7 +65,33 @@ impl Broker {
                 .propose_metadata(MetadataCommand::RegisterBroker { node, info })
                 .await?;
         }
+        broker.ensure_offsets_topic().await?;
         Ok(broker)
+    }
+
+    /// Creates `__consumer_offsets` on first start. Its records are kept
+    /// until their groups delete or expire them, so time retention is off.
+    async fn ensure_offsets_topic(&self) -> Result<(), MetadataError> {
+        if self.state.metadata().topic(consumer_offsets::TOPIC).is_none() {
+            let command = MetadataCommand::CreateTopic {
+                name: consumer_offsets::TOPIC.to_string(),
+                id: uuid::Uuid::new_v4(),
+                partitions: self.config.offsets_topic_partitions,
+                replicas: vec![self.config.node_id],
+                configs: [
+                    (topic_config::RETENTION_MS.to_string(), "-1".to_string()),
+                    (topic_config::SEGMENT_BYTES.to_string(), (100 << 20).to_string()),
+                ]
+                .into(),
+            };
+            match self.propose_metadata(command).await {
+                Ok(()) => {}
+                Err(e) if e.error == ResponseError::TopicAlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.wait_for_topic_leaders(consumer_offsets::TOPIC).await;
+        Ok(())
     }
 
     /// Stops the Raft loop after making applied state durable.
@@ -83,6 +122,28 @@ impl Broker {
     }
 
     pub async fn propose_metadata(&self, command: MetadataCommand) -> Result<(), MetadataError> {
+        self.apply_metadata(command).await.map(|_| ())
+    }
+
+    /// A producer id no other producer of the cluster has had, taken from a
+    /// block this broker reserved through the metadata group.
+    pub async fn new_producer_id(&self) -> Result<i64, MetadataError> {
+        let mut block = self.producer_ids.lock().await;
+        if block.start >= block.end {
+            let command = MetadataCommand::AllocateProducerIds {
+                count: PRODUCER_ID_BLOCK,
+            };
+            match self.apply_metadata(command).await? {
+                MetadataReply::ProducerIds { first } => *block = first..first + PRODUCER_ID_BLOCK,
+                MetadataReply::Done => unreachable!("allocation answers with ids"),
+            }
+        }
+        let id = block.start;
+        block.start += 1;
+        Ok(id)
+    }
+
+    async fn apply_metadata(&self, command: MetadataCommand) -> Result<MetadataReply, MetadataError> {
         let data = serde_json::to_vec(&command).expect("metadata commands serialize");
         match self.raft.propose(METADATA_GROUP, data).await {
             Ok(Applied::Metadata(result)) => result,

@@ -22,4 +22,11 @@ pub struct BrokerConfig {
     pub max_request_bytes: usize,
     /// How often retention deletes old segments.
     pub retention_check_interval: Duration,
+    /// Partitions of `__consumer_offsets`, fixed when it is first created.
+    pub offsets_topic_partitions: i32,
+    /// Kafka's group.initial.rebalance.delay.ms: how long a new group waits
+    /// for more members before its first rebalance.
+    pub group_initial_rebalance_delay_ms: i64,
+    /// Kafka's offsets.retention.minutes.
+    pub offsets_retention_minutes: i64,
 }

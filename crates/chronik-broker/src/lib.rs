@@ -9,10 +9,13 @@
 mod broker;
 pub mod command;
 pub mod config;
+pub mod consumer_offsets;
 pub mod dispatch;
+pub mod groups;
 pub mod handlers;
 pub mod metadata;
 pub mod partition;
+pub mod producer_state;
 pub mod replicated;
 mod retention;
 pub mod server;

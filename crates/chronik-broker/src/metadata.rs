@@ -9,7 +9,7 @@ use chronik_raft::{Effect, GroupId, NodeId};
 use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
 
-use crate::topic_config;
+use crate::{consumer_offsets, topic_config};
 
 /// Longest topic name Kafka accepts.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -43,6 +43,9 @@ pub struct MetadataState {
     pub topics: BTreeMap<String, TopicInfo>,
     /// Partition groups get ids from this counter; group 0 is metadata.
     pub next_group: GroupId,
+    /// Producer ids are handed out in blocks from this counter.
+    #[serde(default)]
+    pub next_producer_id: i64,
     /// The last metadata Raft entry reflected here.
     pub applied_index: u64,
 }
@@ -80,6 +83,20 @@ pub enum MetadataCommand {
     ReplaceConfigs {
         name: String,
         configs: BTreeMap<String, String>,
+    },
+    /// Reserves `count` producer ids for the proposing broker.
+    AllocateProducerIds {
+        count: i64,
+    },
+}
+
+/// What applying a metadata command produced, besides the new state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataReply {
+    Done,
+    /// The first of the reserved producer ids.
+    ProducerIds {
+        first: i64,
     },
 }
 
@@ -158,7 +175,7 @@ impl MetadataState {
         index: u64,
         command: MetadataCommand,
         effects: &mut Vec<Effect>,
-    ) -> Result<(), MetadataError> {
+    ) -> Result<MetadataReply, MetadataError> {
         self.applied_index = index;
         if self.next_group == 0 {
             self.next_group = 1;
@@ -202,6 +219,14 @@ impl MetadataState {
                     },
                 );
                 Ok(())
+            }
+            MetadataCommand::DeleteTopic { name } | MetadataCommand::CreatePartitions { name, .. }
+                if name == consumer_offsets::TOPIC =>
+            {
+                Err(MetadataError::new(
+                    ResponseError::InvalidTopicException,
+                    format!("{name} is internal: Chronik manages it"),
+                ))
             }
             MetadataCommand::DeleteTopic { name } => {
                 let topic = self.topics.remove(&name).ok_or_else(|| unknown_topic(&name))?;
@@ -254,7 +279,13 @@ impl MetadataState {
                 topic.configs = configs;
                 Ok(())
             }
+            MetadataCommand::AllocateProducerIds { count } => {
+                let first = self.next_producer_id;
+                self.next_producer_id += count.max(1);
+                return Ok(MetadataReply::ProducerIds { first });
+            }
         }
+        .map(|()| MetadataReply::Done)
     }
 
     fn new_partition(&mut self, replicas: &[NodeId], effects: &mut Vec<Effect>) -> PartitionInfo {

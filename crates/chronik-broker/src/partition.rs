@@ -7,7 +7,10 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chronik_log::{LogConfig, PartitionLog};
 use chronik_raft::GroupId;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+
+use crate::producer_state::ProducerStates;
 
 pub struct Partition {
     pub topic: String,
@@ -65,44 +68,35 @@ impl Partition {
     }
 }
 
-/// The Raft index up to which a partition log holds applied entries, and the
-/// log end offset at that index. Written after the log is flushed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The partition's applied state as of a Raft index: the log end offset and
+/// the producer state. Written after the log is flushed; at startup the log is
+/// cut back to `next_offset` and the Raft log replays what followed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyCheckpoint {
     pub index: u64,
     pub next_offset: i64,
+    pub producers: ProducerStates,
 }
 
-const CHECKPOINT_FILE: &str = "raft-applied";
+const CHECKPOINT_FILE: &str = "apply-checkpoint.json";
 
 impl ApplyCheckpoint {
     pub fn load(dir: &Path) -> std::io::Result<Self> {
         match std::fs::read(dir.join(CHECKPOINT_FILE)) {
-            Ok(bytes) if bytes.len() == 20 => {
-                let crc = u32::from_be_bytes(bytes[16..20].try_into().expect("4 bytes"));
-                if crc32c::crc32c(&bytes[..16]) != crc {
-                    return Err(std::io::Error::other("apply checkpoint is corrupt"));
-                }
-                Ok(ApplyCheckpoint {
-                    index: u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
-                    next_offset: i64::from_be_bytes(bytes[8..16].try_into().expect("8 bytes")),
-                })
-            }
-            Ok(_) => Err(std::io::Error::other("apply checkpoint has the wrong size")),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| std::io::Error::other(format!("apply checkpoint in {} is corrupt: {e}", dir.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ApplyCheckpoint::default()),
             Err(e) => Err(e),
         }
     }
 
+    /// Saves atomically: a crash leaves the old or the new checkpoint.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        let mut bytes = Vec::with_capacity(20);
-        bytes.extend_from_slice(&self.index.to_be_bytes());
-        bytes.extend_from_slice(&self.next_offset.to_be_bytes());
-        bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_be_bytes());
         let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
         let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&bytes)?;
+        file.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
         file.sync_all()?;
-        std::fs::rename(tmp, dir.join(CHECKPOINT_FILE))
+        std::fs::rename(tmp, dir.join(CHECKPOINT_FILE))?;
+        std::fs::File::open(dir)?.sync_all()
     }
 }

@@ -10,8 +10,10 @@ use chronik_raft::{Effect, GroupId, METADATA_GROUP, StateMachine};
 use kafka_protocol::ResponseError;
 
 use crate::command::PartitionCommand;
-use crate::metadata::{MetadataCommand, MetadataError, MetadataState};
+use crate::consumer_offsets::{self, OffsetsView};
+use crate::metadata::{MetadataCommand, MetadataError, MetadataReply, MetadataState};
 use crate::partition::{ApplyCheckpoint, Partition};
+use crate::producer_state::{ProducerStates, SequenceCheck};
 use crate::topic_config;
 
 /// State shared between the Raft loop (which writes it) and request handlers.
@@ -19,6 +21,8 @@ use crate::topic_config;
 pub struct SharedState {
     metadata: RwLock<MetadataState>,
     partitions: RwLock<HashMap<GroupId, Arc<Partition>>>,
+    /// Committed offsets and group metadata, from `__consumer_offsets`.
+    pub offsets: OffsetsView,
 }
 
 impl SharedState {
@@ -61,7 +65,7 @@ impl SharedState {
 /// What a proposer learns once its entry is applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    Metadata(Result<(), MetadataError>),
+    Metadata(Result<MetadataReply, MetadataError>),
     Produce(Result<ProduceAck, ResponseError>),
     DeleteRecords(Result<i64, ResponseError>),
     /// An entry applied before a restart and skipped now. Nobody waits for it:
@@ -73,15 +77,16 @@ pub enum Applied {
 pub struct ProduceAck {
     pub base_offset: i64,
     pub log_start_offset: i64,
+    /// False when every batch was a duplicate of one already written.
+    pub appended: bool,
 }
 
-/// Where applying a partition group stands.
+/// Where applying a partition group stands, and the producer state that
+/// applying it builds.
 struct ApplyCursor {
     applied: u64,
     durable: u64,
-    /// The offset the next applied batch lands at. Below the log's end while
-    /// entries already in the log are applied again after a restart.
-    next_offset: i64,
+    producers: ProducerStates,
 }
 
 pub struct BrokerStateMachine {
@@ -126,12 +131,22 @@ impl BrokerStateMachine {
         let dir = self.partition_dir(&topic, index, group);
         let partition = Partition::open(&topic, index, group, dir.clone(), config).map_err(|e| e.to_string())?;
         let checkpoint = ApplyCheckpoint::load(&dir).map_err(|e| e.to_string())?;
+        // What was applied after the checkpoint is replayed from the Raft log,
+        // so drop it here: replay then decides again, with the same state.
+        partition
+            .log_mut()
+            .truncate_to(checkpoint.next_offset)
+            .map_err(|e| e.to_string())?;
+        partition.publish_high_watermark(partition.log().next_offset());
+        if topic == consumer_offsets::TOPIC {
+            load_offsets(&self.shared.offsets, &partition)?;
+        }
         self.cursors.insert(
             group,
             ApplyCursor {
                 applied: checkpoint.index,
                 durable: checkpoint.index,
-                next_offset: checkpoint.next_offset,
+                producers: checkpoint.producers,
             },
         );
         self.shared.partitions_mut().insert(group, Arc::new(partition));
@@ -214,7 +229,16 @@ impl BrokerStateMachine {
         }
         cursor.applied = index;
         match PartitionCommand::decode(data) {
-            Some(PartitionCommand::Produce { batches }) => Applied::Produce(append(&partition, cursor, batches)),
+            Some(PartitionCommand::Produce { batches }) => {
+                let result = append(&partition, &mut cursor.producers, batches);
+                if let Ok(ack) = &result
+                    && partition.topic == consumer_offsets::TOPIC
+                    && ack.appended
+                {
+                    apply_offsets(&self.shared.offsets, &partition, ack.base_offset, batches.len());
+                }
+                Applied::Produce(result)
+            }
             Some(PartitionCommand::DeleteRecords { offset }) => {
                 let result = partition.log_mut().delete_records_before(offset);
                 Applied::DeleteRecords(result.map_err(|e| log_error(&partition, e)))
@@ -227,39 +251,78 @@ impl BrokerStateMachine {
     }
 }
 
-/// Appends the batches of one produce entry, skipping any that a previous run
-/// already made durable (entries after the last checkpoint apply again).
-fn append(partition: &Partition, cursor: &mut ApplyCursor, batches: &[u8]) -> Result<ProduceAck, ResponseError> {
+/// Appends the batches of one produce entry, after the idempotent-producer
+/// checks. A duplicate is answered with the offset it was first written at.
+fn append(partition: &Partition, producers: &mut ProducerStates, batches: &[u8]) -> Result<ProduceAck, ResponseError> {
     let ranges = split_batches(batches).map_err(|_| ResponseError::CorruptMessage)?;
     let mut log = partition.log_mut();
-    let base_offset = cursor.next_offset;
+    let mut first: Option<(i64, bool)> = None;
     let mut buffer = Vec::new();
     for range in ranges {
         let header = chronik_log::parse_header(&batches[range.clone()]).map_err(|_| ResponseError::CorruptMessage)?;
-        let records = header.last_offset_delta as i64 + 1;
-        if cursor.next_offset + records <= log.next_offset() {
-            cursor.next_offset += records;
-            continue;
-        }
-        assert_eq!(
-            cursor.next_offset,
-            log.next_offset(),
-            "partition log and Raft log disagree on {}-{}",
-            partition.topic,
-            partition.index
-        );
+        let base_offset = match producers.check(&header) {
+            SequenceCheck::Reject(error) => return Err(error),
+            SequenceCheck::Duplicate { base_offset } => {
+                tracing::info!(
+                    topic = %partition.topic,
+                    partition = partition.index,
+                    producer = header.producer_id,
+                    sequence = header.base_sequence,
+                    base_offset,
+                    "duplicate batch from an idempotent producer; answered with its original offset"
+                );
+                first.get_or_insert((base_offset, false));
+                continue;
+            }
+            SequenceCheck::Append => log.next_offset(),
+        };
         buffer.clear();
         buffer.extend_from_slice(&batches[range]);
         if let Err(e) = log.append(&mut buffer) {
             panic!("cannot append to {}-{}: {e}", partition.topic, partition.index);
         }
-        cursor.next_offset = log.next_offset();
+        producers.record(&header, base_offset);
+        first.get_or_insert((base_offset, true));
     }
     partition.publish_high_watermark(log.next_offset());
+    let (base_offset, appended) = first.ok_or(ResponseError::CorruptMessage)?;
     Ok(ProduceAck {
         base_offset,
         log_start_offset: log.log_start_offset(),
+        appended,
     })
+}
+
+/// Feeds the records just appended (`bytes` of them, from offset `from`) into
+/// the offsets view.
+fn apply_offsets(view: &OffsetsView, partition: &Partition, from: i64, bytes: usize) {
+    let log = partition.log();
+    match log.read(from, bytes) {
+        Ok(batches) => view.apply_batches(batches),
+        Err(e) => tracing::error!(
+            partition = partition.index,
+            "cannot read back {}: {e}",
+            consumer_offsets::TOPIC
+        ),
+    }
+}
+
+/// Rebuilds the offsets view from a `__consumer_offsets` partition's log.
+fn load_offsets(view: &OffsetsView, partition: &Partition) -> Result<(), String> {
+    let log = partition.log();
+    let mut offset = log.log_start_offset();
+    while offset < log.next_offset() {
+        let batches = log.read(offset, 1 << 20).map_err(|e| e.to_string())?;
+        let last = chronik_log::split_batches(&batches)
+            .map_err(|e| e.to_string())?
+            .last()
+            .and_then(|r| chronik_log::parse_header(&batches[r.clone()]).ok())
+            .map(|h| h.last_offset())
+            .ok_or("empty read from the offsets log")?;
+        view.apply_batches(batches);
+        offset = last + 1;
+    }
+    Ok(())
 }
 
 fn log_error(partition: &Partition, error: LogError) -> ResponseError {
@@ -305,6 +368,7 @@ impl StateMachine for BrokerStateMachine {
                     ApplyCheckpoint {
                         index: cursor.applied,
                         next_offset: log.next_offset(),
+                        producers: cursor.producers.clone(),
                     }
                     .save(partition.dir())
                     .map_err(|e| e.to_string())

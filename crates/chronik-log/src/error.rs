@@ -19,6 +19,9 @@ pub enum LogError {
     OffsetOverflow { next_offset: i64 },
     #[error("offset {offset} is out of range [{start}, {end}]")]
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    /// `truncate_to` was asked to cut where no stored batch starts.
+    #[error("offset {offset} is not a batch boundary")]
+    NotBatchBoundary { offset: i64 },
     /// Data that passed validation when written no longer parses.
     #[error("corrupt batch in {path} at position {position}: {source}")]
     Corrupt {

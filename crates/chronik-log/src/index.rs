@@ -20,6 +20,8 @@ pub(crate) trait IndexEntry: Copy {
     const LEN: usize;
     fn encode(&self, out: &mut Vec<u8>);
     fn decode(buf: &[u8]) -> Self;
+    /// The offset the entry points at, relative to the segment base.
+    fn relative_offset(&self) -> u32;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,10 @@ impl IndexEntry for OffsetEntry {
             position: u32::from_be_bytes(buf[4..8].try_into().expect("4 bytes")),
         }
     }
+
+    fn relative_offset(&self) -> u32 {
+        self.relative_offset
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +69,10 @@ impl IndexEntry for TimeEntry {
             timestamp: i64::from_be_bytes(buf[0..8].try_into().expect("8 bytes")),
             relative_offset: u32::from_be_bytes(buf[8..12].try_into().expect("4 bytes")),
         }
+    }
+
+    fn relative_offset(&self) -> u32 {
+        self.relative_offset
     }
 }
 
@@ -120,6 +130,19 @@ impl<E: IndexEntry> Index<E> {
         self.entries.clear();
         self.persisted = 0;
         open_for_write(&self.path)?.set_len(0)
+    }
+
+    /// Drops the entries pointing at `relative_offset` or beyond, in memory
+    /// and on disk (not fsynced: only an active segment is ever cut, and
+    /// recovery rebuilds its indexes).
+    pub(crate) fn truncate_from(&mut self, relative_offset: u32) -> io::Result<()> {
+        let len = self.entries.partition_point(|e| e.relative_offset() < relative_offset);
+        if self.persisted > len {
+            open_for_write(&self.path)?.set_len((len * E::LEN) as u64)?;
+            self.persisted = len;
+        }
+        self.entries.truncate(len);
+        Ok(())
     }
 
     /// Appends entries not yet in the file; fsyncs them if `sync`.
@@ -209,6 +232,31 @@ mod tests {
         assert!(!ok);
         assert!(loaded.entries().is_empty());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn truncate_from_cuts_memory_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.index");
+        let mut index = Index::<OffsetEntry>::create(path.clone()).unwrap();
+        let entry = |i: u32| OffsetEntry {
+            relative_offset: i * 10,
+            position: i * 100,
+        };
+        (1..=3).for_each(|i| index.push(entry(i)));
+        index.persist(false).unwrap();
+        // Unpersisted entries are cut in memory only.
+        (4..=5).for_each(|i| index.push(entry(i)));
+        index.truncate_from(41).unwrap();
+        assert_eq!(index.entries(), [1, 2, 3, 4].map(entry));
+        // Persisted ones in the file too, so later entries follow directly.
+        index.truncate_from(20).unwrap();
+        assert_eq!(index.entries(), [entry(1)]);
+        index.push(entry(6));
+        index.persist(false).unwrap();
+        let (loaded, ok) = Index::<OffsetEntry>::open(path, 10).unwrap();
+        assert!(ok);
+        assert_eq!(loaded.entries(), [entry(1), entry(6)]);
     }
 
     #[test]

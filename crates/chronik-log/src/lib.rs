@@ -6,8 +6,8 @@
 //! The log assigns offsets to appended batches, serves reads of whole
 //! batches (records are never decoded), finds batches by timestamp, applies
 //! time and size retention, moves the log start offset for DeleteRecords,
-//! and on open recovers from a crash by cutting the active segment at the
-//! first torn or corrupt batch.
+//! cuts its tail back to a checkpointed offset, and on open recovers from a
+//! crash by cutting the active segment at the first torn or corrupt batch.
 //!
 //! It is synchronous and single-writer: appends need `&mut self`, reads only
 //! `&self` (positioned reads), so callers can share it behind a `RwLock`.

@@ -215,6 +215,41 @@ impl PartitionLog {
         Ok(self.log_start_offset)
     }
 
+    /// Drops every batch at or after `offset`, so that `next_offset() == offset`
+    /// afterwards. Used at startup to cut the log back to the state recorded by the
+    /// last checkpoint, before the Raft log replays what followed.
+    ///
+    /// Within the log `offset` must be where a stored batch starts. Below
+    /// the log start everything goes and the log restarts empty at `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
+        if offset >= self.next_offset {
+            return Ok(());
+        }
+        if offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end: self.next_offset,
+            });
+        }
+        if offset < self.log_start_offset {
+            return self.reset_to(offset);
+        }
+        let (keep, position) = self.cut_point(offset)?;
+        if keep + 1 < self.segments.len() {
+            // Newest first: a crash part way leaves a longer log, not a gap.
+            for segment in self.segments.drain(keep + 1..).rev() {
+                segment.delete(&self.dir)?;
+            }
+            sync_dir(&self.dir)?;
+        }
+        self.active_mut().truncate_batches(position, offset)?;
+        tracing::info!(dir = %self.dir.display(), from = self.next_offset, to = offset, "truncated log");
+        self.next_offset = offset;
+        self.check_invariants();
+        Ok(())
+    }
+
     /// Applies time and size retention to closed segments, oldest first
     /// (Kafka semantics), and returns how many segments were deleted.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
@@ -300,6 +335,38 @@ impl PartitionLog {
         debug_assert!(start >= self.log_start_offset && start <= self.next_offset);
         checkpoint::write(&self.dir, start)?;
         self.log_start_offset = start;
+        Ok(())
+    }
+
+    /// The segment that ends the log after cutting at `offset`, and where
+    /// to cut it. Like a log that never received the dropped batches, the
+    /// segment `offset` would start is not kept empty if its predecessor
+    /// ends at `offset` (which a segment damaged at its end may not).
+    fn cut_point(&self, offset: i64) -> Result<(usize, u64), LogError> {
+        let index = self.segments.partition_point(|s| s.base_offset() <= offset) - 1;
+        let position = match self.segments[index].locate_offset(offset)? {
+            Some((position, header)) if header.base_offset == offset => position,
+            _ => return Err(LogError::NotBatchBoundary { offset }),
+        };
+        if position == 0 && index > 0 && self.segments[index - 1].ends_at(offset)? {
+            return Ok((index - 1, self.segments[index - 1].size()));
+        }
+        Ok((index, position))
+    }
+
+    /// Replaces all segments with an empty one at `offset`, below the log
+    /// start. The checkpoint moves back only after the segments are gone,
+    /// so a crash never exposes records deleted before the old start.
+    fn reset_to(&mut self, offset: i64) -> Result<(), LogError> {
+        debug_assert!(offset < self.log_start_offset);
+        let segments = std::mem::take(&mut self.segments);
+        let recovered = recovery::empty_log(&self.dir, segments, offset)?;
+        self.segments = recovered.segments;
+        self.log_start_offset = recovered.log_start_offset;
+        self.next_offset = recovered.next_offset;
+        checkpoint::write(&self.dir, offset)?;
+        tracing::info!(dir = %self.dir.display(), offset, "truncated log below its start; now empty");
+        self.check_invariants();
         Ok(())
     }
 

@@ -76,7 +76,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, LogEr
 }
 
 /// Replaces `segments` with one empty segment at `start`.
-fn empty_log(dir: &Path, segments: Vec<Segment>, start: i64) -> Result<Recovered, LogError> {
+pub(crate) fn empty_log(dir: &Path, segments: Vec<Segment>, start: i64) -> Result<Recovered, LogError> {
     for segment in segments {
         segment.delete(dir)?;
     }

@@ -187,9 +187,7 @@ impl Segment {
         debug_assert!(header.base_offset >= self.base_offset);
         let relative_offset = self.relative(header.base_offset);
 
-        if self.max_timestamp.is_none_or(|(ts, _)| header.max_timestamp > ts) {
-            self.max_timestamp = Some((header.max_timestamp, header.base_offset));
-        }
+        raise_max_timestamp(&mut self.max_timestamp, header);
         if self.bytes_since_index >= index_interval_bytes {
             debug_assert!(
                 self.offset_index
@@ -235,6 +233,49 @@ impl Segment {
         self.file.sync_all()?;
         self.size = size;
         Ok(())
+    }
+
+    /// Drops the batches from `position` on, the first of which starts at
+    /// `offset` (or `position` is the end and `offset` the next offset),
+    /// with the index entries pointing at them. The segment then continues
+    /// as if they had never been written: data fsynced, tracking restored.
+    pub(crate) fn truncate_batches(&mut self, position: u64, offset: i64) -> Result<(), LogError> {
+        debug_assert!(position <= self.size && offset >= self.base_offset);
+        // An offset past the u32 range lies beyond every entry.
+        if let Ok(relative_offset) = u32::try_from(offset - self.base_offset) {
+            self.offset_index.truncate_from(relative_offset)?;
+            self.time_index.truncate_from(relative_offset)?;
+        }
+        self.truncate(position)?;
+        self.resume_tracking()
+    }
+
+    /// Recomputes the max timestamp and the bytes since the last offset
+    /// index entry from what is stored. The time entries cover every batch
+    /// up to the last offset entry, so only the batches after it are read.
+    fn resume_tracking(&mut self) -> Result<(), LogError> {
+        let from = self.offset_index.last().map_or(0, |e| u64::from(e.position));
+        let mut max_timestamp = self
+            .time_index
+            .last()
+            .map(|e| (e.timestamp, self.absolute(e.relative_offset)));
+        // Never matches, so it visits every batch from `from` to the end.
+        self.find_batch(from, |header| {
+            raise_max_timestamp(&mut max_timestamp, header);
+            false
+        })?;
+        self.max_timestamp = max_timestamp;
+        self.bytes_since_index = self.size - from;
+        Ok(())
+    }
+
+    /// Whether the last batch ends just before `offset`.
+    pub(crate) fn ends_at(&self, offset: i64) -> Result<bool, LogError> {
+        let last = offset - 1;
+        let found = self.locate_offset(last)?;
+        Ok(found.is_some_and(|(position, header)| {
+            header.last_offset() == last && position + header.total_len() as u64 == self.size
+        }))
     }
 
     /// Makes the data durable and writes out pending index entries.
@@ -353,6 +394,13 @@ impl Segment {
         buf.truncate(end);
         debug_assert!(!at_least_one || available == 0 || end > 0);
         Ok((buf, from + end as u64 == self.size))
+    }
+}
+
+/// Keeps the first batch holding the largest max timestamp.
+fn raise_max_timestamp(max_timestamp: &mut Option<(i64, i64)>, header: &BatchHeader) {
+    if max_timestamp.is_none_or(|(ts, _)| header.max_timestamp > ts) {
+        *max_timestamp = Some((header.max_timestamp, header.base_offset));
     }
 }
 

@@ -51,6 +51,18 @@ pub struct Args {
     #[arg(long, env = "CHRONIK_RETENTION_CHECK_INTERVAL_MS", default_value_t = 300_000)]
     pub retention_check_interval_ms: u64,
 
+    /// Partitions of the internal __consumer_offsets topic (used when it is first created).
+    #[arg(long, env = "CHRONIK_OFFSETS_TOPIC_PARTITIONS", default_value_t = 50)]
+    pub offsets_topic_partitions: i32,
+
+    /// How long a new consumer group waits for more members before its first rebalance.
+    #[arg(long, env = "CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS", default_value_t = 3_000)]
+    pub group_initial_rebalance_delay_ms: i64,
+
+    /// Committed offsets of a group without members are deleted after this long.
+    #[arg(long, env = "CHRONIK_OFFSETS_RETENTION_MINUTES", default_value_t = 10_080)]
+    pub offsets_retention_minutes: i64,
+
     /// Log filter when RUST_LOG is unset (e.g. info, debug, chronik_broker=debug).
     #[arg(long, env = "CHRONIK_LOG", default_value = "info")]
     pub log_level: String,
@@ -77,6 +89,15 @@ impl Args {
                 self.default_partitions
             );
         }
+        if !(1..=1000).contains(&self.offsets_topic_partitions) {
+            bail!(
+                "--offsets-topic-partitions must be between 1 and 1000, got {}",
+                self.offsets_topic_partitions
+            );
+        }
+        if self.group_initial_rebalance_delay_ms < 0 || self.offsets_retention_minutes < 1 {
+            bail!("--group-initial-rebalance-delay-ms must be >= 0 and --offsets-retention-minutes >= 1");
+        }
         let (host, port) = self.advertised(bound)?;
         Ok(BrokerConfig {
             node_id: self.node_id,
@@ -88,6 +109,9 @@ impl Args {
             default_partitions: self.default_partitions,
             max_request_bytes: self.max_request_bytes,
             retention_check_interval: Duration::from_millis(self.retention_check_interval_ms.max(10)),
+            offsets_topic_partitions: self.offsets_topic_partitions,
+            group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+            offsets_retention_minutes: self.offsets_retention_minutes,
         })
     }
 

@@ -45,6 +45,7 @@ async fn run(args: cli::Args) -> anyhow::Result<()> {
     let config = args.broker_config(bound)?;
     let broker = Broker::start(config).await.context("cannot start the broker")?;
     tokio::spawn(chronik_broker::run_retention(broker.clone()));
+    tokio::spawn(chronik_broker::groups::coordinator::run_group_timers(broker.clone()));
     tracing::info!(listen = %bound, data_dir = %broker.config.data_dir.display(), "Chronik is serving Kafka clients");
     // A line on stdout that scripts and tests wait for.
     println!("chronik-server ready: kafka={bound} node={}", broker.config.node_id);

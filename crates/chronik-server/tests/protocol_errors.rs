@@ -11,11 +11,19 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use common::Broker;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
     ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::messages::{
+    GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -291,13 +299,144 @@ fn impossible_array_lengths_are_refused_without_allocating() {
     frame.put_slice(b"abc");
     connection.send_raw(&frame);
     let correlation = connection.correlation;
-    assert_eq!(error_only(connection.receive().unwrap(), correlation), ResponseError::InvalidRequest.code());
+    assert_eq!(
+        error_only(connection.receive().unwrap(), correlation),
+        ResponseError::InvalidRequest.code()
+    );
     // The same for a flexible (compact) array: Metadata v9.
     let mut frame = connection.header(ApiKey::Metadata, 9);
     frame.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x07]);
     connection.send_raw(&frame);
     let correlation = connection.correlation;
-    assert_eq!(error_only(connection.receive().unwrap(), correlation), ResponseError::InvalidRequest.code());
+    assert_eq!(
+        error_only(connection.receive().unwrap(), correlation),
+        ResponseError::InvalidRequest.code()
+    );
     let mut body = connection.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
     assert_eq!(ApiVersionsResponse::decode(&mut body, 0).unwrap().error_code, 0);
+}
+
+fn join_request(member_id: &str, protocol_type: &str) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("strict")))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_protocol_type(StrBytes::from_string(protocol_type.to_string()))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"\x00\x00")),
+        ])
+}
+
+fn commit_error(connection: &mut Connection, group: &str, generation: i32, member: &str) -> i16 {
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(StrBytes::from_string(member.to_string()))
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("events")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default().with_committed_offset(1)]),
+        ]);
+    let mut body = connection.call(ApiKey::OffsetCommit, 8, &request);
+    OffsetCommitResponse::decode(&mut body, 8).unwrap().topics[0].partitions[0].error_code
+}
+
+#[test]
+fn group_protocol_violations() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(
+        &dir.path().join("broker"),
+        &[
+            "--offsets-topic-partitions",
+            "3",
+            "--group-initial-rebalance-delay-ms",
+            "0",
+        ],
+    );
+    common::create_topic(&broker.addr, "events", 1, &[]);
+    let mut connection = Connection::open(&broker);
+
+    // A group nobody joined: a commit claiming a generation is stale.
+    assert_eq!(
+        commit_error(&mut connection, "ghost", 3, "someone"),
+        ResponseError::IllegalGeneration.code()
+    );
+    // A commit outside group management is fine for a group without members.
+    assert_eq!(commit_error(&mut connection, "ghost", -1, ""), 0);
+
+    // JoinGroup v5 first hands out a member id (KIP-394), then admits it.
+    let mut body = connection.call(ApiKey::JoinGroup, 5, &join_request("", "consumer"));
+    let first = JoinGroupResponse::decode(&mut body, 5).unwrap();
+    assert_eq!(first.error_code, ResponseError::MemberIdRequired.code());
+    let member = first.member_id.to_string();
+    let mut body = connection.call(ApiKey::JoinGroup, 5, &join_request(&member, "consumer"));
+    let joined = JoinGroupResponse::decode(&mut body, 5).unwrap();
+    assert_eq!(joined.error_code, 0);
+    assert_eq!(joined.leader.as_str(), member);
+    let generation = joined.generation_id;
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("strict")))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(member.clone()))
+        .with_assignments(vec![
+            SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_string(member.clone()))
+                .with_assignment(Bytes::from_static(b"assigned")),
+        ]);
+    let mut body = connection.call(ApiKey::SyncGroup, 3, &sync);
+    let synced = SyncGroupResponse::decode(&mut body, 3).unwrap();
+    assert_eq!((synced.error_code, &synced.assignment[..]), (0, &b"assigned"[..]));
+
+    assert_eq!(commit_error(&mut connection, "strict", generation, &member), 0);
+    assert_eq!(
+        commit_error(&mut connection, "strict", generation - 1, &member),
+        ResponseError::IllegalGeneration.code()
+    );
+    assert_eq!(
+        commit_error(&mut connection, "strict", generation, "stranger"),
+        ResponseError::UnknownMemberId.code()
+    );
+    assert_eq!(
+        commit_error(&mut connection, "strict", -1, ""),
+        ResponseError::UnknownMemberId.code()
+    );
+
+    let heartbeat = |member: &str, generation: i32| {
+        HeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("strict")))
+            .with_generation_id(generation)
+            .with_member_id(StrBytes::from_string(member.to_string()))
+    };
+    let mut body = connection.call(ApiKey::Heartbeat, 3, &heartbeat(&member, generation));
+    assert_eq!(HeartbeatResponse::decode(&mut body, 3).unwrap().error_code, 0);
+    let mut body = connection.call(ApiKey::Heartbeat, 3, &heartbeat(&member, generation + 1));
+    assert_eq!(
+        HeartbeatResponse::decode(&mut body, 3).unwrap().error_code,
+        ResponseError::IllegalGeneration.code()
+    );
+    let mut body = connection.call(ApiKey::Heartbeat, 3, &heartbeat("stranger", generation));
+    assert_eq!(
+        HeartbeatResponse::decode(&mut body, 3).unwrap().error_code,
+        ResponseError::UnknownMemberId.code()
+    );
+
+    // A member of another protocol type cannot join.
+    let mut body = connection.call(ApiKey::JoinGroup, 3, &join_request("", "connect"));
+    let refused = JoinGroupResponse::decode(&mut body, 3).unwrap();
+    assert_eq!(refused.error_code, ResponseError::InconsistentGroupProtocol.code());
+
+    // The committed offset is there to fetch.
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("strict")))
+        .with_topics(Some(vec![
+            OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("events")))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let mut body = connection.call(ApiKey::OffsetFetch, 5, &fetch);
+    let fetched = OffsetFetchResponse::decode(&mut body, 5).unwrap();
+    assert_eq!(fetched.topics[0].partitions[0].committed_offset, 1);
 }

@@ -1,3 +1,4 @@
+#![allow(warnings, clippy::all)] // Chronik: vendored as published; only the marked fixes are ours.
 //! Implementation of [the Kafka wire protocol](https://kafka.apache.org/protocol.html) in Rust.
 //!
 //! This library follows the approach of the Kafka project and generates the protocol through

@@ -9,6 +9,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
 use super::{str_bytes, topic_name};
 use crate::Broker;
+use crate::consumer_offsets;
 use crate::metadata::TopicInfo;
 
 pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
@@ -109,5 +110,6 @@ fn describe_topic(broker: &Broker, name: &str, info: &TopicInfo) -> MetadataResp
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(name)))
         .with_topic_id(info.id)
+        .with_is_internal(name == consumer_offsets::TOPIC)
         .with_partitions(partitions)
 }

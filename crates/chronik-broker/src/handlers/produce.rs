@@ -19,7 +19,7 @@ use crate::broker::propose_error_code;
 use crate::command::PartitionCommand;
 use crate::dispatch::{Deferred, encode};
 use crate::replicated::Applied;
-use crate::{Broker, topic_config};
+use crate::{Broker, consumer_offsets, topic_config};
 
 type Outcome = oneshot::Receiver<Result<Applied, ProposeError>>;
 
@@ -76,6 +76,10 @@ pub async fn submit(broker: Arc<Broker>, header: RequestHeader, request: Produce
 }
 
 async fn ensure_topic(broker: &Broker, name: &str) -> Result<(), ResponseError> {
+    if name == consumer_offsets::TOPIC {
+        // Only the group coordinator writes there.
+        return Err(ResponseError::InvalidTopicException);
+    }
     if broker.state.metadata().topic(name).is_some() {
         return Ok(());
     }

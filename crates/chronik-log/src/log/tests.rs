@@ -1,3 +1,5 @@
+use proptest::prelude::*;
+
 use super::*;
 use crate::batch::{parse_header, split_batches};
 use crate::testing::build_batch;
@@ -368,4 +370,334 @@ fn remove_deletes_the_directory() {
     fill(&mut log, 3);
     log.remove().unwrap();
     assert!(!dir.exists());
+}
+
+fn segment_exists(dir: &Path, base: i64) -> bool {
+    crate::segment::segment_path(dir, base, ".log").exists()
+}
+
+fn assert_out_of_range(log: &PartitionLog, offset: i64) {
+    assert!(
+        matches!(log.read(offset, 100), Err(LogError::OffsetOutOfRange { offset: o, .. }) if o == offset),
+        "offset {offset}"
+    );
+}
+
+#[test]
+fn truncate_to_cuts_the_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(10_000)).unwrap();
+    let mut batches = fill(&mut log, 12);
+    assert_eq!(segment_count(dir.path()), 1);
+    let cut = &batches[7];
+    let (offset, dropped_last) = (cut.base, batches.last().unwrap().last);
+
+    log.truncate_to(offset).unwrap();
+    batches.truncate(7);
+    assert_eq!(log.next_offset(), offset);
+    assert_eq!(log.size_bytes(), concat(&batches).len() as u64);
+    assert_log_holds(&log, &batches);
+    assert_out_of_range(&log, offset + 1);
+    assert_out_of_range(&log, dropped_last);
+
+    // Appends continue at the cut, where the dropped batch was.
+    let next = append(&mut log, 3, 50, 9);
+    assert_eq!(next.base, offset);
+    batches.push(next);
+    assert_log_holds(&log, &batches);
+    drop(log);
+
+    let log = PartitionLog::open(dir.path(), config(10_000)).unwrap();
+    assert_eq!(log.next_offset(), offset + 3);
+    assert_log_holds(&log, &batches);
+}
+
+#[test]
+fn truncate_to_drops_later_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    let mut batches = fill(&mut log, 40);
+    let segments = segment_count(dir.path());
+    assert!(segments > 5);
+    // A batch inside an older segment, not at its start.
+    let cut = (10..40)
+        .find(|&i| !segment_exists(dir.path(), batches[i].base))
+        .unwrap();
+    let offset = batches[cut].base;
+    let dropped: Vec<i64> = batches[cut..].iter().map(|b| b.last).collect();
+
+    log.truncate_to(offset).unwrap();
+    batches.truncate(cut);
+    assert_eq!(log.next_offset(), offset);
+    assert!(segment_count(dir.path()) < segments);
+    assert_eq!(log.size_bytes(), concat(&batches).len() as u64);
+    assert_log_holds(&log, &batches);
+    for offset in dropped.into_iter().skip(1) {
+        assert_out_of_range(&log, offset);
+    }
+
+    // New appends get the dropped offsets and roll as usual.
+    let more = fill(&mut log, 20);
+    assert_eq!(more[0].base, offset);
+    batches.extend(more);
+    assert_log_holds(&log, &batches);
+    drop(log);
+
+    let log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    assert_eq!(log.next_offset(), batches.last().unwrap().last + 1);
+    assert_log_holds(&log, &batches);
+}
+
+#[test]
+fn truncate_to_a_segment_start_reactivates_its_predecessor() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    let mut batches = fill(&mut log, 30);
+    let cut = (1..30).find(|&i| segment_exists(dir.path(), batches[i].base)).unwrap();
+    let offset = batches[cut].base;
+    let before = log.segments.iter().filter(|s| s.base_offset() < offset).count();
+
+    log.truncate_to(offset).unwrap();
+    batches.truncate(cut);
+    // As in a log that never got the batch at `offset`: no empty segment
+    // there, the one before it is active again.
+    assert!(!segment_exists(dir.path(), offset));
+    assert_eq!(log.segments.len(), before);
+    assert!(log.active().size() > 0);
+    assert_eq!(log.next_offset(), offset);
+    assert_log_holds(&log, &batches);
+    batches.push(append(&mut log, 1, 0, 1));
+    assert_log_holds(&log, &batches);
+    drop(log);
+
+    let log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    assert_log_holds(&log, &batches);
+}
+
+#[test]
+fn truncate_to_a_segment_start_after_a_gap_keeps_that_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    let batches = fill(&mut log, 30);
+    drop(log);
+    // Tear the last batch of the first segment and lose its index, so
+    // recovery cuts it and the log has a gap before the second segment.
+    let cut = (1..30).find(|&i| segment_exists(dir.path(), batches[i].base)).unwrap();
+    let offset = batches[cut].base;
+    let first = crate::segment::segment_path(dir.path(), 0, ".log");
+    let len = fs::metadata(&first).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .unwrap()
+        .set_len(len - 1)
+        .unwrap();
+    fs::remove_file(crate::segment::segment_path(dir.path(), 0, ".index")).unwrap();
+
+    let mut log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    log.truncate_to(offset).unwrap();
+    // The first segment ends before `offset`, so appending to it would
+    // break its offset sequence: the segment at `offset` stays, empty.
+    assert_eq!(log.next_offset(), offset);
+    assert!(segment_exists(dir.path(), offset));
+    assert_eq!(log.size_bytes(), concat(&batches[..cut - 1]).len() as u64);
+    assert_log_holds(&log, &batches[..cut - 1]);
+    let next = append(&mut log, 2, 0, 5);
+    assert_eq!(next.base, offset);
+    drop(log);
+
+    let log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    assert_eq!(log.next_offset(), offset + 2);
+    assert_eq!(log.read(offset, 1).unwrap(), next.bytes);
+}
+
+#[test]
+fn truncate_to_rejects_offsets_inside_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    let batches = fill(&mut log, 30);
+    let segments = segment_count(dir.path());
+    // Inside a batch of the first segment and of a later one.
+    let inside = |from: usize| batches[from..].iter().find(|b| b.last > b.base).unwrap().base + 1;
+    for offset in [inside(0), inside(20)] {
+        assert!(matches!(
+            log.truncate_to(offset),
+            Err(LogError::NotBatchBoundary { offset: o }) if o == offset
+        ));
+    }
+    assert_eq!(log.next_offset(), batches.last().unwrap().last + 1);
+    assert_eq!(segment_count(dir.path()), segments);
+    assert_eq!(log.size_bytes(), concat(&batches).len() as u64);
+    assert_log_holds(&log, &batches);
+}
+
+#[test]
+fn truncate_to_at_or_past_the_end_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    log.truncate_to(0).unwrap();
+    assert_eq!((log.next_offset(), log.size_bytes()), (0, 0));
+    let batches = fill(&mut log, 20);
+    let end = log.next_offset();
+    for offset in [end, end + 1, i64::MAX] {
+        log.truncate_to(offset).unwrap();
+        assert_eq!(log.next_offset(), end);
+        assert_log_holds(&log, &batches);
+    }
+    assert!(matches!(
+        log.truncate_to(-1),
+        Err(LogError::OffsetOutOfRange { offset: -1, .. })
+    ));
+    assert_log_holds(&log, &batches);
+}
+
+#[test]
+fn truncate_to_below_the_log_start_empties_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    let batches = fill(&mut log, 30);
+    let mid = &batches[15];
+    log.delete_records_before(mid.base + 1).unwrap();
+
+    // Still a batch start, but below the start now.
+    log.truncate_to(mid.base).unwrap();
+    assert_eq!((log.log_start_offset(), log.next_offset()), (mid.base, mid.base));
+    assert_eq!(log.size_bytes(), 0);
+    assert_eq!(log.max_timestamp(), None);
+    assert_eq!(segment_count(dir.path()), 1);
+    assert!(log.read(mid.base, 100).unwrap().is_empty());
+    let next = append(&mut log, 2, 0, 5);
+    assert_eq!(next.base, mid.base);
+    drop(log);
+
+    let mut log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    assert_eq!(log.log_start_offset(), mid.base);
+    assert_log_holds(&log, std::slice::from_ref(&next));
+
+    // Any offset below the start will do, batch start or not.
+    log.truncate_to(3).unwrap();
+    assert_eq!((log.log_start_offset(), log.next_offset()), (3, 3));
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    assert_eq!((log.log_start_offset(), log.next_offset()), (3, 3));
+    assert_eq!(segment_count(dir.path()), 1);
+    assert!(segment_exists(dir.path(), 3));
+}
+
+#[test]
+fn truncate_to_forgets_dropped_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(600);
+    config.index_interval_bytes = 100;
+    let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+    // Not monotonic, and the largest timestamps come late.
+    let mut batches: Vec<_> = (0..60i64)
+        .map(|i| append(&mut log, 1 + (i % 3) as u32, (i * 37) % 500 + i * 5, 30))
+        .collect();
+    let cut = 40;
+    let kept_max = batches[..cut].iter().map(|b| b.max_timestamp).max().unwrap();
+    assert!(batches[cut..].iter().any(|b| b.max_timestamp > kept_max));
+    log.truncate_to(batches[cut].base).unwrap();
+    batches.truncate(cut);
+
+    let expect_max = batches.iter().find(|b| b.max_timestamp == kept_max).unwrap().base;
+    let expect = |timestamp: i64| {
+        batches
+            .iter()
+            .find(|b| b.max_timestamp >= timestamp)
+            .map(|b| (b.base, b.bytes.clone()))
+    };
+    for reopen in [false, true] {
+        if reopen {
+            drop(log);
+            log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+        }
+        assert_eq!(log.max_timestamp(), Some((kept_max, expect_max)));
+        for timestamp in (-1..=1_000).step_by(7) {
+            let found = log
+                .batch_at_timestamp(timestamp)
+                .unwrap()
+                .map(|(base, bytes)| (base, bytes.to_vec()));
+            assert_eq!(found, expect(timestamp), "timestamp {timestamp}");
+        }
+    }
+}
+
+/// The `.log` files and their sizes.
+fn segment_files(dir: &Path) -> Vec<(String, u64)> {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_str().unwrap().ends_with(".log"))
+        .map(|e| (e.file_name().into_string().unwrap(), e.metadata().unwrap().len()))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Two logs in different directories behave the same.
+fn assert_same_log(a: &PartitionLog, b: &PartitionLog) -> Result<(), TestCaseError> {
+    prop_assert_eq!(a.next_offset(), b.next_offset());
+    prop_assert_eq!(a.log_start_offset(), b.log_start_offset());
+    prop_assert_eq!(a.size_bytes(), b.size_bytes());
+    prop_assert_eq!(a.read(0, usize::MAX).unwrap(), b.read(0, usize::MAX).unwrap());
+    prop_assert_eq!(a.max_timestamp(), b.max_timestamp());
+    for timestamp in (0..1_100).step_by(50) {
+        prop_assert_eq!(
+            a.batch_at_timestamp(timestamp).unwrap(),
+            b.batch_at_timestamp(timestamp).unwrap()
+        );
+    }
+    prop_assert_eq!(segment_files(&a.dir), segment_files(&b.dir));
+    // Offset indexes match too, so later appends index the same batches.
+    let offset_entries = |log: &PartitionLog| {
+        log.segments
+            .iter()
+            .map(|s| s.offset_index().entries().to_vec())
+            .collect::<Vec<_>>()
+    };
+    prop_assert_eq!(offset_entries(a), offset_entries(b));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn truncate_to_matches_a_log_that_only_got_the_prefix(
+        shapes in prop::collection::vec((1u32..5, 0usize..100, 0i64..1_000), 1..30),
+        segment_bytes in 150u64..1_000,
+        index_interval_bytes in 0u64..300,
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let config = LogConfig { index_interval_bytes, ..config(segment_bytes) };
+        let (truncated_dir, prefix_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut truncated = PartitionLog::open(truncated_dir.path(), config.clone()).unwrap();
+        let mut prefix = PartitionLog::open(prefix_dir.path(), config.clone()).unwrap();
+        let batches: Vec<_> = shapes
+            .iter()
+            .map(|&(records, payload, timestamp)| append(&mut truncated, records, timestamp, payload))
+            .collect();
+        // Every batch start, or the end.
+        let kept = cut.index(shapes.len() + 1);
+        for &(records, payload, timestamp) in &shapes[..kept] {
+            append(&mut prefix, records, timestamp, payload);
+        }
+
+        truncated.truncate_to(batches.get(kept).map_or(truncated.next_offset(), |b| b.base)).unwrap();
+        assert_same_log(&truncated, &prefix)?;
+
+        // Both go on alike, and reopen alike.
+        for &(records, payload, timestamp) in shapes.iter().rev() {
+            prop_assert_eq!(
+                truncated.append(&mut build_batch(records, timestamp, payload)).unwrap(),
+                prefix.append(&mut build_batch(records, timestamp, payload)).unwrap()
+            );
+        }
+        assert_same_log(&truncated, &prefix)?;
+        drop((truncated, prefix));
+        let truncated = PartitionLog::open(truncated_dir.path(), config.clone()).unwrap();
+        let prefix = PartitionLog::open(prefix_dir.path(), config).unwrap();
+        assert_same_log(&truncated, &prefix)?;
+    }
 }

@@ -14,6 +14,8 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+pub mod proxy;
+
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One broker process. Killed when dropped.
@@ -110,6 +112,10 @@ impl Broker {
         panic!("broker did not stop within 15 s of SIGTERM");
     }
 
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
@@ -197,13 +203,20 @@ pub fn create_topic(addr: &str, topic: &str, partitions: i32, configs: &[(&str, 
     for (k, v) in configs {
         new_topic = new_topic.set(k, v);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let results = runtime
-        .block_on(admin.create_topics([&new_topic], &AdminOptions::new()))
-        .expect("create_topics");
+    // A thread of its own, so async tests can call this too.
+    let results = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(admin.create_topics([&new_topic], &AdminOptions::new()))
+            })
+            .join()
+            .unwrap()
+    })
+    .expect("create_topics");
     for result in results {
         result.expect("topic created");
     }

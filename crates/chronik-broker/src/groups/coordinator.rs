@@ -1,0 +1,180 @@
+//! The group coordinator of this broker: the consumer groups whose
+//! `__consumer_offsets` partition this node leads. Membership lives in memory
+//! (one `Group` each); committed offsets and the membership of the last
+//! completed rebalance are records in that partition, so a new coordinator
+//! (after a restart, or a leader change) rebuilds the same view.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kafka_protocol::ResponseError;
+
+use super::membership::{Group, GroupSnapshot};
+use crate::Broker;
+use crate::broker::propose_error_code;
+use crate::command::PartitionCommand;
+use crate::consumer_offsets::{self, Change};
+use crate::partition::Partition;
+use crate::replicated::Applied;
+
+/// How long a write to `__consumer_offsets` may take before the request fails.
+const PERSIST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Default)]
+pub struct GroupCoordinator {
+    groups: Mutex<HashMap<String, Group>>,
+}
+
+/// The `__consumer_offsets` partition that holds `group`, if this node leads it.
+pub fn offsets_partition(broker: &Broker, group: &str) -> Result<Arc<Partition>, ResponseError> {
+    let partitions = broker
+        .state
+        .metadata()
+        .topic(consumer_offsets::TOPIC)
+        .map(|t| t.partitions.len() as i32)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let index = consumer_offsets::partition_for(group, partitions);
+    let partition = broker
+        .state
+        .find_partition(consumer_offsets::TOPIC, index)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    match broker.leader_of(partition.group) {
+        Some(leader) if leader == broker.config.node_id => Ok(partition),
+        Some(_) => Err(ResponseError::NotCoordinator),
+        None => Err(ResponseError::CoordinatorNotAvailable),
+    }
+}
+
+/// The node coordinating `group`: the leader of its offsets partition.
+pub fn coordinator_of(broker: &Broker, group: &str) -> Result<u64, ResponseError> {
+    let metadata = broker.state.metadata();
+    let topic = metadata
+        .topic(consumer_offsets::TOPIC)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let index = consumer_offsets::partition_for(group, topic.partitions.len() as i32);
+    let raft_group = topic.partitions[index as usize].group;
+    broker
+        .leader_of(raft_group)
+        .ok_or(ResponseError::CoordinatorNotAvailable)
+}
+
+/// Writes records to `group`'s offsets partition and waits until they apply.
+pub async fn persist(broker: &Broker, partition: &Partition, changes: &[Change]) -> Result<(), ResponseError> {
+    let batch = consumer_offsets::encode(changes, now_ms());
+    let outcome = broker
+        .submit(partition.group, PartitionCommand::Produce { batches: &batch }.encode())
+        .await;
+    match tokio::time::timeout(PERSIST_TIMEOUT, outcome).await {
+        Err(_) => Err(ResponseError::RequestTimedOut),
+        Ok(Err(_)) => Err(ResponseError::NotCoordinator),
+        Ok(Ok(Err(e))) => Err(match propose_error_code(&e) {
+            ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+            other => other,
+        }),
+        Ok(Ok(Ok(Applied::Produce(result)))) => result.map(|_| ()),
+        Ok(Ok(Ok(other))) => unreachable!("an offsets write applied as {other:?}"),
+    }
+}
+
+impl GroupCoordinator {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on `group`, loading it from its persisted membership (or
+    /// starting it empty) the first time this coordinator sees it.
+    pub fn with_group<R>(&self, broker: &Broker, group: &str, f: impl FnOnce(&mut Group) -> R) -> R {
+        let mut groups = self.lock();
+        let entry = groups.entry(group.to_string()).or_insert_with(|| {
+            let delay = broker.config.group_initial_rebalance_delay_ms;
+            let snapshot = broker
+                .state
+                .offsets
+                .group_metadata(group)
+                .and_then(|bytes| serde_json::from_slice::<GroupSnapshot>(&bytes).ok());
+            match snapshot {
+                Some(snapshot) if !snapshot.members.is_empty() => Group::restore(group, snapshot, delay, now_ms()),
+                _ => Group::new(group, delay),
+            }
+        });
+        f(entry)
+    }
+
+    /// Runs `f` on `group` only if it is in memory.
+    pub fn existing<R>(&self, group: &str, f: impl FnOnce(&Group) -> R) -> Option<R> {
+        self.lock().get(group).map(f)
+    }
+
+    pub fn group_ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    pub fn forget(&self, group: &str) {
+        self.lock().remove(group);
+    }
+
+    /// Advances timers, and lets go of groups this node no longer coordinates.
+    pub fn tick(&self, broker: &Broker) {
+        let now = now_ms();
+        let mut groups = self.lock();
+        groups.retain(|id, group| {
+            if offsets_partition(broker, id).is_err() {
+                group.shut_down(ResponseError::NotCoordinator.code());
+                return false;
+            }
+            group.tick(now);
+            true
+        });
+    }
+}
+
+/// Drives group timers (sessions, rebalance deadlines) and offset expiry.
+pub async fn run_group_timers(broker: Arc<Broker>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_expiry = tokio::time::Instant::now();
+    loop {
+        interval.tick().await;
+        broker.groups.tick(&broker);
+        if last_expiry.elapsed() >= Duration::from_secs(60) {
+            last_expiry = tokio::time::Instant::now();
+            expire_offsets(&broker).await;
+        }
+    }
+}
+
+/// Kafka's offsets.retention.minutes: the offsets of a group that has had no
+/// members for that long, and has not committed since, are deleted.
+async fn expire_offsets(broker: &Broker) {
+    let retention_ms = broker.config.offsets_retention_minutes.saturating_mul(60_000);
+    let cutoff = now_ms() - retention_ms;
+    for group in broker.state.offsets.groups() {
+        let Ok(partition) = offsets_partition(broker, &group) else {
+            continue;
+        };
+        let active = broker.groups.existing(&group, |g| !g.is_empty()).unwrap_or(false);
+        let offsets = broker.state.offsets.offsets(&group);
+        if active || offsets.is_empty() || offsets.iter().any(|(_, o)| o.commit_timestamp > cutoff) {
+            continue;
+        }
+        let changes: Vec<Change> = offsets
+            .into_iter()
+            .map(|((topic, partition), _)| Change::DeleteOffset {
+                group: group.clone(),
+                topic,
+                partition,
+            })
+            .collect();
+        match persist(broker, &partition, &changes).await {
+            Ok(()) => tracing::info!(group, "expired the committed offsets of an empty group"),
+            Err(e) => tracing::warn!(group, "cannot expire offsets: {e:?}"),
+        }
+    }
+}

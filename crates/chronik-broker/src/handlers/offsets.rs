@@ -1,0 +1,307 @@
+//! OffsetCommit, OffsetFetch and OffsetDelete: committed offsets are records
+//! in the group's `__consumer_offsets` partition, read back from the applied
+//! view every replica keeps.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    ConsumerProtocolSubscription, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+
+use super::{str_bytes, topic_name};
+use crate::Broker;
+use crate::consumer_offsets::{Change, CommittedOffset};
+use crate::groups::coordinator::{now_ms, offsets_partition, persist};
+use crate::groups::membership::GroupState;
+
+/// Kafka's offset.metadata.max.bytes.
+const MAX_METADATA_BYTES: usize = 4096;
+
+/// A partition of a commit, and why it was refused, if it was.
+type PartitionOutcome = (i32, Option<ResponseError>);
+
+pub async fn commit(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    let group = request.group_id.0.to_string();
+    let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
+    let checked = if group.is_empty() {
+        Err(ResponseError::InvalidGroupId)
+    } else {
+        offsets_partition(broker, &group).and_then(|partition| {
+            let known = broker.groups.existing(&group, |_| ()).is_some()
+                || broker.state.offsets.group_metadata(&group).is_some()
+                || !broker.state.offsets.offsets(&group).is_empty();
+            if !known && request.generation_id_or_member_epoch >= 0 {
+                // Kafka: a generation for a group that does not exist is stale.
+                return Err(ResponseError::IllegalGeneration);
+            }
+            let allowed = broker.groups.with_group(broker, &group, |g| {
+                g.validate_commit(
+                    request.member_id.as_str(),
+                    instance.as_deref(),
+                    request.generation_id_or_member_epoch,
+                )
+            });
+            allowed
+                .map(|_| partition)
+                .map_err(|code| ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError))
+        })
+    };
+    let now = now_ms();
+    let mut changes = Vec::new();
+    let mut results: Vec<(String, Vec<PartitionOutcome>)> = Vec::new();
+    for topic in &request.topics {
+        let name = topic.name.0.to_string();
+        let mut partitions = Vec::new();
+        for p in &topic.partitions {
+            let error = if let Err(e) = &checked {
+                Some(*e)
+            } else if broker.state.metadata().group_of(&name, p.partition_index).is_none() {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else if p
+                .committed_metadata
+                .as_ref()
+                .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
+            {
+                Some(ResponseError::OffsetMetadataTooLarge)
+            } else {
+                changes.push(Change::Commit {
+                    group: group.clone(),
+                    topic: name.clone(),
+                    partition: p.partition_index,
+                    offset: CommittedOffset {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                        commit_timestamp: now,
+                    },
+                });
+                None
+            };
+            partitions.push((p.partition_index, error));
+        }
+        results.push((name, partitions));
+    }
+    let written = match (&checked, changes.is_empty()) {
+        (Ok(partition), false) => persist(broker, partition, &changes).await.err(),
+        _ => None,
+    };
+    let topics = results
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, error)| {
+                    let code = error.or(written).map_or(0, |e| e.code());
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(topic_name(&name))
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// (topic, partition, committed offset or -1, metadata, leader epoch) for the
+/// requested partitions, or for every committed one when `wanted` is None.
+type FetchedOffset = (String, i32, i64, Option<String>, i32);
+
+fn fetch_group(
+    broker: &Broker,
+    group: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Vec<FetchedOffset>, ResponseError> {
+    offsets_partition(broker, group)?;
+    let view = &broker.state.offsets;
+    let found = |o: Option<CommittedOffset>| o.map_or((-1, None, -1), |o| (o.offset, o.metadata, o.leader_epoch));
+    Ok(match wanted {
+        Some(topics) => topics
+            .into_iter()
+            .flat_map(|(topic, partitions)| {
+                partitions.into_iter().map(move |p| {
+                    let (offset, metadata, epoch) = found(view.offset(group, &topic, p));
+                    (topic.clone(), p, offset, metadata, epoch)
+                })
+            })
+            .collect(),
+        None => view
+            .offsets(group)
+            .into_iter()
+            .map(|((topic, p), o)| (topic, p, o.offset, o.metadata, o.leader_epoch))
+            .collect(),
+    })
+}
+
+pub fn fetch(broker: &Broker, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|g| {
+                let wanted = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                        .collect()
+                });
+                let response = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+                match fetch_group(broker, g.group_id.0.as_str(), wanted) {
+                    Ok(offsets) => response.with_topics(group_topics(offsets)),
+                    Err(error) => response.with_error_code(error.code()),
+                }
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = request.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect::<Vec<_>>()
+    });
+    match fetch_group(broker, request.group_id.0.as_str(), wanted.clone()) {
+        Ok(offsets) => OffsetFetchResponse::default().with_topics(legacy_topics(offsets, version)),
+        Err(error) if version >= 2 => OffsetFetchResponse::default().with_error_code(error.code()),
+        // v0-v1 have no top-level error: every partition carries it.
+        Err(error) => {
+            let offsets = wanted
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p, -1, None, -1)))
+                .collect();
+            let mut topics = legacy_topics(offsets, version);
+            topics
+                .iter_mut()
+                .flat_map(|t| t.partitions.iter_mut())
+                .for_each(|p| p.error_code = error.code());
+            OffsetFetchResponse::default().with_topics(topics)
+        }
+    }
+}
+
+fn grouped<T>(offsets: Vec<FetchedOffset>, make: impl Fn(FetchedOffset) -> T) -> Vec<(String, Vec<T>)> {
+    let mut topics: Vec<(String, Vec<T>)> = Vec::new();
+    for entry in offsets {
+        let topic = entry.0.clone();
+        let item = make(entry);
+        match topics.iter_mut().find(|(t, _)| *t == topic) {
+            Some((_, items)) => items.push(item),
+            None => topics.push((topic, vec![item])),
+        }
+    }
+    topics
+}
+
+fn legacy_topics(offsets: Vec<FetchedOffset>, version: i16) -> Vec<OffsetFetchResponseTopic> {
+    grouped(offsets, |(_, p, offset, metadata, epoch)| {
+        let partition = OffsetFetchResponsePartition::default()
+            .with_partition_index(p)
+            .with_committed_offset(offset)
+            .with_metadata(Some(metadata.map_or_else(|| str_bytes(""), StrBytes::from_string)));
+        if version >= 5 {
+            partition.with_committed_leader_epoch(epoch)
+        } else {
+            partition
+        }
+    })
+    .into_iter()
+    .map(|(t, ps)| {
+        OffsetFetchResponseTopic::default()
+            .with_name(topic_name(&t))
+            .with_partitions(ps)
+    })
+    .collect()
+}
+
+fn group_topics(offsets: Vec<FetchedOffset>) -> Vec<OffsetFetchResponseTopics> {
+    grouped(offsets, |(_, p, offset, metadata, epoch)| {
+        OffsetFetchResponsePartitions::default()
+            .with_partition_index(p)
+            .with_committed_offset(offset)
+            .with_committed_leader_epoch(epoch)
+            .with_metadata(Some(metadata.map_or_else(|| str_bytes(""), StrBytes::from_string)))
+    })
+    .into_iter()
+    .map(|(t, ps)| {
+        OffsetFetchResponseTopics::default()
+            .with_name(topic_name(&t))
+            .with_partitions(ps)
+    })
+    .collect()
+}
+
+/// The topics the members of an active consumer group subscribe to.
+fn subscribed_topics(broker: &Broker, group: &str) -> Vec<String> {
+    broker
+        .groups
+        .existing(group, |g| {
+            if g.state() == GroupState::Empty || g.protocol_type() != Some("consumer") {
+                return Vec::new();
+            }
+            g.members()
+                .iter()
+                .filter_map(|m| {
+                    let mut metadata = m.metadata.clone();
+                    let version = i16::from_be_bytes([*metadata.first()?, *metadata.get(1)?]);
+                    bytes::Buf::advance(&mut metadata, 2);
+                    ConsumerProtocolSubscription::decode(&mut metadata, version.clamp(0, 3)).ok()
+                })
+                .flat_map(|s| s.topics.into_iter().map(|t| t.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn delete(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let group = request.group_id.0.to_string();
+    let partition = match offsets_partition(broker, &group) {
+        Ok(partition) => partition,
+        Err(error) => return OffsetDeleteResponse::default().with_error_code(error.code()),
+    };
+    let known = broker.groups.existing(&group, |g| !g.is_empty()).unwrap_or(false)
+        || !broker.state.offsets.offsets(&group).is_empty();
+    if !known {
+        return OffsetDeleteResponse::default().with_error_code(ResponseError::GroupIdNotFound.code());
+    }
+    let subscribed = subscribed_topics(broker, &group);
+    let mut changes = Vec::new();
+    let mut topics = Vec::new();
+    for topic in &request.topics {
+        let name = topic.name.0.to_string();
+        let partitions = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let response = OffsetDeleteResponsePartition::default().with_partition_index(p.partition_index);
+                if subscribed.contains(&name) {
+                    return response.with_error_code(ResponseError::GroupSubscribedToTopic.code());
+                }
+                changes.push(Change::DeleteOffset {
+                    group: group.clone(),
+                    topic: name.clone(),
+                    partition: p.partition_index,
+                });
+                response
+            })
+            .collect();
+        topics.push(
+            OffsetDeleteResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions),
+        );
+    }
+    if !changes.is_empty()
+        && let Err(error) = persist(broker, &partition, &changes).await
+    {
+        return OffsetDeleteResponse::default().with_error_code(error.code());
+    }
+    OffsetDeleteResponse::default().with_topics(topics)
+}

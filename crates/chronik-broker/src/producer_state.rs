@@ -1,0 +1,239 @@
+//! Idempotent-producer state of one partition: per producer id, its epoch and
+//! the last batches it wrote. Part of the partition's replicated state: every
+//! replica reaches the same decisions because they are made at apply time.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use chronik_log::BatchHeader;
+use kafka_protocol::ResponseError;
+use serde::{Deserialize, Serialize};
+
+/// Batches remembered per producer for duplicate detection, as in Kafka
+/// (max.in.flight.requests.per.connection may be at most 5 with idempotence).
+pub const REMEMBERED_BATCHES: usize = 5;
+
+/// Bound on producers tracked per partition; the least recently written is
+/// forgotten beyond it (its next write then needs a fresh epoch or sequence 0).
+pub const MAX_PRODUCERS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct WrittenBatch {
+    first_sequence: i32,
+    last_sequence: i32,
+    base_offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Producer {
+    epoch: i16,
+    batches: VecDeque<WrittenBatch>,
+    /// Apply order of its last write, to forget the stalest producer first.
+    last_write: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerStates {
+    producers: BTreeMap<i64, Producer>,
+    writes: u64,
+}
+
+/// What to do with an incoming batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Not idempotent, or the next batch in sequence: append it.
+    Append,
+    /// Already written: answer with its original base offset, write nothing.
+    Duplicate {
+        base_offset: i64,
+    },
+    Reject(ResponseError),
+}
+
+fn next_sequence(sequence: i32) -> i32 {
+    if sequence == i32::MAX { 0 } else { sequence + 1 }
+}
+
+fn last_sequence(header: &BatchHeader) -> i32 {
+    // Sequences wrap at i32::MAX, as Kafka's do.
+    ((header.base_sequence as i64 + header.last_offset_delta as i64) % (i32::MAX as i64 + 1)) as i32
+}
+
+impl ProducerStates {
+    pub fn check(&self, header: &BatchHeader) -> SequenceCheck {
+        if header.producer_id < 0 {
+            return SequenceCheck::Append;
+        }
+        let Some(producer) = self.producers.get(&header.producer_id) else {
+            // A new producer (or a forgotten one) must start its sequence at 0.
+            return if header.base_sequence == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+            };
+        };
+        if header.producer_epoch < producer.epoch {
+            return SequenceCheck::Reject(ResponseError::InvalidProducerEpoch);
+        }
+        if header.producer_epoch > producer.epoch {
+            return if header.base_sequence == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+            };
+        }
+        let last = last_sequence(header);
+        if let Some(written) = producer
+            .batches
+            .iter()
+            .find(|b| b.first_sequence == header.base_sequence && b.last_sequence == last)
+        {
+            return SequenceCheck::Duplicate {
+                base_offset: written.base_offset,
+            };
+        }
+        match producer.batches.back() {
+            Some(previous) if header.base_sequence != next_sequence(previous.last_sequence) => {
+                SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+            }
+            _ => SequenceCheck::Append,
+        }
+    }
+
+    /// Records a batch that was appended at `base_offset`.
+    pub fn record(&mut self, header: &BatchHeader, base_offset: i64) {
+        if header.producer_id < 0 {
+            return;
+        }
+        self.writes += 1;
+        let producer = self.producers.entry(header.producer_id).or_insert_with(|| Producer {
+            epoch: header.producer_epoch,
+            batches: VecDeque::new(),
+            last_write: 0,
+        });
+        if header.producer_epoch != producer.epoch {
+            producer.epoch = header.producer_epoch;
+            producer.batches.clear();
+        }
+        producer.last_write = self.writes;
+        producer.batches.push_back(WrittenBatch {
+            first_sequence: header.base_sequence,
+            last_sequence: last_sequence(header),
+            base_offset,
+        });
+        if producer.batches.len() > REMEMBERED_BATCHES {
+            producer.batches.pop_front();
+        }
+        if self.producers.len() > MAX_PRODUCERS {
+            let stalest = self
+                .producers
+                .iter()
+                .min_by_key(|(_, p)| p.last_write)
+                .map(|(id, _)| *id);
+            if let Some(id) = stalest {
+                self.producers.remove(&id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(producer_id: i64, epoch: i16, base_sequence: i32, records: i32) -> BatchHeader {
+        let batch = chronik_log::testing::build_batch(records as u32, 0, 1);
+        let mut header = chronik_log::parse_header(&batch).unwrap();
+        header.producer_id = producer_id;
+        header.producer_epoch = epoch;
+        header.base_sequence = base_sequence;
+        header
+    }
+
+    fn write(states: &mut ProducerStates, h: &BatchHeader, offset: i64) -> SequenceCheck {
+        let check = states.check(h);
+        if check == SequenceCheck::Append {
+            states.record(h, offset);
+        }
+        check
+    }
+
+    #[test]
+    fn in_order_batches_append_and_duplicates_return_original_offsets() {
+        let mut states = ProducerStates::default();
+        assert_eq!(write(&mut states, &header(7, 0, 0, 3), 0), SequenceCheck::Append);
+        assert_eq!(write(&mut states, &header(7, 0, 3, 2), 3), SequenceCheck::Append);
+        assert_eq!(
+            write(&mut states, &header(7, 0, 0, 3), 9),
+            SequenceCheck::Duplicate { base_offset: 0 }
+        );
+        assert_eq!(
+            write(&mut states, &header(7, 0, 3, 2), 9),
+            SequenceCheck::Duplicate { base_offset: 3 }
+        );
+        assert_eq!(write(&mut states, &header(7, 0, 5, 1), 5), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn gaps_old_epochs_and_unknown_producers_are_refused() {
+        let mut states = ProducerStates::default();
+        let out_of_order = SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber);
+        assert_eq!(write(&mut states, &header(1, 0, 4, 1), 0), out_of_order);
+        assert_eq!(write(&mut states, &header(1, 2, 0, 1), 0), SequenceCheck::Append);
+        assert_eq!(write(&mut states, &header(1, 2, 5, 1), 1), out_of_order);
+        assert_eq!(
+            write(&mut states, &header(1, 1, 1, 1), 1),
+            SequenceCheck::Reject(ResponseError::InvalidProducerEpoch)
+        );
+        // A bumped epoch restarts at sequence 0.
+        assert_eq!(write(&mut states, &header(1, 3, 1, 1), 1), out_of_order);
+        assert_eq!(write(&mut states, &header(1, 3, 0, 1), 1), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_remembered() {
+        let mut states = ProducerStates::default();
+        for i in 0..7 {
+            assert_eq!(write(&mut states, &header(1, 0, i, 1), i as i64), SequenceCheck::Append);
+        }
+        assert_eq!(
+            states.check(&header(1, 0, 6, 1)),
+            SequenceCheck::Duplicate { base_offset: 6 }
+        );
+        assert_eq!(
+            states.check(&header(1, 0, 2, 1)),
+            SequenceCheck::Duplicate { base_offset: 2 }
+        );
+        assert_eq!(
+            states.check(&header(1, 0, 1, 1)),
+            SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+        );
+    }
+
+    #[test]
+    fn sequences_wrap_at_i32_max() {
+        let mut states = ProducerStates::default();
+        let wrapping = header(1, 0, 0, 1);
+        states.record(&wrapping, 0);
+        let near_end = header(1, 0, i32::MAX - 1, 3);
+        assert_eq!(last_sequence(&near_end), 0, "MAX-1, MAX, then 0");
+        // Pretend the producer reached MAX-2, then the wrapping batch follows it.
+        let mut before = header(1, 0, 1, 1);
+        before.base_sequence = i32::MAX - 2;
+        states.record(&before, 1);
+        assert_eq!(states.check(&near_end), SequenceCheck::Append);
+        states.record(&near_end, 2);
+        assert_eq!(states.check(&header(1, 0, 1, 1)), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn state_survives_serialization() {
+        let mut states = ProducerStates::default();
+        write(&mut states, &header(9, 1, 0, 4), 10);
+        let restored: ProducerStates = serde_json::from_slice(&serde_json::to_vec(&states).unwrap()).unwrap();
+        assert_eq!(restored, states);
+        assert_eq!(
+            restored.check(&header(9, 1, 0, 4)),
+            SequenceCheck::Duplicate { base_offset: 10 }
+        );
+    }
+}
