@@ -162,7 +162,7 @@ async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKind) -
         }
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(handlers::groups::sync(broker, r, version).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(handlers::groups::heartbeat(broker, r)),
-        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(handlers::groups::leave(broker, r, version)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(handlers::groups::leave(broker, r, version).await),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(handlers::groups::list(broker, r)),
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(handlers::groups::describe(broker, r)),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(handlers::groups::delete(broker, r).await),

@@ -100,8 +100,8 @@ impl GroupCoordinator {
                 .group_metadata(group)
                 .and_then(|bytes| serde_json::from_slice::<GroupSnapshot>(&bytes).ok());
             match snapshot {
-                Some(snapshot) if !snapshot.members.is_empty() => Group::restore(group, snapshot, delay, now_ms()),
-                _ => Group::new(group, delay),
+                Some(snapshot) => Group::restore(group, snapshot, delay, now_ms()),
+                None => Group::new(group, delay),
             }
         });
         f(entry)
@@ -121,17 +121,45 @@ impl GroupCoordinator {
     }
 
     /// Advances timers, and lets go of groups this node no longer coordinates.
-    pub fn tick(&self, broker: &Broker) {
+    /// Returns the groups whose membership changed and must be saved.
+    fn tick(&self, broker: &Broker) -> Vec<(String, GroupSnapshot)> {
         let now = now_ms();
         let mut groups = self.lock();
+        let mut changed = Vec::new();
         groups.retain(|id, group| {
             if offsets_partition(broker, id).is_err() {
                 group.shut_down(ResponseError::NotCoordinator.code());
                 return false;
             }
             group.tick(now);
+            if let Some(snapshot) = group.take_unsaved_snapshot() {
+                changed.push((id.clone(), snapshot));
+            }
             true
         });
+        changed
+    }
+}
+
+/// Records `group`'s membership in its offsets partition, so that a new
+/// coordinator carries on from it.
+pub async fn save_membership(broker: &Broker, group: &str, snapshot: GroupSnapshot) {
+    let Ok(partition) = offsets_partition(broker, group) else {
+        return;
+    };
+    let change = Change::GroupMetadata {
+        group: group.to_string(),
+        snapshot: serde_json::to_vec(&snapshot).expect("snapshots serialize"),
+    };
+    if let Err(e) = persist(broker, &partition, &[change]).await {
+        tracing::warn!(group, "cannot save group membership: {e:?}");
+    }
+}
+
+/// Saves what a join or leave changed without completing a rebalance.
+pub async fn save_unsaved_membership(broker: &Broker, group: &str) {
+    if let Some(snapshot) = broker.groups.with_group(broker, group, |g| g.take_unsaved_snapshot()) {
+        save_membership(broker, group, snapshot).await;
     }
 }
 
@@ -142,7 +170,9 @@ pub async fn run_group_timers(broker: Arc<Broker>) {
     let mut last_expiry = tokio::time::Instant::now();
     loop {
         interval.tick().await;
-        broker.groups.tick(&broker);
+        for (group, snapshot) in broker.groups.tick(&broker) {
+            save_membership(&broker, &group, snapshot).await;
+        }
         if last_expiry.elapsed() >= Duration::from_secs(60) {
             last_expiry = tokio::time::Instant::now();
             expire_offsets(&broker).await;

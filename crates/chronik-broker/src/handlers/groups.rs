@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use super::str_bytes;
 use crate::Broker;
 use crate::consumer_offsets::Change;
-use crate::groups::coordinator::{now_ms, offsets_partition, persist};
+use crate::groups::coordinator::{now_ms, offsets_partition, persist, save_membership, save_unsaved_membership};
 use crate::groups::membership::{GroupState, JoinRequest, JoinResponse, SyncResponse};
 
 /// Added to a member's rebalance timeout when waiting for its join to
@@ -72,6 +72,7 @@ pub async fn join(broker: &Broker, request: JoinGroupRequest, client_id: &str, v
     broker
         .groups
         .with_group(broker, &group, |g| g.join(join, now_ms(), reply));
+    save_unsaved_membership(broker, &group).await;
     let wait = Duration::from_millis(rebalance_timeout_ms.max(0) as u64) + JOIN_WAIT_SLACK;
     let outcome: JoinResponse = match tokio::time::timeout(wait, answer).await {
         Ok(Ok(response)) => response,
@@ -104,10 +105,9 @@ pub async fn join(broker: &Broker, request: JoinGroupRequest, client_id: &str, v
 pub async fn sync(broker: &Broker, request: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let group = request.group_id.0.to_string();
     let error = |e: ResponseError| SyncGroupResponse::default().with_error_code(e.code());
-    let partition = match offsets_partition(broker, &group) {
-        Ok(partition) => partition,
-        Err(e) => return error(e),
-    };
+    if let Err(e) = offsets_partition(broker, &group) {
+        return error(e);
+    }
     let (reply, answer) = oneshot::channel();
     let assignments = request
         .assignments
@@ -129,13 +129,7 @@ pub async fn sync(broker: &Broker, request: SyncGroupRequest, version: i16) -> S
     if let Some(snapshot) = snapshot {
         // The rebalance is complete: record its membership so that a new
         // coordinator can carry on with the same generation.
-        let change = Change::GroupMetadata {
-            group: group.clone(),
-            snapshot: serde_json::to_vec(&snapshot).expect("snapshots serialize"),
-        };
-        if let Err(e) = persist(broker, &partition, &[change]).await {
-            tracing::warn!(group, "cannot persist group metadata: {e:?}");
-        }
+        save_membership(broker, &group, snapshot).await;
     }
     let outcome: SyncResponse = match tokio::time::timeout(Duration::from_secs(300), answer).await {
         Ok(Ok(response)) => response,
@@ -169,7 +163,7 @@ pub fn heartbeat(broker: &Broker, request: HeartbeatRequest) -> HeartbeatRespons
     HeartbeatResponse::default().with_error_code(code)
 }
 
-pub fn leave(broker: &Broker, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub async fn leave(broker: &Broker, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group = request.group_id.0.to_string();
     if let Err(e) = offsets_partition(broker, &group) {
         return LeaveGroupResponse::default().with_error_code(e.code());
@@ -191,6 +185,7 @@ pub fn leave(broker: &Broker, request: LeaveGroupRequest, version: i16) -> Leave
     let codes = broker
         .groups
         .with_group(broker, &group, |g| g.leave(&members, now_ms()));
+    save_unsaved_membership(broker, &group).await;
     if version < 3 {
         return LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0));
     }
