@@ -13,3 +13,4 @@ addr=$(sed -n 's/.*kafka=\([^ ]*\).*/\1/p' "$work/ready")
 [ -n "$addr" ] || { echo "broker did not start" >&2; cat "$work/broker.log" >&2; exit 1; }
 "$bin/chronik-bench" --bootstrap "$addr" --topic smoke produce --records 5000 --record-size 1024 --create-topic
 "$bin/chronik-bench" --bootstrap "$addr" --topic smoke consume --records 5000 --timeout-secs 60
+"$bin/chronik-bench" --bootstrap "$addr" --topic smoke --broker-pid "$broker" e2e --rate 1000 --seconds 2 --fetch-wait-max-ms 10
