@@ -74,7 +74,8 @@ pub enum Change {
 }
 
 impl Change {
-    fn record(&self, timestamp: i64) -> Record {
+    /// The record at position `offset_delta` of its batch.
+    fn record(&self, offset_delta: i64, timestamp: i64) -> Record {
         let (key, value) = match self {
             Change::Commit {
                 group,
@@ -114,8 +115,11 @@ impl Change {
             producer_id: NO_PRODUCER_ID,
             producer_epoch: NO_PRODUCER_EPOCH,
             timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: NO_SEQUENCE,
+            offset: offset_delta,
+            // The encoder keeps records in one batch while offset minus
+            // sequence stays the same; the batch's base sequence stays
+            // NO_SEQUENCE (-1), as a producer without an id sends it.
+            sequence: NO_SEQUENCE + offset_delta as i32,
             timestamp,
             key: Some(Bytes::from(serde_json::to_vec(&key).expect("keys serialize"))),
             value,
@@ -126,7 +130,7 @@ impl Change {
 
 /// Encodes changes as one record batch, ready to propose to the partition.
 pub fn encode(changes: &[Change], timestamp: i64) -> Bytes {
-    let records: Vec<Record> = changes.iter().map(|c| c.record(timestamp)).collect();
+    let records: Vec<Record> = changes.iter().zip(0..).map(|(c, i)| c.record(i, timestamp)).collect();
     let mut buf = BytesMut::new();
     let options = RecordEncodeOptions {
         version: 2,
@@ -244,6 +248,22 @@ mod tests {
             metadata: Some("m".into()),
             commit_timestamp: 5,
         }
+    }
+
+    #[test]
+    fn encoded_batches_are_valid_for_the_log() {
+        let changes: Vec<Change> = (0..3)
+            .map(|p| Change::Commit {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: p,
+                offset: committed(1),
+            })
+            .collect();
+        let batch = encode(&changes, 1);
+        let header = chronik_log::validate_batch(&batch).expect("one valid v2 batch");
+        assert_eq!((header.record_count, header.last_offset_delta), (3, 2));
+        assert_eq!((header.producer_id, header.base_sequence), (-1, -1));
     }
 
     #[test]

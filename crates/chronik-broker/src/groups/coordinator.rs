@@ -78,7 +78,12 @@ pub async fn persist(broker: &Broker, partition: &Partition, changes: &[Change])
             ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
             other => other,
         }),
-        Ok(Ok(Ok(Applied::Produce(result)))) => result.map(|_| ()),
+        Ok(Ok(Ok(Applied::Produce(result)))) => result.map(|_| ()).inspect_err(|e| {
+            tracing::error!(
+                partition = partition.index,
+                "the offsets partition refused a write: {e:?}"
+            )
+        }),
         Ok(Ok(Ok(other))) => unreachable!("an offsets write applied as {other:?}"),
     }
 }
