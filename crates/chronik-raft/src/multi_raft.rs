@@ -101,6 +101,9 @@ impl<O: Send + 'static> MultiRaft<O> {
         let engine_config = raft_engine::Config {
             dir: dir.to_string_lossy().into_owned(),
             purge_threshold: raft_engine::ReadableSize::mb(512),
+            // Record batches are often compressed by clients already, and
+            // compressing the rest costs more CPU than the disk time it saves.
+            batch_compression_threshold: raft_engine::ReadableSize(0),
             target_file_size: raft_engine::ReadableSize::mb(64),
             ..Default::default()
         };
@@ -405,6 +408,7 @@ impl<S: StateMachine> Driver<S> {
             if let Err(e) = batch.add_entries::<EntryExt>(id, ready.entries()) {
                 panic!("cannot encode Raft entries of group {id}: {e}");
             }
+            group.node.store().cache_entries(ready.entries());
             if let Some(hs) = ready.hs() {
                 if let Err(e) = put_hard_state(&mut batch, id, hs) {
                     panic!("cannot encode the hard state of group {id}: {e}");
@@ -430,6 +434,8 @@ impl<S: StateMachine> Driver<S> {
             self.apply(id, committed, &mut effects);
             if let Some(group) = self.groups.get_mut(&id) {
                 group.node.advance_apply();
+                let applied = group.node.raft.raft_log.applied;
+                group.node.store().release_applied(applied);
             }
         }
         for effect in effects {

@@ -3,7 +3,13 @@
 //!
 //! Per group, raft-engine holds the entries plus three keys: the hard state,
 //! the conf state, and the index and term of the last compacted entry.
+//!
+//! Entries written but not yet applied are also kept in memory, so that
+//! applying them (and sending them to followers) does not read them back from
+//! the log files.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use protobuf::Message as _;
@@ -29,9 +35,82 @@ impl MessageExt for EntryExt {
     }
 }
 
+/// Bound on the bytes of entries one group keeps in memory.
+const MAX_CACHED_BYTES: usize = 8 << 20;
+
+/// The newest entries of a group, contiguous by index.
+#[derive(Default)]
+struct EntryCache {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+}
+
+impl EntryCache {
+    fn append(&mut self, new: &[Entry]) {
+        let Some(first) = new.first() else { return };
+        // A new leader's entries replace ours from their first index on.
+        while self.entries.back().is_some_and(|e| e.index >= first.index) {
+            self.pop_back();
+        }
+        if self.entries.back().is_some_and(|e| e.index + 1 != first.index) {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        for entry in new {
+            self.bytes += entry.data.len();
+            self.entries.push_back(entry.clone());
+        }
+        while self.bytes > MAX_CACHED_BYTES {
+            self.pop_front();
+        }
+    }
+
+    fn drop_through(&mut self, index: u64) {
+        while self.entries.front().is_some_and(|e| e.index <= index) {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(e) = self.entries.pop_front() {
+            self.bytes -= e.data.len();
+        }
+    }
+
+    fn pop_back(&mut self) {
+        if let Some(e) = self.entries.pop_back() {
+            self.bytes -= e.data.len();
+        }
+    }
+
+    /// Entries `[low, high)`, if all of them are here.
+    fn range(&self, low: u64, high: u64) -> Option<Vec<Entry>> {
+        let first = self.entries.front()?.index;
+        let last = self.entries.back()?.index;
+        if low < first || high > last + 1 {
+            return None;
+        }
+        let start = (low - first) as usize;
+        Some(
+            self.entries
+                .range(start..start + (high - low) as usize)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn term(&self, index: u64) -> Option<u64> {
+        let first = self.entries.front()?.index;
+        self.entries
+            .get(usize::try_from(index.checked_sub(first)?).ok()?)
+            .map(|e| e.term)
+    }
+}
+
 pub(crate) struct GroupStorage {
     engine: Arc<Engine>,
     group: GroupId,
+    cache: RefCell<EntryCache>,
 }
 
 fn store_error(e: impl std::error::Error + Send + Sync + 'static) -> raft::Error {
@@ -40,7 +119,21 @@ fn store_error(e: impl std::error::Error + Send + Sync + 'static) -> raft::Error
 
 impl GroupStorage {
     pub(crate) fn new(engine: Arc<Engine>, group: GroupId) -> Self {
-        GroupStorage { engine, group }
+        GroupStorage {
+            engine,
+            group,
+            cache: RefCell::default(),
+        }
+    }
+
+    /// Keeps entries just handed to the log store, until they are applied.
+    pub(crate) fn cache_entries(&self, entries: &[Entry]) {
+        self.cache.borrow_mut().append(entries);
+    }
+
+    /// Forgets cached entries up to and including `applied`.
+    pub(crate) fn release_applied(&self, applied: u64) {
+        self.cache.borrow_mut().drop_through(applied);
     }
 
     /// Whether the group has ever been initialised on this node.
@@ -131,8 +224,13 @@ impl raft::Storage for GroupStorage {
         if high > self.last_index_inner() + 1 {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
+        let max_size = max_size.into();
+        if let Some(mut entries) = self.cache.borrow().range(low, high) {
+            raft::util::limit_size(&mut entries, max_size);
+            return Ok(entries);
+        }
         let mut entries = Vec::with_capacity((high - low) as usize);
-        let max_size = max_size.into().map(|s| s as usize);
+        let max_size = max_size.map(|s| s as usize);
         self.engine
             .fetch_entries_to::<EntryExt>(self.group, low, high, max_size, &mut entries)
             .map_err(store_error)?;
@@ -146,6 +244,9 @@ impl raft::Storage for GroupStorage {
         }
         if idx < compacted {
             return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if let Some(term) = self.cache.borrow().term(idx) {
+            return Ok(term);
         }
         match self
             .engine
@@ -176,4 +277,39 @@ impl raft::Storage for GroupStorage {
 pub(crate) fn put_hard_state(batch: &mut LogBatch, group: GroupId, hs: &HardState) -> raft_engine::Result<()> {
     debug_assert!(hs.is_initialized());
     batch.put_message(group, HARD_STATE_KEY.to_vec(), hs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![0; 10].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cache_keeps_a_contiguous_suffix() {
+        let mut cache = EntryCache::default();
+        cache.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
+        assert_eq!(cache.range(2, 4).map(|v| v.len()), Some(2));
+        assert_eq!(cache.term(3), Some(1));
+        // A new leader overwrites from index 2.
+        cache.append(&[entry(2, 2)]);
+        assert_eq!(
+            cache.range(1, 3).map(|v| v.iter().map(|e| e.term).collect::<Vec<_>>()),
+            Some(vec![1, 2])
+        );
+        assert_eq!(cache.range(1, 4), None, "index 3 was replaced");
+        // A gap empties the cache rather than holding a hole.
+        cache.append(&[entry(9, 2)]);
+        assert_eq!(cache.range(1, 2), None);
+        assert_eq!(cache.range(9, 10).map(|v| v.len()), Some(1));
+        cache.drop_through(9);
+        assert_eq!((cache.entries.len(), cache.bytes), (0, 0));
+    }
 }

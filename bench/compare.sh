@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Side-by-side: Chronik single node against the peer broker tansu (its durable
+# sqlite engine and its in-memory engine), the same load on each, plus the
+# disk's fsync'd write bandwidth, all measured in one run. Prints one table
+# with ratios. Usage: bench/compare.sh [records]
+#
+# tansu 0.6.0 is installed from crates.io into a cache directory the first
+# time (about 20 minutes on 2 cores); set TANSU to use another binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+records=${1:-200000}
+cache=${CHRONIK_BENCH_CACHE:-$HOME/.cache/chronik-bench}
+tansu=${TANSU:-$cache/tansu/bin/tansu}
+if [ ! -x "$tansu" ]; then
+  echo "installing tansu 0.6.0 into $cache/tansu (first run only)" >&2
+  cargo install tansu@0.6.0 --locked --features dynostore,libsql --root "$cache/tansu" -j 2 >&2
+fi
+cargo build --release -j 2 --workspace --bins >&2
+bench=target/release/chronik-bench
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_port() {
+  for _ in $(seq 1 200); do
+    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on port $1" >&2
+  return 1
+}
+
+start_chronik() { # name -> sets addr and pid
+  local dir=$work/$1 port
+  mkdir -p "$dir"
+  port=$(free_port)
+  target/release/chronik-server --data-dir "$dir/data" --kafka-port "$port" >"$dir/out" 2>"$dir/log" &
+  pid=$!; pids+=("$pid"); addr=127.0.0.1:$port
+  wait_port "$port"
+}
+
+start_tansu() { # name storage-url -> sets addr and pid
+  local dir=$work/$1 port
+  mkdir -p "$dir"
+  port=$(free_port)
+  # An empty directory and a clean environment: tansu reads ./.env and
+  # STORAGE_ENGINE-style variables.
+  (cd "$dir" && env -i PATH=/usr/bin:/bin HOME="$dir" "$tansu" broker \
+      --kafka-listener-url "tcp://127.0.0.1:$port" \
+      --advertised-listener-url "tcp://127.0.0.1:$port" \
+      --storage-engine "${2//@DIR@/$dir}" >"$dir/out" 2>"$dir/log") &
+  pid=$!; pids+=("$pid"); addr=127.0.0.1:$port
+  wait_port "$port"
+}
+
+run_load() { # name -> writes $work/name.json
+  local name=$1 topic=bench e2e_topic=latency
+  {
+    echo "{\"name\": \"$name\","
+    echo "\"produce\": $($bench --bootstrap "$addr" --topic $topic --broker-pid "$pid" --json produce \
+      --records "$records" --record-size 1024 --acks all --linger-ms 5 --create-topic),"
+    echo "\"consume_500\": $($bench --bootstrap "$addr" --topic $topic --json consume --records "$records" --fetch-wait-max-ms 500),"
+    echo "\"consume_10\": $($bench --bootstrap "$addr" --topic $topic --json consume --records "$records" --fetch-wait-max-ms 10),"
+    $bench --bootstrap "$addr" --topic $e2e_topic produce --records 1 --create-topic >/dev/null
+    echo "\"e2e_500\": $($bench --bootstrap "$addr" --topic $e2e_topic --json e2e --rate 5000 --seconds 10 --fetch-wait-max-ms 500),"
+    echo "\"e2e_10\": $($bench --bootstrap "$addr" --topic $e2e_topic --json e2e --rate 5000 --seconds 10 --fetch-wait-max-ms 10)}"
+  } >"$work/$name.json"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+python3 bench/fsync_probe.py "$work" 3 >"$work/disk.json"
+start_chronik chronik; run_load chronik
+start_tansu tansu-sqlite "sqlite://@DIR@/tansu.db"; run_load tansu-sqlite
+start_tansu tansu-memory "memory://tansu/"; run_load tansu-memory
+
+python3 bench/compare_table.py "$work/disk.json" "$work/chronik.json" "$work/tansu-sqlite.json" "$work/tansu-memory.json"
+echo "3-node cluster: not run; multi-node clusters are not implemented yet."
