@@ -73,8 +73,15 @@ async fn read_requests(
                 "request of {size} bytes exceeds the limit"
             )));
         }
-        let mut frame = BytesMut::zeroed(size as usize);
-        reader.read_exact(&mut frame).await?;
+        // Filled straight from the socket, without zeroing it first; `take`
+        // stops at the frame's end even if the buffer has room for more.
+        let mut frame = BytesMut::with_capacity(size as usize);
+        let mut body = (&mut *reader).take(size as u64);
+        while frame.len() < size as usize {
+            if body.read_buf(&mut frame).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
         let deferred = dispatch::dispatch(broker, frame.freeze()).await;
         if pending.send(tokio::spawn(deferred)).await.is_err() {
             return Ok(());
