@@ -41,16 +41,16 @@ start_chronik() { # name -> sets addr and pid
   wait_port "$port"
 }
 
-start_tansu() { # name storage-url -> sets addr and pid
+start_tansu() { # name storage-url (relative to its own directory) -> sets addr and pid
   local dir=$work/$1 port
   mkdir -p "$dir"
   port=$(free_port)
   # An empty directory and a clean environment: tansu reads ./.env and
-  # STORAGE_ENGINE-style variables.
-  (cd "$dir" && env -i PATH=/usr/bin:/bin HOME="$dir" "$tansu" broker \
+  # STORAGE_ENGINE-style variables. exec keeps $! the broker's own pid.
+  (cd "$dir" && exec env -i PATH=/usr/bin:/bin HOME="$dir" "$tansu" broker \
       --kafka-listener-url "tcp://127.0.0.1:$port" \
       --advertised-listener-url "tcp://127.0.0.1:$port" \
-      --storage-engine "${2//@DIR@/$dir}" >"$dir/out" 2>"$dir/log") &
+      --storage-engine "$2" >"$dir/out" 2>"$dir/log") &
   pid=$!; pids+=("$pid"); addr=127.0.0.1:$port
   wait_port "$port"
 }
@@ -72,7 +72,7 @@ run_load() { # name -> writes $work/name.json
 
 python3 bench/fsync_probe.py "$work" 3 >"$work/disk.json"
 start_chronik chronik; run_load chronik
-start_tansu tansu-sqlite "sqlite://@DIR@/tansu.db"; run_load tansu-sqlite
+start_tansu tansu-sqlite "sqlite://tansu.db"; run_load tansu-sqlite
 start_tansu tansu-memory "memory://tansu/"; run_load tansu-memory
 
 python3 bench/compare_table.py "$work/disk.json" "$work/chronik.json" "$work/tansu-sqlite.json" "$work/tansu-memory.json"
