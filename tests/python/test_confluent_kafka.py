@@ -1,6 +1,5 @@
 """Integration tests driving Chronik with confluent-kafka (librdkafka)."""
 
-import logging
 import time
 from collections import defaultdict
 
@@ -11,11 +10,9 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     KafkaException,
-    Producer,
     TopicPartition,
 )
 from confluent_kafka.admin import (
-    AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
@@ -26,13 +23,9 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from clients import RDKAFKA_LOG, TIMEOUT, admin_for, create_topic, kafka_error, producer_for
 from conftest import wait_until
 
-TIMEOUT = 15  # seconds, for any single admin / metadata operation
-
-# librdkafka's own log lines go through Python logging, so pytest shows them
-# with a failing test instead of printing them to stderr as they happen.
-RDKAFKA_LOG = logging.getLogger("rdkafka")
 
 
 @pytest.fixture
@@ -47,21 +40,15 @@ def broker_args():
 # --------------------------------------------------------------------------
 
 
-def admin_for(broker):
-    return AdminClient({"bootstrap.servers": broker.bootstrap, "socket.timeout.ms": 10000,
-                        "logger": RDKAFKA_LOG})
-
-
-def producer_for(broker, **extra):
-    conf = {
-        "bootstrap.servers": broker.bootstrap,
-        "acks": "all",
-        "linger.ms": 5,
-        "message.timeout.ms": 30000,
-        "logger": RDKAFKA_LOG,
-    }
-    conf.update(extra)
-    return Producer(conf)
+def first_consume_error(consumer, timeout=15):
+    """The first error a consumer reports; no record may come before it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None:
+            assert msg.error() is not None, f"unexpected record at offset {msg.offset()}"
+            return msg.error()
+    return None
 
 
 def consumer_for(broker, **extra):
@@ -78,26 +65,8 @@ def consumer_for(broker, **extra):
     return Consumer(conf)
 
 
-def create_topic(admin, name, partitions=1, config=None):
-    fs = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
-        request_timeout=TIMEOUT,
-    )
-    fs[name].result(timeout=TIMEOUT)
-    wait_until(
-        lambda: name in admin.list_topics(timeout=TIMEOUT).topics,
-        timeout=TIMEOUT,
-        what=f"topic {name} in metadata",
-    )
-
-
 def kafka_error_of(excinfo):
-    """The KafkaError carried by a KafkaException raised from a future."""
-    exc = excinfo.value
-    assert isinstance(exc, KafkaException), f"expected KafkaException, got {exc!r}"
-    err = exc.args[0]
-    assert isinstance(err, KafkaError), f"expected KafkaError, got {err!r}"
-    return err
+    return kafka_error(excinfo.value)
 
 
 def produce_all(producer, items, timeout=60):
@@ -571,13 +540,7 @@ def test_delete_records(broker, topic_name):
     consumer = consumer_for(broker, **{"auto.offset.reset": "error"})
     try:
         consumer.assign([TopicPartition(topic, 0, 10)])
-        err = None
-        deadline = time.monotonic() + 15
-        while err is None and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None:
-                assert msg.error() is not None, f"got deleted record at offset {msg.offset()}"
-                err = msg.error()
+        err = first_consume_error(consumer)
         assert err is not None and err.code() == KafkaError._AUTO_OFFSET_RESET, err
     finally:
         consumer.close()
@@ -776,13 +739,7 @@ def test_fetch_out_of_range_resets(broker, topic_name):
     consumer = consumer_for(broker, **{"auto.offset.reset": "error"})
     try:
         consumer.assign([TopicPartition(topic, 0, 1000)])
-        err = None
-        deadline = time.monotonic() + 15
-        while err is None and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None:
-                assert msg.error() is not None, f"unexpected record at {msg.offset()}"
-                err = msg.error()
+        err = first_consume_error(consumer)
         assert err is not None, "no error reported for an out-of-range fetch"
         assert err.code() == KafkaError._AUTO_OFFSET_RESET, err
     finally:

@@ -5,7 +5,6 @@ is bounded; group members run in their own threads (one Consumer per thread,
 only that thread calls poll/commit/close on it).
 """
 
-import logging
 import threading
 import time
 from collections import Counter, defaultdict
@@ -19,15 +18,13 @@ from confluent_kafka import (
     ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
-    Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
 
+from clients import RDKAFKA_LOG, TIMEOUT, admin_for, create_topic, produce_retrying, producer_for
+from clients import kafka_error as kafka_error_of
 from conftest import wait_until
 
-TIMEOUT = 15  # seconds, for any single admin / metadata operation
-RDKAFKA_LOG = logging.getLogger("rdkafka")
 
 
 @pytest.fixture
@@ -48,23 +45,6 @@ def broker_args():
 # --------------------------------------------------------------------------
 
 
-def admin_for(broker):
-    return AdminClient({"bootstrap.servers": broker.bootstrap, "socket.timeout.ms": 10000,
-                        "logger": RDKAFKA_LOG})
-
-
-def producer_for(broker, **extra):
-    conf = {
-        "bootstrap.servers": broker.bootstrap,
-        "acks": "all",
-        "linger.ms": 5,
-        "message.timeout.ms": 30000,
-        "logger": RDKAFKA_LOG,
-    }
-    conf.update(extra)
-    return Producer(conf)
-
-
 def group_conf(broker, group, **extra):
     conf = {
         "bootstrap.servers": broker.bootstrap,
@@ -78,21 +58,6 @@ def group_conf(broker, group, **extra):
     }
     conf.update(extra)
     return conf
-
-
-def create_topic(admin, name, partitions=1):
-    fs = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)],
-                             request_timeout=TIMEOUT)
-    fs[name].result(timeout=TIMEOUT)
-    wait_until(lambda: name in admin.list_topics(timeout=TIMEOUT).topics,
-               timeout=TIMEOUT, what=f"topic {name} in metadata")
-
-
-def kafka_error_of(exc):
-    assert isinstance(exc, KafkaException), f"expected KafkaException, got {exc!r}"
-    err = exc.args[0]
-    assert isinstance(err, KafkaError), f"expected KafkaError, got {err!r}"
-    return err
 
 
 def high_watermarks(broker, topic, partitions):
@@ -306,13 +271,8 @@ def produce_paced(producer, topic, total, partitions, rate, progress, reports):
     chunk = 500
     for base in range(0, total, chunk):
         for v in range(base, min(base + chunk, total)):
-            while True:
-                try:
-                    producer.produce(topic, value=str(v).encode(), partition=v % partitions,
-                                     on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            produce_retrying(producer, topic, value=str(v).encode(), partition=v % partitions,
+                             on_delivery=on_delivery)
         progress[0] = min(base + chunk, total)
         producer.poll(0)
         ahead = start + progress[0] / rate - time.monotonic()
@@ -808,13 +768,8 @@ def test_idempotent_producer(broker, topic_name):
         reports.append((err, msg.partition(), msg.offset(), int(msg.value())))
 
     for v in range(total):
-        while True:
-            try:
-                producer.produce(topic, value=str(v).encode(), partition=v % partitions,
-                                 on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_retrying(producer, topic, value=str(v).encode(), partition=v % partitions,
+                         on_delivery=on_delivery)
         if v % 1000 == 0:
             producer.poll(0)
     assert producer.flush(60) == 0

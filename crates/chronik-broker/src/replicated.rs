@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use bytes::Bytes;
 use chronik_log::{LogError, split_batches};
 use chronik_raft::{Effect, GroupId, METADATA_GROUP, StateMachine};
 use kafka_protocol::ResponseError;
@@ -77,8 +78,6 @@ pub enum Applied {
 pub struct ProduceAck {
     pub base_offset: i64,
     pub log_start_offset: i64,
-    /// False when every batch was a duplicate of one already written.
-    pub appended: bool,
 }
 
 /// Where applying a partition group stands, and the producer state that
@@ -230,14 +229,13 @@ impl BrokerStateMachine {
         cursor.applied = index;
         match PartitionCommand::decode(data) {
             Some(PartitionCommand::Produce { batches }) => {
-                let result = append(&partition, &mut cursor.producers, batches);
-                if let Ok(ack) = &result
-                    && partition.topic == consumer_offsets::TOPIC
-                    && ack.appended
-                {
-                    apply_offsets(&self.shared.offsets, &partition, ack.base_offset, batches.len());
-                }
-                Applied::Produce(result)
+                let offsets = (partition.topic == consumer_offsets::TOPIC).then_some(&self.shared.offsets);
+                Applied::Produce(append(&partition, &mut cursor.producers, batches, |stored| {
+                    // Every replica keeps the group view of what it applies.
+                    if let Some(view) = offsets {
+                        view.apply_batches(Bytes::copy_from_slice(stored));
+                    }
+                }))
             }
             Some(PartitionCommand::DeleteRecords { offset }) => {
                 let result = partition.log_mut().delete_records_before(offset);
@@ -252,11 +250,17 @@ impl BrokerStateMachine {
 }
 
 /// Appends the batches of one produce entry, after the idempotent-producer
-/// checks. A duplicate is answered with the offset it was first written at.
-fn append(partition: &Partition, producers: &mut ProducerStates, batches: &[u8]) -> Result<ProduceAck, ResponseError> {
+/// checks, handing each batch as stored (offsets assigned) to `on_stored`. A
+/// duplicate is answered with the offset it was first written at.
+fn append(
+    partition: &Partition,
+    producers: &mut ProducerStates,
+    batches: &[u8],
+    mut on_stored: impl FnMut(&[u8]),
+) -> Result<ProduceAck, ResponseError> {
     let ranges = split_batches(batches).map_err(|_| ResponseError::CorruptMessage)?;
     let mut log = partition.log_mut();
-    let mut first: Option<(i64, bool)> = None;
+    let mut first = None;
     let mut buffer = Vec::new();
     for range in ranges {
         let header = chronik_log::parse_header(&batches[range.clone()]).map_err(|_| ResponseError::CorruptMessage)?;
@@ -271,7 +275,7 @@ fn append(partition: &Partition, producers: &mut ProducerStates, batches: &[u8])
                     base_offset,
                     "duplicate batch from an idempotent producer; answered with its original offset"
                 );
-                first.get_or_insert((base_offset, false));
+                first.get_or_insert(base_offset);
                 continue;
             }
             SequenceCheck::Append => log.next_offset(),
@@ -282,29 +286,15 @@ fn append(partition: &Partition, producers: &mut ProducerStates, batches: &[u8])
             panic!("cannot append to {}-{}: {e}", partition.topic, partition.index);
         }
         producers.record(&header, base_offset);
-        first.get_or_insert((base_offset, true));
+        on_stored(&buffer);
+        first.get_or_insert(base_offset);
     }
     partition.publish_high_watermark(log.next_offset());
-    let (base_offset, appended) = first.ok_or(ResponseError::CorruptMessage)?;
+    let base_offset = first.ok_or(ResponseError::CorruptMessage)?;
     Ok(ProduceAck {
         base_offset,
         log_start_offset: log.log_start_offset(),
-        appended,
     })
-}
-
-/// Feeds the records just appended (`bytes` of them, from offset `from`) into
-/// the offsets view.
-fn apply_offsets(view: &OffsetsView, partition: &Partition, from: i64, bytes: usize) {
-    let log = partition.log();
-    match log.read(from, bytes) {
-        Ok(batches) => view.apply_batches(batches),
-        Err(e) => tracing::error!(
-            partition = partition.index,
-            "cannot read back {}: {e}",
-            consumer_offsets::TOPIC
-        ),
-    }
 }
 
 /// Rebuilds the offsets view from a `__consumer_offsets` partition's log.
