@@ -4,21 +4,42 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chronik_raft::{GroupId, METADATA_GROUP, MultiRaft, MultiRaftConfig, ProposeError};
+use chronik_raft::grpc::{ClusterId, GrpcTransport, PeerAddresses, REQUEST_TIMEOUT};
+use chronik_raft::{
+    GroupId, GroupReport, METADATA_GROUP, Mailbox, MultiRaft, MultiRaftConfig, NoPeers, NodeId, ProposeError,
+    SharedTransport,
+};
 use kafka_protocol::ResponseError;
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use crate::cluster::peer_view::PeerView;
+use crate::cluster::proto::ProposeMetadataRequest;
+use crate::cluster::{admin_client, identity};
 use crate::config::BrokerConfig;
 use crate::groups::coordinator::GroupCoordinator;
-use crate::metadata::{BrokerInfo, MetadataCommand, MetadataError, MetadataReply};
+use crate::metadata::{BrokerInfo, MetadataCommand, MetadataError, MetadataReply, NodeInfo};
 use crate::replicated::{Applied, BrokerStateMachine, SharedState};
 use crate::{consumer_offsets, topic_config};
 
 /// How long a request waits for a new partition to elect its leader.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// How long a starting node waits for the metadata group to elect a leader:
+/// the other nodes of a new cluster may still be starting.
+const STARTUP_WAIT: Duration = Duration::from_secs(120);
+/// How long a metadata write may take, retries while leadership moves included.
+const METADATA_WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Producer ids a broker reserves at a time.
 const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// The outcome of a metadata command proposed on the metadata leader, and the
+/// metadata index that reflects it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetadataOutcome {
+    pub result: Result<MetadataReply, (i16, String)>,
+    pub index: u64,
+}
 
 pub struct Broker {
     pub config: BrokerConfig,
@@ -26,47 +47,108 @@ pub struct Broker {
     raft: MultiRaft<Applied>,
     producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
     pub groups: GroupCoordinator,
+    pub cluster_id: ClusterId,
+    /// Raft addresses of the other nodes.
+    pub peers: PeerAddresses,
+    pub peer_view: PeerView,
 }
 
 impl Broker {
-    /// Opens the data directory, starts the Raft loop and registers this node
-    /// in the metadata. Returns once the node can serve requests.
-    pub async fn start(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+    /// Opens the data directory and starts the Raft loop. The node then
+    /// needs its Raft service running (for a cluster) and [`Broker::join`].
+    pub fn start(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display()))?;
+        identity::check_node_id(&config.data_dir, config.node_id)?;
         let state = Arc::new(SharedState::default());
-        let state_machine = BrokerStateMachine::open(&config.data_dir, state.clone())?;
-        let raft = MultiRaft::start(
-            &config.data_dir.join("raft"),
-            MultiRaftConfig::new(config.node_id),
-            state_machine,
-        )?;
-        let broker = Arc::new(Broker {
+        let state_machine = BrokerStateMachine::open(&config.data_dir, config.node_id, state.clone())?;
+        let cluster_id = ClusterId::default();
+        cluster_id.set(&state.metadata().cluster_id);
+        let peers = PeerAddresses::default();
+        for (id, node) in &state.metadata().nodes {
+            if *id != config.node_id && !node.raft_addr.is_empty() {
+                peers.set(*id, node.raft_addr.clone());
+            }
+        }
+        let mut raft_config = MultiRaftConfig::new(config.node_id, config.data_dir.join("raft-snapshots"));
+        raft_config.in_sync_max_lag = config.isr_max_lag_entries;
+        raft_config.log_retain_entries = config.raft_log_retain_entries;
+        let transport: SharedTransport = match &config.cluster {
+            None => Arc::new(NoPeers),
+            Some(cluster) => {
+                for (id, addr) in &cluster.peers {
+                    peers.set(*id, addr.clone());
+                }
+                raft_config.initial_voters = if cluster.bootstrap {
+                    let mut voters: Vec<NodeId> = cluster.peers.iter().map(|(id, _)| *id).collect();
+                    voters.push(config.node_id);
+                    voters.sort_unstable();
+                    voters
+                } else {
+                    Vec::new()
+                };
+                Arc::new(GrpcTransport::new(config.node_id, cluster_id.clone(), peers.clone()))
+            }
+        };
+        let raft = MultiRaft::start(&config.data_dir.join("raft"), raft_config, state_machine, transport)?;
+        Ok(Arc::new(Broker {
             config,
             state,
             raft,
             producer_ids: tokio::sync::Mutex::new(0..0),
             groups: GroupCoordinator::default(),
-        });
-        broker.wait_for_leader(METADATA_GROUP).await?;
-        if broker.state.metadata().cluster_id.is_empty() {
-            let cluster_id = uuid::Uuid::new_v4().simple().to_string();
-            broker
-                .propose_metadata(MetadataCommand::InitCluster { cluster_id })
-                .await?;
+            cluster_id,
+            peers,
+            peer_view: PeerView::default(),
+        }))
+    }
+
+    /// Waits for the metadata group, forms the cluster if it is new, and
+    /// registers this node. Returns once the node can serve requests.
+    pub async fn join(&self) -> anyhow::Result<()> {
+        self.wait_for_leader_within(METADATA_GROUP, STARTUP_WAIT).await?;
+        if self.state.metadata().cluster_id.is_empty() {
+            let command = MetadataCommand::InitCluster {
+                cluster_id: uuid::Uuid::new_v4().simple().to_string(),
+                nodes: self.initial_nodes(),
+            };
+            self.propose_metadata(command).await?;
+        }
+        let cluster_id = self.state.metadata().cluster_id.clone();
+        self.cluster_id.set(&cluster_id);
+        for (id, node) in &self.state.metadata().nodes {
+            if *id != self.config.node_id && !node.raft_addr.is_empty() && self.peers.get(*id).is_none() {
+                self.peers.set(*id, node.raft_addr.clone());
+            }
         }
         let info = BrokerInfo {
-            host: broker.config.advertised_host.clone(),
-            port: broker.config.advertised_port,
+            host: self.config.advertised_host.clone(),
+            port: self.config.advertised_port,
         };
-        if broker.state.metadata().brokers.get(&broker.config.node_id) != Some(&info) {
-            let node = broker.config.node_id;
-            broker
-                .propose_metadata(MetadataCommand::RegisterBroker { node, info })
+        if self.state.metadata().brokers.get(&self.config.node_id) != Some(&info) {
+            let node = self.config.node_id;
+            self.propose_metadata(MetadataCommand::RegisterBroker { node, info })
                 .await?;
         }
-        broker.ensure_offsets_topic().await?;
-        Ok(broker)
+        self.ensure_offsets_topic().await?;
+        Ok(())
+    }
+
+    /// The members of a cluster being formed: this node and its peers.
+    fn initial_nodes(&self) -> std::collections::BTreeMap<NodeId, NodeInfo> {
+        let own = self
+            .config
+            .cluster
+            .as_ref()
+            .map_or_else(String::new, |c| c.raft_advertised.clone());
+        let mut nodes: std::collections::BTreeMap<NodeId, NodeInfo> = self
+            .peers
+            .all()
+            .into_iter()
+            .map(|(id, raft_addr)| (id, NodeInfo { raft_addr }))
+            .collect();
+        nodes.insert(self.config.node_id, NodeInfo { raft_addr: own });
+        nodes
     }
 
     /// Creates `__consumer_offsets` on first start. Its records are kept
@@ -77,7 +159,7 @@ impl Broker {
                 name: consumer_offsets::TOPIC.to_string(),
                 id: uuid::Uuid::new_v4(),
                 partitions: self.config.offsets_topic_partitions,
-                replicas: vec![self.config.node_id],
+                replication_factor: -1,
                 configs: [
                     (topic_config::RETENTION_MS.to_string(), "-1".to_string()),
                     (topic_config::SEGMENT_BYTES.to_string(), (100 << 20).to_string()),
@@ -99,23 +181,52 @@ impl Broker {
         self.raft.shutdown().await;
     }
 
-    pub fn leader_of(&self, group: GroupId) -> Option<u64> {
-        self.raft.status().get(group).and_then(|s| s.leader)
+    /// Where the Raft transport's server delivers what peers send.
+    pub fn mailbox(&self) -> Mailbox {
+        self.raft.mailbox()
+    }
+
+    /// The Raft state of every group with a replica on this node.
+    pub async fn describe_groups(&self) -> Vec<GroupReport> {
+        self.raft.describe().await
+    }
+
+    /// The leader of `group` as this node knows it: from the group itself if
+    /// it has a replica here, else from what its peers report.
+    pub fn leader_of(&self, group: GroupId) -> Option<NodeId> {
+        match self.raft.status().get(group) {
+            Some(status) => status.leader,
+            None => self.peer_view.get(group).map(|remote| remote.leader),
+        }
+    }
+
+    /// The in-sync replicas of `group`, if its leader has reported them.
+    pub fn in_sync_replicas(&self, group: GroupId) -> Option<Vec<NodeId>> {
+        match self.raft.status().get(group) {
+            Some(status) if status.leader == Some(self.config.node_id) => Some(status.isr),
+            _ => self.peer_view.get(group).map(|remote| remote.isr),
+        }
     }
 
     pub fn is_leader(&self, group: GroupId) -> bool {
-        self.leader_of(group) == Some(self.config.node_id)
+        self.raft.status().get(group).and_then(|s| s.leader) == Some(self.config.node_id)
     }
 
     /// Waits, bounded, until `group` has a leader.
     pub async fn wait_for_leader(&self, group: GroupId) -> anyhow::Result<u64> {
-        let deadline = Instant::now() + LEADER_WAIT;
+        self.wait_for_leader_within(group, LEADER_WAIT).await
+    }
+
+    async fn wait_for_leader_within(&self, group: GroupId, wait: Duration) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + wait;
         loop {
             if let Some(leader) = self.leader_of(group) {
                 return Ok(leader);
             }
             if Instant::now() >= deadline {
-                anyhow::bail!("group {group} elected no leader within {LEADER_WAIT:?}");
+                anyhow::bail!(
+                    "group {group} elected no leader within {wait:?}; are a majority of the nodes running and reachable?"
+                );
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -143,15 +254,123 @@ impl Broker {
         Ok(id)
     }
 
+    /// Proposes a metadata command on the metadata leader (this node, or
+    /// another through its admin service) and waits until this node's view
+    /// reflects it. Retries while the leadership moves.
     async fn apply_metadata(&self, command: MetadataCommand) -> Result<MetadataReply, MetadataError> {
+        let deadline = Instant::now() + METADATA_WRITE_TIMEOUT;
+        let outcome = loop {
+            let attempt = match self.leader_of(METADATA_GROUP) {
+                Some(leader) if leader == self.config.node_id => self.propose_metadata_here(command.clone()).await,
+                Some(leader) => self.forward_metadata(leader, &command).await,
+                None => Err("the metadata group has no leader".to_string()),
+            };
+            match attempt {
+                Ok(outcome) => break outcome,
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(MetadataError::new(
+                        ResponseError::RequestTimedOut,
+                        format!("the metadata write did not complete: {e}"),
+                    ));
+                }
+                Err(e) => {
+                    tracing::debug!("metadata write retried: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        self.wait_for_metadata(outcome.index).await;
+        outcome.result.map_err(|(code, message)| MetadataError {
+            error: ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError),
+            message,
+        })
+    }
+
+    /// Proposes a metadata command to the metadata group on this node. An
+    /// error means it did not apply here, and may be retried.
+    pub async fn propose_metadata_here(&self, command: MetadataCommand) -> Result<MetadataOutcome, String> {
         let data = serde_json::to_vec(&command).expect("metadata commands serialize");
         match self.raft.propose(METADATA_GROUP, data).await {
-            Ok(Applied::Metadata(result)) => result,
-            Ok(other) => unreachable!("metadata group answered {other:?}"),
-            Err(e) => Err(MetadataError {
-                error: propose_error_code(&e),
-                message: e.to_string(),
+            Ok(Applied::Metadata(result)) => Ok(MetadataOutcome {
+                result: result.map_err(|e| (e.error.code(), e.message)),
+                index: self.state.metadata().applied_index,
             }),
+            Ok(other) => unreachable!("metadata group answered {other:?}"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn forward_metadata(&self, leader: NodeId, command: &MetadataCommand) -> Result<MetadataOutcome, String> {
+        let addr = self
+            .peers
+            .get(leader)
+            .ok_or_else(|| format!("no address known for metadata leader {leader}"))?;
+        let mut client = admin_client(&addr, REQUEST_TIMEOUT).await?;
+        let request = ProposeMetadataRequest {
+            cluster_id: self.cluster_id.get(),
+            command: serde_json::to_vec(command).expect("metadata commands serialize"),
+        };
+        let response = client
+            .propose_metadata(request)
+            .await
+            .map_err(|s| format!("metadata leader {leader} at {addr}: {}", s.message()))?;
+        serde_json::from_slice(&response.into_inner().outcome).map_err(|e| format!("undecodable answer: {e}"))
+    }
+
+    /// Waits, bounded, until this node has applied metadata up to `index`.
+    async fn wait_for_metadata(&self, index: u64) {
+        let deadline = Instant::now() + LEADER_WAIT;
+        while self.state.metadata().applied_index < index && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Brings this node's metadata view up to the metadata leader's commit
+    /// index (a linearizable read), asking the leader over the network.
+    pub async fn sync_metadata(&self) -> Result<(), String> {
+        let index = match self.leader_of(METADATA_GROUP) {
+            Some(leader) if leader == self.config.node_id => {
+                self.raft.read_index(METADATA_GROUP).await.map_err(|e| e.to_string())?
+            }
+            Some(leader) => {
+                let addr = self
+                    .peers
+                    .get(leader)
+                    .ok_or_else(|| format!("no address known for metadata leader {leader}"))?;
+                let channel = chronik_raft::grpc::connect_channel(&addr, REQUEST_TIMEOUT)
+                    .await
+                    .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+                let request = chronik_raft::grpc::proto::ReadIndexRequest {
+                    cluster_id: self.cluster_id.get(),
+                    group: METADATA_GROUP,
+                };
+                chronik_raft::grpc::proto::raft_transport_client::RaftTransportClient::new(channel)
+                    .read_index(request)
+                    .await
+                    .map_err(|s| s.message().to_string())?
+                    .into_inner()
+                    .index
+            }
+            None => return Err("the metadata group has no leader".into()),
+        };
+        // The leader's commit index counts entries with nothing to apply too
+        // (elections' no-ops); wait for the Raft group, not the state.
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let applied = self
+                .raft
+                .describe()
+                .await
+                .into_iter()
+                .find(|g| g.group == METADATA_GROUP)
+                .map_or(0, |g| g.applied);
+            if applied >= index {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("this node did not catch up with metadata index {index}"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -169,7 +388,7 @@ impl Broker {
             name: topic.to_string(),
             id: uuid::Uuid::new_v4(),
             partitions: self.config.default_partitions,
-            replicas: vec![self.config.node_id],
+            replication_factor: -1,
             configs: Default::default(),
         };
         match self.propose_metadata(command).await {

@@ -29,4 +29,23 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: i64,
     /// Kafka's offsets.retention.minutes.
     pub offsets_retention_minutes: i64,
+    /// Set when this node is one of a cluster; `None` for a single node.
+    pub cluster: Option<ClusterConfig>,
+    /// A follower stays in the ISR while at most this many Raft entries behind.
+    pub isr_max_lag_entries: u64,
+    /// Applied Raft entries a leader keeps for followers that lack them.
+    pub raft_log_retain_entries: u64,
+}
+
+/// How a node finds and joins its cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Where the Raft and admin gRPC services bind.
+    pub raft_listen: SocketAddr,
+    /// The address peers are told to reach this node's Raft service at.
+    pub raft_advertised: String,
+    /// The other nodes: id and Raft address.
+    pub peers: Vec<(NodeId, String)>,
+    /// Form a new cluster from this node and its peers if the data directory is empty.
+    pub bootstrap: bool,
 }

@@ -7,6 +7,7 @@
 //! reads come from the applied state.
 
 mod broker;
+pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod consumer_offsets;
@@ -21,6 +22,6 @@ mod retention;
 pub mod server;
 pub mod topic_config;
 
-pub use broker::Broker;
+pub use broker::{Broker, MetadataOutcome};
 pub use config::BrokerConfig;
 pub use retention::run_retention;

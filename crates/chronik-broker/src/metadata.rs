@@ -15,6 +15,16 @@ use crate::{consumer_offsets, topic_config};
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 /// Upper bound on partitions per topic, so one request cannot exhaust the node.
 pub const MAX_PARTITIONS: i32 = 10_000;
+/// Replicas of a topic created without an explicit replication factor,
+/// capped by the number of nodes.
+pub const DEFAULT_REPLICATION_FACTOR: i16 = 3;
+
+/// A member of the cluster: a voter of the metadata group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Where its Raft and admin gRPC services listen; empty for a single node.
+    pub raft_addr: String,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerInfo {
@@ -39,6 +49,10 @@ pub struct TopicInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataState {
     pub cluster_id: String,
+    /// The cluster's members; replicas are placed on them.
+    #[serde(default)]
+    pub nodes: BTreeMap<NodeId, NodeInfo>,
+    /// Kafka listeners of the members that have started.
     pub brokers: BTreeMap<NodeId, BrokerInfo>,
     pub topics: BTreeMap<String, TopicInfo>,
     /// Partition groups get ids from this counter; group 0 is metadata.
@@ -55,6 +69,7 @@ pub struct MetadataState {
 pub enum MetadataCommand {
     InitCluster {
         cluster_id: String,
+        nodes: BTreeMap<NodeId, NodeInfo>,
     },
     RegisterBroker {
         node: NodeId,
@@ -64,7 +79,8 @@ pub enum MetadataCommand {
         name: String,
         id: uuid::Uuid,
         partitions: i32,
-        replicas: Vec<NodeId>,
+        /// -1 for the default.
+        replication_factor: i16,
         configs: BTreeMap<String, String>,
     },
     DeleteTopic {
@@ -91,7 +107,7 @@ pub enum MetadataCommand {
 }
 
 /// What applying a metadata command produced, besides the new state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataReply {
     Done,
     /// The first of the reserved producer ids.
@@ -109,7 +125,7 @@ pub struct MetadataError {
 }
 
 impl MetadataError {
-    fn new(error: ResponseError, message: impl Into<String>) -> Self {
+    pub(crate) fn new(error: ResponseError, message: impl Into<String>) -> Self {
         MetadataError {
             error,
             message: message.into(),
@@ -181,9 +197,10 @@ impl MetadataState {
             self.next_group = 1;
         }
         match command {
-            MetadataCommand::InitCluster { cluster_id } => {
+            MetadataCommand::InitCluster { cluster_id, nodes } => {
                 if self.cluster_id.is_empty() {
                     self.cluster_id = cluster_id;
+                    self.nodes = nodes;
                 }
                 Ok(())
             }
@@ -195,7 +212,7 @@ impl MetadataState {
                 name,
                 id,
                 partitions,
-                replicas,
+                replication_factor,
                 configs,
             } => {
                 validate_topic_name(&name)?;
@@ -207,9 +224,8 @@ impl MetadataState {
                 }
                 check_partition_count(partitions)?;
                 validate_configs(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-                let partitions = (0..partitions)
-                    .map(|_| self.new_partition(&replicas, effects))
-                    .collect();
+                let replicas = self.replica_count(replication_factor)?;
+                let partitions = (0..partitions).map(|_| self.new_partition(replicas, effects)).collect();
                 self.topics.insert(
                     name,
                     TopicInfo {
@@ -247,9 +263,9 @@ impl MetadataState {
                     ));
                 }
                 check_partition_count(total)?;
-                let replicas = self.topics[&name].partitions[0].replicas.clone();
+                let replicas = self.topics[&name].partitions[0].replicas.len();
                 let added: Vec<_> = (existing..total)
-                    .map(|_| self.new_partition(&replicas, effects))
+                    .map(|_| self.new_partition(replicas, effects))
                     .collect();
                 self.topics
                     .get_mut(&name)
@@ -288,17 +304,48 @@ impl MetadataState {
         .map(|()| MetadataReply::Done)
     }
 
-    fn new_partition(&mut self, replicas: &[NodeId], effects: &mut Vec<Effect>) -> PartitionInfo {
+    /// The nodes replicas are placed on, in id order.
+    pub fn members(&self) -> Vec<NodeId> {
+        if self.nodes.is_empty() {
+            self.brokers.keys().copied().collect()
+        } else {
+            self.nodes.keys().copied().collect()
+        }
+    }
+
+    fn replica_count(&self, replication_factor: i16) -> Result<usize, MetadataError> {
+        let members = self.members().len().max(1);
+        if replication_factor == -1 {
+            return Ok(members.min(DEFAULT_REPLICATION_FACTOR as usize));
+        }
+        if replication_factor < 1 || replication_factor as usize > members {
+            return Err(MetadataError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!("replication factor {replication_factor} is not possible with {members} node(s)"),
+            ));
+        }
+        Ok(replication_factor as usize)
+    }
+
+    /// A new partition group whose replicas start one node further along than
+    /// the previous group's, so replicas and (first voters being preferred
+    /// leaders) leadership spread evenly over the nodes.
+    fn new_partition(&mut self, replicas: usize, effects: &mut Vec<Effect>) -> PartitionInfo {
         let group = self.next_group;
         self.next_group += 1;
+        let members = self.members();
+        let replicas: Vec<NodeId> = if members.is_empty() {
+            Vec::new()
+        } else {
+            (0..replicas.min(members.len()))
+                .map(|i| members[(group as usize + i) % members.len()])
+                .collect()
+        };
         effects.push(Effect::CreateGroup {
             group,
-            voters: replicas.to_vec(),
+            voters: replicas.clone(),
         });
-        PartitionInfo {
-            group,
-            replicas: replicas.to_vec(),
-        }
+        PartitionInfo { group, replicas }
     }
 
     /// Loads the state saved by [`MetadataState::save`]; a missing file is an empty state.
@@ -350,9 +397,48 @@ mod tests {
             name: name.into(),
             id: uuid::Uuid::nil(),
             partitions,
-            replicas: vec![1],
+            replication_factor: -1,
             configs: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn replicas_spread_over_the_nodes() {
+        let mut state = MetadataState::default();
+        let nodes = (1..=3)
+            .map(|id| {
+                (
+                    id,
+                    NodeInfo {
+                        raft_addr: format!("n{id}"),
+                    },
+                )
+            })
+            .collect();
+        let init = MetadataCommand::InitCluster {
+            cluster_id: "c".into(),
+            nodes,
+        };
+        state.apply(1, init, &mut Vec::new()).unwrap();
+        state.apply(2, create("t", 6), &mut Vec::new()).unwrap();
+        let topic = state.topic("t").unwrap();
+        let mut first_voters = [0; 4];
+        for p in &topic.partitions {
+            let mut replicas = p.replicas.clone();
+            replicas.sort_unstable();
+            assert_eq!(replicas, vec![1, 2, 3]);
+            first_voters[p.replicas[0] as usize] += 1;
+        }
+        assert_eq!(first_voters[1..], [2, 2, 2], "preferred leaders are balanced");
+        let too_many = MetadataCommand::CreateTopic {
+            name: "u".into(),
+            id: uuid::Uuid::nil(),
+            partitions: 1,
+            replication_factor: 4,
+            configs: BTreeMap::new(),
+        };
+        let err = state.apply(3, too_many, &mut Vec::new()).unwrap_err();
+        assert_eq!(err.error, ResponseError::InvalidReplicationFactor);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use chronik_log::{LogError, split_batches};
-use chronik_raft::{Effect, GroupId, METADATA_GROUP, StateMachine};
+use chronik_raft::{Effect, GroupId, METADATA_GROUP, NodeId, SnapshotFile, SnapshotManifest, StateMachine};
 use kafka_protocol::ResponseError;
 
 use crate::command::PartitionCommand;
@@ -16,6 +16,7 @@ use crate::metadata::{MetadataCommand, MetadataError, MetadataReply, MetadataSta
 use crate::partition::{ApplyCheckpoint, Partition};
 use crate::producer_state::{ProducerStates, SequenceCheck};
 use crate::topic_config;
+use serde::{Deserialize, Serialize};
 
 /// State shared between the Raft loop (which writes it) and request handlers.
 #[derive(Default)]
@@ -47,6 +48,16 @@ impl SharedState {
     pub fn find_partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         let group = self.metadata().group_of(topic, index)?;
         self.partition(group)
+    }
+
+    /// The partition of `topic`/`index` on this node, or the error a Kafka
+    /// broker gives: unknown, or held by other nodes only.
+    pub fn local_partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>, ResponseError> {
+        let group = self
+            .metadata()
+            .group_of(topic, index)
+            .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        self.partition(group).ok_or(ResponseError::NotLeaderOrFollower)
     }
 
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
@@ -89,6 +100,7 @@ struct ApplyCursor {
 }
 
 pub struct BrokerStateMachine {
+    node_id: NodeId,
     shared: Arc<SharedState>,
     metadata_path: PathBuf,
     partitions_dir: PathBuf,
@@ -96,12 +108,13 @@ pub struct BrokerStateMachine {
 }
 
 impl BrokerStateMachine {
-    pub fn open(data_dir: &std::path::Path, shared: Arc<SharedState>) -> std::io::Result<Self> {
+    pub fn open(data_dir: &std::path::Path, node_id: NodeId, shared: Arc<SharedState>) -> std::io::Result<Self> {
         let metadata_path = data_dir.join("metadata.json");
         let partitions_dir = data_dir.join("partitions");
         std::fs::create_dir_all(&partitions_dir)?;
         *shared.metadata_mut() = MetadataState::load(&metadata_path)?;
         Ok(BrokerStateMachine {
+            node_id,
             shared,
             metadata_path,
             partitions_dir,
@@ -373,5 +386,141 @@ impl StateMachine for BrokerStateMachine {
             durable.push((group, cursor.durable));
         }
         durable
+    }
+
+    fn snapshot(&mut self, group: GroupId) -> Option<(u64, SnapshotManifest)> {
+        if group == METADATA_GROUP {
+            let metadata = self.shared.metadata();
+            let manifest = SnapshotManifest {
+                files: Vec::new(),
+                state: serde_json::to_vec(&*metadata).expect("metadata serializes"),
+            };
+            return Some((metadata.applied_index, manifest));
+        }
+        let partition = self.shared.partition(group)?;
+        let cursor = self.cursors.get(&group)?;
+        let mut log = partition.log_mut();
+        if let Err(e) = log.flush() {
+            tracing::error!(topic = %partition.topic, partition = partition.index, "cannot flush for a snapshot: {e}");
+            return None;
+        }
+        let state = PartitionSnapshot {
+            checkpoint: ApplyCheckpoint {
+                index: cursor.applied,
+                next_offset: log.next_offset(),
+                producers: cursor.producers.clone(),
+            },
+            log_start_offset: log.log_start_offset(),
+        };
+        let files = log
+            .segment_files()
+            .into_iter()
+            .filter_map(|(path, len)| {
+                let name = path.file_name()?.to_str()?.to_string();
+                Some(SnapshotFile { name, path, len })
+            })
+            .collect();
+        let manifest = SnapshotManifest {
+            files,
+            state: serde_json::to_vec(&state).expect("snapshots serialize"),
+        };
+        Some((cursor.applied, manifest))
+    }
+
+    fn restore(
+        &mut self,
+        group: GroupId,
+        index: u64,
+        manifest: &SnapshotManifest,
+        dir: &std::path::Path,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), String> {
+        if group == METADATA_GROUP {
+            return self.restore_metadata(index, manifest, effects);
+        }
+        let state: PartitionSnapshot =
+            serde_json::from_slice(&manifest.state).map_err(|e| format!("undecodable partition snapshot: {e}"))?;
+        let old = self
+            .shared
+            .partitions_mut()
+            .remove(&group)
+            .ok_or_else(|| format!("no partition runs group {group}"))?;
+        let target = old.dir().to_path_buf();
+        let (topic, index_in_topic) = (old.topic.clone(), old.index);
+        let config = old.log().config().clone();
+        drop(old);
+        let replaced = target.with_extension("replaced");
+        let _ = std::fs::remove_dir_all(&replaced);
+        std::fs::rename(&target, &replaced).map_err(|e| format!("cannot move {} aside: {e}", target.display()))?;
+        std::fs::rename(dir, &target).map_err(|e| format!("cannot move the snapshot into place: {e}"))?;
+        let _ = std::fs::remove_dir_all(&replaced);
+        let mut checkpoint = state.checkpoint;
+        checkpoint.index = index;
+        checkpoint.save(&target).map_err(|e| e.to_string())?;
+        let partition = Partition::open(&topic, index_in_topic, group, target, config).map_err(|e| e.to_string())?;
+        {
+            let mut log = partition.log_mut();
+            log.truncate_to(checkpoint.next_offset).map_err(|e| e.to_string())?;
+            if log.log_start_offset() < state.log_start_offset {
+                log.delete_records_before(state.log_start_offset)
+                    .map_err(|e| e.to_string())?;
+            }
+            partition.publish_high_watermark(log.next_offset());
+        }
+        if topic == consumer_offsets::TOPIC {
+            load_offsets(&self.shared.offsets, &partition)?;
+        }
+        self.cursors.insert(
+            group,
+            ApplyCursor {
+                applied: index,
+                durable: index,
+                producers: checkpoint.producers,
+            },
+        );
+        self.shared.partitions_mut().insert(group, Arc::new(partition));
+        Ok(())
+    }
+}
+
+/// What a partition snapshot carries besides its segment files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartitionSnapshot {
+    checkpoint: ApplyCheckpoint,
+    log_start_offset: i64,
+}
+
+impl BrokerStateMachine {
+    /// Takes the metadata of a snapshot, then starts the groups it gives this
+    /// node and stops those it no longer does.
+    fn restore_metadata(
+        &mut self,
+        index: u64,
+        manifest: &SnapshotManifest,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), String> {
+        let mut restored: MetadataState =
+            serde_json::from_slice(&manifest.state).map_err(|e| format!("undecodable metadata snapshot: {e}"))?;
+        restored.applied_index = restored.applied_index.max(index);
+        restored.save(&self.metadata_path).map_err(|e| e.to_string())?;
+        let wanted: HashMap<GroupId, Vec<NodeId>> = restored
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.replicas.contains(&self.node_id))
+            .map(|p| (p.group, p.replicas.clone()))
+            .collect();
+        *self.shared.metadata_mut() = restored;
+        let running: Vec<GroupId> = self.cursors.keys().copied().collect();
+        for group in running {
+            if !wanted.contains_key(&group) {
+                self.remove_partition(group);
+                effects.push(Effect::RemoveGroup { group });
+            }
+        }
+        for (group, voters) in wanted {
+            effects.push(Effect::CreateGroup { group, voters });
+        }
+        Ok(())
     }
 }

@@ -150,6 +150,16 @@ impl PartitionLog {
         Ok(Bytes::from(out))
     }
 
+    /// The segment files that reproduce this log as it is now, each with the
+    /// bytes to copy (the active one keeps growing). Indexes are left out:
+    /// opening the copy rebuilds them. Call after `flush`.
+    pub fn segment_files(&self) -> Vec<(PathBuf, u64)> {
+        self.segments
+            .iter()
+            .map(|s| (s.log_path().to_path_buf(), s.size()))
+            .collect()
+    }
+
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset
     }

@@ -9,18 +9,28 @@
 //! - every iteration collects each group's `Ready`, writes all new entries and
 //!   hard states of all groups to one raft-engine instance in one `LogBatch`
 //!   with one fsync (group commit), then applies committed entries;
+//! - messages to peers are collected per destination node and handed to a
+//!   [`Transport`] once per iteration ([`grpc`] carries them over tonic);
+//! - a follower behind the leader's compacted log gets a snapshot: the files
+//!   the state machine names, streamed in chunks ([`snapshot`]);
 //! - what "apply" means is the caller's business: it implements
 //!   [`StateMachine`].
 
+mod driver;
+pub mod grpc;
 mod logger;
 mod multi_raft;
+pub mod snapshot;
 mod state_machine;
 mod status;
 mod storage;
+mod transport;
 
 pub use multi_raft::{MultiRaft, MultiRaftConfig, ProposeError, StartError};
+pub use snapshot::{SnapshotFile, SnapshotManifest};
 pub use state_machine::{Effect, StateMachine};
-pub use status::{GroupStatus, StatusBoard};
+pub use status::{GroupReport, GroupStatus, StatusBoard};
+pub use transport::{Mailbox, NoPeers, SharedTransport, SnapshotDone, Transport};
 
 /// Identifies one Raft group on a node. Group 0 is the metadata group.
 pub type GroupId = u64;

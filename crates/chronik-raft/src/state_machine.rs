@@ -1,5 +1,8 @@
 //! The contract between the Raft loop and whatever the groups replicate.
 
+use std::path::Path;
+
+use crate::snapshot::SnapshotManifest;
 use crate::{GroupId, NodeId};
 
 /// Changes to the set of groups that applying an entry asks for. The loop
@@ -34,4 +37,22 @@ pub trait StateMachine: Send + 'static {
     /// Makes applied state durable and reports, per group, the index up to
     /// which it is. The loop may then drop Raft log entries up to that index.
     fn checkpoint(&mut self) -> Vec<(GroupId, u64)>;
+
+    /// Captures `group`'s applied state for a follower behind the compacted
+    /// Raft log. Returns the applied index it reflects and the manifest of
+    /// what to send; the files listed must stay readable up to their lengths
+    /// while the snapshot streams.
+    fn snapshot(&mut self, group: GroupId) -> Option<(u64, SnapshotManifest)>;
+
+    /// Replaces `group`'s state with a snapshot taken at `index` by its
+    /// leader, whose files are staged in `dir` (moved from there or copied).
+    /// Group changes the new state implies are pushed to `effects`.
+    fn restore(
+        &mut self,
+        group: GroupId,
+        index: u64,
+        manifest: &SnapshotManifest,
+        dir: &Path,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), String>;
 }

@@ -3,14 +3,37 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use serde::{Deserialize, Serialize};
+
 use crate::{GroupId, NodeId};
 
 /// A group's view of its own leadership, as of the last loop iteration.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupStatus {
     /// The leader this node knows of; `None` during an election.
     pub leader: Option<NodeId>,
     pub term: u64,
+    /// The in-sync replicas, known while this node leads; empty otherwise.
+    pub isr: Vec<NodeId>,
+}
+
+/// The full Raft state of one group on one node, for operators.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupReport {
+    pub group: GroupId,
+    /// Leader, Follower, Candidate or PreCandidate.
+    pub role: String,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub first_index: u64,
+    pub last_index: u64,
+    pub voters: Vec<NodeId>,
+    /// Known only on the leader.
+    pub isr: Vec<NodeId>,
+    /// Each voter's match index; known only on the leader.
+    pub matched: Vec<(NodeId, u64)>,
 }
 
 /// Shared, cheaply readable map of group statuses.
@@ -21,7 +44,7 @@ pub struct StatusBoard {
 
 impl StatusBoard {
     pub fn get(&self, group: GroupId) -> Option<GroupStatus> {
-        self.read().get(&group).copied()
+        self.read().get(&group).cloned()
     }
 
     pub(crate) fn set(&self, group: GroupId, status: GroupStatus) {

@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
@@ -99,6 +99,11 @@ impl EntryCache {
         )
     }
 
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
     fn term(&self, index: u64) -> Option<u64> {
         let first = self.entries.front()?.index;
         self.entries
@@ -107,10 +112,16 @@ impl EntryCache {
     }
 }
 
+/// Groups whose leader needs a snapshot that is not prepared yet; the loop
+/// asks the state machine for one.
+pub(crate) type SnapshotRequests = Arc<Mutex<Vec<GroupId>>>;
+
 pub(crate) struct GroupStorage {
     engine: Arc<Engine>,
     group: GroupId,
     cache: RefCell<EntryCache>,
+    prepared: RefCell<Option<Snapshot>>,
+    snapshot_requests: SnapshotRequests,
 }
 
 fn store_error(e: impl std::error::Error + Send + Sync + 'static) -> raft::Error {
@@ -118,12 +129,39 @@ fn store_error(e: impl std::error::Error + Send + Sync + 'static) -> raft::Error
 }
 
 impl GroupStorage {
-    pub(crate) fn new(engine: Arc<Engine>, group: GroupId) -> Self {
+    pub(crate) fn new(engine: Arc<Engine>, group: GroupId, snapshot_requests: SnapshotRequests) -> Self {
         GroupStorage {
             engine,
             group,
             cache: RefCell::default(),
+            prepared: RefCell::default(),
+            snapshot_requests,
         }
+    }
+
+    /// Keeps a snapshot the state machine took, for raft-rs to send.
+    pub(crate) fn set_prepared(&self, snapshot: Snapshot) {
+        *self.prepared.borrow_mut() = Some(snapshot);
+    }
+
+    /// Replaces the group's log with `snapshot`: every entry goes, and the
+    /// snapshot's index and term become the compaction point.
+    pub(crate) fn apply_snapshot(
+        &self,
+        batch: &mut LogBatch,
+        snapshot: &Snapshot,
+        hard_state: &HardState,
+    ) -> raft_engine::Result<()> {
+        let meta = snapshot.get_metadata();
+        batch.add_command(self.group, raft_engine::Command::Clean);
+        batch.put_message(self.group, CONF_STATE_KEY.to_vec(), meta.get_conf_state())?;
+        let mut compacted = meta.index.to_be_bytes().to_vec();
+        compacted.extend_from_slice(&meta.term.to_be_bytes());
+        batch.put(self.group, COMPACTED_KEY.to_vec(), compacted)?;
+        batch.put_message(self.group, HARD_STATE_KEY.to_vec(), hard_state)?;
+        self.cache.borrow_mut().clear();
+        *self.prepared.borrow_mut() = None;
+        Ok(())
     }
 
     /// Keeps entries just handed to the log store, until they are applied.
@@ -266,9 +304,19 @@ impl raft::Storage for GroupStorage {
         Ok(self.last_index_inner())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Replicas that fall behind the compacted log are a multi-node concern;
-        // a single voter never asks for a snapshot.
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let wanted = request_index.max(self.compacted().0);
+        if let Some(prepared) = self.prepared.borrow().as_ref()
+            && prepared.get_metadata().index >= wanted
+        {
+            return Ok(prepared.clone());
+        }
+        // Taking a snapshot needs the state machine, which only the loop
+        // holds: ask for one, and raft-rs asks again later.
+        let mut requests = self.snapshot_requests.lock().unwrap_or_else(|e| e.into_inner());
+        if !requests.contains(&self.group) {
+            requests.push(self.group);
+        }
         Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
     }
 }

@@ -1,4 +1,6 @@
-//! Command-line flags; each can also be set through a `CHRONIK_*` variable.
+//! Command-line flags, the `--config` file, and the settings they resolve to.
+//! Each server flag can also be set through a `CHRONIK_*` variable; a flag or
+//! variable wins over the file, the file over the default.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -6,7 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chronik_broker::BrokerConfig;
-use clap::Parser;
+use chronik_broker::config::ClusterConfig;
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::cluster_cli::ClusterCommand;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -14,14 +20,37 @@ use clap::Parser;
     version,
     about = "A Kafka-compatible event-streaming broker built on Raft"
 )]
-pub struct Args {
-    /// Where topics and the Raft log are stored.
-    #[arg(long, env = "CHRONIK_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+pub struct Cli {
+    #[command(flatten)]
+    pub server: ServerArgs,
 
-    /// Address the Kafka listener binds to.
-    #[arg(long, env = "CHRONIK_LISTEN", default_value = "127.0.0.1:9092")]
-    pub listen: String,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run this node as a member of a cluster: every partition is replicated by its own Raft group.
+    RaftCluster(RaftClusterArgs),
+    /// Ask a running cluster about its state (over its admin gRPC service).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// A TOML file with these settings (keys as the flags, with '_' for '-';
+    /// cluster settings in a [raft_cluster] table).
+    #[arg(long, env = "CHRONIK_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Where topics and the Raft log are stored [default: ./data].
+    #[arg(long, env = "CHRONIK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address the Kafka listener binds to [default: 127.0.0.1:9092].
+    #[arg(long, env = "CHRONIK_LISTEN")]
+    pub listen: Option<String>,
 
     /// Port of the Kafka listener; overrides the port of --listen. 0 picks a free one.
     #[arg(long, env = "CHRONIK_KAFKA_PORT")]
@@ -31,44 +60,225 @@ pub struct Args {
     #[arg(long, env = "CHRONIK_ADVERTISED_ADDR")]
     pub advertised_addr: Option<String>,
 
-    /// This node's id: its Kafka broker id and Raft peer id.
-    #[arg(long, env = "CHRONIK_NODE_ID", default_value_t = 1)]
-    pub node_id: u64,
+    /// This node's id: its Kafka broker id and Raft peer id [default: 1].
+    #[arg(long, env = "CHRONIK_NODE_ID")]
+    pub node_id: Option<u64>,
 
-    /// Create topics on first use (Metadata or Produce).
-    #[arg(long, env = "CHRONIK_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
-    pub auto_create_topics: bool,
+    /// Create topics on first use (Metadata or Produce) [default: true].
+    #[arg(long, env = "CHRONIK_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
 
-    /// Partitions of an auto-created topic, or of one created without a count.
-    #[arg(long, env = "CHRONIK_DEFAULT_PARTITIONS", default_value_t = 1)]
-    pub default_partitions: i32,
+    /// Partitions of an auto-created topic, or of one created without a count [default: 1].
+    #[arg(long, env = "CHRONIK_DEFAULT_PARTITIONS")]
+    pub default_partitions: Option<i32>,
 
-    /// Largest request accepted, in bytes.
-    #[arg(long, env = "CHRONIK_MAX_REQUEST_BYTES", default_value_t = 100 * 1024 * 1024)]
-    pub max_request_bytes: usize,
+    /// Largest request accepted, in bytes [default: 104857600].
+    #[arg(long, env = "CHRONIK_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
 
-    /// How often retention deletes expired segments, in milliseconds.
-    #[arg(long, env = "CHRONIK_RETENTION_CHECK_INTERVAL_MS", default_value_t = 300_000)]
-    pub retention_check_interval_ms: u64,
+    /// How often retention deletes expired segments, in milliseconds [default: 300000].
+    #[arg(long, env = "CHRONIK_RETENTION_CHECK_INTERVAL_MS")]
+    pub retention_check_interval_ms: Option<u64>,
 
-    /// Partitions of the internal __consumer_offsets topic (used when it is first created).
-    #[arg(long, env = "CHRONIK_OFFSETS_TOPIC_PARTITIONS", default_value_t = 50)]
-    pub offsets_topic_partitions: i32,
+    /// Partitions of the internal __consumer_offsets topic, when it is first created [default: 50].
+    #[arg(long, env = "CHRONIK_OFFSETS_TOPIC_PARTITIONS")]
+    pub offsets_topic_partitions: Option<i32>,
 
-    /// How long a new consumer group waits for more members before its first rebalance.
-    #[arg(long, env = "CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS", default_value_t = 3_000)]
-    pub group_initial_rebalance_delay_ms: i64,
+    /// How long a new consumer group waits for more members before its first rebalance [default: 3000].
+    #[arg(long, env = "CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<i64>,
 
-    /// Committed offsets of a group without members are deleted after this long.
-    #[arg(long, env = "CHRONIK_OFFSETS_RETENTION_MINUTES", default_value_t = 10_080)]
-    pub offsets_retention_minutes: i64,
+    /// Committed offsets of a group without members are deleted after this long [default: 10080].
+    #[arg(long, env = "CHRONIK_OFFSETS_RETENTION_MINUTES")]
+    pub offsets_retention_minutes: Option<i64>,
 
-    /// Log filter when RUST_LOG is unset (e.g. info, debug, chronik_broker=debug).
-    #[arg(long, env = "CHRONIK_LOG", default_value = "info")]
-    pub log_level: String,
+    /// A follower stays in sync while at most this many Raft entries behind its leader [default: 1000].
+    #[arg(long, env = "CHRONIK_ISR_MAX_LAG_ENTRIES")]
+    pub isr_max_lag_entries: Option<u64>,
+
+    /// Applied Raft entries a leader keeps for a follower that lacks them; one further
+    /// behind gets a snapshot [default: 10000].
+    #[arg(long, env = "CHRONIK_RAFT_LOG_RETAIN_ENTRIES")]
+    pub raft_log_retain_entries: Option<u64>,
+
+    /// Log filter when RUST_LOG is unset (e.g. info, debug, chronik_broker=debug) [default: info].
+    #[arg(long, env = "CHRONIK_LOG")]
+    pub log_level: Option<String>,
 }
 
-impl Args {
+#[derive(Debug, Args, Default)]
+pub struct RaftClusterArgs {
+    /// Where this node's Raft and admin gRPC services listen, e.g. 0.0.0.0:5001.
+    #[arg(long, env = "CHRONIK_RAFT_ADDR")]
+    pub raft_addr: Option<String>,
+
+    /// The Raft address peers reach this node at, if not --raft-addr (with the
+    /// --advertised-addr host when --raft-addr binds all interfaces).
+    #[arg(long, env = "CHRONIK_ADVERTISED_RAFT_ADDR")]
+    pub advertised_raft_addr: Option<String>,
+
+    /// The other nodes: ID@HOST:PORT of their Raft addresses, comma-separated.
+    #[arg(long, env = "CHRONIK_PEERS")]
+    pub peers: Option<String>,
+
+    /// Form a new cluster of this node and its peers (start every node of it with
+    /// --bootstrap and the same peers). Ignored once the data directory holds a cluster.
+    #[arg(long, env = "CHRONIK_BOOTSTRAP")]
+    pub bootstrap: bool,
+}
+
+/// The `--config` file. Unknown keys are an error, so typos do not pass silently.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    kafka_port: Option<u16>,
+    advertised_addr: Option<String>,
+    node_id: Option<u64>,
+    auto_create_topics: Option<bool>,
+    default_partitions: Option<i32>,
+    max_request_bytes: Option<usize>,
+    retention_check_interval_ms: Option<u64>,
+    offsets_topic_partitions: Option<i32>,
+    group_initial_rebalance_delay_ms: Option<i64>,
+    offsets_retention_minutes: Option<i64>,
+    isr_max_lag_entries: Option<u64>,
+    raft_log_retain_entries: Option<u64>,
+    log_level: Option<String>,
+    raft_cluster: Option<FileCluster>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCluster {
+    raft_addr: Option<String>,
+    advertised_raft_addr: Option<String>,
+    /// "2@host:5002,3@host:5003" or ["2@host:5002", "3@host:5003"].
+    peers: Option<Peers>,
+    bootstrap: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Peers {
+    Joined(String),
+    List(Vec<String>),
+}
+
+/// Server settings after flags, environment, file and defaults are combined.
+#[derive(Debug)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub kafka_port: Option<u16>,
+    pub advertised_addr: Option<String>,
+    pub node_id: u64,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub max_request_bytes: usize,
+    pub retention_check_interval_ms: u64,
+    pub offsets_topic_partitions: i32,
+    pub group_initial_rebalance_delay_ms: i64,
+    pub offsets_retention_minutes: i64,
+    pub isr_max_lag_entries: u64,
+    pub raft_log_retain_entries: u64,
+    pub log_level: String,
+    pub cluster: Option<ClusterSettings>,
+}
+
+#[derive(Debug)]
+pub struct ClusterSettings {
+    pub raft_addr: String,
+    pub advertised_raft_addr: Option<String>,
+    pub peers: Vec<(u64, String)>,
+    pub bootstrap: bool,
+}
+
+impl Settings {
+    pub fn resolve(args: ServerArgs, cluster: Option<RaftClusterArgs>) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("the config file {} is not valid", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let node_id = args.node_id.or(file.node_id).unwrap_or(1);
+        let cluster = match (cluster, file.raft_cluster) {
+            (None, None) => None,
+            (flags, from_file) => {
+                let flags = flags.unwrap_or_default();
+                let from_file = from_file.unwrap_or_default();
+                let raft_addr = flags.raft_addr.or(from_file.raft_addr).context(
+                    "a cluster node needs --raft-addr (where its Raft service listens), e.g. --raft-addr 0.0.0.0:5001",
+                )?;
+                let peers = match (flags.peers, from_file.peers) {
+                    (Some(peers), _) | (None, Some(Peers::Joined(peers))) => parse_peers(&peers, node_id)?,
+                    (None, Some(Peers::List(list))) => parse_peers(&list.join(","), node_id)?,
+                    (None, None) => Vec::new(),
+                };
+                let bootstrap = flags.bootstrap || from_file.bootstrap.unwrap_or(false);
+                if bootstrap && peers.is_empty() {
+                    bail!(
+                        "--bootstrap forms a new cluster and needs --peers with its other nodes, \
+                         e.g. --peers \"2@localhost:5002,3@localhost:5003\""
+                    );
+                }
+                Some(ClusterSettings {
+                    raft_addr,
+                    advertised_raft_addr: flags.advertised_raft_addr.or(from_file.advertised_raft_addr),
+                    peers,
+                    bootstrap,
+                })
+            }
+        };
+        Ok(Settings {
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:9092".to_string()),
+            kafka_port: args.kafka_port.or(file.kafka_port),
+            advertised_addr: args.advertised_addr.or(file.advertised_addr),
+            node_id,
+            auto_create_topics: args.auto_create_topics.or(file.auto_create_topics).unwrap_or(true),
+            default_partitions: args.default_partitions.or(file.default_partitions).unwrap_or(1),
+            max_request_bytes: args
+                .max_request_bytes
+                .or(file.max_request_bytes)
+                .unwrap_or(100 * 1024 * 1024),
+            retention_check_interval_ms: args
+                .retention_check_interval_ms
+                .or(file.retention_check_interval_ms)
+                .unwrap_or(300_000),
+            offsets_topic_partitions: args
+                .offsets_topic_partitions
+                .or(file.offsets_topic_partitions)
+                .unwrap_or(50),
+            group_initial_rebalance_delay_ms: args
+                .group_initial_rebalance_delay_ms
+                .or(file.group_initial_rebalance_delay_ms)
+                .unwrap_or(3_000),
+            offsets_retention_minutes: args
+                .offsets_retention_minutes
+                .or(file.offsets_retention_minutes)
+                .unwrap_or(10_080),
+            isr_max_lag_entries: args.isr_max_lag_entries.or(file.isr_max_lag_entries).unwrap_or(1000),
+            raft_log_retain_entries: args
+                .raft_log_retain_entries
+                .or(file.raft_log_retain_entries)
+                .unwrap_or(10_000),
+            log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".to_string()),
+            cluster,
+        })
+    }
+
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
         let mut addr =
             resolve(&self.listen).with_context(|| format!("--listen '{}' is not a host:port address", self.listen))?;
@@ -78,8 +288,15 @@ impl Args {
         Ok(addr)
     }
 
-    /// The broker's settings, given the address the listener actually bound.
-    pub fn broker_config(&self, bound: SocketAddr) -> anyhow::Result<BrokerConfig> {
+    pub fn raft_listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let Some(cluster) = &self.cluster else { return Ok(None) };
+        resolve(&cluster.raft_addr)
+            .with_context(|| format!("--raft-addr '{}' is not a host:port address", cluster.raft_addr))
+            .map(Some)
+    }
+
+    /// The broker's settings, given the addresses the listeners actually bound.
+    pub fn broker_config(&self, bound: SocketAddr, raft_bound: Option<SocketAddr>) -> anyhow::Result<BrokerConfig> {
         if self.node_id == 0 || self.node_id > i32::MAX as u64 {
             bail!("--node-id must be between 1 and {}, got {}", i32::MAX, self.node_id);
         }
@@ -99,6 +316,22 @@ impl Args {
             bail!("--group-initial-rebalance-delay-ms must be >= 0 and --offsets-retention-minutes >= 1");
         }
         let (host, port) = self.advertised(bound)?;
+        let cluster = match (&self.cluster, raft_bound) {
+            (Some(cluster), Some(raft_bound)) => {
+                let raft_advertised = match &cluster.advertised_raft_addr {
+                    Some(addr) => addr.clone(),
+                    None if raft_bound.ip().is_unspecified() => format!("{host}:{}", raft_bound.port()),
+                    None => raft_bound.to_string(),
+                };
+                Some(ClusterConfig {
+                    raft_listen: raft_bound,
+                    raft_advertised,
+                    peers: cluster.peers.clone(),
+                    bootstrap: cluster.bootstrap,
+                })
+            }
+            _ => None,
+        };
         Ok(BrokerConfig {
             node_id: self.node_id,
             data_dir: self.data_dir.clone(),
@@ -112,6 +345,9 @@ impl Args {
             offsets_topic_partitions: self.offsets_topic_partitions,
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
             offsets_retention_minutes: self.offsets_retention_minutes,
+            cluster,
+            isr_max_lag_entries: self.isr_max_lag_entries,
+            raft_log_retain_entries: self.raft_log_retain_entries.max(1),
         })
     }
 
@@ -136,8 +372,89 @@ impl Args {
     }
 }
 
+/// Parses `ID@HOST:PORT,...`, refusing what cannot form a cluster.
+pub fn parse_peers(text: &str, own_id: u64) -> anyhow::Result<Vec<(u64, String)>> {
+    let mut peers: Vec<(u64, String)> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((id, addr)) = item.split_once('@') else {
+            bail!("peer '{item}' in --peers is not ID@HOST:PORT, e.g. 2@localhost:5002");
+        };
+        let id: u64 = id
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+            .with_context(|| format!("peer '{item}' in --peers: '{id}' is not a node id (a positive integer)"))?;
+        match addr.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => bail!("peer '{item}' in --peers: '{addr}' is not HOST:PORT"),
+        }
+        if id == own_id {
+            bail!("--peers lists node {id}, which is this node (--node-id); list only the other nodes");
+        }
+        if peers.iter().any(|(known, _)| *known == id) {
+            bail!("--peers lists node {id} twice");
+        }
+        peers.push((id, addr.to_string()));
+    }
+    Ok(peers)
+}
+
 fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
     addr.to_socket_addrs()?
         .next()
         .context("the address resolves to nothing")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_lists_are_checked() {
+        assert_eq!(
+            parse_peers("2@localhost:5002, 3@10.0.0.3:5003", 1).unwrap(),
+            vec![(2, "localhost:5002".to_string()), (3, "10.0.0.3:5003".to_string())]
+        );
+        for (bad, why) in [
+            ("2localhost:5002", "not ID@HOST:PORT"),
+            ("x@localhost:5002", "not a node id"),
+            ("2@localhost", "not HOST:PORT"),
+            ("1@localhost:5001", "which is this node"),
+            ("2@a:1,2@b:2", "twice"),
+        ] {
+            let error = parse_peers(bad, 1).unwrap_err().to_string();
+            assert!(error.contains(why), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_config_file_fills_what_flags_leave_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "node_id = 2\nkafka_port = 9093\n[raft_cluster]\nraft_addr = \"127.0.0.1:5002\"\n\
+             peers = [\"1@127.0.0.1:5001\"]\nbootstrap = true\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "chronik-server",
+            "--config",
+            path.to_str().unwrap(),
+            "--kafka-port",
+            "9999",
+        ])
+        .unwrap();
+        let settings = Settings::resolve(cli.server, None).unwrap();
+        assert_eq!(settings.node_id, 2);
+        assert_eq!(settings.kafka_port, Some(9999), "a flag wins over the file");
+        let cluster = settings.cluster.unwrap();
+        assert_eq!(cluster.peers, vec![(1, "127.0.0.1:5001".to_string())]);
+        assert!(cluster.bootstrap);
+
+        std::fs::write(&path, "node_idd = 2\n").unwrap();
+        let cli = Cli::try_parse_from(["chronik-server", "--config", path.to_str().unwrap()]).unwrap();
+        let error = format!("{:#}", Settings::resolve(cli.server, None).unwrap_err());
+        assert!(error.contains("node_idd"), "{error}");
+    }
 }

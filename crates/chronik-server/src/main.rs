@@ -1,23 +1,23 @@
 //! `chronik-server`: a Kafka-compatible broker whose every write goes through
 //! Raft. With no arguments it is a single-node broker on 127.0.0.1:9092 that
-//! keeps its data under `./data`.
+//! keeps its data under `./data`; with `raft-cluster` it is one node of a
+//! cluster; with `cluster …` it asks a running cluster about its state.
 
 mod cli;
+mod cluster_cli;
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use chronik_broker::{Broker, server};
+use chronik_broker::{Broker, cluster, server};
 use clap::Parser;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+use crate::cli::{Cli, Command, Settings};
+
 fn main() -> std::process::ExitCode {
-    let args = cli::Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log_level)))
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -25,30 +25,67 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let outcome = match cli.command {
+        Some(Command::Cluster(command)) => runtime.block_on(cluster_cli::run(command)),
+        Some(Command::RaftCluster(cluster)) => run_server(&runtime, cli.server, Some(cluster)),
+        None => run_server(&runtime, cli.server, None),
+    };
+    match outcome {
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(2)
         }
     }
 }
 
-async fn run(args: cli::Args) -> anyhow::Result<()> {
-    let listen = args.listen_addr()?;
+fn run_server(
+    runtime: &tokio::runtime::Runtime,
+    args: cli::ServerArgs,
+    cluster: Option<cli::RaftClusterArgs>,
+) -> anyhow::Result<u8> {
+    let settings = Settings::resolve(args, cluster)?;
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level)))
+        .with_writer(std::io::stderr)
+        .init();
+    runtime.block_on(serve(settings))?;
+    Ok(0)
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listen = settings.listen_addr()?;
     let listener = TcpListener::bind(listen).await.with_context(|| {
         format!(
             "cannot listen on {listen}; is another broker running there? Pick another with --kafka-port or --listen"
         )
     })?;
+    let raft_listener = match settings.raft_listen_addr()? {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for Raft; is another node running there? Pick another --raft-addr")
+        })?),
+        None => None,
+    };
     let bound = listener.local_addr()?;
-    let config = args.broker_config(bound)?;
-    let broker = Broker::start(config).await.context("cannot start the broker")?;
+    let raft_bound = raft_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    let config = settings.broker_config(bound, raft_bound)?;
+    let broker = Broker::start(config).context("cannot start the broker")?;
+    if let Some(raft_listener) = raft_listener {
+        tokio::spawn(cluster::serve(broker.clone(), raft_listener));
+        tokio::spawn(cluster::peer_view::run_peer_view(broker.clone()));
+    }
+    broker.join().await.context("cannot join the cluster")?;
     tokio::spawn(chronik_broker::run_retention(broker.clone()));
     tokio::spawn(chronik_broker::groups::coordinator::run_group_timers(broker.clone()));
     tracing::info!(listen = %bound, data_dir = %broker.config.data_dir.display(), "Chronik is serving Kafka clients");
     // A line on stdout that scripts and tests wait for.
-    println!("chronik-server ready: kafka={bound} node={}", broker.config.node_id);
+    match raft_bound {
+        Some(raft) => println!(
+            "chronik-server ready: kafka={bound} raft={raft} node={}",
+            broker.config.node_id
+        ),
+        None => println!("chronik-server ready: kafka={bound} node={}", broker.config.node_id),
+    }
     server::serve(Arc::clone(&broker), listener, shutdown_signal()).await;
     tracing::info!("shutting down");
     broker.shutdown().await;

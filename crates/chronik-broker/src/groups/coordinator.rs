@@ -43,8 +43,8 @@ pub fn offsets_partition(broker: &Broker, group: &str) -> Result<Arc<Partition>,
     let index = consumer_offsets::partition_for(group, partitions);
     let partition = broker
         .state
-        .find_partition(consumer_offsets::TOPIC, index)
-        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        .local_partition(consumer_offsets::TOPIC, index)
+        .map_err(|_| ResponseError::NotCoordinator)?;
     match broker.leader_of(partition.group) {
         Some(leader) if leader == broker.config.node_id => Ok(partition),
         Some(_) => Err(ResponseError::NotCoordinator),

@@ -46,10 +46,7 @@ async fn delete_before(
     offset: i64,
     timeout: Duration,
 ) -> Result<i64, ResponseError> {
-    let partition = broker
-        .state
-        .find_partition(topic, index)
-        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let partition = broker.state.local_partition(topic, index)?;
     if !broker.is_leader(partition.group) {
         return Err(ResponseError::NotLeaderOrFollower);
     }

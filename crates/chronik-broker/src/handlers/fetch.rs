@@ -54,9 +54,12 @@ fn read(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, Vec<w
                 .with_high_watermark(-1)
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1);
-            let Some(partition) = broker.state.find_partition(name, wanted.partition) else {
-                partitions.push(data.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
-                continue;
+            let partition = match broker.state.local_partition(name, wanted.partition) {
+                Ok(partition) => partition,
+                Err(error) => {
+                    partitions.push(data.with_error_code(error.code()));
+                    continue;
+                }
             };
             if !broker.is_leader(partition.group) {
                 partitions.push(data.with_error_code(ResponseError::NotLeaderOrFollower.code()));

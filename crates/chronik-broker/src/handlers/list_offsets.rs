@@ -43,10 +43,7 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffsetsRespon
 
 /// (timestamp, offset) for one partition; (-1, -1) when no record qualifies.
 fn lookup(broker: &Broker, topic: &str, index: i32, timestamp: i64) -> Result<(i64, i64), ResponseError> {
-    let partition = broker
-        .state
-        .find_partition(topic, index)
-        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let partition = broker.state.local_partition(topic, index)?;
     if !broker.is_leader(partition.group) {
         return Err(ResponseError::NotLeaderOrFollower);
     }

@@ -94,12 +94,19 @@ fn describe_topic(broker: &Broker, name: &str, info: &TopicInfo) -> MetadataResp
         .enumerate()
         .map(|(index, p)| {
             let replicas: Vec<BrokerId> = p.replicas.iter().map(|id| BrokerId(*id as i32)).collect();
+            let leader = broker.leader_of(p.group);
+            // Only the leader knows its in-sync replicas; without word from
+            // it, the leader itself is the one replica known to be in sync.
+            let isr = broker
+                .in_sync_replicas(p.group)
+                .filter(|isr| !isr.is_empty())
+                .unwrap_or_else(|| leader.into_iter().collect());
             let partition = MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
-                .with_replica_nodes(replicas.clone())
-                .with_isr_nodes(replicas)
+                .with_replica_nodes(replicas)
+                .with_isr_nodes(isr.iter().map(|id| BrokerId(*id as i32)).collect())
                 .with_leader_epoch(-1);
-            match broker.leader_of(p.group) {
+            match leader {
                 Some(leader) => partition.with_leader_id(BrokerId(leader as i32)),
                 None => partition
                     .with_leader_id(BrokerId(-1))

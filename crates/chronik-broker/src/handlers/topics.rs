@@ -35,19 +35,19 @@ pub async fn create(broker: &Broker, request: CreateTopicsRequest) -> CreateTopi
             Err(e) => Err(e),
         };
         results.push(match outcome {
-            Ok(MetadataCommand::CreateTopic {
-                id,
-                partitions,
-                replicas,
-                ..
-            }) => {
+            Ok(MetadataCommand::CreateTopic { id, partitions, .. }) => {
                 if !request.validate_only {
                     broker.wait_for_topic_leaders(&name).await;
                 }
+                let replicas = broker
+                    .state
+                    .metadata()
+                    .topic(&name)
+                    .map_or(topic.replication_factor, |t| t.partitions[0].replicas.len() as i16);
                 result
                     .with_topic_id(id)
                     .with_num_partitions(partitions)
-                    .with_replication_factor(replicas.len() as i16)
+                    .with_replication_factor(replicas)
             }
             Ok(other) => unreachable!("creation built {other:?}"),
             Err(e) => result
@@ -81,16 +81,12 @@ fn creation(broker: &Broker, topic: &CreatableTopic) -> Result<MetadataCommand, 
     } else {
         topic.num_partitions
     };
-    let brokers = broker.state.metadata().brokers.len() as i16;
-    let replication = if topic.replication_factor == -1 {
-        1
-    } else {
-        topic.replication_factor
-    };
-    if replication < 1 || replication > brokers {
+    let nodes = broker.state.metadata().members().len().max(1) as i16;
+    let replication = topic.replication_factor;
+    if replication != -1 && (replication < 1 || replication > nodes) {
         return Err(refuse(
             ResponseError::InvalidReplicationFactor,
-            format!("replication factor {replication} is not possible with {brokers} broker(s)"),
+            format!("replication factor {replication} is not possible with {nodes} node(s)"),
         ));
     }
     let configs: BTreeMap<String, String> = topic
@@ -103,7 +99,7 @@ fn creation(broker: &Broker, topic: &CreatableTopic) -> Result<MetadataCommand, 
         name,
         id: uuid::Uuid::new_v4(),
         partitions,
-        replicas: vec![broker.config.node_id],
+        replication_factor: replication,
         configs,
     })
 }

@@ -1,0 +1,127 @@
+//! The admin gRPC service: forwarded metadata writes, and this node's view
+//! for the `cluster` CLI.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::proto::cluster_admin_server::{ClusterAdmin, ClusterAdminServer};
+use super::proto::{DescribeRequest, DescribeResponse, ProposeMetadataRequest, ProposeMetadataResponse};
+use super::report::{NodeEntry, NodeReport, PartitionEntry, ReplicaReport, TopicEntry};
+use crate::Broker;
+use crate::metadata::MetadataCommand;
+
+pub struct AdminService {
+    broker: Arc<Broker>,
+}
+
+impl AdminService {
+    pub fn server(broker: Arc<Broker>) -> ClusterAdminServer<Self> {
+        ClusterAdminServer::new(AdminService { broker })
+            .max_decoding_message_size(chronik_raft::grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(chronik_raft::grpc::MAX_MESSAGE_BYTES)
+    }
+}
+
+#[tonic::async_trait]
+impl ClusterAdmin for AdminService {
+    async fn propose_metadata(
+        &self,
+        request: Request<ProposeMetadataRequest>,
+    ) -> Result<Response<ProposeMetadataResponse>, Status> {
+        let request = request.into_inner();
+        self.broker.cluster_id.check(&request.cluster_id)?;
+        let command: MetadataCommand = serde_json::from_slice(&request.command)
+            .map_err(|e| Status::invalid_argument(format!("undecodable metadata command: {e}")))?;
+        let outcome = self
+            .broker
+            .propose_metadata_here(command)
+            .await
+            .map_err(Status::unavailable)?;
+        Ok(Response::new(ProposeMetadataResponse {
+            outcome: serde_json::to_vec(&outcome).expect("outcomes serialize"),
+        }))
+    }
+
+    async fn describe(&self, request: Request<DescribeRequest>) -> Result<Response<DescribeResponse>, Status> {
+        let request = request.into_inner();
+        if request.linearizable {
+            self.broker
+                .sync_metadata()
+                .await
+                .map_err(|e| Status::unavailable(format!("cannot read the metadata linearizably: {e}")))?;
+        }
+        let report = node_report(&self.broker, &request.groups, request.checksums).await;
+        Ok(Response::new(DescribeResponse {
+            report: serde_json::to_vec(&report).expect("reports serialize"),
+        }))
+    }
+}
+
+async fn node_report(broker: &Arc<Broker>, groups: &[u64], checksums: bool) -> NodeReport {
+    let metadata = broker.state.metadata().clone();
+    let nodes = metadata
+        .members()
+        .into_iter()
+        .map(|id| NodeEntry {
+            id,
+            raft_addr: metadata.nodes.get(&id).map(|n| n.raft_addr.clone()).unwrap_or_default(),
+            kafka_addr: metadata.brokers.get(&id).map(|b| format!("{}:{}", b.host, b.port)),
+        })
+        .collect();
+    let topics = metadata
+        .topics
+        .iter()
+        .map(|(name, topic)| TopicEntry {
+            name: name.clone(),
+            partitions: topic
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(index, p)| PartitionEntry {
+                    partition: index as i32,
+                    group: p.group,
+                    replicas: p.replicas.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    let mut replicas = Vec::new();
+    for raft in broker.describe_groups().await {
+        if !groups.is_empty() && !groups.contains(&raft.group) {
+            continue;
+        }
+        let mut replica = ReplicaReport {
+            raft,
+            ..Default::default()
+        };
+        if let Some(partition) = broker.state.partition(replica.raft.group) {
+            replica.topic = Some(partition.topic.clone());
+            replica.partition = Some(partition.index);
+            {
+                let log = partition.log();
+                replica.log_start_offset = Some(log.log_start_offset());
+                replica.log_end_offset = Some(log.next_offset());
+            }
+            replica.high_watermark = Some(partition.high_watermark());
+            if checksums {
+                let checksum = tokio::task::spawn_blocking(move || partition.checksum()).await;
+                replica.checksum = match checksum {
+                    Ok(Ok(crc)) => Some(format!("{crc:08x}")),
+                    Ok(Err(e)) => Some(format!("error: {e}")),
+                    Err(e) => Some(format!("error: {e}")),
+                };
+            }
+        }
+        replicas.push(replica);
+    }
+    NodeReport {
+        node_id: broker.config.node_id,
+        cluster_id: metadata.cluster_id.clone(),
+        metadata_leader: broker.leader_of(chronik_raft::METADATA_GROUP),
+        metadata_applied: metadata.applied_index,
+        nodes,
+        topics,
+        replicas,
+    }
+}

@@ -1,0 +1,33 @@
+//! The node id a data directory belongs to. Raft state is only valid for the
+//! node that wrote it, so a restart with another id is refused.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use chronik_raft::NodeId;
+
+const FILE_NAME: &str = "node-id";
+
+pub fn check_node_id(data_dir: &Path, node_id: NodeId) -> anyhow::Result<()> {
+    let path = data_dir.join(FILE_NAME);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let stored: NodeId = text
+                .trim()
+                .parse()
+                .with_context(|| format!("{} is corrupt: '{}'", path.display(), text.trim()))?;
+            if stored != node_id {
+                bail!(
+                    "the data directory {} belongs to node {stored}, not node {node_id}; \
+                     start with --node-id {stored} or use another --data-dir",
+                    data_dir.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&path, format!("{node_id}\n")).with_context(|| format!("cannot write {}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}

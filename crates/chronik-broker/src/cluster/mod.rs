@@ -1,0 +1,52 @@
+//! What makes several brokers one cluster, besides Raft itself:
+//!
+//! - [`admin_service`]: the gRPC service next to the Raft transport, through
+//!   which nodes forward metadata writes to the metadata leader and operators
+//!   read a node's view ([`report`]);
+//! - [`peer_view`]: the leaders and in-sync replicas of partitions this node
+//!   holds no replica of, learned from its peers, for Metadata responses;
+//! - [`identity`]: the node id a data directory belongs to.
+
+pub mod admin_service;
+pub mod identity;
+pub mod peer_view;
+pub mod report;
+
+/// Generated from `proto/admin.proto`.
+pub mod proto {
+    tonic::include_proto!("chronik.admin");
+}
+
+use std::time::Duration;
+
+use proto::cluster_admin_client::ClusterAdminClient;
+use tonic::transport::Channel;
+
+/// A client of the admin service of the node at `addr` (its Raft address).
+pub async fn admin_client(addr: &str, timeout: Duration) -> Result<ClusterAdminClient<Channel>, String> {
+    let channel = chronik_raft::grpc::connect_channel(addr, timeout)
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    Ok(ClusterAdminClient::new(channel)
+        .max_decoding_message_size(chronik_raft::grpc::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(chronik_raft::grpc::MAX_MESSAGE_BYTES))
+}
+
+/// Serves the Raft transport and the admin service on `listener` until the
+/// process ends.
+pub async fn serve(broker: std::sync::Arc<crate::Broker>, listener: tokio::net::TcpListener) {
+    let raft = chronik_raft::grpc::RaftService::new(
+        broker.config.node_id,
+        broker.cluster_id.clone(),
+        broker.mailbox(),
+        broker.config.data_dir.join("raft-snapshots"),
+    );
+    let served = tonic::transport::Server::builder()
+        .add_service(raft.into_server())
+        .add_service(admin_service::AdminService::server(broker))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .await;
+    if let Err(e) = served {
+        tracing::error!("the Raft and admin gRPC server stopped: {e}");
+    }
+}

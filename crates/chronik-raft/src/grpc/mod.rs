@@ -1,0 +1,44 @@
+//! The Raft transport over gRPC (tonic): one long-lived HTTP/2 connection per
+//! peer for message batches, a stream per snapshot, and the server side that
+//! feeds a node's loop.
+
+mod client;
+mod server;
+
+pub use client::{GrpcTransport, PeerAddresses, REQUEST_TIMEOUT, connect_channel};
+pub use server::RaftService;
+
+/// Generated from `proto/transport.proto`.
+pub mod proto {
+    tonic::include_proto!("chronik.raft");
+}
+
+/// Raft appends and snapshot chunks exceed tonic's 4 MiB default.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The id of the cluster this node belongs to, sent with every request. It is
+/// empty while a new cluster forms (the metadata group picks it), and then
+/// requests from a node of another cluster are refused.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterId(std::sync::Arc<std::sync::RwLock<String>>);
+
+impl ClusterId {
+    pub fn get(&self) -> String {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, id: &str) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = id.to_string();
+    }
+
+    /// Refuses a request from another cluster, with a message saying which.
+    pub fn check(&self, theirs: &str) -> Result<(), tonic::Status> {
+        let ours = self.get();
+        if ours.is_empty() || theirs.is_empty() || ours == theirs {
+            return Ok(());
+        }
+        Err(tonic::Status::failed_precondition(format!(
+            "this node belongs to cluster '{ours}', the request comes from cluster '{theirs}'"
+        )))
+    }
+}
