@@ -204,7 +204,11 @@ impl Broker {
     pub fn in_sync_replicas(&self, group: GroupId) -> Option<Vec<NodeId>> {
         match self.raft.status().get(group) {
             Some(status) if status.leader == Some(self.config.node_id) => Some(status.isr),
-            _ => self.peer_view.get(group).map(|remote| remote.isr),
+            local => self
+                .peer_view
+                .get(group)
+                .filter(|remote| local.is_none_or(|s| s.leader == Some(remote.leader)))
+                .map(|remote| remote.isr),
         }
     }
 

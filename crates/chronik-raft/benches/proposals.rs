@@ -2,7 +2,12 @@
 //! each answered once committed (fsynced) and applied. Shows how much one
 //! loop iteration (one raft-engine write and fsync) carries.
 
-use chronik_raft::{Effect, GroupId, METADATA_GROUP, MultiRaft, MultiRaftConfig, StateMachine};
+use std::path::Path;
+use std::sync::Arc;
+
+use chronik_raft::{
+    Effect, GroupId, METADATA_GROUP, MultiRaft, MultiRaftConfig, NoPeers, SnapshotManifest, StateMachine,
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const PROPOSALS: u64 = 1000;
@@ -29,6 +34,22 @@ impl StateMachine for Discard {
     fn checkpoint(&mut self) -> Vec<(GroupId, u64)> {
         Vec::new()
     }
+
+    fn snapshot(&mut self, _group: GroupId) -> Option<(u64, SnapshotManifest)> {
+        // One voter: no follower ever needs a snapshot.
+        None
+    }
+
+    fn restore(
+        &mut self,
+        group: GroupId,
+        _index: u64,
+        _manifest: &SnapshotManifest,
+        _dir: &Path,
+        _effects: &mut Vec<Effect>,
+    ) -> Result<(), String> {
+        Err(format!("group {group}: a single voter receives no snapshots"))
+    }
 }
 
 fn pipelined(c: &mut Criterion) {
@@ -38,7 +59,13 @@ fn pipelined(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let raft = MultiRaft::start(dir.path(), MultiRaftConfig::new(1), Discard).unwrap();
+    let raft = MultiRaft::start(
+        &dir.path().join("raft"),
+        MultiRaftConfig::new(1, dir.path().join("snapshots")),
+        Discard,
+        Arc::new(NoPeers),
+    )
+    .unwrap();
     runtime.block_on(async {
         while raft.status().get(METADATA_GROUP).and_then(|s| s.leader).is_none() {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;

@@ -3,10 +3,12 @@
 //! durable.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use chronik_raft::{
-    Effect, GroupId, METADATA_GROUP, MultiRaft, MultiRaftConfig, ProposeError, StartError, StateMachine,
+    Effect, GroupId, METADATA_GROUP, MultiRaft, MultiRaftConfig, NoPeers, ProposeError, SnapshotManifest, StartError,
+    StateMachine,
 };
 
 /// (index, data) of each applied entry, per group.
@@ -51,6 +53,22 @@ impl StateMachine for Recorder {
         }
         durable.iter().map(|(g, i)| (*g, *i)).collect()
     }
+
+    fn snapshot(&mut self, _group: GroupId) -> Option<(u64, SnapshotManifest)> {
+        // One voter: no follower ever needs a snapshot.
+        None
+    }
+
+    fn restore(
+        &mut self,
+        group: GroupId,
+        _index: u64,
+        _manifest: &SnapshotManifest,
+        _dir: &Path,
+        _effects: &mut Vec<Effect>,
+    ) -> Result<(), String> {
+        Err(format!("group {group}: a single voter receives no snapshots"))
+    }
 }
 
 async fn wait_for_leader(raft: &MultiRaft<u64>, group: GroupId) {
@@ -67,7 +85,13 @@ async fn wait_for_leader(raft: &MultiRaft<u64>, group: GroupId) {
 async fn pipelined_proposals_apply_in_order_and_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::default();
-    let raft = MultiRaft::start(dir.path(), MultiRaftConfig::new(1), recorder.clone()).unwrap();
+    let raft = MultiRaft::start(
+        &dir.path().join("raft"),
+        MultiRaftConfig::new(1, dir.path().join("snapshots")),
+        recorder.clone(),
+        Arc::new(NoPeers),
+    )
+    .unwrap();
     wait_for_leader(&raft, METADATA_GROUP).await;
 
     assert_eq!(raft.propose(7, b"x".to_vec()).await, Err(ProposeError::UnknownGroup(7)));
@@ -98,7 +122,13 @@ async fn pipelined_proposals_apply_in_order_and_survive_restart() {
     // After a clean shutdown everything is durable: nothing is applied twice.
     let durable_7 = recorder.durable.lock().unwrap()[&7];
     recorder.applied.lock().unwrap().clear();
-    let raft = MultiRaft::start(dir.path(), MultiRaftConfig::new(1), recorder.clone()).unwrap();
+    let raft = MultiRaft::start(
+        &dir.path().join("raft"),
+        MultiRaftConfig::new(1, dir.path().join("snapshots")),
+        recorder.clone(),
+        Arc::new(NoPeers),
+    )
+    .unwrap();
     wait_for_leader(&raft, 7).await;
     let index = raft.propose(7, b"after".to_vec()).await.unwrap();
     assert!(index > durable_7);
@@ -108,6 +138,11 @@ async fn pipelined_proposals_apply_in_order_and_survive_restart() {
 
     // State older than the compacted log cannot be rebuilt: refuse to start.
     recorder.durable.lock().unwrap().insert(7, 1);
-    let refused = MultiRaft::start(dir.path(), MultiRaftConfig::new(1), recorder.clone());
+    let refused = MultiRaft::start(
+        &dir.path().join("raft"),
+        MultiRaftConfig::new(1, dir.path().join("snapshots")),
+        recorder.clone(),
+        Arc::new(NoPeers),
+    );
     assert!(matches!(refused, Err(StartError::StateBehindLog { group: 7, .. })));
 }

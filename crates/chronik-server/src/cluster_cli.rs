@@ -197,6 +197,8 @@ struct ReplicaView {
     term: Option<u64>,
     commit_index: Option<u64>,
     applied_index: Option<u64>,
+    /// The first entry still in this replica's Raft log; older ones were compacted.
+    first_index: Option<u64>,
     log_start_offset: Option<i64>,
     log_end_offset: Option<i64>,
     high_watermark: Option<i64>,
@@ -229,7 +231,7 @@ impl ClusterView {
             let request = DescribeRequest {
                 groups: groups.clone(),
                 checksums,
-                linearizable: false,
+                ..Default::default()
             };
             match describe(&addr, timeout, request).await {
                 Ok(report) => {
@@ -322,6 +324,7 @@ impl ClusterView {
                     term: replica.map(|r| r.raft.term),
                     commit_index: replica.map(|r| r.raft.commit),
                     applied_index: replica.map(|r| r.raft.applied),
+                    first_index: replica.map(|r| r.raft.first_index),
                     log_start_offset: replica.and_then(|r| r.log_start_offset),
                     log_end_offset: replica.and_then(|r| r.log_end_offset),
                     high_watermark: replica.and_then(|r| r.high_watermark),

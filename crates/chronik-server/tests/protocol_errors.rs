@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::io::Write;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use common::Broker;
+use common::raw::Connection;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -19,71 +18,13 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ProduceResponse, TopicName,
 };
 use kafka_protocol::messages::{
     GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest,
     OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-
-struct Connection {
-    stream: TcpStream,
-    correlation: i32,
-}
-
-impl Connection {
-    fn open(broker: &Broker) -> Connection {
-        let stream = TcpStream::connect(&broker.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Connection { stream, correlation: 0 }
-    }
-
-    fn send_raw(&mut self, frame: &[u8]) {
-        let mut out = Vec::with_capacity(frame.len() + 4);
-        out.extend_from_slice(&(frame.len() as i32).to_be_bytes());
-        out.extend_from_slice(frame);
-        self.stream.write_all(&out).unwrap();
-    }
-
-    /// Reads one response frame; `None` if the broker closed the connection.
-    fn receive(&mut self) -> Option<Bytes> {
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).ok()?;
-        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut body).ok()?;
-        Some(Bytes::from(body))
-    }
-
-    fn header(&mut self, key: ApiKey, version: i16) -> BytesMut {
-        self.correlation += 1;
-        let mut buf = BytesMut::new();
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("protocol-test")))
-            .encode(&mut buf, key.request_header_version(version))
-            .unwrap();
-        buf
-    }
-
-    /// Sends a request and returns the response body after its header.
-    fn call<R: Encodable>(&mut self, key: ApiKey, version: i16, request: &R) -> Bytes {
-        let mut frame = self.header(key, version);
-        request.encode(&mut frame, version).unwrap();
-        self.send_raw(&frame);
-        let mut response = self.receive().expect("a response");
-        let header_version = if key == ApiKey::ApiVersions {
-            0
-        } else {
-            key.response_header_version(version)
-        };
-        let header = ResponseHeader::decode(&mut response, header_version).unwrap();
-        assert_eq!(header.correlation_id, self.correlation);
-        response
-    }
-}
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 fn error_only(mut body: Bytes, correlation: i32) -> i16 {
     assert_eq!(body.get_i32(), correlation);
@@ -119,7 +60,7 @@ fn batch(records: u32, payload: usize) -> Bytes {
 fn versions_and_frames() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(&dir.path().join("broker"), &["--max-request-bytes", "1048576"]);
-    let mut connection = Connection::open(&broker);
+    let mut connection = Connection::open(&broker.addr);
 
     // An ApiVersions version from the future gets the v0 answer with UNSUPPORTED_VERSION.
     let mut frame = connection.header(ApiKey::ApiVersions, 0);
@@ -206,7 +147,7 @@ fn versions_and_frames() {
     );
 
     // The broker itself is unharmed.
-    let mut connection = Connection::open(&broker);
+    let mut connection = Connection::open(&broker.addr);
     let mut body = connection.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default());
     assert_eq!(ApiVersionsResponse::decode(&mut body, 0).unwrap().error_code, 0);
 }
@@ -216,7 +157,7 @@ fn bad_produce_requests() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(&dir.path().join("broker"), &[]);
     common::create_topic(&broker.addr, "small", 1, &[("max.message.bytes", "2000")]);
-    let mut connection = Connection::open(&broker);
+    let mut connection = Connection::open(&broker.addr);
 
     assert_eq!(
         produce_error(&mut connection, &produce_request("small", batch(3, 100), -1)),
@@ -267,7 +208,7 @@ fn bad_produce_requests() {
 fn unknown_topics_without_auto_creation() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(&dir.path().join("broker"), &["--auto-create-topics", "false"]);
-    let mut connection = Connection::open(&broker);
+    let mut connection = Connection::open(&broker.addr);
     let code = produce_error(&mut connection, &produce_request("missing", batch(1, 10), -1));
     assert_eq!(code, ResponseError::UnknownTopicOrPartition.code());
     let mut body = connection.call(
@@ -291,7 +232,7 @@ fn unknown_topics_without_auto_creation() {
 fn impossible_array_lengths_are_refused_without_allocating() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(&dir.path().join("broker"), &[]);
-    let mut connection = Connection::open(&broker);
+    let mut connection = Connection::open(&broker.addr);
     // Metadata v0 whose topic array claims 0x7fff_ffff entries in a few bytes:
     // decoding must fail cleanly instead of reserving hundreds of GiB.
     let mut frame = connection.header(ApiKey::Metadata, 0);
@@ -357,7 +298,7 @@ fn group_protocol_violations() {
         ],
     );
     common::create_topic(&broker.addr, "events", 1, &[]);
-    let mut connection = Connection::open(&broker);
+    let mut connection = Connection::open(&broker.addr);
 
     // A group nobody joined: a commit claiming a generation is stale.
     assert_eq!(

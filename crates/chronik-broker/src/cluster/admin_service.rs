@@ -51,14 +51,33 @@ impl ClusterAdmin for AdminService {
                 .await
                 .map_err(|e| Status::unavailable(format!("cannot read the metadata linearizably: {e}")))?;
         }
-        let report = node_report(&self.broker, &request.groups, request.checksums).await;
+        let report = node_report(&self.broker, &request).await;
         Ok(Response::new(DescribeResponse {
             report: serde_json::to_vec(&report).expect("reports serialize"),
         }))
     }
 }
 
-async fn node_report(broker: &Arc<Broker>, groups: &[u64], checksums: bool) -> NodeReport {
+async fn node_report(broker: &Arc<Broker>, request: &DescribeRequest) -> NodeReport {
+    let (groups, checksums) = (&request.groups, request.checksums);
+    let node_id = broker.config.node_id;
+    if request.leading_only {
+        let replicas = broker
+            .describe_groups()
+            .await
+            .into_iter()
+            .filter(|raft| raft.leader == Some(node_id))
+            .map(|raft| ReplicaReport {
+                raft,
+                ..Default::default()
+            })
+            .collect();
+        return NodeReport {
+            node_id,
+            replicas,
+            ..Default::default()
+        };
+    }
     let metadata = broker.state.metadata().clone();
     let nodes = metadata
         .members()

@@ -1,6 +1,7 @@
-//! Leaders and in-sync replicas of the partitions this node holds no replica
-//! of. Metadata must name them, and only their leaders know; every node asks
-//! its peers once a second.
+//! Leaders and in-sync replicas of the partitions this node does not lead.
+//! Metadata must name them, and only their leaders know (a follower knows the
+//! leader, but not which replicas are in sync); every node asks its peers
+//! once a second.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -45,7 +46,10 @@ impl PeerView {
 async fn describe_peer(addr: &str) -> Result<NodeReport, String> {
     let mut client = admin_client(addr, PEER_TIMEOUT).await?;
     let report = client
-        .describe(DescribeRequest::default())
+        .describe(DescribeRequest {
+            leading_only: true,
+            ..Default::default()
+        })
         .await
         .map_err(|s| s.message().to_string())?
         .into_inner()
@@ -59,9 +63,6 @@ pub async fn run_peer_view(broker: Arc<Broker>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        if all_partitions_local(&broker) {
-            continue;
-        }
         let mut leaders: HashMap<GroupId, RemoteLeader> = HashMap::new();
         for (id, addr) in broker.peers.all() {
             let Ok(report) = describe_peer(&addr).await else {
@@ -88,16 +89,4 @@ pub async fn run_peer_view(broker: Arc<Broker>) {
         }
         broker.peer_view.replace(leaders);
     }
-}
-
-/// Whether this node holds a replica of every partition, so it knows every
-/// leader itself (the usual case: replication factor = node count).
-fn all_partitions_local(broker: &Broker) -> bool {
-    let node = broker.config.node_id;
-    broker
-        .state
-        .metadata()
-        .topics
-        .values()
-        .all(|t| t.partitions.iter().all(|p| p.replicas.contains(&node)))
 }

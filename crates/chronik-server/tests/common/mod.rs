@@ -14,13 +14,16 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+pub mod cluster;
 pub mod proxy;
+pub mod raw;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One broker process. Killed when dropped.
 pub struct Broker {
     child: Option<Child>,
+    ready: Option<mpsc::Receiver<String>>,
     pub addr: String,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
@@ -30,18 +33,32 @@ pub struct Broker {
 impl Broker {
     /// Starts a broker on a fresh port with its data in `data_dir`.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Broker {
+        let mut broker = Broker::spawn(data_dir, extra_args);
+        broker.wait_ready();
+        broker
+    }
+
+    /// Starts the process without waiting for it to serve: a cluster node is
+    /// ready only once a majority of its peers run.
+    pub fn spawn(data_dir: &Path, extra_args: &[&str]) -> Broker {
         let mut broker = Broker {
             child: None,
+            ready: None,
             addr: String::new(),
             data_dir: data_dir.to_path_buf(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             log_path: data_dir.with_extension("log"),
         };
-        broker.launch();
+        broker.spawn_process();
         broker
     }
 
     fn launch(&mut self) {
+        self.spawn_process();
+        self.wait_ready();
+    }
+
+    fn spawn_process(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -67,14 +84,30 @@ impl Broker {
                 }
             }
         });
-        match rx.recv_timeout(READY_TIMEOUT) {
+        self.child = Some(child);
+        self.ready = Some(rx);
+    }
+
+    /// Waits (bounded) for the process to print that it serves.
+    pub fn wait_ready(&mut self) {
+        let Some(ready) = self.ready.take() else { return };
+        match ready.recv_timeout(READY_TIMEOUT) {
             Ok(addr) => self.addr = addr,
             Err(_) => {
-                let _ = child.kill();
+                self.kill9();
                 panic!("broker did not become ready; log:\n{}", self.log_tail());
             }
         }
-        self.child = Some(child);
+    }
+
+    /// Restarts on the same data directory without waiting for it to serve.
+    pub fn respawn(&mut self) {
+        self.stop();
+        self.spawn_process();
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Restarts on the same data directory (on a new port).
@@ -193,13 +226,18 @@ pub fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> (i64,
 
 /// Creates a topic through the admin API and waits for it.
 pub fn create_topic(addr: &str, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    create_replicated_topic(addr, topic, partitions, 1, configs);
+}
+
+/// Creates a topic with `replication` replicas per partition and waits for it.
+pub fn create_replicated_topic(addr: &str, topic: &str, partitions: i32, replication: i32, configs: &[(&str, &str)]) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .create()
         .expect("admin client");
-    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     for (k, v) in configs {
         new_topic = new_topic.set(k, v);
     }

@@ -12,6 +12,7 @@ pub struct Proxy {
     upstream: Arc<Mutex<Option<String>>>,
     connections: Arc<Mutex<Vec<TcpStream>>>,
     stop: Arc<AtomicBool>,
+    blocked: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -24,14 +25,19 @@ impl Proxy {
             upstream: Arc::default(),
             connections: Arc::default(),
             stop: Arc::default(),
+            blocked: Arc::default(),
         };
         let (upstream, connections, stop) = (proxy.upstream.clone(), proxy.connections.clone(), proxy.stop.clone());
+        let blocked = proxy.blocked.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let Ok((client, _)) = listener.accept() else {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 };
+                if blocked.load(Ordering::Relaxed) {
+                    continue;
+                }
                 let Some(target) = upstream.lock().unwrap().clone() else {
                     continue;
                 };
@@ -51,6 +57,16 @@ impl Proxy {
 
     pub fn forward_to(&self, addr: &str) {
         *self.upstream.lock().unwrap() = Some(addr.to_string());
+    }
+
+    /// Cuts every connection and refuses new ones, as a network partition would.
+    pub fn block(&self) {
+        self.blocked.store(true, Ordering::Relaxed);
+        self.cut();
+    }
+
+    pub fn unblock(&self) {
+        self.blocked.store(false, Ordering::Relaxed);
     }
 
     /// Drops every open connection, in both directions.

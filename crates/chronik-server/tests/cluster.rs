@@ -1,0 +1,564 @@
+//! Three real `chronik-server` processes forming one cluster: elections,
+//! replication, failover under load, a node cut off from the others, a
+//! replica that catches up through a snapshot, and the cluster CLI.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::cluster::Cluster;
+use common::raw::Connection;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext, Offset};
+
+/// The tests share two cores: one cluster at a time.
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Records every delivery report: (partition, offset, key) of each success,
+/// when it arrived, and every failure.
+#[derive(Clone, Default)]
+struct Deliveries {
+    acked: Arc<Mutex<Vec<(i32, i64, u64, Instant)>>>,
+    failed: Arc<Mutex<Vec<String>>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(message) => {
+                let key = std::str::from_utf8(message.key().unwrap()).unwrap().parse().unwrap();
+                self.acked
+                    .lock()
+                    .unwrap()
+                    .push((message.partition(), message.offset(), key, Instant::now()));
+            }
+            Err((e, _)) => self.failed.lock().unwrap().push(e.to_string()),
+        }
+    }
+}
+
+fn new_producer(bootstrap: &str, settings: &[(&str, &str)]) -> (ThreadedProducer<Deliveries>, Deliveries) {
+    let deliveries = Deliveries::default();
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "120000");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let producer = config.create_with_context(deliveries.clone()).expect("producer");
+    (producer, deliveries)
+}
+
+/// Sends `keys` (as decimal strings) with `value_len`-byte values, waiting
+/// while the producer's queue is full.
+fn send(producer: &ThreadedProducer<Deliveries>, topic: &str, partition: Option<i32>, keys: std::ops::Range<u64>) {
+    let value = vec![b'v'; 200];
+    for key in keys {
+        let key = key.to_string();
+        loop {
+            let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            match producer.send(record) {
+                Ok(()) => break,
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+}
+
+fn consumer(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "cluster-tests")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .expect("consumer")
+}
+
+/// Every record of `topic`/`partition` as (offset, key), read from its leader.
+fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<(i64, u64)> {
+    let consumer = consumer(bootstrap);
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .expect("watermarks");
+    let mut records = Vec::new();
+    common::consume_partition(
+        &consumer,
+        topic,
+        partition,
+        Offset::Beginning,
+        (high - low) as usize,
+        Duration::from_secs(60),
+        |m| {
+            let key = std::str::from_utf8(m.key().unwrap()).unwrap().parse().unwrap();
+            records.push((m.offset(), key));
+        },
+    );
+    assert_eq!(
+        records.len() as i64,
+        high - low,
+        "{topic}-{partition}: read fewer records than its watermarks say"
+    );
+    records
+}
+
+/// The leader of each partition of `topic` in a Metadata response from the
+/// node at `addr` itself.
+fn metadata_leaders(addr: &str, topic: &str) -> Vec<(i32, i32, usize)> {
+    let mut connection = Connection::open(addr);
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_string())))),
+    ]));
+    let mut body = connection.call(ApiKey::Metadata, 12, &request);
+    let response = MetadataResponse::decode(&mut body, 12).unwrap();
+    assert_eq!(response.brokers.len(), 3, "every node is listed");
+    let mut leaders: Vec<(i32, i32, usize)> = response.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.leader_id.0, p.isr_nodes.len()))
+        .collect();
+    leaders.sort();
+    leaders
+}
+
+#[test]
+fn three_nodes_elect_replicate_identically_and_report() {
+    let _serial = serial();
+    const TOPIC: &str = "replicated";
+    const RECORDS: u64 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &["--offsets-topic-partitions", "3"]);
+    common::create_replicated_topic(&cluster.nodes[0].addr, TOPIC, 12, 3, &[]);
+
+    // Election: every partition and the metadata group have leaders, and all
+    // nodes name the same ones.
+    let leaders = cluster.wait_for_leaders(1, TOPIC, 12);
+    let status = cluster.cli_json(1, &["status"]);
+    let metadata_leader = status["metadata_leader"].as_u64().expect("a metadata leader");
+    for node in 1..=3 {
+        assert_eq!(
+            cluster.cli_json(node, &["status"])["metadata_leader"].as_u64(),
+            Some(metadata_leader)
+        );
+        let expected: Vec<(i32, i32, usize)> = leaders
+            .iter()
+            .enumerate()
+            .map(|(p, l)| (p as i32, *l as i32, 3))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = metadata_leaders(&cluster.nodes[node as usize - 1].addr, TOPIC);
+            if seen == expected {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {node} reports {seen:?}, expected {expected:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let per_node = (1..=3)
+        .map(|n| leaders.iter().filter(|l| **l == n).count())
+        .collect::<Vec<_>>();
+    assert!(
+        per_node.iter().all(|c| *c > 0),
+        "leadership is spread over the nodes: {per_node:?}"
+    );
+
+    // Replication: 100,000 acks=all records, read back from the leaders.
+    let (producer, deliveries) = new_producer(&cluster.bootstrap(), &[]);
+    send(&producer, TOPIC, None, 0..RECORDS);
+    producer.flush(Duration::from_secs(120)).expect("flush");
+    assert!(
+        deliveries.failed.lock().unwrap().is_empty(),
+        "{:?}",
+        deliveries.failed.lock().unwrap()
+    );
+    assert_eq!(deliveries.acked.lock().unwrap().len() as u64, RECORDS);
+    let mut keys = HashSet::new();
+    for partition in 0..12 {
+        for (_, key) in read_partition(&cluster.bootstrap(), TOPIC, partition) {
+            assert!(keys.insert(key), "key {key} read twice");
+        }
+    }
+    assert_eq!(keys.len() as u64, RECORDS);
+
+    // The three replicas of every partition hold the same bytes at the same offsets.
+    let mut total = 0;
+    for partition in 0..12 {
+        total += cluster.wait_for_identical_replicas(2, TOPIC, partition, &[1, 2, 3]);
+    }
+    assert_eq!(total as u64, RECORDS);
+
+    // The CLI shows that state, from any node.
+    assert!(status["offline_partitions"].as_array().unwrap().is_empty());
+    assert!(status["under_replicated_partitions"].as_array().unwrap().is_empty());
+    let nodes = cluster.cli_json(3, &["list-nodes"]);
+    assert_eq!(nodes.as_array().unwrap().len(), 3);
+    assert!(
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["reachable"] == true && n["kafka_addr"].is_string())
+    );
+    let isr = cluster.cli_json(2, &["isr-status"]);
+    assert_eq!(
+        isr.as_array().unwrap().len(),
+        15,
+        "12 partitions and 3 of __consumer_offsets"
+    );
+    let (code, human) = cluster.cli(1, &["status"]);
+    assert_eq!(code, 0);
+    assert!(
+        human.contains(&format!("metadata leader: node {metadata_leader}")),
+        "{human}"
+    );
+    let (code, human) = cluster.cli(1, &["partition-info", "--topic", TOPIC, "--partition", "3"]);
+    assert_eq!(code, 0);
+    assert!(human.contains("Leader") && human.contains("Follower"), "{human}");
+    let (code, human) = cluster.cli(3, &["health"]);
+    assert_eq!((code, human.trim()), (0, "healthy"));
+
+    // With a node down, health fails and says why; after its restart it passes again.
+    cluster.node(3).kill9();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (code, human) = loop {
+        let (code, human) = cluster.cli(1, &["health"]);
+        if code == 1 && human.contains("under-replicated") {
+            break (code, human);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health did not notice the stopped node: {human}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(code, 1);
+    assert!(human.contains("node 3 does not answer"), "{human}");
+    cluster.node(3).restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.cli(1, &["health"]).0 != 0 {
+        assert!(Instant::now() < deadline, "the cluster did not become healthy again");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn killing_the_busiest_leader_under_load_loses_nothing() {
+    let _serial = serial();
+    const TOPIC: &str = "failover";
+    const PARTITIONS: i32 = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &["--offsets-topic-partitions", "1"]);
+    common::create_replicated_topic(&cluster.nodes[0].addr, TOPIC, PARTITIONS, 3, &[]);
+    let leaders = cluster.wait_for_leaders(1, TOPIC, PARTITIONS as usize);
+    let victim = (1..=3u64)
+        .max_by_key(|n| leaders.iter().filter(|l| *l == n).count())
+        .unwrap();
+    let survivors: Vec<u64> = (1..=3).filter(|n| *n != victim).collect();
+
+    let (producer, deliveries) = new_producer(&cluster.bootstrap(), &[("enable.idempotence", "true")]);
+    let started = Instant::now();
+    let mut next_key = 0u64;
+    let mut killed_at = None;
+    // 30 s of writes at about 2,000 records/s; the busiest leader dies at 10 s.
+    while started.elapsed() < Duration::from_secs(30) {
+        send(&producer, TOPIC, None, next_key..next_key + 100);
+        next_key += 100;
+        if killed_at.is_none() && started.elapsed() >= Duration::from_secs(10) {
+            cluster.node(victim).kill9();
+            killed_at = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+    let killed_at = killed_at.expect("the leader was killed");
+    assert!(
+        deliveries.failed.lock().unwrap().is_empty(),
+        "{:?}",
+        deliveries.failed.lock().unwrap()
+    );
+    let mut acked = deliveries.acked.lock().unwrap().clone();
+    assert_eq!(acked.len() as u64, next_key, "every record was acknowledged");
+
+    // The pause: the longest gap between acknowledgements after the kill.
+    acked.sort_by_key(|a| a.3);
+    let pause = acked
+        .windows(2)
+        .filter(|w| w[1].3 > killed_at)
+        .map(|w| w[1].3 - w[0].3.max(killed_at))
+        .max()
+        .unwrap_or_default();
+    println!(
+        "failover: {} records acknowledged; producer paused {pause:?} after the leader was killed",
+        acked.len()
+    );
+
+    // Every acknowledged record is there exactly once, at its offset, in order.
+    let bootstrap = survivors
+        .iter()
+        .map(|n| cluster.nodes[*n as usize - 1].addr.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut seen = HashSet::new();
+    for partition in 0..PARTITIONS {
+        let records: BTreeMap<i64, u64> = read_partition(&bootstrap, TOPIC, partition).into_iter().collect();
+        let keys: Vec<u64> = records.values().copied().collect();
+        assert!(
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "{TOPIC}-{partition} is out of order"
+        );
+        for key in keys {
+            assert!(seen.insert(key), "key {key} stored twice");
+        }
+        for (p, offset, key, _) in acked.iter().filter(|a| a.0 == partition) {
+            assert_eq!(
+                records.get(offset),
+                Some(key),
+                "acknowledged record {key} is not at {p}/{offset}"
+            );
+        }
+    }
+    assert_eq!(seen.len() as u64, next_key, "no record beyond the acknowledged ones");
+    for partition in 0..PARTITIONS {
+        cluster.wait_for_identical_replicas(survivors[0], TOPIC, partition, &survivors);
+    }
+
+    // The killed node comes back and catches up to identical logs.
+    cluster.node(victim).restart();
+    for partition in 0..PARTITIONS {
+        cluster.wait_for_identical_replicas(survivors[0], TOPIC, partition, &[1, 2, 3]);
+    }
+}
+
+#[test]
+fn a_leader_cut_off_from_the_majority_cannot_acknowledge() {
+    let _serial = serial();
+    const TOPIC: &str = "minority";
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, &["--offsets-topic-partitions", "1"]);
+    common::create_replicated_topic(&cluster.nodes[0].addr, TOPIC, 3, 3, &[]);
+    let victim = cluster.wait_for_leaders(1, TOPIC, 3)[0];
+    let majority: Vec<u64> = (1..=3).filter(|n| *n != victim).collect();
+    cluster.isolate(victim);
+
+    // The old leader, asked directly, never acknowledges an acks=all write.
+    let batch = Bytes::from(chronik_log::testing::build_batch(5, 1_700_000_000_000, 100));
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partition_data(vec![
+                    PartitionProduceData::default().with_index(0).with_records(Some(batch)),
+                ]),
+        ]);
+    let mut connection = Connection::open(&cluster.nodes[victim as usize - 1].addr);
+    connection
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut body = connection.call(ApiKey::Produce, 9, &request);
+    let response = ProduceResponse::decode(&mut body, 9).unwrap();
+    let error = response.responses[0].partition_responses[0].error_code;
+    assert_ne!(error, 0, "a leader without a quorum acknowledged a write");
+
+    // The majority elects a new leader and keeps serving.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let partitions = cluster.partitions(majority[0], TOPIC);
+        if partitions[0].0.is_some_and(|l| l != victim) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the majority elected no new leader: {partitions:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let bootstrap = majority
+        .iter()
+        .map(|n| cluster.nodes[*n as usize - 1].addr.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let (producer, deliveries) = new_producer(&bootstrap, &[]);
+    send(&producer, TOPIC, Some(0), 0..1000);
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    assert!(
+        deliveries.failed.lock().unwrap().is_empty(),
+        "{:?}",
+        deliveries.failed.lock().unwrap()
+    );
+    assert_eq!(deliveries.acked.lock().unwrap().len(), 1000);
+
+    // After healing, all replicas agree, and the refused write is nowhere.
+    cluster.heal(victim);
+    let end = cluster.wait_for_identical_replicas(majority[0], TOPIC, 0, &[1, 2, 3]);
+    assert_eq!(end, 1000, "partition 0 holds exactly the acknowledged records");
+}
+
+#[test]
+fn a_replica_behind_the_compacted_log_catches_up_from_a_snapshot() {
+    let _serial = serial();
+    const TOPIC: &str = "lagging";
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(
+        dir.path(),
+        3,
+        &["--offsets-topic-partitions", "1", "--raft-log-retain-entries", "20"],
+    );
+    common::create_replicated_topic(&cluster.nodes[0].addr, TOPIC, 1, 3, &[]);
+    cluster.wait_for_leaders(1, TOPIC, 1);
+    let (producer, deliveries) = new_producer(&cluster.bootstrap(), &[]);
+    send(&producer, TOPIC, Some(0), 0..1000);
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    cluster.wait_for_identical_replicas(1, TOPIC, 0, &[1, 2, 3]);
+
+    let lagging = 3;
+    let info = cluster.cli_json(1, &["partition-info", "--topic", TOPIC, "--partition", "0"]);
+    let stopped_at = info["replica_states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["node"] == lagging)
+        .unwrap()["applied_index"]
+        .as_u64()
+        .unwrap();
+    cluster.node(lagging).kill9();
+
+    // Many small produce requests: many Raft entries, then compaction.
+    let bootstrap = cluster.bootstrap();
+    let (small_batches, small_deliveries) =
+        new_producer(&bootstrap, &[("linger.ms", "0"), ("batch.num.messages", "10")]);
+    send(&small_batches, TOPIC, Some(0), 1000..6000);
+    small_batches.flush(Duration::from_secs(120)).expect("flush");
+    assert!(small_deliveries.failed.lock().unwrap().is_empty());
+    assert!(deliveries.failed.lock().unwrap().is_empty());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = cluster.cli_json(1, &["partition-info", "--topic", TOPIC, "--partition", "0"]);
+        let leader = info["leader"].as_u64().unwrap();
+        let leader_state = info["replica_states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["node"] == leader)
+            .unwrap()
+            .clone();
+        if leader_state["first_index"].as_u64().unwrap() > stopped_at + 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader did not compact its log: {leader_state}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    cluster.node(lagging).restart();
+    let end = cluster.wait_for_identical_replicas(1, TOPIC, 0, &[1, 2, 3]);
+    assert_eq!(end, 6000);
+    let log = std::fs::read_to_string(cluster.nodes[lagging as usize - 1].log_path()).unwrap();
+    assert!(
+        log.contains("installed a snapshot from the leader"),
+        "node {lagging} caught up without a snapshot"
+    );
+}
+
+/// Runs `chronik-server` with `args`; returns the exit code and stderr.
+fn run_server(args: &[&str]) -> (i32, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chronik-server"))
+        .args(args)
+        .output()
+        .expect("run chronik-server");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_cluster_settings_and_commands_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &[
+                "--data-dir",
+                data,
+                "--kafka-port",
+                "0",
+                "raft-cluster",
+                "--raft-addr",
+                "127.0.0.1:0",
+                "--peers",
+                "2localhost:5002",
+            ],
+            "is not ID@HOST:PORT",
+        ),
+        (
+            &[
+                "--data-dir",
+                data,
+                "--kafka-port",
+                "0",
+                "raft-cluster",
+                "--raft-addr",
+                "127.0.0.1:0",
+                "--bootstrap",
+            ],
+            "needs --peers",
+        ),
+        (
+            &[
+                "--data-dir",
+                data,
+                "--kafka-port",
+                "0",
+                "raft-cluster",
+                "--raft-addr",
+                "127.0.0.1:0",
+                "--peers",
+                "2@127.0.0.1:1",
+            ],
+            "start every node of a new cluster with --bootstrap",
+        ),
+        (
+            &["cluster", "status", "--addr", "127.0.0.1:1", "--timeout-ms", "500"],
+            "cannot reach the node at 127.0.0.1:1",
+        ),
+        (&["cluster", "add-node", "--node-id", "4"], "not available yet"),
+    ];
+    for (args, expected) in cases {
+        let (code, stderr) = run_server(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -1,0 +1,222 @@
+//! A cluster of real `chronik-server` processes on 127.0.0.1. Every node
+//! reaches each peer's Raft port through a proxy of its own, so a test can
+//! cut a node off from the others in both directions.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::Broker;
+use super::proxy::Proxy;
+
+pub struct Cluster {
+    /// Node `id` is `nodes[id - 1]`.
+    pub nodes: Vec<Broker>,
+    /// The Raft port each node listens on.
+    pub raft_addrs: Vec<String>,
+    /// `links[from][to]`: the proxy `from` reaches `to` through.
+    links: Vec<Vec<Option<Proxy>>>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    /// Starts `size` nodes that bootstrap one cluster, each with `extra`
+    /// server flags, and waits until all of them serve.
+    pub fn start(dir: &Path, size: usize, extra: &[&str]) -> Cluster {
+        let raft_addrs: Vec<String> = (0..size).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let links: Vec<Vec<Option<Proxy>>> = (0..size)
+            .map(|from| {
+                (0..size)
+                    .map(|to| {
+                        (from != to).then(|| {
+                            let proxy = Proxy::listen();
+                            proxy.forward_to(&raft_addrs[to]);
+                            proxy
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut nodes: Vec<Broker> = (0..size)
+            .map(|i| {
+                let peers: Vec<String> = (0..size)
+                    .filter(|j| *j != i)
+                    .map(|j| format!("{}@127.0.0.1:{}", j + 1, links[i][j].as_ref().unwrap().port))
+                    .collect();
+                let id = (i + 1).to_string();
+                let peers = peers.join(",");
+                let mut args: Vec<&str> = vec!["--node-id", &id];
+                args.extend_from_slice(extra);
+                args.extend([
+                    "raft-cluster",
+                    "--raft-addr",
+                    &raft_addrs[i],
+                    "--peers",
+                    &peers,
+                    "--bootstrap",
+                ]);
+                Broker::spawn(&dir.join(format!("node{}", i + 1)), &args)
+            })
+            .collect();
+        for node in &mut nodes {
+            node.wait_ready();
+        }
+        Cluster {
+            nodes,
+            raft_addrs,
+            links,
+        }
+    }
+
+    pub fn node(&mut self, id: u64) -> &mut Broker {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    /// Every running node's Kafka address, for a client's bootstrap list.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| n.addr.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Cuts node `id` off from every other node, both ways.
+    pub fn isolate(&self, id: u64) {
+        self.set_links(id, true);
+    }
+
+    pub fn heal(&self, id: u64) {
+        self.set_links(id, false);
+    }
+
+    fn set_links(&self, id: u64, blocked: bool) {
+        let n = id as usize - 1;
+        for (from, row) in self.links.iter().enumerate() {
+            for (to, link) in row.iter().enumerate() {
+                if let Some(proxy) = link
+                    && (from == n || to == n)
+                {
+                    if blocked { proxy.block() } else { proxy.unblock() }
+                }
+            }
+        }
+    }
+
+    /// Runs `chronik-server cluster <args> --addr <node id's Raft address>`;
+    /// returns the exit code and stdout.
+    pub fn cli(&self, via: u64, args: &[&str]) -> (i32, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
+            .arg("cluster")
+            .args(args)
+            .args(["--addr", &self.raft_addrs[via as usize - 1], "--timeout-ms", "3000"])
+            .output()
+            .expect("run the cluster CLI");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        (output.status.code().unwrap_or(-1), format!("{stdout}{stderr}"))
+    }
+
+    /// A CLI command's `--json` output.
+    pub fn cli_json(&self, via: u64, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let (code, out) = self.cli(via, &args);
+        assert!(
+            code == 0 || args[0] == "health",
+            "cluster {args:?} failed ({code}): {out}"
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("cluster {args:?} printed no JSON ({e}): {out}"))
+    }
+
+    /// `(leader, replicas)` of every partition of `topic`, as `via` sees it.
+    pub fn partitions(&self, via: u64, topic: &str) -> Vec<(Option<u64>, Vec<u64>)> {
+        let listed = self.cli_json(via, &["list-partitions"]);
+        let mut found: Vec<(i64, Option<u64>, Vec<u64>)> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["topic"] == topic)
+            .map(|p| {
+                let replicas = p["replicas"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.as_u64().unwrap())
+                    .collect();
+                (p["partition"].as_i64().unwrap(), p["leader"].as_u64(), replicas)
+            })
+            .collect();
+        found.sort_by_key(|p| p.0);
+        found
+            .into_iter()
+            .map(|(_, leader, replicas)| (leader, replicas))
+            .collect()
+    }
+
+    /// Waits (bounded) until every partition of `topic` has a leader in the
+    /// view of `via`; returns the leaders.
+    pub fn wait_for_leaders(&self, via: u64, topic: &str, partitions: usize) -> Vec<u64> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = self.partitions(via, topic);
+            if found.len() == partitions && found.iter().all(|(leader, _)| leader.is_some()) {
+                return found.into_iter().map(|(leader, _)| leader.unwrap()).collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{topic} has partitions without leader: {found:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits (bounded) until the replicas of `topic`/`partition` on `nodes`
+    /// hold identical logs: same end offset, same checksum. Returns the end offset.
+    pub fn wait_for_identical_replicas(&self, via: u64, topic: &str, partition: i32, nodes: &[u64]) -> i64 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let partition_arg = partition.to_string();
+            let info = self.cli_json(
+                via,
+                &["partition-info", "--topic", topic, "--partition", &partition_arg],
+            );
+            let states: Vec<(u64, Option<i64>, Option<String>)> = info["replica_states"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| nodes.contains(&r["node"].as_u64().unwrap()))
+                .map(|r| {
+                    (
+                        r["node"].as_u64().unwrap(),
+                        r["log_end_offset"].as_i64(),
+                        r["checksum"].as_str().map(str::to_string),
+                    )
+                })
+                .collect();
+            let first = &states[0];
+            let identical = states.len() == nodes.len()
+                && first.1.is_some()
+                && first.2.is_some()
+                && states.iter().all(|s| s.1 == first.1 && s.2 == first.2);
+            if identical {
+                return first.1.unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicas of {topic}-{partition} on {nodes:?} did not converge: {states:?}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
