@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Side-by-side: Chronik single node against the peer broker tansu (its durable
-# sqlite engine and its in-memory engine), the same load on each, plus the
-# disk's fsync'd write bandwidth, all measured in one run. Prints one table
-# with ratios. Usage: bench/compare.sh [records]
+# Side-by-side: Chronik single node, Chronik as a 3-node cluster with
+# replication factor 3, and the peer broker tansu (its durable sqlite engine
+# and its in-memory engine), the same load on each, plus the disk's fsync'd
+# write bandwidth, all measured in one run. Prints one table with ratios,
+# then the idle CPU of a 3-node cluster holding 1,000 partitions.
+# Usage: bench/compare.sh [records]
 #
 # tansu 0.6.0 is installed from crates.io into a cache directory the first
 # time (about 20 minutes on 2 cores); set TANSU to use another binary.
@@ -41,6 +43,30 @@ start_chronik() { # name -> sets addr and pid
   wait_port "$port"
 }
 
+start_chronik_cluster() { # name -> sets addr (all three nodes) and pid (node 1)
+  local dir=$work/$1 i j peers
+  local kafka=() raft=()
+  for i in 1 2 3; do kafka+=("$(free_port)"); raft+=("$(free_port)"); done
+  for i in 1 2 3; do
+    peers=""
+    for j in 1 2 3; do
+      [ "$j" = "$i" ] || peers+="${peers:+,}$j@127.0.0.1:${raft[$((j-1))]}"
+    done
+    mkdir -p "$dir/n$i"
+    target/release/chronik-server --node-id "$i" --data-dir "$dir/n$i/data" --kafka-port "${kafka[$((i-1))]}" \
+      raft-cluster --raft-addr "127.0.0.1:${raft[$((i-1))]}" --peers "$peers" --bootstrap \
+      >"$dir/n$i/out" 2>"$dir/n$i/log" &
+    pids+=("$!"); cluster_pids[$i]=$!
+  done
+  for i in 1 2 3; do wait_port "${kafka[$((i-1))]}"; done
+  pid=${cluster_pids[1]}
+  addr=127.0.0.1:${kafka[0]},127.0.0.1:${kafka[1]},127.0.0.1:${kafka[2]}
+}
+
+stop_chronik_cluster() {
+  for i in 1 2 3; do kill "${cluster_pids[$i]}" 2>/dev/null || true; wait "${cluster_pids[$i]}" 2>/dev/null || true; done
+}
+
 start_tansu() { # name storage-url (relative to its own directory) -> sets addr and pid
   local dir=$work/$1 port
   mkdir -p "$dir"
@@ -55,25 +81,29 @@ start_tansu() { # name storage-url (relative to its own directory) -> sets addr 
   wait_port "$port"
 }
 
-run_load() { # name -> writes $work/name.json
-  local name=$1 topic=bench e2e_topic=latency
+run_load() { # name [replication] -> writes $work/name.json
+  local name=$1 replication=${2:-1} topic=bench e2e_topic=latency
   {
     echo "{\"name\": \"$name\","
     echo "\"produce\": $($bench --bootstrap "$addr" --topic $topic --broker-pid "$pid" --json produce \
-      --records "$records" --record-size 1024 --acks all --linger-ms 5 --create-topic),"
+      --records "$records" --record-size 1024 --acks all --linger-ms 5 --create-topic --replication "$replication"),"
     echo "\"consume_500\": $($bench --bootstrap "$addr" --topic $topic --json consume --records "$records" --fetch-wait-max-ms 500),"
     echo "\"consume_10\": $($bench --bootstrap "$addr" --topic $topic --json consume --records "$records" --fetch-wait-max-ms 10),"
-    $bench --bootstrap "$addr" --topic $e2e_topic produce --records 1 --create-topic >/dev/null
+    $bench --bootstrap "$addr" --topic $e2e_topic produce --records 1 --create-topic --replication "$replication" >/dev/null
     echo "\"e2e_500\": $($bench --bootstrap "$addr" --topic $e2e_topic --json e2e --rate 5000 --seconds 10 --fetch-wait-max-ms 500),"
     echo "\"e2e_10\": $($bench --bootstrap "$addr" --topic $e2e_topic --json e2e --rate 5000 --seconds 10 --fetch-wait-max-ms 10)}"
   } >"$work/$name.json"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
 python3 bench/fsync_probe.py "$work" 3 >"$work/disk.json"
-start_chronik chronik; run_load chronik
-start_tansu tansu-sqlite "sqlite://tansu.db"; run_load tansu-sqlite
-start_tansu tansu-memory "memory://tansu/"; run_load tansu-memory
+declare -A cluster_pids
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
+start_chronik chronik; run_load chronik; stop
+start_chronik_cluster chronik-3node; run_load chronik-3node 3; stop_chronik_cluster
+start_tansu tansu-sqlite "sqlite://tansu.db"; run_load tansu-sqlite; stop
+start_tansu tansu-memory "memory://tansu/"; run_load tansu-memory; stop
 
-python3 bench/compare_table.py "$work/disk.json" "$work/chronik.json" "$work/tansu-sqlite.json" "$work/tansu-memory.json"
-echo "3-node cluster: not run; multi-node clusters are not implemented yet."
+python3 bench/compare_table.py "$work/disk.json" "$work/chronik.json" "$work/chronik-3node.json" \
+  "$work/tansu-sqlite.json" "$work/tansu-memory.json"
+echo
+bench/idle-cpu.sh 1000

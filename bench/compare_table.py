@@ -20,8 +20,8 @@ def main():
 
     row("produce rec/s (1 KiB, acks=all)", lambda r: r["produce"]["records_per_sec"])
     row("produce MB/s", lambda r: r["produce"]["mb_per_sec"], "{:.1f}")
-    row("broker CPU s during produce", lambda r: r["produce"]["broker"]["cpu_seconds"], "{:.1f}")
-    row("broker peak RSS MiB", lambda r: r["produce"]["broker"]["peak_rss_kib"] / 1024)
+    row("broker CPU s during produce (node 1)", lambda r: r["produce"]["broker"]["cpu_seconds"], "{:.1f}")
+    row("broker peak RSS MiB (node 1)", lambda r: r["produce"]["broker"]["peak_rss_kib"] / 1024)
     row("consume rec/s (fetch.wait.max.ms 500)", lambda r: r["consume_500"]["records_per_sec"])
     row("consume rec/s (fetch.wait.max.ms 10)", lambda r: r["consume_10"]["records_per_sec"])
     for wait in ("500", "10"):
@@ -35,7 +35,7 @@ def main():
     print(f"disk: {disk['fsyncs_per_sec']:.0f} fsyncs/s, {disk['seq_write_fsync_mb_per_sec']:.1f} MB/s with an fsync per MiB")
     produce = chronik["produce"]["records_per_sec"]
     for other in runs[1:]:
-        print(f"chronik / {other['name']} produce: {produce / other['produce']['records_per_sec']:.2f}x")
+        print(f"{other['name']} / chronik produce: {other['produce']['records_per_sec'] / produce:.2f}x")
     print(f"chronik produce MB/s / disk MB/s: {chronik['produce']['mb_per_sec'] / disk['seq_write_fsync_mb_per_sec']:.2f}")
     print(f"chronik consume / produce (wait 10 ms): {chronik['consume_10']['records_per_sec'] / produce:.2f}")
 

@@ -570,8 +570,10 @@ impl<S: StateMachine> Driver<S> {
                     continue;
                 }
             };
-            let mut snapshot = Snapshot::default();
-            snapshot.data = manifest.encode().into();
+            let mut snapshot = Snapshot {
+                data: manifest.encode().into(),
+                ..Default::default()
+            };
             let meta = snapshot.mut_metadata();
             meta.index = index;
             meta.term = term;

@@ -42,3 +42,26 @@ impl ClusterId {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ClusterId;
+
+    #[test]
+    fn requests_from_another_cluster_are_refused() {
+        let ours = ClusterId::default();
+        assert!(
+            ours.check("other").is_ok(),
+            "a forming cluster has no id to compare yet"
+        );
+        ours.set("abc");
+        assert!(ours.check("abc").is_ok());
+        assert!(
+            ours.check("").is_ok(),
+            "a node still forming the cluster does not know the id"
+        );
+        let refused = ours.check("xyz").unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert!(refused.message().contains("'abc'") && refused.message().contains("'xyz'"));
+    }
+}

@@ -81,6 +81,14 @@ impl Cluster {
         &mut self.nodes[id as usize - 1]
     }
 
+    /// Restarts node `id` as an operator would: same data directory and
+    /// peers, without --bootstrap (the node rejoins its cluster).
+    pub fn restart(&mut self, id: u64) {
+        let node = self.node(id);
+        node.extra_args.retain(|arg| arg != "--bootstrap");
+        node.restart();
+    }
+
     /// Every running node's Kafka address, for a client's bootstrap list.
     pub fn bootstrap(&self) -> String {
         self.nodes
