@@ -8,7 +8,7 @@
 //! applying them (and sending them to followers) does not read them back from
 //! the log files.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -119,6 +119,11 @@ pub(crate) type SnapshotRequests = Arc<Mutex<Vec<GroupId>>>;
 pub(crate) struct GroupStorage {
     engine: Arc<Engine>,
     group: GroupId,
+    /// (index, term) of the last compacted entry, and the last index in the
+    /// log store: raft-rs asks for them constantly (every heartbeat), so they
+    /// are kept here rather than looked up in raft-engine each time.
+    compacted: Cell<(u64, u64)>,
+    last_index: Cell<u64>,
     cache: RefCell<EntryCache>,
     prepared: RefCell<Option<Snapshot>>,
     snapshot_requests: SnapshotRequests,
@@ -130,9 +135,13 @@ fn store_error(e: impl std::error::Error + Send + Sync + 'static) -> raft::Error
 
 impl GroupStorage {
     pub(crate) fn new(engine: Arc<Engine>, group: GroupId, snapshot_requests: SnapshotRequests) -> Self {
+        let compacted = stored_compacted(&engine, group);
+        let last_index = engine.last_index(group).unwrap_or(compacted.0);
         GroupStorage {
             engine,
             group,
+            compacted: Cell::new(compacted),
+            last_index: Cell::new(last_index),
             cache: RefCell::default(),
             prepared: RefCell::default(),
             snapshot_requests,
@@ -159,13 +168,19 @@ impl GroupStorage {
         compacted.extend_from_slice(&meta.term.to_be_bytes());
         batch.put(self.group, COMPACTED_KEY.to_vec(), compacted)?;
         batch.put_message(self.group, HARD_STATE_KEY.to_vec(), hard_state)?;
+        self.compacted.set((meta.index, meta.term));
+        self.last_index.set(meta.index);
         self.cache.borrow_mut().clear();
         *self.prepared.borrow_mut() = None;
         Ok(())
     }
 
-    /// Keeps entries just handed to the log store, until they are applied.
+    /// Keeps entries just handed to the log store (written before raft-rs
+    /// looks at the store again), until they are applied.
     pub(crate) fn cache_entries(&self, entries: &[Entry]) {
+        if let Some(last) = entries.last() {
+            self.last_index.set(last.index);
+        }
         self.cache.borrow_mut().append(entries);
     }
 
@@ -201,13 +216,7 @@ impl GroupStorage {
 
     /// (index, term) of the last entry dropped by compaction; (0, 0) if none.
     fn compacted(&self) -> (u64, u64) {
-        match self.engine.get(self.group, COMPACTED_KEY) {
-            Some(v) if v.len() == 16 => (
-                u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
-                u64::from_be_bytes(v[8..].try_into().expect("8 bytes")),
-            ),
-            _ => (0, 0),
-        }
+        self.compacted.get()
     }
 
     /// Drops entries up to and including `index`, keeping its term so that
@@ -226,11 +235,12 @@ impl GroupStorage {
             .map_err(store_error)?;
         batch.add_command(self.group, raft_engine::Command::Compact { index: index + 1 });
         self.engine.write(&mut batch, false).map_err(store_error)?;
+        self.compacted.set((index, term));
         Ok(())
     }
 
     fn last_index_inner(&self) -> u64 {
-        self.engine.last_index(self.group).unwrap_or_else(|| self.compacted().0)
+        self.last_index.get()
     }
 }
 
@@ -318,6 +328,16 @@ impl raft::Storage for GroupStorage {
             requests.push(self.group);
         }
         Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+    }
+}
+
+fn stored_compacted(engine: &Engine, group: GroupId) -> (u64, u64) {
+    match engine.get(group, COMPACTED_KEY) {
+        Some(v) if v.len() == 16 => (
+            u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
+            u64::from_be_bytes(v[8..].try_into().expect("8 bytes")),
+        ),
+        _ => (0, 0),
     }
 }
 
