@@ -7,6 +7,7 @@
 //! reads come from the applied state.
 
 mod broker;
+mod checkpointer;
 pub mod cluster;
 pub mod command;
 pub mod config;

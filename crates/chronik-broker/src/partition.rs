@@ -20,6 +20,10 @@ pub struct Partition {
     log: RwLock<PartitionLog>,
     /// The high watermark: every record below it is committed and applied.
     high_watermark: watch::Sender<i64>,
+    /// Set once another `Partition` (a restored snapshot) or nothing (a
+    /// deleted topic) owns the directory; checkpoints of this one must not
+    /// be written there any more. Held while a checkpoint is written.
+    retired: std::sync::Mutex<bool>,
 }
 
 impl Partition {
@@ -39,6 +43,7 @@ impl Partition {
             dir,
             log: RwLock::new(log),
             high_watermark,
+            retired: std::sync::Mutex::new(false),
         })
     }
 
@@ -61,6 +66,22 @@ impl Partition {
     /// A receiver that wakes when the high watermark moves.
     pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
+    }
+
+    /// Saves `checkpoint` in the partition's directory unless the partition
+    /// was retired; returns whether it did.
+    pub fn save_checkpoint(&self, checkpoint: &ApplyCheckpoint) -> std::io::Result<bool> {
+        let retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        if *retired {
+            return Ok(false);
+        }
+        checkpoint.save(&self.dir)?;
+        Ok(true)
+    }
+
+    /// Stops checkpoints of this partition object; waits for one being written.
+    pub fn retire(&self) {
+        *self.retired.lock().unwrap_or_else(|e| e.into_inner()) = true;
     }
 
     /// CRC32C over every batch up to the high watermark: its base offset,

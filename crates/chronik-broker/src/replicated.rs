@@ -10,6 +10,7 @@ use chronik_log::{LogError, split_batches};
 use chronik_raft::{Effect, GroupId, METADATA_GROUP, NodeId, SnapshotFile, SnapshotManifest, StateMachine};
 use kafka_protocol::ResponseError;
 
+use crate::checkpointer::{Checkpointer, Job};
 use crate::command::PartitionCommand;
 use crate::consumer_offsets::{self, OffsetsView};
 use crate::metadata::{MetadataCommand, MetadataError, MetadataReply, MetadataState};
@@ -97,10 +98,13 @@ struct ApplyCursor {
     applied: u64,
     durable: u64,
     producers: ProducerStates,
+    /// A checkpoint of this partition is being made durable.
+    saving: bool,
 }
 
 pub struct BrokerStateMachine {
     node_id: NodeId,
+    checkpointer: Checkpointer,
     shared: Arc<SharedState>,
     metadata_path: PathBuf,
     partitions_dir: PathBuf,
@@ -115,6 +119,7 @@ impl BrokerStateMachine {
         *shared.metadata_mut() = MetadataState::load(&metadata_path)?;
         Ok(BrokerStateMachine {
             node_id,
+            checkpointer: Checkpointer::start()?,
             shared,
             metadata_path,
             partitions_dir,
@@ -159,6 +164,7 @@ impl BrokerStateMachine {
                 applied: checkpoint.index,
                 durable: checkpoint.index,
                 producers: checkpoint.producers,
+                saving: false,
             },
         );
         self.shared.partitions_mut().insert(group, Arc::new(partition));
@@ -211,6 +217,9 @@ impl BrokerStateMachine {
     fn remove_partition(&mut self, group: GroupId) {
         self.cursors.remove(&group);
         let removed = self.shared.partitions_mut().remove(&group);
+        if let Some(partition) = &removed {
+            partition.retire();
+        }
         if let Some(partition) = removed
             && let Err(e) = std::fs::remove_dir_all(partition.dir())
         {
@@ -360,24 +369,38 @@ impl StateMachine for BrokerStateMachine {
     }
 
     fn checkpoint(&mut self) -> Vec<(GroupId, u64)> {
+        for (group, durable) in self.checkpointer.finished() {
+            if let Some(cursor) = self.cursors.get_mut(&group) {
+                cursor.saving = false;
+                if let Some(index) = durable {
+                    cursor.durable = cursor.durable.max(index);
+                }
+            }
+        }
         let mut durable = vec![(METADATA_GROUP, self.shared.metadata().applied_index)];
         for (&group, cursor) in self.cursors.iter_mut() {
-            if cursor.applied > cursor.durable {
-                let Some(partition) = self.shared.partition(group) else {
-                    continue;
+            if cursor.applied > cursor.durable
+                && !cursor.saving
+                && let Some(partition) = self.shared.partition(group)
+            {
+                let handle = {
+                    let mut log = partition.log_mut();
+                    log.sync_handle().map(|file| (file, log.next_offset()))
                 };
-                let mut log = partition.log_mut();
-                let saved = log.flush().map_err(|e| e.to_string()).and_then(|_| {
-                    ApplyCheckpoint {
-                        index: cursor.applied,
-                        next_offset: log.next_offset(),
-                        producers: cursor.producers.clone(),
+                match handle {
+                    Ok((file, next_offset)) => {
+                        cursor.saving = true;
+                        self.checkpointer.submit(Job {
+                            group,
+                            partition: partition.clone(),
+                            file,
+                            checkpoint: ApplyCheckpoint {
+                                index: cursor.applied,
+                                next_offset,
+                                producers: cursor.producers.clone(),
+                            },
+                        });
                     }
-                    .save(partition.dir())
-                    .map_err(|e| e.to_string())
-                });
-                match saved {
-                    Ok(()) => cursor.durable = cursor.applied,
                     Err(e) => {
                         tracing::error!(topic = %partition.topic, partition = partition.index, "cannot checkpoint: {e}")
                     }
@@ -445,6 +468,7 @@ impl StateMachine for BrokerStateMachine {
             .partitions_mut()
             .remove(&group)
             .ok_or_else(|| format!("no partition runs group {group}"))?;
+        old.retire();
         let target = old.dir().to_path_buf();
         let (topic, index_in_topic) = (old.topic.clone(), old.index);
         let config = old.log().config().clone();
@@ -476,6 +500,7 @@ impl StateMachine for BrokerStateMachine {
                 applied: index,
                 durable: index,
                 producers: checkpoint.producers,
+                saving: false,
             },
         );
         self.shared.partitions_mut().insert(group, Arc::new(partition));

@@ -121,6 +121,16 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Writes the active segment's new index entries (without fsync) and
+    /// returns a handle to its file, so the caller can fsync the data
+    /// appended so far without holding the log. Sealed segments were
+    /// fsynced when they rolled.
+    pub fn sync_handle(&mut self) -> Result<std::fs::File, LogError> {
+        let active = self.active_mut();
+        active.persist_indexes()?;
+        Ok(active.file().try_clone()?)
+    }
+
     /// Whole batches starting with the one containing `offset`, up to
     /// `max_bytes` in total but always at least one batch if
     /// `offset < next_offset()`. Empty at `next_offset()`.

@@ -281,6 +281,12 @@ impl Segment {
     /// Makes the data durable and writes out pending index entries.
     pub(crate) fn flush(&mut self) -> io::Result<()> {
         self.file.sync_data()?;
+        self.persist_indexes()
+    }
+
+    /// Writes new index entries, without fsync: recovery rebuilds the active
+    /// segment's indexes anyway.
+    pub(crate) fn persist_indexes(&mut self) -> io::Result<()> {
         self.offset_index.persist(false)?;
         self.time_index.persist(false)
     }

@@ -26,6 +26,15 @@ const MAX_EARLY_GROUPS: usize = 1024;
 const MAX_EARLY_MESSAGES: usize = 32;
 /// A leader recomputes its in-sync replicas every this many ticks.
 const ISR_TICKS: u64 = 5;
+/// Proposal bytes one iteration takes in: the rest waits for the next, so
+/// one iteration's write and fsync stay short.
+const MAX_PROPOSED_BYTES: usize = 16 << 20;
+/// A loop iteration taking this long is logged.
+const SLOW_ITERATION: Duration = Duration::from_millis(300);
+/// Appends in flight to one follower (each up to `max_append_bytes`). This
+/// also bounds what a follower writes and fsyncs in one iteration, and so how
+/// long its heartbeats can wait.
+const MAX_INFLIGHT_APPENDS: usize = 16;
 /// Read-index requests a leader never confirmed are failed after this long.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -156,7 +165,7 @@ impl<S: StateMachine> Driver<S> {
             heartbeat_tick: self.config.heartbeat_ticks,
             applied,
             max_size_per_msg: self.config.max_append_bytes,
-            max_inflight_msgs: 256,
+            max_inflight_msgs: MAX_INFLIGHT_APPENDS,
             max_uncommitted_size: self.config.max_uncommitted_bytes,
             pre_vote: true,
             check_quorum: true,
@@ -221,15 +230,22 @@ impl<S: StateMachine> Driver<S> {
                         Err(_) => break,
                     }
                 }
+                let mut proposed = 0;
                 for _ in 0..self.config.proposal_queue_depth {
-                    if stop {
+                    if stop || proposed >= MAX_PROPOSED_BYTES {
                         break;
                     }
                     match commands.try_recv() {
-                        Ok(command) => stop = !self.handle(command),
+                        Ok(command) => {
+                            if let Command::Propose { data, .. } = &command {
+                                proposed += data.len();
+                            }
+                            stop = !self.handle(command)
+                        }
                         Err(_) => break,
                     }
                 }
+                let started = Instant::now();
                 self.process_ready();
                 self.prepare_requested_snapshots();
                 if stop {
@@ -238,6 +254,11 @@ impl<S: StateMachine> Driver<S> {
                 if last_checkpoint.elapsed() >= self.config.checkpoint_interval {
                     self.checkpoint();
                     last_checkpoint = Instant::now();
+                }
+                let took = started.elapsed();
+                if took >= SLOW_ITERATION {
+                    // Heartbeats wait as long: near an election timeout, followers campaign.
+                    tracing::warn!(?took, "a Raft loop iteration was slow");
                 }
             }
             self.process_ready();
@@ -592,6 +613,7 @@ impl<S: StateMachine> Driver<S> {
         if entries.is_empty() {
             return;
         }
+
         let group = self.groups.get_mut(&id).expect("applying a running group");
         for entry in entries {
             // Leader no-ops and configuration changes carry nothing to apply here.

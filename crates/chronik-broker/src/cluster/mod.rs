@@ -41,7 +41,12 @@ pub async fn serve(broker: std::sync::Arc<crate::Broker>, listener: tokio::net::
         broker.mailbox(),
         broker.config.data_dir.join("raft-snapshots"),
     );
+    use chronik_raft::grpc::{CONNECTION_WINDOW_BYTES, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES};
     let served = tonic::transport::Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .tcp_nodelay(true)
         .add_service(raft.into_server())
         .add_service(admin_service::AdminService::server(broker))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))

@@ -2,7 +2,7 @@
 //! merges whatever batches queued up while the previous request was in
 //! flight, and reconnects with backoff.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::proto::raft_transport_client::RaftTransportClient;
 use super::proto::{GroupMessage, SnapshotChunk, StepBatchRequest};
-use super::{ClusterId, MAX_MESSAGE_BYTES};
+use super::{CONNECTION_WINDOW_BYTES, ClusterId, MAX_MESSAGE_BYTES, STREAM_WINDOW_BYTES};
 use crate::snapshot::{CHUNK_BYTES, SnapshotManifest};
 use crate::transport::{SnapshotDone, Transport};
 use crate::{GroupId, NodeId};
@@ -27,8 +27,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Loop iterations' batches queued per peer; beyond that they are dropped
 /// and Raft retransmits.
 const PEER_QUEUE_DEPTH: usize = 1024;
-/// Bytes merged into one request.
-const MAX_REQUEST_BYTES: usize = 16 << 20;
+/// Bytes of messages merged into one request. A bigger single message (one
+/// huge entry) goes alone, up to `MAX_MESSAGE_BYTES`.
+const MAX_REQUEST_BYTES: usize = 8 << 20;
 
 /// The Raft address of every peer, shared with whoever learns of new ones.
 #[derive(Debug, Clone, Default)]
@@ -127,6 +128,8 @@ pub async fn connect_channel(addr: &str, timeout: Duration) -> Result<Channel, t
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(timeout)
         .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .connect()
         .await
 }
@@ -138,13 +141,13 @@ async fn connect(addr: &str, timeout: Duration) -> Result<RaftTransportClient<Ch
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
 
-fn encode(batch: Batch, into: &mut Vec<GroupMessage>) -> usize {
+fn encode(batch: Batch, into: &mut VecDeque<GroupMessage>) -> usize {
     let mut bytes = 0;
     for (group, message) in batch {
         match message.write_to_bytes() {
             Ok(encoded) => {
                 bytes += encoded.len();
-                into.push(GroupMessage {
+                into.push_back(GroupMessage {
                     group,
                     message: encoded,
                 });
@@ -155,19 +158,42 @@ fn encode(batch: Batch, into: &mut Vec<GroupMessage>) -> usize {
     bytes
 }
 
+/// Takes messages from the front of `pending` for one request: up to
+/// `MAX_REQUEST_BYTES`, and at least one message whatever its size.
+fn next_request(pending: &mut VecDeque<GroupMessage>, pending_bytes: &mut usize) -> Vec<GroupMessage> {
+    let mut request = Vec::new();
+    let mut bytes = 0;
+    while let Some(front) = pending.front() {
+        if !request.is_empty() && bytes + front.message.len() > MAX_REQUEST_BYTES {
+            break;
+        }
+        bytes += front.message.len();
+        request.push(pending.pop_front().expect("front exists"));
+    }
+    *pending_bytes -= bytes;
+    request
+}
+
 async fn send_to_peer(shared: Arc<Shared>, to: NodeId, mut queue: mpsc::Receiver<Batch>) {
     let mut client = None;
     let mut backoff = MIN_BACKOFF;
     let mut failing = false;
-    while let Some(first) = queue.recv().await {
-        let mut messages = Vec::new();
-        let mut bytes = encode(first, &mut messages);
-        while bytes < MAX_REQUEST_BYTES {
+    let mut pending = VecDeque::new();
+    let mut pending_bytes = 0;
+    loop {
+        if pending.is_empty() {
+            match queue.recv().await {
+                Some(batch) => pending_bytes += encode(batch, &mut pending),
+                None => return,
+            }
+        }
+        while pending_bytes < MAX_REQUEST_BYTES {
             match queue.try_recv() {
-                Ok(more) => bytes += encode(more, &mut messages),
+                Ok(more) => pending_bytes += encode(more, &mut pending),
                 Err(_) => break,
             }
         }
+        let messages = next_request(&mut pending, &mut pending_bytes);
         let outcome = async {
             if client.is_none() {
                 let addr = shared
@@ -208,6 +234,9 @@ async fn send_to_peer(shared: Arc<Shared>, to: NodeId, mut queue: mpsc::Receiver
                 }
                 failing = true;
                 client = None;
+                // What queued meanwhile is stale; Raft sends afresh.
+                pending.clear();
+                pending_bytes = 0;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }

@@ -13,8 +13,18 @@ pub mod proto {
     tonic::include_proto!("chronik.raft");
 }
 
-/// Raft appends and snapshot chunks exceed tonic's 4 MiB default.
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// Raft appends and snapshot chunks exceed tonic's 4 MiB default. One entry
+/// holds one produce request's batches for a partition, and a Kafka request
+/// may be 100 MiB; a message the receiver refuses would be resent forever.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// HTTP/2 flow-control windows. With the defaults (1-2 MiB) a batch of
+/// appends waits for window updates every MiB, a round trip each, which
+/// capped replication far below the disk's speed.
+pub const STREAM_WINDOW_BYTES: u32 = 32 << 20;
+pub const CONNECTION_WINDOW_BYTES: u32 = 64 << 20;
+/// Largest HTTP/2 frame a node accepts, so appends travel in few frames.
+pub const MAX_FRAME_BYTES: u32 = 1 << 20;
 
 /// The id of the cluster this node belongs to, sent with every request. It is
 /// empty while a new cluster forms (the metadata group picks it), and then

@@ -1,0 +1,77 @@
+//! Makes applied partition state durable off the Raft loop's thread.
+//!
+//! Once a second the loop hands over, per partition that applied something,
+//! a handle to the active segment file and the checkpoint to write after it.
+//! fsyncing a partition's new data can take long (hundreds of MiB may be
+//! dirty under load); doing it on the loop thread held up every group's
+//! heartbeats, and followers started elections. The thread reports what it
+//! made durable, and the loop compacts Raft logs up to that.
+
+use std::fs::File;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use chronik_raft::GroupId;
+
+use crate::partition::{ApplyCheckpoint, Partition};
+
+pub struct Job {
+    pub group: GroupId,
+    pub partition: Arc<Partition>,
+    /// The active segment, whose data up to `checkpoint.next_offset` is written.
+    pub file: File,
+    pub checkpoint: ApplyCheckpoint,
+}
+
+/// Per group: the Raft index made durable, or `None` when the job did not
+/// write (the partition was retired, or an error was logged).
+type Done = Arc<Mutex<Vec<(GroupId, Option<u64>)>>>;
+
+pub struct Checkpointer {
+    jobs: mpsc::Sender<Job>,
+    done: Done,
+}
+
+impl Checkpointer {
+    pub fn start() -> std::io::Result<Checkpointer> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let done = Done::default();
+        let finished = done.clone();
+        std::thread::Builder::new().name("checkpointer".into()).spawn(move || {
+            for job in queue {
+                let outcome = job
+                    .file
+                    .sync_data()
+                    .and_then(|()| job.partition.save_checkpoint(&job.checkpoint));
+                let durable = match outcome {
+                    Ok(true) => Some(job.checkpoint.index),
+                    Ok(false) => None,
+                    Err(e) => {
+                        tracing::error!(
+                            topic = %job.partition.topic,
+                            partition = job.partition.index,
+                            "cannot checkpoint: {e}"
+                        );
+                        None
+                    }
+                };
+                finished
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((job.group, durable));
+            }
+        })?;
+        Ok(Checkpointer { jobs, done })
+    }
+
+    pub fn submit(&self, job: Job) {
+        if self.jobs.send(job).is_err() {
+            tracing::error!("the checkpointer thread has stopped");
+        }
+    }
+
+    /// What finished since the last call.
+    pub fn finished(&self) -> Vec<(GroupId, Option<u64>)> {
+        std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
