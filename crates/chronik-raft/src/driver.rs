@@ -34,7 +34,7 @@ const SLOW_ITERATION: Duration = Duration::from_millis(300);
 /// Appends in flight to one follower (each up to `max_append_bytes`). This
 /// also bounds what a follower writes and fsyncs in one iteration, and so how
 /// long its heartbeats can wait.
-const MAX_INFLIGHT_APPENDS: usize = 16;
+const MAX_INFLIGHT_APPENDS: usize = 48;
 /// Read-index requests a leader never confirmed are failed after this long.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
