@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 records=${1:-300000}
 cargo build --release -j 2 --workspace --bins >&2
 work=$(mktemp -d)
-trap 'kill $broker 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $broker 2>/dev/null || true; wait $broker 2>/dev/null || true; rm -rf "$work"' EXIT
 
 disk=$(python3 bench/fsync_probe.py "$work" 3)
 

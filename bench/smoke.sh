@@ -7,7 +7,7 @@ bin=${1:-target/debug}
 work=$(mktemp -d)
 "$bin/chronik-server" --data-dir "$work/data" --kafka-port 0 >"$work/ready" 2>"$work/broker.log" &
 broker=$!
-trap 'kill $broker 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $broker 2>/dev/null || true; wait $broker 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do grep -q ready "$work/ready" && break; sleep 0.1; done
 addr=$(sed -n 's/.*kafka=\([^ ]*\).*/\1/p' "$work/ready")
 [ -n "$addr" ] || { echo "broker did not start" >&2; cat "$work/broker.log" >&2; exit 1; }

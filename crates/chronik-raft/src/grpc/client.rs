@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 
 use super::proto::raft_transport_client::RaftTransportClient;
-use super::proto::{GroupMessage, SnapshotChunk, StepBatchRequest};
+use super::proto::{GroupMessage, SnapshotChunk, StepBatchRequest, StepRequest};
 use super::{CONNECTION_WINDOW_BYTES, ClusterId, MAX_MESSAGE_BYTES, STREAM_WINDOW_BYTES};
 use crate::snapshot::{CHUNK_BYTES, SnapshotManifest};
 use crate::transport::{SnapshotDone, Transport};
@@ -206,17 +206,29 @@ async fn send_to_peer(shared: Arc<Shared>, to: NodeId, mut queue: mpsc::Receiver
                         .map_err(|e| format!("cannot connect to {addr}: {e}"))?,
                 );
             }
-            let request = StepBatchRequest {
-                cluster_id: shared.cluster_id.get(),
-                from: shared.node_id,
-                to,
-                messages,
-            };
             let connected = client.as_mut().expect("connected above");
-            connected
-                .step_batch(request)
-                .await
-                .map(|_| ())
+            let (cluster_id, from) = (shared.cluster_id.get(), shared.node_id);
+            let sent = if messages.len() == 1 {
+                let message = messages.into_iter().next();
+                connected
+                    .step(StepRequest {
+                        cluster_id,
+                        from,
+                        to,
+                        message,
+                    })
+                    .await
+            } else {
+                connected
+                    .step_batch(StepBatchRequest {
+                        cluster_id,
+                        from,
+                        to,
+                        messages,
+                    })
+                    .await
+            };
+            sent.map(|_| ())
                 .map_err(|status| format!("node {to} refused Raft messages: {}", status.message()))
         }
         .await;

@@ -14,7 +14,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::proto::raft_transport_server::{RaftTransport, RaftTransportServer};
 use super::proto::{
-    InstallSnapshotResponse, ReadIndexRequest, ReadIndexResponse, SnapshotChunk, StepBatchRequest, StepBatchResponse,
+    GroupMessage, InstallSnapshotResponse, ReadIndexRequest, ReadIndexResponse, SnapshotChunk, StepBatchRequest,
+    StepBatchResponse, StepRequest,
 };
 use super::{ClusterId, MAX_MESSAGE_BYTES};
 use crate::snapshot::{SnapshotManifest, staging_dir};
@@ -60,20 +61,34 @@ fn decode(bytes: &[u8]) -> Result<Message, Status> {
     Message::parse_from_bytes(bytes).map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
 }
 
-#[tonic::async_trait]
-impl RaftTransport for RaftService {
-    async fn step_batch(&self, request: Request<StepBatchRequest>) -> Result<Response<StepBatchResponse>, Status> {
-        let request = request.into_inner();
-        self.check_peer(&request.cluster_id, request.to)?;
-        let messages = request
-            .messages
+impl RaftService {
+    fn deliver(&self, from: NodeId, messages: &[GroupMessage]) -> Result<Response<StepBatchResponse>, Status> {
+        let messages = messages
             .iter()
             .map(|m| Ok((m.group, decode(&m.message)?)))
             .collect::<Result<Vec<_>, Status>>()?;
-        if !self.mailbox.deliver(request.from, messages) {
+        if !self.mailbox.deliver(from, messages) {
             return Err(Status::unavailable("the Raft loop is saturated; messages dropped"));
         }
         Ok(Response::new(StepBatchResponse {}))
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for RaftService {
+    async fn step(&self, request: Request<StepRequest>) -> Result<Response<StepBatchResponse>, Status> {
+        let request = request.into_inner();
+        self.check_peer(&request.cluster_id, request.to)?;
+        let message = request
+            .message
+            .ok_or_else(|| Status::invalid_argument("a Step request carries one message"))?;
+        self.deliver(request.from, &[message])
+    }
+
+    async fn step_batch(&self, request: Request<StepBatchRequest>) -> Result<Response<StepBatchResponse>, Status> {
+        let request = request.into_inner();
+        self.check_peer(&request.cluster_id, request.to)?;
+        self.deliver(request.from, &request.messages)
     }
 
     async fn install_snapshot(
