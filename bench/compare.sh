@@ -23,7 +23,7 @@ work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
 
 wait_port() {
   for _ in $(seq 1 200); do
@@ -44,27 +44,9 @@ start_chronik() { # name -> sets addr and pid
 }
 
 start_chronik_cluster() { # name -> sets addr (all three nodes) and pid (node 1)
-  local dir=$work/$1 i j peers
-  local kafka=() raft=()
-  for i in 1 2 3; do kafka+=("$(free_port)"); raft+=("$(free_port)"); done
-  for i in 1 2 3; do
-    peers=""
-    for j in 1 2 3; do
-      [ "$j" = "$i" ] || peers+="${peers:+,}$j@127.0.0.1:${raft[$((j-1))]}"
-    done
-    mkdir -p "$dir/n$i"
-    target/release/chronik-server --node-id "$i" --data-dir "$dir/n$i/data" --kafka-port "${kafka[$((i-1))]}" \
-      raft-cluster --raft-addr "127.0.0.1:${raft[$((i-1))]}" --peers "$peers" --bootstrap \
-      >"$dir/n$i/out" 2>"$dir/n$i/log" &
-    pids+=("$!"); cluster_pids[$i]=$!
-  done
-  for i in 1 2 3; do wait_port "${kafka[$((i-1))]}"; done
-  pid=${cluster_pids[1]}
-  addr=127.0.0.1:${kafka[0]},127.0.0.1:${kafka[1]},127.0.0.1:${kafka[2]}
-}
-
-stop_chronik_cluster() {
-  for i in 1 2 3; do kill "${cluster_pids[$i]}" 2>/dev/null || true; wait "${cluster_pids[$i]}" 2>/dev/null || true; done
+  start_cluster "$work/$1"
+  pid=${cluster_pids[0]}
+  addr=127.0.0.1:${cluster_kafka[0]},127.0.0.1:${cluster_kafka[1]},127.0.0.1:${cluster_kafka[2]}
 }
 
 start_tansu() { # name storage-url (relative to its own directory) -> sets addr and pid
@@ -96,10 +78,9 @@ run_load() { # name [replication] -> writes $work/name.json
 }
 
 python3 bench/fsync_probe.py "$work" 3 >"$work/disk.json"
-declare -A cluster_pids
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
 start_chronik chronik; run_load chronik; stop
-start_chronik_cluster chronik-3node; run_load chronik-3node 3; stop_chronik_cluster
+start_chronik_cluster chronik-3node; run_load chronik-3node 3; stop_cluster
 start_tansu tansu-sqlite "sqlite://tansu.db"; run_load tansu-sqlite; stop
 start_tansu tansu-memory "memory://tansu/"; run_load tansu-memory; stop
 

@@ -11,34 +11,19 @@ work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-kafka=() raft=()
-for i in 1 2 3; do kafka+=("$(free_port)"); raft+=("$(free_port)"); done
-for i in 1 2 3; do
-  peers=""
-  for j in 1 2 3; do
-    [ "$j" = "$i" ] || peers+="${peers:+,}$j@127.0.0.1:${raft[$((j-1))]}"
-  done
-  target/release/chronik-server --node-id "$i" --data-dir "$work/n$i" --kafka-port "${kafka[$((i-1))]}" \
-    --offsets-topic-partitions 1 raft-cluster --raft-addr "127.0.0.1:${raft[$((i-1))]}" --peers "$peers" \
-    --bootstrap >"$work/n$i.out" 2>"$work/n$i.log" &
-  pids+=("$!")
-done
-for i in 1 2 3; do
-  for _ in $(seq 1 300); do grep -q ready "$work/n$i.out" && break; sleep 0.1; done
-  grep -q ready "$work/n$i.out" || { echo "node $i did not start" >&2; exit 1; }
-done
-target/release/chronik-bench --bootstrap "127.0.0.1:${kafka[0]}" --topic idle produce --records 1 \
+start_cluster "$work" --offsets-topic-partitions 1
+target/release/chronik-bench --bootstrap "127.0.0.1:${cluster_kafka[0]}" --topic idle produce --records 1 \
   --partitions "$partitions" --replication 3 --create-topic >/dev/null
-target/release/chronik-server cluster health --addr "127.0.0.1:${raft[0]}" >/dev/null || sleep 5
+target/release/chronik-server cluster health --addr "127.0.0.1:${cluster_raft[0]}" >/dev/null || sleep 5
 sleep 10
 hz=$(getconf CLK_TCK)
-before=(); for p in "${pids[@]}"; do before+=("$(cpu_ticks "$p")"); done
+before=(); for p in "${cluster_pids[@]}"; do before+=("$(cpu_ticks "$p")"); done
 sleep 30
 echo "idle CPU with $partitions partitions (RF 3) on 3 nodes, over 30 s:"
 for i in 0 1 2; do
-  after=$(cpu_ticks "${pids[$i]}")
+  after=$(cpu_ticks "${cluster_pids[$i]}")
   python3 -c "print(f'  node $((i+1)): {100 * ($after - ${before[$i]}) / $hz / 30:.1f}% of a core')"
 done

@@ -304,11 +304,14 @@ impl Broker {
         }
     }
 
-    async fn forward_metadata(&self, leader: NodeId, command: &MetadataCommand) -> Result<MetadataOutcome, String> {
-        let addr = self
-            .peers
+    fn leader_addr(&self, leader: NodeId) -> Result<String, String> {
+        self.peers
             .get(leader)
-            .ok_or_else(|| format!("no address known for metadata leader {leader}"))?;
+            .ok_or_else(|| format!("no address known for metadata leader {leader}"))
+    }
+
+    async fn forward_metadata(&self, leader: NodeId, command: &MetadataCommand) -> Result<MetadataOutcome, String> {
+        let addr = self.leader_addr(leader)?;
         let mut client = admin_client(&addr, REQUEST_TIMEOUT).await?;
         let request = ProposeMetadataRequest {
             cluster_id: self.cluster_id.get(),
@@ -337,10 +340,7 @@ impl Broker {
                 self.raft.read_index(METADATA_GROUP).await.map_err(|e| e.to_string())?
             }
             Some(leader) => {
-                let addr = self
-                    .peers
-                    .get(leader)
-                    .ok_or_else(|| format!("no address known for metadata leader {leader}"))?;
+                let addr = self.leader_addr(leader)?;
                 let channel = chronik_raft::grpc::connect_channel(&addr, REQUEST_TIMEOUT)
                     .await
                     .map_err(|e| format!("cannot connect to {addr}: {e}"))?;

@@ -45,12 +45,6 @@ impl SharedState {
             .cloned()
     }
 
-    /// The partition of `topic`/`index`, if it exists and runs on this node.
-    pub fn find_partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
-        let group = self.metadata().group_of(topic, index)?;
-        self.partition(group)
-    }
-
     /// The partition of `topic`/`index` on this node, or the error a Kafka
     /// broker gives: unknown, or held by other nodes only.
     pub fn local_partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>, ResponseError> {

@@ -2,12 +2,9 @@
 //! each answered once committed (fsynced) and applied. Shows how much one
 //! loop iteration (one raft-engine write and fsync) carries.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use chronik_raft::{
-    Effect, GroupId, METADATA_GROUP, MultiRaft, MultiRaftConfig, NoPeers, SnapshotManifest, StateMachine,
-};
+use chronik_raft::{Effect, GroupId, METADATA_GROUP, MultiRaft, MultiRaftConfig, NoPeers, StateMachine};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const PROPOSALS: u64 = 1000;
@@ -33,22 +30,6 @@ impl StateMachine for Discard {
 
     fn checkpoint(&mut self) -> Vec<(GroupId, u64)> {
         Vec::new()
-    }
-
-    fn snapshot(&mut self, _group: GroupId) -> Option<(u64, SnapshotManifest)> {
-        // One voter: no follower ever needs a snapshot.
-        None
-    }
-
-    fn restore(
-        &mut self,
-        group: GroupId,
-        _index: u64,
-        _manifest: &SnapshotManifest,
-        _dir: &Path,
-        _effects: &mut Vec<Effect>,
-    ) -> Result<(), String> {
-        Err(format!("group {group}: a single voter receives no snapshots"))
     }
 }
 

@@ -319,20 +319,29 @@ impl<S: StateMachine> Driver<S> {
         }
     }
 
-    fn read_index(&mut self, id: GroupId, reply: oneshot::Sender<Result<u64, ProposeError>>) {
-        let Some(group) = self.groups.get_mut(&id) else {
-            let _ = reply.send(Err(ProposeError::UnknownGroup(id)));
-            return;
-        };
+    /// `id`, if it runs here and this node leads it.
+    fn led_group(&mut self, id: GroupId) -> Result<&mut Group<S::Output>, ProposeError> {
+        let group = self.groups.get_mut(&id).ok_or(ProposeError::UnknownGroup(id))?;
         if group.node.raft.state != StateRole::Leader {
             let leader = known_leader(group.node.raft.leader_id);
-            let _ = reply.send(Err(ProposeError::NotLeader { group: id, leader }));
-            return;
+            return Err(ProposeError::NotLeader { group: id, leader });
         }
+        Ok(group)
+    }
+
+    fn read_index(&mut self, id: GroupId, reply: oneshot::Sender<Result<u64, ProposeError>>) {
         self.next_read += 1;
-        group.node.read_index(self.next_read.to_be_bytes().to_vec());
+        let ctx = self.next_read;
+        let group = match self.led_group(id) {
+            Ok(group) => group,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        group.node.read_index(ctx.to_be_bytes().to_vec());
         self.reads.insert(
-            self.next_read,
+            ctx,
             PendingRead {
                 reply,
                 since: Instant::now(),
@@ -341,15 +350,13 @@ impl<S: StateMachine> Driver<S> {
     }
 
     fn propose(&mut self, id: GroupId, data: Vec<u8>, reply: Reply<S::Output>) {
-        let Some(group) = self.groups.get_mut(&id) else {
-            let _ = reply.send(Err(ProposeError::UnknownGroup(id)));
-            return;
+        let group = match self.led_group(id) {
+            Ok(group) => group,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
         };
-        if group.node.raft.state != StateRole::Leader {
-            let leader = known_leader(group.node.raft.leader_id);
-            let _ = reply.send(Err(ProposeError::NotLeader { group: id, leader }));
-            return;
-        }
         let before = group.node.raft.raft_log.last_index();
         if group.node.propose(Vec::new(), data).is_err() {
             let _ = reply.send(Err(ProposeError::Dropped));

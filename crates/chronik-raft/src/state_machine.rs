@@ -41,18 +41,24 @@ pub trait StateMachine: Send + 'static {
     /// Captures `group`'s applied state for a follower behind the compacted
     /// Raft log. Returns the applied index it reflects and the manifest of
     /// what to send; the files listed must stay readable up to their lengths
-    /// while the snapshot streams.
-    fn snapshot(&mut self, group: GroupId) -> Option<(u64, SnapshotManifest)>;
+    /// while the snapshot streams. The default takes none: enough for groups
+    /// with a single voter, which never have a follower.
+    fn snapshot(&mut self, _group: GroupId) -> Option<(u64, SnapshotManifest)> {
+        None
+    }
 
     /// Replaces `group`'s state with a snapshot taken at `index` by its
     /// leader, whose files are staged in `dir` (moved from there or copied).
-    /// Group changes the new state implies are pushed to `effects`.
+    /// Group changes the new state implies are pushed to `effects`. The
+    /// default refuses, to go with the default `snapshot`.
     fn restore(
         &mut self,
         group: GroupId,
-        index: u64,
-        manifest: &SnapshotManifest,
-        dir: &Path,
-        effects: &mut Vec<Effect>,
-    ) -> Result<(), String>;
+        _index: u64,
+        _manifest: &SnapshotManifest,
+        _dir: &Path,
+        _effects: &mut Vec<Effect>,
+    ) -> Result<(), String> {
+        Err(format!("group {group}: this state machine takes no snapshots"))
+    }
 }

@@ -3,12 +3,10 @@
 //! durable.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use chronik_raft::{
-    Effect, GroupId, METADATA_GROUP, MultiRaft, MultiRaftConfig, NoPeers, ProposeError, SnapshotManifest, StartError,
-    StateMachine,
+    Effect, GroupId, METADATA_GROUP, MultiRaft, MultiRaftConfig, NoPeers, ProposeError, StartError, StateMachine,
 };
 
 /// (index, data) of each applied entry, per group.
@@ -52,22 +50,6 @@ impl StateMachine for Recorder {
             }
         }
         durable.iter().map(|(g, i)| (*g, *i)).collect()
-    }
-
-    fn snapshot(&mut self, _group: GroupId) -> Option<(u64, SnapshotManifest)> {
-        // One voter: no follower ever needs a snapshot.
-        None
-    }
-
-    fn restore(
-        &mut self,
-        group: GroupId,
-        _index: u64,
-        _manifest: &SnapshotManifest,
-        _dir: &Path,
-        _effects: &mut Vec<Effect>,
-    ) -> Result<(), String> {
-        Err(format!("group {group}: a single voter receives no snapshots"))
     }
 }
 

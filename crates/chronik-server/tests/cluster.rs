@@ -529,56 +529,34 @@ fn bad_cluster_settings_and_commands_say_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let node = |problem: &[&'static str]| {
+        let mut args = vec![
+            "--data-dir",
+            data,
+            "--kafka-port",
+            "0",
+            "raft-cluster",
+            "--raft-addr",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(problem);
+        args
+    };
+    let cases: [(Vec<&str>, &str); 5] = [
+        (node(&["--peers", "2localhost:5002"]), "is not ID@HOST:PORT"),
+        (node(&["--bootstrap"]), "needs --peers"),
         (
-            &[
-                "--data-dir",
-                data,
-                "--kafka-port",
-                "0",
-                "raft-cluster",
-                "--raft-addr",
-                "127.0.0.1:0",
-                "--peers",
-                "2localhost:5002",
-            ],
-            "is not ID@HOST:PORT",
-        ),
-        (
-            &[
-                "--data-dir",
-                data,
-                "--kafka-port",
-                "0",
-                "raft-cluster",
-                "--raft-addr",
-                "127.0.0.1:0",
-                "--bootstrap",
-            ],
-            "needs --peers",
-        ),
-        (
-            &[
-                "--data-dir",
-                data,
-                "--kafka-port",
-                "0",
-                "raft-cluster",
-                "--raft-addr",
-                "127.0.0.1:0",
-                "--peers",
-                "2@127.0.0.1:1",
-            ],
+            node(&["--peers", "2@127.0.0.1:1"]),
             "start every node of a new cluster with --bootstrap",
         ),
         (
-            &["cluster", "status", "--addr", "127.0.0.1:1", "--timeout-ms", "500"],
+            vec!["cluster", "status", "--addr", "127.0.0.1:1", "--timeout-ms", "500"],
             "cannot reach the node at 127.0.0.1:1",
         ),
-        (&["cluster", "add-node", "--node-id", "4"], "not available yet"),
+        (vec!["cluster", "add-node", "--node-id", "4"], "not available yet"),
     ];
     for (args, expected) in cases {
-        let (code, stderr) = run_server(args);
+        let (code, stderr) = run_server(&args);
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
