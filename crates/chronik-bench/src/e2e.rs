@@ -25,7 +25,7 @@ pub struct E2eArgs {
     seconds: u64,
     /// Bytes of each record (at least 16: the send time is stamped in it).
     #[arg(long, default_value_t = 1024)]
-    record_size: usize,
+    pub record_size: usize,
     /// all, 1 or 0.
     #[arg(long, default_value = "all")]
     acks: String,
@@ -40,6 +40,38 @@ fn now_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Sequence number of the record that warms the pipeline up.
+const WARM_UP: u64 = u64::MAX;
+
+/// Sends one record and waits until the consumer has it, so connecting to
+/// the partition's leader and the first fetch are not counted as latency.
+fn warm_up(producer: &BaseProducer, consumer: &BaseConsumer, topic: &str, size: usize) -> anyhow::Result<()> {
+    let mut payload = vec![0u8; size];
+    payload[8..16].copy_from_slice(&WARM_UP.to_be_bytes());
+    producer
+        .send(BaseRecord::<(), [u8]>::to(topic).partition(0).payload(&payload[..]))
+        .map_err(|(e, _)| e)
+        .context("cannot send the warm-up record")?;
+    producer
+        .flush(Duration::from_secs(30))
+        .context("the warm-up record was not acknowledged")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message))
+                if message
+                    .payload()
+                    .is_some_and(|p| p.len() >= 16 && p[8..16] == payload[8..16]) =>
+            {
+                return Ok(());
+            }
+            Some(Err(e)) => bail!("consume error during warm-up: {e}"),
+            _ => {}
+        }
+    }
+    bail!("the consumer did not receive the warm-up record within 30 s")
 }
 
 /// Runs producer and consumer on partition 0 of `topic`; returns the latency
@@ -69,6 +101,7 @@ pub fn run(bootstrap: &str, topic: &str, args: &E2eArgs) -> anyhow::Result<(Late
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, 0, Offset::Offset(high))?;
     consumer.assign(&assignment)?;
+    warm_up(&producer, &consumer, topic, args.record_size)?;
 
     let total = args.rate * args.seconds;
     let sending = Arc::new(AtomicBool::new(true));

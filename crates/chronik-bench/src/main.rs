@@ -53,7 +53,7 @@ fn run(args: &Args) -> anyhow::Result<report::Report> {
         Mode::E2e(e2e) => {
             let start = std::time::Instant::now();
             let (latency, records) = e2e::run(&args.bootstrap, &args.topic, e2e)?;
-            let mut report = report::Report::new("e2e", records, 0, 0, start.elapsed());
+            let mut report = report::Report::new("e2e", records, records * e2e.record_size as u64, 0, start.elapsed());
             report.latency = Some(latency);
             report
         }

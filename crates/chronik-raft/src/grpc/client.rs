@@ -1,18 +1,19 @@
-//! Sending: a queue and a task per peer. Each task keeps one connection,
-//! merges whatever batches queued up while the previous request was in
-//! flight, and reconnects with backoff.
+//! Sending: a queue and a task per peer. Each task keeps one message stream
+//! open to its peer, merges whatever batches queued up while the previous
+//! item was handed over, and reconnects with backoff.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
 use super::proto::raft_transport_client::RaftTransportClient;
-use super::proto::{GroupMessage, SnapshotChunk, StepBatchRequest, StepRequest};
+use super::proto::{GroupMessage, SnapshotChunk, StepBatchRequest, StepStreamClosed};
 use super::{CONNECTION_WINDOW_BYTES, ClusterId, MAX_MESSAGE_BYTES, STREAM_WINDOW_BYTES};
 use crate::snapshot::{CHUNK_BYTES, SnapshotManifest};
 use crate::transport::{SnapshotDone, Transport};
@@ -22,6 +23,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A snapshot may be large; it gets longer than one request.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often an open stream pings its peer, and how long it waits for the
+/// answer before it gives the connection up.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Stream items handed to the connection but not yet written out.
+const STREAM_ITEMS_BUFFERED: usize = 16;
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Loop iterations' batches queued per peer; beyond that they are dropped
@@ -121,24 +128,39 @@ impl Transport for GrpcTransport {
     }
 }
 
-/// A connection to a node's gRPC port (`host:port`), with the cluster's
-/// timeouts: 5 s to connect, `timeout` per request.
-pub async fn connect_channel(addr: &str, timeout: Duration) -> Result<Channel, tonic::transport::Error> {
-    Endpoint::from_shared(format!("http://{addr}"))?
+/// A node's gRPC port (`host:port`) with the cluster's connection settings.
+fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(timeout)
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
-        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES))
+}
+
+/// A connection for requests that each end within `timeout`.
+pub async fn connect_channel(addr: &str, timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+    endpoint(addr)?.timeout(timeout).connect().await
+}
+
+/// A connection for the message stream, which has no deadline: HTTP/2 pings
+/// find a peer that stopped answering.
+async fn connect_stream(addr: &str) -> Result<RaftTransportClient<Channel>, tonic::transport::Error> {
+    let channel = endpoint(addr)?
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .connect()
-        .await
+        .await?;
+    Ok(transport_client(channel))
 }
 
 async fn connect(addr: &str, timeout: Duration) -> Result<RaftTransportClient<Channel>, tonic::transport::Error> {
-    let channel = connect_channel(addr, timeout).await?;
-    Ok(RaftTransportClient::new(channel)
+    Ok(transport_client(connect_channel(addr, timeout).await?))
+}
+
+fn transport_client(channel: Channel) -> RaftTransportClient<Channel> {
+    RaftTransportClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
 fn encode(batch: Batch, into: &mut VecDeque<GroupMessage>) -> usize {
@@ -158,7 +180,7 @@ fn encode(batch: Batch, into: &mut VecDeque<GroupMessage>) -> usize {
     bytes
 }
 
-/// Takes messages from the front of `pending` for one request: up to
+/// Takes messages from the front of `pending` for one stream item: up to
 /// `MAX_REQUEST_BYTES`, and at least one message whatever its size.
 fn next_request(pending: &mut VecDeque<GroupMessage>, pending_bytes: &mut usize) -> Vec<GroupMessage> {
     let mut request = Vec::new();
@@ -174,17 +196,60 @@ fn next_request(pending: &mut VecDeque<GroupMessage>, pending_bytes: &mut usize)
     request
 }
 
+/// Keeps a message stream open to peer `to` for as long as the transport
+/// lives, reopening it with backoff when it breaks.
 async fn send_to_peer(shared: Arc<Shared>, to: NodeId, mut queue: mpsc::Receiver<Batch>) {
-    let mut client = None;
     let mut backoff = MIN_BACKOFF;
     let mut failing = false;
+    loop {
+        let opened = Instant::now();
+        let Err(e) = stream_to_peer(&shared, to, &mut queue).await else {
+            return;
+        };
+        if opened.elapsed() >= MAX_BACKOFF {
+            // The stream worked for a while: this is a new failure.
+            backoff = MIN_BACKOFF;
+            failing = false;
+        }
+        if !failing {
+            tracing::warn!(to, "{e}; reconnecting with backoff");
+        }
+        failing = true;
+        // What queued meanwhile is stale; Raft sends afresh.
+        while queue.try_recv().is_ok() {}
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Streams batches from `queue` to peer `to` until the stream breaks
+/// (an error) or the queue closes (`Ok`). Batches that queued while the
+/// previous item was being handed over travel together.
+async fn stream_to_peer(shared: &Shared, to: NodeId, queue: &mut mpsc::Receiver<Batch>) -> Result<(), String> {
+    let addr = shared
+        .peers
+        .get(to)
+        .ok_or_else(|| format!("no Raft address known for node {to}"))?;
+    let mut client = connect_stream(&addr)
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let (items, outgoing) = mpsc::channel(STREAM_ITEMS_BUFFERED);
+    let call = client.step_stream(ReceiverStream::new(outgoing));
+    tokio::pin!(call);
+    let ended = |result: Result<tonic::Response<StepStreamClosed>, tonic::Status>| match result {
+        Ok(_) => format!("node {to} closed the Raft message stream"),
+        Err(status) => format!("node {to} refused Raft messages: {}", status.message()),
+    };
     let mut pending = VecDeque::new();
     let mut pending_bytes = 0;
     loop {
         if pending.is_empty() {
-            match queue.recv().await {
-                Some(batch) => pending_bytes += encode(batch, &mut pending),
-                None => return,
+            tokio::select! {
+                result = &mut call => return Err(ended(result)),
+                batch = queue.recv() => match batch {
+                    Some(batch) => pending_bytes += encode(batch, &mut pending),
+                    None => return Ok(()),
+                },
             }
         }
         while pending_bytes < MAX_REQUEST_BYTES {
@@ -193,65 +258,15 @@ async fn send_to_peer(shared: Arc<Shared>, to: NodeId, mut queue: mpsc::Receiver
                 Err(_) => break,
             }
         }
-        let messages = next_request(&mut pending, &mut pending_bytes);
-        let outcome = async {
-            if client.is_none() {
-                let addr = shared
-                    .peers
-                    .get(to)
-                    .ok_or_else(|| format!("no Raft address known for node {to}"))?;
-                client = Some(
-                    connect(&addr, REQUEST_TIMEOUT)
-                        .await
-                        .map_err(|e| format!("cannot connect to {addr}: {e}"))?,
-                );
-            }
-            let connected = client.as_mut().expect("connected above");
-            let (cluster_id, from) = (shared.cluster_id.get(), shared.node_id);
-            let sent = if messages.len() == 1 {
-                let message = messages.into_iter().next();
-                connected
-                    .step(StepRequest {
-                        cluster_id,
-                        from,
-                        to,
-                        message,
-                    })
-                    .await
-            } else {
-                connected
-                    .step_batch(StepBatchRequest {
-                        cluster_id,
-                        from,
-                        to,
-                        messages,
-                    })
-                    .await
-            };
-            sent.map(|_| ())
-                .map_err(|status| format!("node {to} refused Raft messages: {}", status.message()))
-        }
-        .await;
-        match outcome {
-            Ok(()) => {
-                if failing {
-                    tracing::info!(to, "reached peer again");
-                }
-                failing = false;
-                backoff = MIN_BACKOFF;
-            }
-            Err(e) => {
-                if !failing {
-                    tracing::warn!(to, "{e}; retrying with backoff");
-                }
-                failing = true;
-                client = None;
-                // What queued meanwhile is stale; Raft sends afresh.
-                pending.clear();
-                pending_bytes = 0;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
+        let item = StepBatchRequest {
+            cluster_id: shared.cluster_id.get(),
+            from: shared.node_id,
+            to,
+            messages: next_request(&mut pending, &mut pending_bytes),
+        };
+        tokio::select! {
+            result = &mut call => return Err(ended(result)),
+            sent = items.send(item) => sent.map_err(|_| format!("the stream to node {to} closed"))?,
         }
     }
 }

@@ -14,8 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::proto::raft_transport_server::{RaftTransport, RaftTransportServer};
 use super::proto::{
-    GroupMessage, InstallSnapshotResponse, ReadIndexRequest, ReadIndexResponse, SnapshotChunk, StepBatchRequest,
-    StepBatchResponse, StepRequest,
+    InstallSnapshotResponse, ReadIndexRequest, ReadIndexResponse, SnapshotChunk, StepBatchRequest, StepStreamClosed,
 };
 use super::{ClusterId, MAX_MESSAGE_BYTES};
 use crate::snapshot::{SnapshotManifest, staging_dir};
@@ -61,34 +60,26 @@ fn decode(bytes: &[u8]) -> Result<Message, Status> {
     Message::parse_from_bytes(bytes).map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
 }
 
-impl RaftService {
-    fn deliver(&self, from: NodeId, messages: &[GroupMessage]) -> Result<Response<StepBatchResponse>, Status> {
-        let messages = messages
-            .iter()
-            .map(|m| Ok((m.group, decode(&m.message)?)))
-            .collect::<Result<Vec<_>, Status>>()?;
-        if !self.mailbox.deliver(from, messages) {
-            return Err(Status::unavailable("the Raft loop is saturated; messages dropped"));
-        }
-        Ok(Response::new(StepBatchResponse {}))
-    }
-}
-
 #[tonic::async_trait]
 impl RaftTransport for RaftService {
-    async fn step(&self, request: Request<StepRequest>) -> Result<Response<StepBatchResponse>, Status> {
-        let request = request.into_inner();
-        self.check_peer(&request.cluster_id, request.to)?;
-        let message = request
-            .message
-            .ok_or_else(|| Status::invalid_argument("a Step request carries one message"))?;
-        self.deliver(request.from, &[message])
-    }
-
-    async fn step_batch(&self, request: Request<StepBatchRequest>) -> Result<Response<StepBatchResponse>, Status> {
-        let request = request.into_inner();
-        self.check_peer(&request.cluster_id, request.to)?;
-        self.deliver(request.from, &request.messages)
+    async fn step_stream(
+        &self,
+        request: Request<Streaming<StepBatchRequest>>,
+    ) -> Result<Response<StepStreamClosed>, Status> {
+        let mut batches = request.into_inner();
+        while let Some(batch) = batches.message().await? {
+            self.check_peer(&batch.cluster_id, batch.to)?;
+            let messages = batch
+                .messages
+                .iter()
+                .map(|m| Ok((m.group, decode(&m.message)?)))
+                .collect::<Result<Vec<_>, Status>>()?;
+            if !self.mailbox.deliver(batch.from, messages) {
+                // Raft resends what is lost; closing the stream would only add a reconnect.
+                tracing::debug!(from = batch.from, "the Raft loop is saturated; messages dropped");
+            }
+        }
+        Ok(Response::new(StepStreamClosed {}))
     }
 
     async fn install_snapshot(
