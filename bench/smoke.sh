@@ -14,3 +14,6 @@ addr=$(sed -n 's/.*kafka=\([^ ]*\).*/\1/p' "$work/ready")
 "$bin/chronik-bench" --bootstrap "$addr" --topic smoke produce --records 5000 --record-size 1024 --create-topic
 "$bin/chronik-bench" --bootstrap "$addr" --topic smoke consume --records 5000 --timeout-secs 60
 "$bin/chronik-bench" --bootstrap "$addr" --topic smoke --broker-pid "$broker" e2e --rate 1000 --seconds 2 --fetch-wait-max-ms 10
+"$bin/chronik-bench" --bootstrap "$addr" --topic smoke-keyed produce --records 3000 --partitions 3 --create-topic \
+  --producers 2 --keys 50 --key-distribution zipf
+"$bin/chronik-bench" --bootstrap "$addr" --topic smoke-keyed consume --records 3000 --consumers 2 --timeout-secs 60
