@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use raft::eraftpb::{Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
-use raft_engine::{Engine, LogBatch};
+use raft_engine::LogBatch;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::log_files::LogEngine;
 use crate::logger::raft_logger;
 use crate::multi_raft::{Command, Control, MultiRaftConfig, ProposeError, Reply, StartError};
 use crate::snapshot::{SnapshotManifest, discard_staged, staging_dir};
@@ -28,7 +29,7 @@ const MAX_EARLY_MESSAGES: usize = 32;
 const ISR_TICKS: u64 = 5;
 /// Proposal bytes one iteration takes in: the rest waits for the next, so
 /// one iteration's write and fsync stay short.
-const MAX_PROPOSED_BYTES: usize = 16 << 20;
+pub(crate) const MAX_PROPOSED_BYTES: usize = 16 << 20;
 /// A loop iteration taking this long is logged.
 const SLOW_ITERATION: Duration = Duration::from_millis(300);
 /// Appends in flight to one follower (each up to `max_append_bytes`). This
@@ -64,7 +65,7 @@ struct Group<O> {
 
 pub(crate) struct Driver<S: StateMachine> {
     config: MultiRaftConfig,
-    engine: Arc<Engine>,
+    engine: Arc<LogEngine>,
     groups: HashMap<GroupId, Group<S::Output>>,
     state_machine: S,
     status: StatusBoard,
@@ -80,12 +81,16 @@ pub(crate) struct Driver<S: StateMachine> {
     next_read: u64,
     snapshot_requests: SnapshotRequests,
     ticks: u64,
+    /// The write batch, kept between iterations: raft-engine empties it
+    /// after each write but keeps up to 8 MiB of its buffer, so iterations
+    /// do not fault in a fresh buffer every time.
+    log_batch: LogBatch,
 }
 
 impl<S: StateMachine> Driver<S> {
     pub(crate) fn new(
         config: MultiRaftConfig,
-        engine: Arc<Engine>,
+        engine: Arc<LogEngine>,
         state_machine: S,
         status: StatusBoard,
         transport: SharedTransport,
@@ -107,6 +112,7 @@ impl<S: StateMachine> Driver<S> {
             next_read: 0,
             snapshot_requests: SnapshotRequests::default(),
             ticks: 0,
+            log_batch: LogBatch::default(),
         }
     }
 
@@ -481,7 +487,7 @@ impl<S: StateMachine> Driver<S> {
     /// with one write and one fsync, then send, apply and advance. A leader's
     /// appends go out before its own fsync; a follower answers after it.
     fn process_ready(&mut self) {
-        let mut batch = LogBatch::default();
+        let mut batch = std::mem::take(&mut self.log_batch);
         let mut readies = Vec::new();
         let mut effects = Vec::new();
         let ids: Vec<GroupId> = self
@@ -538,6 +544,7 @@ impl<S: StateMachine> Driver<S> {
                 panic!("cannot write the Raft log: {e}");
             }
         }
+        self.log_batch = batch;
         for (id, mut ready) in readies {
             let persisted = ready.take_persisted_messages();
             self.route(id, persisted);

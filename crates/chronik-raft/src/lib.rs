@@ -18,6 +18,7 @@
 
 mod driver;
 pub mod grpc;
+mod log_files;
 mod logger;
 mod multi_raft;
 pub mod snapshot;

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use raft_engine::Engine;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::Driver;
+use crate::log_files::{LogEngine, UncachedLogFiles};
 use crate::state_machine::StateMachine;
 use crate::status::{GroupReport, StatusBoard};
 use crate::transport::{Inbound, Mailbox, SharedTransport};
@@ -142,7 +142,10 @@ impl<O: Send + 'static> MultiRaft<O> {
             target_file_size: raft_engine::ReadableSize::mb(64),
             ..Default::default()
         };
-        let engine = Arc::new(Engine::open(engine_config)?);
+        let engine = Arc::new(LogEngine::open_with_file_system(
+            engine_config,
+            Arc::new(UncachedLogFiles::new()),
+        )?);
         // Half-received snapshots from before a restart are of no use.
         let _ = std::fs::remove_dir_all(&config.snapshot_dir);
         std::fs::create_dir_all(&config.snapshot_dir)?;

@@ -15,9 +15,10 @@ use std::sync::{Arc, Mutex};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
-use raft_engine::{Engine, LogBatch, MessageExt};
+use raft_engine::{LogBatch, MessageExt};
 
 use crate::GroupId;
+use crate::log_files::LogEngine;
 
 pub(crate) const HARD_STATE_KEY: &[u8] = b"hard_state";
 const CONF_STATE_KEY: &[u8] = b"conf_state";
@@ -35,8 +36,12 @@ impl MessageExt for EntryExt {
     }
 }
 
-/// Bound on the bytes of entries one group keeps in memory.
-const MAX_CACHED_BYTES: usize = 8 << 20;
+/// Bound on the bytes of entries one group keeps in memory. It must hold what
+/// one loop iteration writes: with 8 MiB, iterations that took in 16 MiB of
+/// proposals evicted their own first entries, and applying them read them
+/// back from raft-engine (decoding every block), a fifth of the broker's CPU
+/// under a pipelining producer.
+const MAX_CACHED_BYTES: usize = 2 * crate::driver::MAX_PROPOSED_BYTES;
 
 /// The newest entries of a group, contiguous by index.
 #[derive(Default)]
@@ -117,7 +122,7 @@ impl EntryCache {
 pub(crate) type SnapshotRequests = Arc<Mutex<Vec<GroupId>>>;
 
 pub(crate) struct GroupStorage {
-    engine: Arc<Engine>,
+    engine: Arc<LogEngine>,
     group: GroupId,
     /// (index, term) of the last compacted entry, and the last index in the
     /// log store: raft-rs asks for them constantly (every heartbeat), so they
@@ -134,7 +139,7 @@ fn store_error(e: impl std::error::Error + Send + Sync + 'static) -> raft::Error
 }
 
 impl GroupStorage {
-    pub(crate) fn new(engine: Arc<Engine>, group: GroupId, snapshot_requests: SnapshotRequests) -> Self {
+    pub(crate) fn new(engine: Arc<LogEngine>, group: GroupId, snapshot_requests: SnapshotRequests) -> Self {
         let compacted = stored_compacted(&engine, group);
         let last_index = engine.last_index(group).unwrap_or(compacted.0);
         GroupStorage {
@@ -190,12 +195,12 @@ impl GroupStorage {
     }
 
     /// Whether the group has ever been initialised on this node.
-    pub(crate) fn exists(engine: &Engine, group: GroupId) -> bool {
+    pub(crate) fn exists(engine: &LogEngine, group: GroupId) -> bool {
         engine.get(group, CONF_STATE_KEY).is_some()
     }
 
     /// Records the initial membership of a brand-new group.
-    pub(crate) fn initialise(engine: &Engine, group: GroupId, voters: &[u64]) -> raft_engine::Result<()> {
+    pub(crate) fn initialise(engine: &LogEngine, group: GroupId, voters: &[u64]) -> raft_engine::Result<()> {
         let conf = ConfState {
             voters: voters.to_vec(),
             ..Default::default()
@@ -207,7 +212,7 @@ impl GroupStorage {
     }
 
     /// Deletes every trace of the group.
-    pub(crate) fn destroy(engine: &Engine, group: GroupId) -> raft_engine::Result<()> {
+    pub(crate) fn destroy(engine: &LogEngine, group: GroupId) -> raft_engine::Result<()> {
         let mut batch = LogBatch::default();
         batch.add_command(group, raft_engine::Command::Clean);
         engine.write(&mut batch, true)?;
@@ -331,7 +336,7 @@ impl raft::Storage for GroupStorage {
     }
 }
 
-fn stored_compacted(engine: &Engine, group: GroupId) -> (u64, u64) {
+fn stored_compacted(engine: &LogEngine, group: GroupId) -> (u64, u64) {
     match engine.get(group, COMPACTED_KEY) {
         Some(v) if v.len() == 16 => (
             u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
