@@ -12,8 +12,10 @@
 
 use std::fs::File;
 use std::io::Result;
+use std::num::NonZeroU64;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use raft_engine::env::{DefaultFileSystem, FileSystem, Handle, Permission};
 use rustix::fs::{Advice, fadvise};
@@ -22,6 +24,10 @@ use rustix::fs::{Advice, fadvise};
 pub(crate) type LogEngine = raft_engine::Engine<UncachedLogFiles>;
 
 type Inner = DefaultFileSystem;
+
+/// The smallest page size of the platforms we build for. Were pages larger,
+/// the kernel would keep the partial page at the end of a range, as wanted.
+const PAGE_BYTES: u64 = 4096;
 
 pub(crate) struct UncachedLogFiles(Inner);
 
@@ -36,6 +42,8 @@ pub(crate) struct LogFileHandle {
     /// A second descriptor of the same file, to advise the kernel on:
     /// raft-engine's own is private to it.
     advise: File,
+    /// Pages before this offset have been dropped already.
+    dropped_to: AtomicU64,
 }
 
 impl LogFileHandle {
@@ -43,6 +51,7 @@ impl LogFileHandle {
         Ok(LogFileHandle {
             inner: Arc::new(inner),
             advise: File::open(path)?,
+            dropped_to: AtomicU64::new(0),
         })
     }
 }
@@ -58,9 +67,15 @@ impl Handle for LogFileHandle {
 
     fn sync(&self) -> Result<()> {
         self.inner.sync()?;
-        // Synced pages are clean, so this only frees them; it is advice, and
-        // a refusal changes nothing but speed.
-        let _ = fadvise(&self.advise, 0, None, Advice::DontNeed);
+        // Whole pages only: dropping the partly written last page would make
+        // the next append read it back from disk first.
+        let end = self.inner.file_size()? as u64 / PAGE_BYTES * PAGE_BYTES;
+        let start = self.dropped_to.swap(end, Ordering::Relaxed).min(end);
+        if let Some(len) = NonZeroU64::new(end - start) {
+            // Synced pages are clean, so this only frees them; it is advice,
+            // and a refusal changes nothing but speed.
+            let _ = fadvise(&self.advise, start, Some(len), Advice::DontNeed);
+        }
         Ok(())
     }
 }
