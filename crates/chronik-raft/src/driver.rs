@@ -557,8 +557,8 @@ impl<S: StateMachine> Driver<S> {
             self.apply(id, committed, &mut effects);
             if let Some(group) = self.groups.get_mut(&id) {
                 group.node.advance_apply();
-                let applied = group.node.raft.raft_log.applied;
-                group.node.store().release_applied(applied);
+                let done = released_through(&group.node);
+                group.node.store().release_through(done);
             }
         }
         self.flush_outbox();
@@ -723,6 +723,21 @@ impl<S: StateMachine> Driver<S> {
             group.commit_unsaved = false;
         }
     }
+}
+
+/// The last entry a group needs no more in memory: applied, and on a leader
+/// also held by every follower, since appends to a follower read from there.
+fn released_through(node: &RawNode<GroupStorage>) -> u64 {
+    let applied = node.raft.raft_log.applied;
+    if node.raft.state != StateRole::Leader {
+        return applied;
+    }
+    node.raft
+        .prs()
+        .iter()
+        .filter(|(id, _)| **id != node.raft.id)
+        .map(|(_, progress)| progress.matched)
+        .fold(applied, u64::min)
 }
 
 fn known_leader(id: u64) -> Option<NodeId> {

@@ -37,11 +37,12 @@ impl MessageExt for EntryExt {
 }
 
 /// Bound on the bytes of entries one group keeps in memory. It must hold what
-/// one loop iteration writes: with 8 MiB, iterations that took in 16 MiB of
-/// proposals evicted their own first entries, and applying them read them
-/// back from raft-engine (decoding every block), a fifth of the broker's CPU
-/// under a pipelining producer.
-const MAX_CACHED_BYTES: usize = 2 * crate::driver::MAX_PROPOSED_BYTES;
+/// one loop iteration writes (up to 16 MiB of proposals) and what a leader
+/// has in flight to a follower (48 appends of up to 1 MiB): with 8 MiB,
+/// applying entries and sending appends read them back from raft-engine,
+/// decoding every block, which took a fifth of a single node's CPU and a
+/// third of a cluster node's.
+const MAX_CACHED_BYTES: usize = 64 << 20;
 
 /// The newest entries of a group, contiguous by index.
 #[derive(Default)]
@@ -189,9 +190,10 @@ impl GroupStorage {
         self.cache.borrow_mut().append(entries);
     }
 
-    /// Forgets cached entries up to and including `applied`.
-    pub(crate) fn release_applied(&self, applied: u64) {
-        self.cache.borrow_mut().drop_through(applied);
+    /// Forgets cached entries up to and including `index`: ones that are
+    /// applied and, on a leader, replicated to every follower.
+    pub(crate) fn release_through(&self, index: u64) {
+        self.cache.borrow_mut().drop_through(index);
     }
 
     /// Whether the group has ever been initialised on this node.

@@ -171,7 +171,7 @@ fn encode(batch: Batch, into: &mut VecDeque<GroupMessage>) -> usize {
                 bytes += encoded.len();
                 into.push_back(GroupMessage {
                     group,
-                    message: encoded,
+                    message: encoded.into(),
                 });
             }
             Err(e) => tracing::error!(group, "cannot encode a Raft message: {e}"),
@@ -286,7 +286,7 @@ async fn send_snapshot(shared: &Shared, to: NodeId, group: GroupId, message: Mes
         from: shared.node_id,
         to,
         group,
-        message: message.write_to_bytes().map_err(|e| e.to_string())?,
+        message: message.write_to_bytes().map_err(|e| e.to_string())?.into(),
         ..Default::default()
     };
     let (tx, rx) = mpsc::channel(4);
@@ -308,7 +308,7 @@ async fn send_snapshot(shared: &Shared, to: NodeId, group: GroupId, message: Mes
                 let chunk = SnapshotChunk {
                     file: file.name.clone(),
                     offset,
-                    data,
+                    data: data.into(),
                     ..Default::default()
                 };
                 offset += want as u64;

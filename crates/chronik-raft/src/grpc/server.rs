@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use bytes::Bytes;
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::io::AsyncWriteExt;
@@ -56,8 +57,10 @@ impl RaftService {
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<Message, Status> {
-    Message::parse_from_bytes(bytes).map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
+fn decode(bytes: &Bytes) -> Result<Message, Status> {
+    // Entries' data stays slices of the received buffer.
+    Message::parse_from_carllerche_bytes(bytes)
+        .map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
 }
 
 #[tonic::async_trait]
