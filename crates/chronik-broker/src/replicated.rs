@@ -210,13 +210,11 @@ impl BrokerStateMachine {
 
     fn remove_partition(&mut self, group: GroupId) {
         self.cursors.remove(&group);
-        let removed = self.shared.partitions_mut().remove(&group);
-        if let Some(partition) = &removed {
-            partition.retire();
-        }
-        if let Some(partition) = removed
-            && let Err(e) = std::fs::remove_dir_all(partition.dir())
-        {
+        let Some(partition) = self.shared.partitions_mut().remove(&group) else {
+            return;
+        };
+        partition.retire();
+        if let Err(e) = std::fs::remove_dir_all(partition.dir()) {
             tracing::warn!(dir = %partition.dir().display(), "cannot delete partition directory: {e}");
         }
     }

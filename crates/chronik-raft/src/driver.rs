@@ -627,7 +627,6 @@ impl<S: StateMachine> Driver<S> {
         if entries.is_empty() {
             return;
         }
-
         let group = self.groups.get_mut(&id).expect("applying a running group");
         for entry in entries {
             // Leader no-ops and configuration changes carry nothing to apply here.
