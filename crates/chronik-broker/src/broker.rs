@@ -51,6 +51,8 @@ pub struct Broker {
     /// Raft addresses of the other nodes.
     pub peers: PeerAddresses,
     pub peer_view: PeerView,
+    /// Bytes of requests read and not yet answered, over all connections.
+    pub request_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Broker {
@@ -91,6 +93,7 @@ impl Broker {
             }
         };
         let raft = MultiRaft::start(&config.data_dir.join("raft"), raft_config, state_machine, transport)?;
+        let config_budget = config.queued_max_request_bytes;
         Ok(Arc::new(Broker {
             config,
             state,
@@ -100,6 +103,9 @@ impl Broker {
             cluster_id,
             peers,
             peer_view: PeerView::default(),
+            request_budget: Arc::new(tokio::sync::Semaphore::new(
+                config_budget.min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
         }))
     }
 
@@ -212,8 +218,15 @@ impl Broker {
         }
     }
 
+    /// Whether this node leads `group` and may serve it: it has committed an
+    /// entry of its own term and applied up to its commit, so what it shows
+    /// is at least what any earlier leader showed. A new leader is not ready
+    /// for a moment after its election; clients get a retriable error.
     pub fn is_leader(&self, group: GroupId) -> bool {
-        self.raft.status().get(group).and_then(|s| s.leader) == Some(self.config.node_id)
+        self.raft
+            .status()
+            .get(group)
+            .is_some_and(|s| s.leader == Some(self.config.node_id) && s.leader_ready)
     }
 
     /// Waits, bounded, until `group` has a leader.

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use chronik_raft::GroupId;
+use chronik_raft::{GroupId, fail_stop};
 
 use crate::partition::{ApplyCheckpoint, Partition};
 
@@ -46,14 +46,12 @@ impl Checkpointer {
                 let durable = match outcome {
                     Ok(true) => Some(job.checkpoint.index),
                     Ok(false) => None,
-                    Err(e) => {
-                        tracing::error!(
-                            topic = %job.partition.topic,
-                            partition = job.partition.index,
-                            "cannot checkpoint: {e}"
-                        );
-                        None
-                    }
+                    // A failed fsync is never retried: what the page cache
+                    // held may be gone (fail-stop).
+                    Err(e) => fail_stop(
+                        &format!("cannot checkpoint {}-{}", job.partition.topic, job.partition.index),
+                        &e,
+                    ),
                 };
                 finished
                     .lock()

@@ -20,6 +20,11 @@ pub struct BrokerConfig {
     pub default_partitions: i32,
     /// Requests larger than this are refused and the connection is closed.
     pub max_request_bytes: usize,
+    /// Bytes of requests read and not yet answered, over all connections;
+    /// reading more waits (Kafka's queued.max.request.bytes).
+    pub queued_max_request_bytes: usize,
+    /// Record bytes one Fetch response carries at most (Kafka's fetch.max.bytes).
+    pub fetch_max_bytes: usize,
     /// How often retention deletes old segments.
     pub retention_check_interval: Duration,
     /// Partitions of `__consumer_offsets`, fixed when it is first created.

@@ -21,6 +21,7 @@ pub mod producer_state;
 pub mod replicated;
 mod retention;
 pub mod server;
+mod test_hooks;
 pub mod topic_config;
 
 pub use broker::{Broker, MetadataOutcome};

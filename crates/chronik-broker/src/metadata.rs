@@ -44,6 +44,10 @@ pub struct TopicInfo {
     pub partitions: Vec<PartitionInfo>,
     /// Only the keys set explicitly; defaults live in `topic_config`.
     pub configs: BTreeMap<String, String>,
+    /// The request id of the last CreatePartitions applied, so that a
+    /// proposal retried after a lost reply is recognised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_partitions_request: Option<uuid::Uuid>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +93,10 @@ pub enum MetadataCommand {
     CreatePartitions {
         name: String,
         total: i32,
+        /// Unique per request: the same command proposed again after a lost
+        /// reply applies once.
+        #[serde(default)]
+        request: Option<uuid::Uuid>,
     },
     /// `None` removes the key, so the default applies again.
     AlterConfigs {
@@ -216,6 +224,10 @@ impl MetadataState {
                 configs,
             } => {
                 validate_topic_name(&name)?;
+                if self.topics.get(&name).is_some_and(|t| t.id == id) {
+                    // This very command, proposed again after its reply was lost.
+                    return Ok(MetadataReply::Done);
+                }
                 if self.topics.contains_key(&name) {
                     return Err(MetadataError::new(
                         ResponseError::TopicAlreadyExists,
@@ -232,6 +244,7 @@ impl MetadataState {
                         id,
                         partitions,
                         configs,
+                        last_partitions_request: None,
                     },
                 );
                 Ok(())
@@ -249,13 +262,13 @@ impl MetadataState {
                 effects.extend(topic.partitions.iter().map(|p| Effect::RemoveGroup { group: p.group }));
                 Ok(())
             }
-            MetadataCommand::CreatePartitions { name, total } => {
-                let existing = self
-                    .topics
-                    .get(&name)
-                    .ok_or_else(|| unknown_topic(&name))?
-                    .partitions
-                    .len() as i32;
+            MetadataCommand::CreatePartitions { name, total, request } => {
+                let topic = self.topics.get(&name).ok_or_else(|| unknown_topic(&name))?;
+                if request.is_some() && topic.last_partitions_request == request {
+                    // This very command, proposed again after its reply was lost.
+                    return Ok(MetadataReply::Done);
+                }
+                let existing = topic.partitions.len() as i32;
                 if total <= existing {
                     return Err(MetadataError::new(
                         ResponseError::InvalidPartitions,
@@ -267,11 +280,9 @@ impl MetadataState {
                 let added: Vec<_> = (existing..total)
                     .map(|_| self.new_partition(replicas, effects))
                     .collect();
-                self.topics
-                    .get_mut(&name)
-                    .expect("checked above")
-                    .partitions
-                    .extend(added);
+                let topic = self.topics.get_mut(&name).expect("checked above");
+                topic.partitions.extend(added);
+                topic.last_partitions_request = request;
                 Ok(())
             }
             MetadataCommand::AlterConfigs { name, changes } => {
@@ -302,6 +313,16 @@ impl MetadataState {
             }
         }
         .map(|()| MetadataReply::Done)
+    }
+
+    /// The partition groups with a replica on `node`, with their replicas.
+    pub fn groups_of_node(&self, node: NodeId) -> Vec<(GroupId, Vec<NodeId>)> {
+        self.topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.replicas.contains(&node))
+            .map(|p| (p.group, p.replicas.clone()))
+            .collect()
     }
 
     /// The nodes replicas are placed on, in id order.
@@ -395,7 +416,7 @@ mod tests {
     fn create(name: &str, partitions: i32) -> MetadataCommand {
         MetadataCommand::CreateTopic {
             name: name.into(),
-            id: uuid::Uuid::nil(),
+            id: uuid::Uuid::new_v4(),
             partitions,
             replication_factor: -1,
             configs: BTreeMap::new(),
@@ -442,6 +463,17 @@ mod tests {
     }
 
     #[test]
+    fn a_create_topic_proposed_again_after_a_lost_reply_succeeds() {
+        let mut state = MetadataState::default();
+        let mut effects = Vec::new();
+        let command = create("t", 2);
+        state.apply(1, command.clone(), &mut effects).unwrap();
+        assert_eq!(state.apply(2, command, &mut effects), Ok(MetadataReply::Done));
+        assert_eq!(effects.len(), 2, "the retry creates no groups");
+        assert_eq!(state.topic("t").unwrap().partitions.len(), 2);
+    }
+
+    #[test]
     fn topic_names_follow_kafka_rules() {
         assert!(validate_topic_name("orders.v1_x-2").is_ok());
         for bad in ["", ".", "..", "a b", "é", &"x".repeat(250)] {
@@ -459,23 +491,23 @@ mod tests {
         assert_eq!(effects.len(), 2);
         let again = state.apply(2, create("a", 1), &mut effects).unwrap_err();
         assert_eq!(again.error, ResponseError::TopicAlreadyExists);
-        state
-            .apply(
-                3,
-                MetadataCommand::CreatePartitions {
-                    name: "a".into(),
-                    total: 3,
-                },
-                &mut effects,
-            )
-            .unwrap();
+        let grow = MetadataCommand::CreatePartitions {
+            name: "a".into(),
+            total: 3,
+            request: Some(uuid::Uuid::new_v4()),
+        };
+        state.apply(3, grow.clone(), &mut effects).unwrap();
         assert_eq!(state.group_of("a", 2), Some(3));
+        // The same request again (its reply was lost) changes nothing and succeeds.
+        state.apply(3, grow, &mut effects).unwrap();
+        assert_eq!(state.topic("a").unwrap().partitions.len(), 3);
         let shrink = state
             .apply(
                 4,
                 MetadataCommand::CreatePartitions {
                     name: "a".into(),
                     total: 2,
+                    request: Some(uuid::Uuid::new_v4()),
                 },
                 &mut effects,
             )

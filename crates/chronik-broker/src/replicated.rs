@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use chronik_log::{LogError, split_batches};
-use chronik_raft::{Effect, GroupId, METADATA_GROUP, NodeId, SnapshotFile, SnapshotManifest, StateMachine};
+use chronik_raft::{Effect, GroupId, METADATA_GROUP, NodeId, SnapshotFile, SnapshotManifest, StateMachine, fail_stop};
 use kafka_protocol::ResponseError;
 
 use crate::checkpointer::{Checkpointer, Job};
@@ -16,6 +16,7 @@ use crate::consumer_offsets::{self, OffsetsView};
 use crate::metadata::{MetadataCommand, MetadataError, MetadataReply, MetadataState};
 use crate::partition::{ApplyCheckpoint, Partition};
 use crate::producer_state::{ProducerStates, SequenceCheck};
+use crate::test_hooks::crash_point;
 use crate::topic_config;
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +103,8 @@ pub struct BrokerStateMachine {
     shared: Arc<SharedState>,
     metadata_path: PathBuf,
     partitions_dir: PathBuf,
+    /// Hard links to the files of snapshots being sent to followers.
+    snapshot_links_dir: PathBuf,
     cursors: HashMap<GroupId, ApplyCursor>,
 }
 
@@ -110,6 +113,11 @@ impl BrokerStateMachine {
         let metadata_path = data_dir.join("metadata.json");
         let partitions_dir = data_dir.join("partitions");
         std::fs::create_dir_all(&partitions_dir)?;
+        // Snapshots being sent when the node stopped are of no use now.
+        let snapshot_links_dir = data_dir.join("snapshot-links");
+        if snapshot_links_dir.exists() {
+            std::fs::remove_dir_all(&snapshot_links_dir)?;
+        }
         *shared.metadata_mut() = MetadataState::load(&metadata_path)?;
         Ok(BrokerStateMachine {
             node_id,
@@ -117,6 +125,7 @@ impl BrokerStateMachine {
             shared,
             metadata_path,
             partitions_dir,
+            snapshot_links_dir,
             cursors: HashMap::new(),
         })
     }
@@ -132,7 +141,7 @@ impl BrokerStateMachine {
                 topic
                     .partitions
                     .iter()
-                    .position(|p| p.group == group)
+                    .position(|p| p.group == group && p.replicas.contains(&self.node_id))
                     .map(|i| (name.clone(), i as i32, topic_config::log_config(&topic.configs)))
             })
         };
@@ -140,6 +149,7 @@ impl BrokerStateMachine {
             return Ok(None);
         };
         let dir = self.partition_dir(&topic, index, group);
+        recover_interrupted_restore(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let partition = Partition::open(&topic, index, group, dir.clone(), config).map_err(|e| e.to_string())?;
         let checkpoint = ApplyCheckpoint::load(&dir).map_err(|e| e.to_string())?;
         // What was applied after the checkpoint is replayed from the Raft log,
@@ -180,6 +190,10 @@ impl BrokerStateMachine {
                 }));
             }
         };
+        let created_topic = match &command {
+            MetadataCommand::CreateTopic { name, .. } => Some(name.clone()),
+            _ => None,
+        };
         let altered_topic = match &command {
             MetadataCommand::AlterConfigs { name, .. } | MetadataCommand::ReplaceConfigs { name, .. } => {
                 Some(name.clone())
@@ -193,10 +207,16 @@ impl BrokerStateMachine {
             // The metadata is small and changes rarely: persist every change, so
             // its file is always as new as its applied index.
             if let Err(e) = metadata.save(&self.metadata_path) {
-                panic!("cannot persist metadata to {}: {e}", self.metadata_path.display());
+                fail_stop(
+                    &format!("cannot persist metadata to {}", self.metadata_path.display()),
+                    &e,
+                );
             }
             result
         };
+        if let Some(name) = created_topic {
+            crash_point(|| format!("metadata-saved:create-topic:{name}"));
+        }
         for effect in &effects[first_effect..] {
             if let Effect::RemoveGroup { group } = effect {
                 self.remove_partition(*group);
@@ -208,7 +228,45 @@ impl BrokerStateMachine {
         Applied::Metadata(result)
     }
 
+    /// Hard-links the files of a snapshot about to be sent, so that
+    /// retention or DeleteRecords removing a segment meanwhile cannot break
+    /// the manifest; the active segment keeps growing, but only the listed
+    /// length is sent. Links of the group's earlier snapshots are dropped.
+    fn link_snapshot_files(
+        &self,
+        group: GroupId,
+        index: u64,
+        files: Vec<(PathBuf, u64)>,
+    ) -> std::io::Result<Vec<SnapshotFile>> {
+        self.drop_snapshot_links(group);
+        let dir = self.snapshot_links_dir.join(format!("g{group}-i{index}"));
+        std::fs::create_dir_all(&dir)?;
+        let mut linked = Vec::with_capacity(files.len());
+        for (path, len) in files {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+                continue;
+            };
+            let link = dir.join(&name);
+            std::fs::hard_link(&path, &link)?;
+            linked.push(SnapshotFile { name, path: link, len });
+        }
+        Ok(linked)
+    }
+
+    fn drop_snapshot_links(&self, group: GroupId) {
+        let prefix = format!("g{group}-i");
+        let Ok(entries) = std::fs::read_dir(&self.snapshot_links_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
     fn remove_partition(&mut self, group: GroupId) {
+        self.drop_snapshot_links(group);
         self.cursors.remove(&group);
         let Some(partition) = self.shared.partitions_mut().remove(&group) else {
             return;
@@ -266,6 +324,11 @@ impl BrokerStateMachine {
 /// Appends the batches of one produce entry, after the idempotent-producer
 /// checks, handing each batch as stored (offsets assigned) to `on_stored`. A
 /// duplicate is answered with the offset it was first written at.
+///
+/// Every failure but an I/O error is a pure function of the entry and the
+/// state before it, so every replica reaches the same result. Batches are
+/// checked before any is appended: an entry the leader should have refused
+/// changes nothing. An I/O error stops the process (fail-stop).
 fn append(
     partition: &Partition,
     producers: &mut ProducerStates,
@@ -273,13 +336,24 @@ fn append(
     mut on_stored: impl FnMut(&[u8]),
 ) -> Result<ProduceAck, ResponseError> {
     let ranges = split_batches(batches).map_err(|_| ResponseError::CorruptMessage)?;
+    if ranges.is_empty() {
+        return Err(ResponseError::CorruptMessage);
+    }
+    let headers = ranges
+        .iter()
+        .map(|range| chronik_log::check_appendable(&batches[range.clone()]))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| ResponseError::InvalidRecord)?;
     let mut log = partition.log_mut();
     let mut first = None;
+    let mut outcome = Ok(());
     let mut buffer = Vec::new();
-    for range in ranges {
-        let header = chronik_log::parse_header(&batches[range.clone()]).map_err(|_| ResponseError::CorruptMessage)?;
+    for (range, header) in ranges.into_iter().zip(headers) {
         let base_offset = match producers.check(&header) {
-            SequenceCheck::Reject(error) => return Err(error),
+            SequenceCheck::Reject(error) => {
+                outcome = Err(error);
+                break;
+            }
             SequenceCheck::Duplicate { base_offset } => {
                 tracing::info!(
                     topic = %partition.topic,
@@ -296,14 +370,23 @@ fn append(
         };
         buffer.clear();
         buffer.extend_from_slice(&batches[range]);
-        if let Err(e) = log.append(&mut buffer) {
-            panic!("cannot append to {}-{}: {e}", partition.topic, partition.index);
+        match log.append(&mut buffer) {
+            Ok(_) => {}
+            Err(e) if e.is_io() => fail_stop(&format!("cannot append to {}-{}", partition.topic, partition.index), &e),
+            Err(e) => {
+                // Deterministic (an offset overflow): the same on every replica.
+                tracing::warn!(topic = %partition.topic, partition = partition.index, "batch refused: {e}");
+                outcome = Err(ResponseError::InvalidRecord);
+                break;
+            }
         }
         producers.record(&header, base_offset);
         on_stored(&buffer);
         first.get_or_insert(base_offset);
     }
+    // Whatever was appended before a refusal is committed and readable.
     partition.publish_high_watermark(log.next_offset());
+    outcome?;
     let base_offset = first.ok_or(ResponseError::CorruptMessage)?;
     Ok(ProduceAck {
         base_offset,
@@ -348,8 +431,12 @@ impl StateMachine for BrokerStateMachine {
         }
         match self.open_partition(group) {
             Ok(applied) => applied,
-            Err(e) => panic!("cannot open the partition of group {group}: {e}"),
+            Err(e) => fail_stop(&format!("cannot open the partition of group {group}"), &e),
         }
+    }
+
+    fn assigned_groups(&self) -> Vec<(GroupId, Vec<NodeId>)> {
+        self.shared.metadata().groups_of_node(self.node_id)
     }
 
     fn apply(&mut self, group: GroupId, index: u64, data: &[u8], effects: &mut Vec<Effect>) -> Applied {
@@ -393,9 +480,10 @@ impl StateMachine for BrokerStateMachine {
                             },
                         });
                     }
-                    Err(e) => {
-                        tracing::error!(topic = %partition.topic, partition = partition.index, "cannot checkpoint: {e}")
-                    }
+                    Err(e) => fail_stop(
+                        &format!("cannot checkpoint {}-{}", partition.topic, partition.index),
+                        &e,
+                    ),
                 }
             }
             durable.push((group, cursor.durable));
@@ -427,14 +515,10 @@ impl StateMachine for BrokerStateMachine {
             },
             log_start_offset: log.log_start_offset(),
         };
-        let files = log
-            .segment_files()
-            .into_iter()
-            .filter_map(|(path, len)| {
-                let name = path.file_name()?.to_str()?.to_string();
-                Some(SnapshotFile { name, path, len })
-            })
-            .collect();
+        let files = match self.link_snapshot_files(group, cursor.applied, log.segment_files()) {
+            Ok(files) => files,
+            Err(e) => fail_stop(&format!("cannot link the snapshot files of group {group}"), &e),
+        };
         let manifest = SnapshotManifest {
             files,
             state: serde_json::to_vec(&state).expect("snapshots serialize"),
@@ -455,24 +539,34 @@ impl StateMachine for BrokerStateMachine {
         }
         let state: PartitionSnapshot =
             serde_json::from_slice(&manifest.state).map_err(|e| format!("undecodable partition snapshot: {e}"))?;
-        let old = self
-            .shared
-            .partitions_mut()
-            .remove(&group)
-            .ok_or_else(|| format!("no partition runs group {group}"))?;
+        let Some(old) = self.shared.partitions_mut().remove(&group) else {
+            // Its topic was deleted earlier in this iteration; the group is
+            // removed once the iteration's entries are applied.
+            tracing::info!(group, "snapshot for a partition deleted meanwhile; ignored");
+            return Ok(());
+        };
         old.retire();
         let target = old.dir().to_path_buf();
         let (topic, index_in_topic) = (old.topic.clone(), old.index);
         let config = old.log().config().clone();
         drop(old);
-        let replaced = target.with_extension("replaced");
-        let _ = std::fs::remove_dir_all(&replaced);
-        std::fs::rename(&target, &replaced).map_err(|e| format!("cannot move {} aside: {e}", target.display()))?;
-        std::fs::rename(dir, &target).map_err(|e| format!("cannot move the snapshot into place: {e}"))?;
-        let _ = std::fs::remove_dir_all(&replaced);
         let mut checkpoint = state.checkpoint;
         checkpoint.index = index;
-        checkpoint.save(&target).map_err(|e| e.to_string())?;
+        // The staged directory is made complete and durable before it takes
+        // the live one's place, so a crash at any point leaves one whole
+        // partition directory (see `recover_interrupted_restore`).
+        checkpoint.save(dir).map_err(|e| e.to_string())?;
+        let replaced = target.with_extension("replaced");
+        let swap = || -> std::io::Result<()> {
+            if replaced.exists() {
+                std::fs::remove_dir_all(&replaced)?;
+            }
+            std::fs::rename(&target, &replaced)?;
+            std::fs::rename(dir, &target)?;
+            sync_parent(&target)?;
+            std::fs::remove_dir_all(&replaced)
+        };
+        swap().map_err(|e| format!("cannot move the snapshot into {}: {e}", target.display()))?;
         let partition = Partition::open(&topic, index_in_topic, group, target, config).map_err(|e| e.to_string())?;
         {
             let mut log = partition.log_mut();
@@ -500,6 +594,33 @@ impl StateMachine for BrokerStateMachine {
     }
 }
 
+/// Finishes or undoes a snapshot restore that a crash interrupted. The
+/// restore moves the live directory to `<dir>.replaced`, the complete staged
+/// one to `<dir>`, then deletes `<dir>.replaced`. With `<dir>` missing the
+/// crash came between the moves: the old directory still matches the Raft
+/// log, so it goes back. With both present only the deletion was left.
+fn recover_interrupted_restore(dir: &std::path::Path) -> std::io::Result<()> {
+    let replaced = dir.with_extension("replaced");
+    if !replaced.exists() {
+        return Ok(());
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&replaced)
+    } else {
+        tracing::warn!(dir = %dir.display(), "undoing a snapshot restore a crash interrupted");
+        std::fs::rename(&replaced, dir)?;
+        sync_parent(dir)
+    }
+}
+
+/// Makes a rename or creation of `path` durable.
+fn sync_parent(path: &std::path::Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(parent) => std::fs::File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
 /// What a partition snapshot carries besides its segment files.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PartitionSnapshot {
@@ -520,13 +641,7 @@ impl BrokerStateMachine {
             serde_json::from_slice(&manifest.state).map_err(|e| format!("undecodable metadata snapshot: {e}"))?;
         restored.applied_index = restored.applied_index.max(index);
         restored.save(&self.metadata_path).map_err(|e| e.to_string())?;
-        let wanted: HashMap<GroupId, Vec<NodeId>> = restored
-            .topics
-            .values()
-            .flat_map(|t| t.partitions.iter())
-            .filter(|p| p.replicas.contains(&self.node_id))
-            .map(|p| (p.group, p.replicas.clone()))
-            .collect();
+        let wanted: HashMap<GroupId, Vec<NodeId>> = restored.groups_of_node(self.node_id).into_iter().collect();
         *self.shared.metadata_mut() = restored;
         let running: Vec<GroupId> = self.cursors.keys().copied().collect();
         for group in running {
@@ -541,3 +656,6 @@ impl BrokerStateMachine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -73,6 +73,13 @@ async fn read_requests(
                 "request of {size} bytes exceeds the limit"
             )));
         }
+        // Waits while requests read and not yet answered hold the node's budget.
+        let budget = broker
+            .request_budget
+            .clone()
+            .acquire_many_owned(size as u32)
+            .await
+            .map_err(|_| std::io::Error::other("the broker is shutting down"))?;
         // Filled straight from the socket, without zeroing it first; `take`
         // stops at the frame's end even if the buffer has room for more.
         let mut frame = BytesMut::with_capacity(size as usize);
@@ -83,7 +90,12 @@ async fn read_requests(
             }
         }
         let deferred = dispatch::dispatch(broker, frame.freeze()).await;
-        if pending.send(tokio::spawn(deferred)).await.is_err() {
+        // The request's bytes count against the node's budget until it is answered.
+        let answered = async move {
+            let _budget = budget;
+            deferred.await
+        };
+        if pending.send(tokio::spawn(answered)).await.is_err() {
             return Ok(());
         }
     }

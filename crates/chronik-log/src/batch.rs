@@ -111,6 +111,9 @@ pub enum BatchError {
     BadOffsetDelta { last_offset_delta: i32, record_count: i32 },
     #[error("unknown compression codec {0}")]
     BadCompression(u8),
+    /// The batch has no records, so it would claim no offset.
+    #[error("record batch has no records")]
+    NoRecords,
 }
 
 fn be_i16(buf: &[u8], at: usize) -> i16 {
@@ -199,6 +202,18 @@ pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     }
     if header.compression() > MAX_COMPRESSION_CODEC {
         return Err(BatchError::BadCompression(header.compression()));
+    }
+    Ok(header)
+}
+
+/// Validates that `buf` is one batch the log can append: well formed (see
+/// [`validate_batch`]) and holding at least one record, so that it claims at
+/// least one offset. Every check is a pure function of the bytes, so every
+/// replica decides the same way.
+pub fn check_appendable(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = validate_batch(buf)?;
+    if header.record_count == 0 {
+        return Err(BatchError::NoRecords);
     }
     Ok(header)
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::batch::{BatchHeader, set_base_offset, validate_batch};
+use crate::batch::{BatchHeader, check_appendable, set_base_offset};
 use crate::checkpoint;
 use crate::error::LogError;
 use crate::recovery;
@@ -85,10 +85,7 @@ impl PartitionLog {
     /// The data is written straight to the file (readable at once) but is
     /// only durable after [`flush`](Self::flush).
     pub fn append(&mut self, batch: &mut [u8]) -> Result<AppendInfo, LogError> {
-        let header = validate_batch(batch)?;
-        if header.record_count == 0 {
-            return Err(LogError::EmptyBatch);
-        }
+        let header = check_appendable(batch)?;
         let base_offset = self.next_offset;
         // The last offset must leave room for next_offset = last + 1.
         let last_offset = base_offset
@@ -242,7 +239,13 @@ impl PartitionLog {
     /// Within the log `offset` must be where a stored batch starts. Below
     /// the log start everything goes and the log restarts empty at `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), LogError> {
-        if offset >= self.next_offset {
+        if offset > self.next_offset {
+            return Err(LogError::ShorterThanCheckpoint {
+                offset,
+                end: self.next_offset,
+            });
+        }
+        if offset == self.next_offset {
             return Ok(());
         }
         if offset < 0 {

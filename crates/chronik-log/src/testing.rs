@@ -51,6 +51,16 @@ pub fn build_batch(records: u32, base_timestamp: i64, payload_len: usize) -> Vec
     batch
 }
 
+/// Marks `batch` as written by idempotent producer `producer_id` at `epoch`,
+/// starting at `base_sequence`, and fixes its CRC.
+pub fn set_producer(batch: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i32) {
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Zigzag varint, as used by v2 records for both ints and longs.
 fn put_varlong(out: &mut Vec<u8>, value: i64) {
     let mut v = ((value << 1) ^ (value >> 63)) as u64;

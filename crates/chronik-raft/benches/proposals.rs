@@ -19,6 +19,11 @@ impl StateMachine for Discard {
         Some(0)
     }
 
+    /// Each run starts from an empty directory: nothing to recreate.
+    fn assigned_groups(&self) -> Vec<(GroupId, Vec<u64>)> {
+        Vec::new()
+    }
+
     fn apply(&mut self, _group: GroupId, _index: u64, data: &[u8], effects: &mut Vec<Effect>) {
         if data == b"create" {
             effects.push(Effect::CreateGroup {

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use raft::eraftpb::{Entry, EntryType, Message, MessageType, Snapshot};
@@ -10,6 +11,7 @@ use raft::{RawNode, SnapshotStatus, StateRole};
 use raft_engine::LogBatch;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::fail_stop::fail_stop;
 use crate::log_files::LogEngine;
 use crate::logger::raft_logger;
 use crate::multi_raft::{Command, Control, MultiRaftConfig, ProposeError, Reply, StartError};
@@ -17,7 +19,7 @@ use crate::snapshot::{SnapshotManifest, discard_staged, staging_dir};
 use crate::state_machine::{Effect, StateMachine};
 use crate::status::{GroupReport, GroupStatus, StatusBoard};
 use crate::storage::{EntryExt, GroupStorage, SnapshotRequests, put_hard_state};
-use crate::transport::{Inbound, SharedTransport, SnapshotDone};
+use crate::transport::{SharedTransport, SnapshotDone, SnapshotReports};
 use crate::{GroupId, METADATA_GROUP, NodeId};
 
 /// Messages for a group this node has not created yet (its metadata entry is
@@ -38,6 +40,9 @@ const SLOW_ITERATION: Duration = Duration::from_millis(300);
 const MAX_INFLIGHT_APPENDS: usize = 48;
 /// Read-index requests a leader never confirmed are failed after this long.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Ticks owed after a stall (a long fsync) are caught up to this many at
+/// once; a longer stall is forgotten rather than replayed as a burst.
+const MAX_TICKS_AT_ONCE: u32 = 20;
 
 struct PendingProposal<O> {
     index: u64,
@@ -71,7 +76,8 @@ pub(crate) struct Driver<S: StateMachine> {
     status: StatusBoard,
     logger: slog::Logger,
     transport: SharedTransport,
-    controls: mpsc::Sender<Control>,
+    /// Bytes of received messages queued for the loop (the mailbox's budget).
+    inbound_bytes: Arc<AtomicUsize>,
     /// Messages of this iteration, per destination node.
     outbox: HashMap<NodeId, Vec<(GroupId, Message)>>,
     /// When each peer was last heard from, for the in-sync replica sets.
@@ -80,7 +86,11 @@ pub(crate) struct Driver<S: StateMachine> {
     reads: HashMap<u64, PendingRead>,
     next_read: u64,
     snapshot_requests: SnapshotRequests,
+    snapshot_reports: SnapshotReports,
     ticks: u64,
+    /// When the last tick was due: ticks follow elapsed time, not the
+    /// ticker, which a busy loop would rarely get to.
+    last_tick: Instant,
     /// The write batch, kept between iterations: raft-engine empties it
     /// after each write but keeps up to 8 MiB of its buffer, so iterations
     /// do not fault in a fresh buffer every time.
@@ -94,7 +104,8 @@ impl<S: StateMachine> Driver<S> {
         state_machine: S,
         status: StatusBoard,
         transport: SharedTransport,
-        controls: mpsc::Sender<Control>,
+        snapshot_reports: SnapshotReports,
+        inbound_bytes: Arc<AtomicUsize>,
     ) -> Self {
         Driver {
             config,
@@ -104,14 +115,16 @@ impl<S: StateMachine> Driver<S> {
             status,
             logger: raft_logger(),
             transport,
-            controls,
+            inbound_bytes,
             outbox: HashMap::new(),
             last_heard: HashMap::new(),
             early: HashMap::new(),
             reads: HashMap::new(),
             next_read: 0,
             snapshot_requests: SnapshotRequests::default(),
+            snapshot_reports,
             ticks: 0,
+            last_tick: Instant::now(),
             log_batch: LogBatch::default(),
         }
     }
@@ -137,7 +150,21 @@ impl<S: StateMachine> Driver<S> {
                 GroupStorage::destroy(&self.engine, id)?;
             }
         }
+        self.create_missing_groups();
         Ok(())
+    }
+
+    /// Creates the groups the replicated state gives this node but that have
+    /// no Raft log: a crash came between applying the entry that assigned
+    /// them and creating them. (Groups it no longer gives this node were
+    /// deleted as they were opened.)
+    fn create_missing_groups(&mut self) {
+        for (group, voters) in self.state_machine.assigned_groups() {
+            if !self.groups.contains_key(&group) {
+                tracing::info!(group, "creating a group assigned to this node before a restart");
+                self.carry_out(Effect::CreateGroup { group, voters });
+            }
+        }
     }
 
     /// Opens a group held in the log store. A brand-new group's first voter
@@ -227,8 +254,9 @@ impl<S: StateMachine> Driver<S> {
                         Some(command) => stop = !self.handle(command),
                         None => stop = true,
                     },
-                    _ = ticker.tick() => self.tick(),
+                    _ = ticker.tick() => {}
                 }
+                self.tick_due(Instant::now());
                 // Take whatever else is queued so it shares this iteration's fsync.
                 for _ in 0..self.config.proposal_queue_depth {
                     match controls.try_recv() {
@@ -252,6 +280,7 @@ impl<S: StateMachine> Driver<S> {
                     }
                 }
                 let started = Instant::now();
+                self.take_snapshot_reports();
                 self.process_ready();
                 self.prepare_requested_snapshots();
                 if stop {
@@ -286,20 +315,11 @@ impl<S: StateMachine> Driver<S> {
 
     fn handle_control(&mut self, control: Control) {
         match control {
-            Control::Inbound(Inbound::Messages { from, messages }) => {
+            Control::Messages { from, messages, bytes } => {
+                self.inbound_bytes.fetch_sub(bytes, Ordering::Relaxed);
                 self.last_heard.insert(from, Instant::now());
                 for (group, message) in messages {
                     self.step(group, message);
-                }
-            }
-            Control::Inbound(Inbound::SnapshotSent { group, to, ok }) => {
-                if let Some(g) = self.groups.get_mut(&group) {
-                    let status = if ok {
-                        SnapshotStatus::Finish
-                    } else {
-                        SnapshotStatus::Failure
-                    };
-                    g.node.report_snapshot(to, status);
                 }
             }
             Control::ReadIndex { group, reply } => self.read_index(group, reply),
@@ -375,6 +395,21 @@ impl<S: StateMachine> Driver<S> {
             term: group.node.raft.term,
             reply,
         });
+    }
+
+    /// Ticks once for every tick interval elapsed since the last tick.
+    fn tick_due(&mut self, now: Instant) {
+        let interval = self.config.tick_interval;
+        let mut ticked = 0;
+        while now.duration_since(self.last_tick) >= interval {
+            if ticked == MAX_TICKS_AT_ONCE {
+                self.last_tick = now;
+                break;
+            }
+            self.last_tick += interval;
+            ticked += 1;
+            self.tick();
+        }
     }
 
     fn tick(&mut self) {
@@ -464,7 +499,7 @@ impl<S: StateMachine> Driver<S> {
         for message in messages {
             if message.get_msg_type() == MessageType::MsgSnapshot {
                 let done = SnapshotDone {
-                    inbound: self.controls.clone(),
+                    reports: self.snapshot_reports.clone(),
                     group,
                     to: message.to,
                 };
@@ -499,13 +534,14 @@ impl<S: StateMachine> Driver<S> {
         for id in ids {
             let group = self.groups.get_mut(&id).expect("listed above");
             let mut ready = group.node.ready();
+            let mut stepped_down = false;
             if let Some(soft) = ready.ss() {
                 group.status.leader = known_leader(soft.leader_id);
                 group.status.term = group.node.raft.term;
                 if soft.raft_state != StateRole::Leader {
                     group.status.isr.clear();
-                    let leader = group.status.leader;
-                    fail_pending(&mut group.pending, ProposeError::NotLeader { group: id, leader });
+                    group.status.leader_ready = false;
+                    stepped_down = true;
                 }
                 self.status.set(id, group.status.clone());
             }
@@ -535,17 +571,17 @@ impl<S: StateMachine> Driver<S> {
                 group.persisted_commit = hs.commit;
             }
             group.status.term = group.node.raft.term;
-            readies.push((id, ready));
+            readies.push((id, ready, stepped_down));
         }
         self.flush_outbox();
         if !batch.is_empty() {
             // Losing the Raft log is losing acknowledged data: stop rather than go on.
             if let Err(e) = self.engine.write(&mut batch, true) {
-                panic!("cannot write the Raft log: {e}");
+                fail_stop("cannot write the Raft log", &e);
             }
         }
         self.log_batch = batch;
-        for (id, mut ready) in readies {
+        for (id, mut ready, stepped_down) in readies {
             let persisted = ready.take_persisted_messages();
             self.route(id, persisted);
             let group = self.groups.get_mut(&id).expect("still present");
@@ -559,11 +595,49 @@ impl<S: StateMachine> Driver<S> {
                 group.node.advance_apply();
                 let done = released_through(&group.node);
                 group.node.store().release_through(done);
+                if stepped_down {
+                    // Only now: entries committed in the Ready that ended the
+                    // leadership were applied above and answered with their
+                    // results, which spares retries that would duplicate them.
+                    let leader = group.status.leader;
+                    fail_pending(&mut group.pending, ProposeError::NotLeader { group: id, leader });
+                }
+                self.publish_readiness(id);
             }
         }
         self.flush_outbox();
         for effect in effects {
             self.carry_out(effect);
+        }
+    }
+
+    /// Publishes whether this node may serve reads as the group's leader
+    /// (see `GroupStatus::leader_ready`). Until then a new leader's log may
+    /// end below the high watermark its predecessor showed.
+    fn publish_readiness(&mut self, id: GroupId) {
+        let Some(group) = self.groups.get_mut(&id) else { return };
+        let raft = &group.node.raft;
+        let ready = raft.state == StateRole::Leader
+            && raft.commit_to_current_term()
+            && raft.raft_log.applied >= raft.raft_log.committed;
+        if ready != group.status.leader_ready {
+            group.status.leader_ready = ready;
+            self.status.set(id, group.status.clone());
+        }
+    }
+
+    /// Tells raft-rs how the snapshots it sent went, so replication to
+    /// those followers resumes or the snapshot is sent again.
+    fn take_snapshot_reports(&mut self) {
+        for (group, to, ok) in self.snapshot_reports.take() {
+            if let Some(g) = self.groups.get_mut(&group) {
+                let status = if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                g.node.report_snapshot(to, status);
+            }
         }
     }
 
@@ -576,14 +650,18 @@ impl<S: StateMachine> Driver<S> {
             .and_then(|manifest| self.state_machine.restore(id, meta.index, &manifest, &dir, effects));
         if let Err(e) = restored {
             // raft-rs already took the snapshot as applied; going on would
-            // serve state this node does not hold.
-            panic!("cannot install the snapshot of group {id} at index {}: {e}", meta.index);
+            // serve state this node does not hold. A restart discards the
+            // staged files and the leader sends the snapshot again.
+            fail_stop(
+                &format!("cannot install the snapshot of group {id} at index {}", meta.index),
+                &e,
+            );
         }
-        discard_staged(&self.config.snapshot_dir, id);
+        discard_staged(&self.config.snapshot_dir, id, meta.index);
         let group = self.groups.get_mut(&id).expect("installing into a running group");
         let hard_state = group.node.raft.hard_state();
         if let Err(e) = group.node.store().apply_snapshot(batch, snapshot, &hard_state) {
-            panic!("cannot record the snapshot of group {id}: {e}");
+            fail_stop(&format!("cannot record the snapshot of group {id}"), &e);
         }
         group.persisted_commit = hard_state.commit;
         tracing::info!(group = id, index = meta.index, "installed a snapshot from the leader");

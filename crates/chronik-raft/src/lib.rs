@@ -17,6 +17,7 @@
 //!   [`StateMachine`].
 
 mod driver;
+mod fail_stop;
 pub mod grpc;
 mod log_files;
 mod logger;
@@ -27,6 +28,7 @@ mod status;
 mod storage;
 mod transport;
 
+pub use fail_stop::{IO_ERROR_EXIT_CODE, fail_stop};
 pub use multi_raft::{MultiRaft, MultiRaftConfig, ProposeError, StartError};
 pub use snapshot::{SnapshotFile, SnapshotManifest};
 pub use state_machine::{Effect, StateMachine};

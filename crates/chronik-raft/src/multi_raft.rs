@@ -2,16 +2,18 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use raft::eraftpb::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::Driver;
 use crate::log_files::{LogEngine, UncachedLogFiles};
 use crate::state_machine::StateMachine;
 use crate::status::{GroupReport, StatusBoard};
-use crate::transport::{Inbound, Mailbox, SharedTransport};
+use crate::transport::{Mailbox, SharedTransport, SnapshotReports};
 use crate::{GroupId, NodeId};
 
 /// Limits and timings of the loop.
@@ -89,7 +91,12 @@ pub(crate) enum Command<O> {
 
 /// Work from the network and from operators; served before proposals.
 pub(crate) enum Control {
-    Inbound(Inbound),
+    /// Messages from a peer, of `bytes` (see `transport::message_bytes`).
+    Messages {
+        from: NodeId,
+        messages: Vec<(GroupId, Message)>,
+        bytes: usize,
+    },
     ReadIndex {
         group: GroupId,
         reply: oneshot::Sender<Result<u64, ProposeError>>,
@@ -106,6 +113,7 @@ const CONTROL_QUEUE_DEPTH: usize = 4096;
 pub struct MultiRaft<O> {
     commands: mpsc::Sender<Command<O>>,
     controls: mpsc::Sender<Control>,
+    inbound_bytes: Arc<AtomicUsize>,
     status: StatusBoard,
     thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
@@ -115,6 +123,7 @@ impl<O> Clone for MultiRaft<O> {
         MultiRaft {
             commands: self.commands.clone(),
             controls: self.controls.clone(),
+            inbound_bytes: self.inbound_bytes.clone(),
             status: self.status.clone(),
             thread: self.thread.clone(),
         }
@@ -152,13 +161,15 @@ impl<O: Send + 'static> MultiRaft<O> {
         let (commands, command_rx) = mpsc::channel(config.proposal_queue_depth);
         let (controls, control_rx) = mpsc::channel(CONTROL_QUEUE_DEPTH);
         let status = StatusBoard::default();
+        let inbound_bytes = Arc::new(AtomicUsize::new(0));
         let mut driver = Driver::new(
             config,
             engine,
             state_machine,
             status.clone(),
             transport,
-            controls.clone(),
+            SnapshotReports::default(),
+            inbound_bytes.clone(),
         );
         driver.load_groups()?;
         let thread = std::thread::Builder::new()
@@ -167,6 +178,7 @@ impl<O: Send + 'static> MultiRaft<O> {
         Ok(MultiRaft {
             commands,
             controls,
+            inbound_bytes,
             status,
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
         })
@@ -198,6 +210,7 @@ impl<O: Send + 'static> MultiRaft<O> {
     pub fn mailbox(&self) -> Mailbox {
         Mailbox {
             inbound: self.controls.clone(),
+            queued_bytes: self.inbound_bytes.clone(),
         }
     }
 

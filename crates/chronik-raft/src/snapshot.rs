@@ -58,13 +58,46 @@ pub fn staging_dir(root: &Path, group: GroupId, index: u64) -> PathBuf {
     root.join(format!("g{group}-i{index}"))
 }
 
-/// Deletes the staged snapshots of `group` (all of them once one is installed).
-pub(crate) fn discard_staged(root: &Path, group: GroupId) {
-    let prefix = format!("g{group}-i");
+/// Deletes the staged snapshots of `group` at indexes up to `installed`: a
+/// newer one may still be arriving, and is the one the leader will send.
+pub(crate) fn discard_staged(root: &Path, group: GroupId, installed: u64) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+        let name = entry.file_name();
+        let Some((staged_group, index)) = parse_staged_name(&name.to_string_lossy()) else {
+            continue;
+        };
+        if staged_group == group && index <= installed {
             let _ = std::fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+/// The group and index of a staging directory (`g<group>-i<index>`, with
+/// an optional extension while it is being received).
+fn parse_staged_name(name: &str) -> Option<(GroupId, u64)> {
+    let rest = name.strip_prefix('g')?;
+    let (group, rest) = rest.split_once("-i")?;
+    let index = rest.split('.').next()?;
+    Some((group.parse().ok()?, index.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discards_only_snapshots_up_to_the_installed_index() {
+        let root = tempfile::tempdir().unwrap();
+        for name in ["g3-i10", "g3-i20.partial", "g3-i30", "g4-i10", "g31-i5"] {
+            std::fs::create_dir(root.path().join(name)).unwrap();
+        }
+        discard_staged(root.path(), 3, 20);
+        let mut left: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["g3-i30", "g31-i5", "g4-i10"]);
     }
 }

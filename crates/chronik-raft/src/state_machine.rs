@@ -30,6 +30,11 @@ pub trait StateMachine: Send + 'static {
     /// unknown and its Raft log should be deleted.
     fn open_group(&mut self, group: GroupId) -> Option<u64>;
 
+    /// Every group the replicated state gives this node, with its voters.
+    /// At start the loop creates those without a Raft log: a crash can come
+    /// between applying the entry that assigned a group and creating it.
+    fn assigned_groups(&self) -> Vec<(GroupId, Vec<NodeId>)>;
+
     /// Applies one committed entry. Must be deterministic: every replica
     /// reaches the same state from the same entries.
     fn apply(&mut self, group: GroupId, index: u64, data: &[u8], effects: &mut Vec<Effect>) -> Self::Output;

@@ -1,10 +1,13 @@
 //! How the loop hands Raft messages to the network, and how the network
 //! hands them back.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use raft::eraftpb::Message;
 use tokio::sync::mpsc;
+
+use crate::multi_raft::Control;
 
 use crate::{GroupId, NodeId};
 
@@ -36,64 +39,70 @@ impl Transport for NoPeers {
     }
 }
 
-/// What the network delivers to the loop.
-pub(crate) enum Inbound {
-    Messages {
-        from: NodeId,
-        messages: Vec<(GroupId, Message)>,
-    },
-    SnapshotSent {
-        group: GroupId,
-        to: NodeId,
-        ok: bool,
-    },
+/// Snapshot outcomes waiting for the loop. They are few (one per snapshot
+/// in flight) and must not be lost: a lost report stalls replication to that
+/// follower until the leadership changes. So they are kept here, never in a
+/// bounded channel, and the loop takes them every iteration.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SnapshotReports {
+    inner: Arc<Mutex<Vec<(GroupId, NodeId, bool)>>>,
+}
+
+impl SnapshotReports {
+    fn push(&self, report: (GroupId, NodeId, bool)) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).push(report);
+    }
+
+    pub(crate) fn take(&self) -> Vec<(GroupId, NodeId, bool)> {
+        std::mem::take(&mut *self.inner.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// Reports to the loop whether a snapshot reached its follower, so the
 /// leader resumes replication or retries.
 pub struct SnapshotDone {
-    pub(crate) inbound: mpsc::Sender<crate::multi_raft::Control>,
+    pub(crate) reports: SnapshotReports,
     pub(crate) group: GroupId,
     pub(crate) to: NodeId,
 }
 
 impl SnapshotDone {
     pub fn finish(self, ok: bool) {
-        let report = Inbound::SnapshotSent {
-            group: self.group,
-            to: self.to,
-            ok,
-        };
-        if self
-            .inbound
-            .try_send(crate::multi_raft::Control::Inbound(report))
-            .is_err()
-        {
-            tracing::warn!(
-                group = self.group,
-                to = self.to,
-                "cannot report a snapshot's outcome: loop busy or stopped"
-            );
-        }
+        self.reports.push((self.group, self.to, ok));
     }
 }
+
+/// Bytes of received Raft messages waiting for the loop, across all peers.
+/// Beyond it new ones are dropped, and Raft retransmits.
+pub const MAX_INBOUND_BYTES: usize = 256 << 20;
 
 /// The way into a running loop for the network: incoming messages and reads.
 #[derive(Clone)]
 pub struct Mailbox {
-    pub(crate) inbound: mpsc::Sender<crate::multi_raft::Control>,
+    pub(crate) inbound: mpsc::Sender<Control>,
+    /// Bytes delivered and not yet taken by the loop.
+    pub(crate) queued_bytes: Arc<AtomicUsize>,
 }
 
 impl Mailbox {
     /// Delivers messages to the loop. Raft retransmits what is lost, so when
-    /// the loop is saturated the batch is dropped rather than waited on.
+    /// the loop is saturated (by count or by bytes) the batch is dropped
+    /// rather than waited on.
     pub fn deliver(&self, from: NodeId, messages: Vec<(GroupId, Message)>) -> bool {
-        self.inbound
-            .try_send(crate::multi_raft::Control::Inbound(Inbound::Messages {
-                from,
-                messages,
-            }))
-            .is_ok()
+        let bytes = messages.iter().map(|(_, m)| message_bytes(m)).sum();
+        let queued = self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if queued + bytes > MAX_INBOUND_BYTES && queued > 0 {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            return false;
+        }
+        let delivered = self
+            .inbound
+            .try_send(Control::Messages { from, messages, bytes })
+            .is_ok();
+        if !delivered {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        }
+        delivered
     }
 
     /// A commit index this node, as leader of `group`, has confirmed with a
@@ -101,11 +110,17 @@ impl Mailbox {
     pub async fn read_index(&self, group: GroupId) -> Result<u64, crate::ProposeError> {
         let (reply, index) = tokio::sync::oneshot::channel();
         self.inbound
-            .send(crate::multi_raft::Control::ReadIndex { group, reply })
+            .send(Control::ReadIndex { group, reply })
             .await
             .map_err(|_| crate::ProposeError::Stopped)?;
         index.await.unwrap_or(Err(crate::ProposeError::Stopped))
     }
+}
+
+/// What a message costs in memory, near enough for byte budgets: its
+/// entries' payloads plus a fixed overhead.
+pub(crate) fn message_bytes(message: &Message) -> usize {
+    64 + message.get_entries().iter().map(|e| e.data.len() + 32).sum::<usize>()
 }
 
 pub type SharedTransport = Arc<dyn Transport>;

@@ -18,6 +18,8 @@ type AppliedEntries = BTreeMap<GroupId, Vec<(u64, Vec<u8>)>>;
 struct Recorder {
     applied: Arc<Mutex<AppliedEntries>>,
     durable: Arc<Mutex<BTreeMap<GroupId, u64>>>,
+    /// Groups created through effects, as replicated state would record them.
+    assigned: Arc<Mutex<BTreeMap<GroupId, Vec<u64>>>>,
 }
 
 impl StateMachine for Recorder {
@@ -27,10 +29,15 @@ impl StateMachine for Recorder {
         Some(self.durable.lock().unwrap().get(&group).copied().unwrap_or(0))
     }
 
+    fn assigned_groups(&self) -> Vec<(GroupId, Vec<u64>)> {
+        self.assigned.lock().unwrap().clone().into_iter().collect()
+    }
+
     fn apply(&mut self, group: GroupId, index: u64, data: &[u8], effects: &mut Vec<Effect>) -> u64 {
         if let Some(new_group) = data.strip_prefix(b"create:") {
             let group: u64 = std::str::from_utf8(new_group).unwrap().parse().unwrap();
             effects.push(Effect::CreateGroup { group, voters: vec![1] });
+            self.assigned.lock().unwrap().insert(group, vec![1]);
         }
         self.applied
             .lock()
@@ -127,4 +134,35 @@ async fn pipelined_proposals_apply_in_order_and_survive_restart() {
         Arc::new(NoPeers),
     );
     assert!(matches!(refused, Err(StartError::StateBehindLog { group: 7, .. })));
+}
+
+/// A group the state assigns to this node but whose Raft log was never
+/// created (a crash between applying the entry and creating the group) is
+/// created at start, and a leader serves it once it has committed in its term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_creates_assigned_groups_that_have_no_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    recorder.assigned.lock().unwrap().insert(9, vec![1]);
+    let raft = MultiRaft::start(
+        &dir.path().join("raft"),
+        MultiRaftConfig::new(1, dir.path().join("snapshots")),
+        recorder.clone(),
+        Arc::new(NoPeers),
+    )
+    .unwrap();
+    wait_for_leader(&raft, 9).await;
+    for _ in 0..1000 {
+        if raft.status().get(9).is_some_and(|s| s.leader_ready) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(
+        raft.status().get(9).unwrap().leader_ready,
+        "the leader became ready to serve"
+    );
+    let index = raft.propose(9, b"x".to_vec()).await.unwrap();
+    assert_eq!(recorder.applied.lock().unwrap()[&9], vec![(index, b"x".to_vec())]);
+    raft.shutdown().await;
 }

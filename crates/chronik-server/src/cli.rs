@@ -76,6 +76,16 @@ pub struct ServerArgs {
     #[arg(long, env = "CHRONIK_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
 
+    /// Bytes of requests read but not yet answered, over all connections (Kafka's
+    /// queued.max.request.bytes); reading waits while they are in use [default: 268435456].
+    #[arg(long, env = "CHRONIK_QUEUED_MAX_REQUEST_BYTES")]
+    pub queued_max_request_bytes: Option<usize>,
+
+    /// Most record bytes one Fetch response carries, whatever the client asks for
+    /// (Kafka's fetch.max.bytes) [default: 57671680].
+    #[arg(long, env = "CHRONIK_FETCH_MAX_BYTES")]
+    pub fetch_max_bytes: Option<usize>,
+
     /// How often retention deletes expired segments, in milliseconds [default: 300000].
     #[arg(long, env = "CHRONIK_RETENTION_CHECK_INTERVAL_MS")]
     pub retention_check_interval_ms: Option<u64>,
@@ -139,6 +149,8 @@ struct FileConfig {
     auto_create_topics: Option<bool>,
     default_partitions: Option<i32>,
     max_request_bytes: Option<usize>,
+    queued_max_request_bytes: Option<usize>,
+    fetch_max_bytes: Option<usize>,
     retention_check_interval_ms: Option<u64>,
     offsets_topic_partitions: Option<i32>,
     group_initial_rebalance_delay_ms: Option<i64>,
@@ -177,6 +189,8 @@ pub struct Settings {
     pub auto_create_topics: bool,
     pub default_partitions: i32,
     pub max_request_bytes: usize,
+    pub queued_max_request_bytes: usize,
+    pub fetch_max_bytes: usize,
     pub retention_check_interval_ms: u64,
     pub offsets_topic_partitions: i32,
     pub group_initial_rebalance_delay_ms: i64,
@@ -253,6 +267,11 @@ impl Settings {
                 .max_request_bytes
                 .or(file.max_request_bytes)
                 .unwrap_or(100 * 1024 * 1024),
+            queued_max_request_bytes: args
+                .queued_max_request_bytes
+                .or(file.queued_max_request_bytes)
+                .unwrap_or(256 << 20),
+            fetch_max_bytes: args.fetch_max_bytes.or(file.fetch_max_bytes).unwrap_or(55 << 20),
             retention_check_interval_ms: args
                 .retention_check_interval_ms
                 .or(file.retention_check_interval_ms)
@@ -315,6 +334,16 @@ impl Settings {
         if self.group_initial_rebalance_delay_ms < 0 || self.offsets_retention_minutes < 1 {
             bail!("--group-initial-rebalance-delay-ms must be >= 0 and --offsets-retention-minutes >= 1");
         }
+        if self.queued_max_request_bytes < self.max_request_bytes {
+            bail!(
+                "--queued-max-request-bytes ({}) must be at least --max-request-bytes ({}), or no request of the largest size could be read",
+                self.queued_max_request_bytes,
+                self.max_request_bytes
+            );
+        }
+        if self.fetch_max_bytes == 0 {
+            bail!("--fetch-max-bytes must be at least 1");
+        }
         let (host, port) = self.advertised(bound)?;
         let cluster = match (&self.cluster, raft_bound) {
             (Some(cluster), Some(raft_bound)) => {
@@ -341,6 +370,8 @@ impl Settings {
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
             max_request_bytes: self.max_request_bytes,
+            queued_max_request_bytes: self.queued_max_request_bytes,
+            fetch_max_bytes: self.fetch_max_bytes,
             retention_check_interval: Duration::from_millis(self.retention_check_interval_ms.max(10)),
             offsets_topic_partitions: self.offsets_topic_partitions,
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,

@@ -5,11 +5,12 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::cluster::Cluster;
+use common::delivery::{new_producer, send};
 use common::raw::Connection;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -17,85 +18,14 @@ use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, Produc
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientConfig, ClientContext, Offset};
+use rdkafka::producer::Producer;
+use rdkafka::{ClientConfig, Offset};
 
 /// The tests share two cores: one cluster at a time.
 static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// One acknowledged record, and when the acknowledgement arrived.
-#[derive(Clone, Copy)]
-struct Ack {
-    partition: i32,
-    offset: i64,
-    key: u64,
-    at: Instant,
-}
-
-/// Records every delivery report: each success, and each failure.
-#[derive(Clone, Default)]
-struct Deliveries {
-    acked: Arc<Mutex<Vec<Ack>>>,
-    failed: Arc<Mutex<Vec<String>>>,
-}
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(message) => {
-                let key = std::str::from_utf8(message.key().unwrap()).unwrap().parse().unwrap();
-                self.acked.lock().unwrap().push(Ack {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    key,
-                    at: Instant::now(),
-                });
-            }
-            Err((e, _)) => self.failed.lock().unwrap().push(e.to_string()),
-        }
-    }
-}
-
-fn new_producer(bootstrap: &str, settings: &[(&str, &str)]) -> (ThreadedProducer<Deliveries>, Deliveries) {
-    let deliveries = Deliveries::default();
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "120000");
-    for (k, v) in settings {
-        config.set(*k, *v);
-    }
-    let producer = config.create_with_context(deliveries.clone()).expect("producer");
-    (producer, deliveries)
-}
-
-/// Sends `keys` (as decimal strings) with `value_len`-byte values, waiting
-/// while the producer's queue is full.
-fn send(producer: &ThreadedProducer<Deliveries>, topic: &str, partition: Option<i32>, keys: std::ops::Range<u64>) {
-    let value = vec![b'v'; 200];
-    for key in keys {
-        let key = key.to_string();
-        loop {
-            let mut record = BaseRecord::to(topic).key(&key).payload(&value);
-            if let Some(p) = partition {
-                record = record.partition(p);
-            }
-            match producer.send(record) {
-                Ok(()) => break,
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    }
 }
 
 fn consumer(bootstrap: &str) -> BaseConsumer {

@@ -120,3 +120,84 @@ fn acknowledged_records_survive_kill_9() {
         );
     }
 }
+
+/// A crash after a topic's creation is applied and saved, but before its
+/// partitions' Raft groups exist, used to leave those partitions without a
+/// group on that node for good. At start the node now creates them.
+#[test]
+fn partitions_assigned_before_a_crash_are_created_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::spawn_with_env(
+        &dir.path().join("broker"),
+        &[],
+        &[("CHRONIK_CRASH_AT", "metadata-saved:create-topic:orphans")],
+    );
+    broker.wait_ready();
+    let addr = broker.addr.clone();
+    // Creating the topic reaches the crash point; the client gets no answer.
+    std::thread::spawn(move || common::try_create_topic(&addr, "orphans", 3));
+    assert_eq!(
+        broker.wait_exit(Duration::from_secs(30)),
+        Some(86),
+        "the broker stopped at the crash point; log:\n{}",
+        broker.log_tail()
+    );
+
+    broker.clear_env();
+    broker.restart();
+    let producer = broker.producer(&[("acks", "all")]);
+    for partition in 0..3 {
+        producer
+            .send(BaseRecord::<(), str>::to("orphans").partition(partition).payload("x"))
+            .expect("queue");
+    }
+    common::flush(&producer, Duration::from_secs(30));
+    let consumer = broker.consumer();
+    for partition in 0..3 {
+        assert_eq!(common::watermarks(&consumer, "orphans", partition), (0, 1));
+    }
+}
+
+/// A partition log that lost data it had checkpointed (a segment cut short
+/// behind the broker's back) cannot be replayed to the same offsets as the
+/// other replicas: the broker refuses to start and says why.
+#[test]
+fn a_log_shorter_than_its_checkpoint_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(&dir.path().join("broker"), &[]);
+    common::create_topic(&broker.addr, "cut", 1, &[]);
+    let producer = broker.producer(&[("acks", "all"), ("batch.num.messages", "1")]);
+    for i in 0..20 {
+        producer
+            .send(BaseRecord::<(), str>::to("cut").payload(&format!("record {i}")))
+            .expect("queue");
+        common::flush(&producer, Duration::from_secs(30));
+    }
+    broker.stop();
+    let partition_dir = std::fs::read_dir(dir.path().join("broker/partitions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("cut-0"))
+        .expect("the partition directory");
+    let segment = partition_dir.join("00000000000000000000.log");
+    let len = std::fs::metadata(&segment).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+
+    broker.respawn();
+    let code = broker.wait_exit(Duration::from_secs(30));
+    assert!(
+        matches!(code, Some(c) if c != 0),
+        "the broker refused to start: {code:?}"
+    );
+    let log = std::fs::read_to_string(broker.log_path()).unwrap();
+    assert!(
+        log.contains("checkpointed up to") && log.contains("damaged"),
+        "the log says what is wrong:\n{}",
+        broker.log_tail()
+    );
+}

@@ -381,3 +381,85 @@ fn group_protocol_violations() {
     let fetched = OffsetFetchResponse::decode(&mut body, 5).unwrap();
     assert_eq!(fetched.topics[0].partitions[0].committed_offset, 1);
 }
+
+/// A batch that passes the CRC check but claims no offset (no records) once
+/// reached apply and panicked the Raft loop on every replica, for good: a
+/// restart replayed it. It is refused at the edge now, and the partition,
+/// and the broker after a restart, keep serving.
+#[test]
+fn a_batch_without_records_cannot_stop_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(&dir.path().join("broker"), &[]);
+    // The test batches are dated 2023: keep them from retention.
+    common::create_topic(&broker.addr, "poison", 1, &[("retention.ms", "-1")]);
+    let mut connection = Connection::open(&broker.addr);
+
+    let empty = batch(0, 0);
+    assert_eq!(empty.len(), 61, "the 61-byte batch of the report");
+    let mut body = connection.call(ApiKey::Produce, 3, &produce_request("poison", empty, -1));
+    let response = ProduceResponse::decode(&mut body, 3).unwrap();
+    assert_eq!(
+        response.responses[0].partition_responses[0].error_code,
+        ResponseError::InvalidRecord.code()
+    );
+    // Kafka takes exactly one batch per partition (Produce v3 and later).
+    let two = Bytes::from([batch(1, 10), batch(1, 10)].concat());
+    let code = produce_error(&mut connection, &produce_request("poison", two, -1));
+    assert_eq!(code, ResponseError::InvalidRecord.code());
+
+    assert_eq!(
+        produce_error(&mut connection, &produce_request("poison", batch(2, 10), -1)),
+        0
+    );
+    broker.restart();
+    let mut connection = Connection::open(&broker.addr);
+    assert_eq!(
+        produce_error(&mut connection, &produce_request("poison", batch(3, 10), -1)),
+        0,
+        "the partition still takes writes after a restart"
+    );
+    let consumer = broker.consumer();
+    assert_eq!(common::watermarks(&consumer, "poison", 0), (0, 5));
+}
+
+/// Fetch's max_bytes is capped by --fetch-max-bytes, as Kafka caps it by
+/// fetch.max.bytes; at least one batch still comes back.
+#[test]
+fn fetch_size_is_capped_by_the_broker() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse};
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"), &["--fetch-max-bytes", "3000"]);
+    common::create_topic(&broker.addr, "capped", 1, &[]);
+    let mut connection = Connection::open(&broker.addr);
+    for _ in 0..10 {
+        assert_eq!(
+            produce_error(&mut connection, &produce_request("capped", batch(1, 1000), -1)),
+            0
+        );
+    }
+    let request = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(i32::MAX)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("capped")))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(i32::MAX),
+                ]),
+        ]);
+    let mut body = connection.call(ApiKey::Fetch, 11, &request);
+    let response = FetchResponse::decode(&mut body, 11).unwrap();
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert_eq!(partition.high_watermark, 10);
+    let records = partition.records.as_ref().expect("records").len();
+    assert!(
+        (1000..=3000).contains(&records),
+        "{records} bytes: between one batch and the cap"
+    );
+}

@@ -46,7 +46,10 @@ pub fn offsets_partition(broker: &Broker, group: &str) -> Result<Arc<Partition>,
         .local_partition(consumer_offsets::TOPIC, index)
         .map_err(|_| ResponseError::NotCoordinator)?;
     match broker.leader_of(partition.group) {
-        Some(leader) if leader == broker.config.node_id => Ok(partition),
+        Some(_) if broker.is_leader(partition.group) => Ok(partition),
+        // Elected, but its offsets view may still lag what the previous
+        // coordinator showed: Kafka's answer while it loads the group.
+        Some(leader) if leader == broker.config.node_id => Err(ResponseError::CoordinatorLoadInProgress),
         Some(_) => Err(ResponseError::NotCoordinator),
         None => Err(ResponseError::CoordinatorNotAvailable),
     }

@@ -41,7 +41,7 @@ pub async fn handle(broker: &Broker, request: FetchRequest) -> FetchResponse {
 /// One pass over the requested partitions. Returns the response, the bytes it
 /// carries, and watches on the partitions' high watermarks.
 fn read(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, Vec<watch::Receiver<i64>>) {
-    let mut remaining = request.max_bytes.max(0) as usize;
+    let mut remaining = (request.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
     let mut total = 0;
     let mut watches = Vec::new();
     let mut topics = Vec::with_capacity(request.topics.len());

@@ -110,22 +110,23 @@ async fn propose(
     Pending::Proposed(broker.submit(group, data).await)
 }
 
-/// Checks what the partition log will store: whole v2 batches, CRCs intact,
-/// each within the topic's max.message.bytes.
+/// Checks what the partition log will store, before it is proposed: nothing
+/// reaches apply that the log would refuse. Like Kafka (Produce v3 and
+/// later), a partition's data is exactly one v2 batch; its CRC must be
+/// intact, it must hold records, and it must fit the topic's
+/// max.message.bytes.
 pub fn validate(records: &[u8], max_message_bytes: usize) -> Result<(), ResponseError> {
     let ranges = chronik_log::split_batches(records).map_err(|_| ResponseError::CorruptMessage)?;
-    if ranges.is_empty() {
-        return Err(ResponseError::CorruptMessage);
+    let [range] = ranges.as_slice() else {
+        return Err(ResponseError::InvalidRecord);
+    };
+    if range.len() > max_message_bytes {
+        return Err(ResponseError::MessageTooLarge);
     }
-    for range in ranges {
-        if range.len() > max_message_bytes {
-            return Err(ResponseError::MessageTooLarge);
-        }
-        let header = chronik_log::parse_header(&records[range]).map_err(|_| ResponseError::CorruptMessage)?;
-        // Transactions are not implemented; control and transactional batches are refused.
-        if header.is_control() || header.is_transactional() {
-            return Err(ResponseError::InvalidRecord);
-        }
+    let header = chronik_log::check_appendable(&records[range.clone()]).map_err(|_| ResponseError::InvalidRecord)?;
+    // Transactions are not implemented; control and transactional batches are refused.
+    if header.is_control() || header.is_transactional() {
+        return Err(ResponseError::InvalidRecord);
     }
     Ok(())
 }

@@ -139,6 +139,7 @@ pub async fn create_partitions(broker: &Broker, request: CreatePartitionsRequest
             let command = MetadataCommand::CreatePartitions {
                 name: name.clone(),
                 total: topic.count,
+                request: Some(uuid::Uuid::new_v4()),
             };
             let outcome = broker.propose_metadata(command).await;
             if outcome.is_ok() {

@@ -338,7 +338,7 @@ fn append_rejects_invalid_batches() {
     assert!(matches!(log.append(&mut two), Err(LogError::Batch(_))));
     assert!(matches!(
         log.append(&mut build_batch(0, 0, 0)),
-        Err(LogError::EmptyBatch)
+        Err(LogError::Batch(crate::BatchError::NoRecords))
     ));
     assert_eq!((log.next_offset(), log.size_bytes()), (0, 0));
 }
@@ -532,15 +532,20 @@ fn truncate_to_rejects_offsets_inside_batches() {
 }
 
 #[test]
-fn truncate_to_at_or_past_the_end_changes_nothing() {
+fn truncate_to_the_end_changes_nothing_and_past_it_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), config(400)).unwrap();
     log.truncate_to(0).unwrap();
     assert_eq!((log.next_offset(), log.size_bytes()), (0, 0));
     let batches = fill(&mut log, 20);
     let end = log.next_offset();
-    for offset in [end, end + 1, i64::MAX] {
-        log.truncate_to(offset).unwrap();
+    log.truncate_to(end).unwrap();
+    assert_log_holds(&log, &batches);
+    for offset in [end + 1, i64::MAX] {
+        assert!(matches!(
+            log.truncate_to(offset),
+            Err(LogError::ShorterThanCheckpoint { end: e, .. }) if e == end
+        ));
         assert_eq!(log.next_offset(), end);
         assert_log_holds(&log, &batches);
     }

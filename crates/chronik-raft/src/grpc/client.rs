@@ -3,6 +3,7 @@
 //! item was handed over, and reconnects with backoff.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -13,16 +14,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
 use super::proto::raft_transport_client::RaftTransportClient;
-use super::proto::{GroupMessage, SnapshotChunk, StepBatchRequest, StepStreamClosed};
-use super::{CONNECTION_WINDOW_BYTES, ClusterId, MAX_MESSAGE_BYTES, STREAM_WINDOW_BYTES};
+use super::proto::{GroupMessage, SnapshotChunk, SnapshotProgressRequest, StepBatchRequest, StepStreamClosed};
+use super::{CONNECTION_WINDOW_BYTES, ClusterId, MAX_MESSAGE_BYTES, SNAPSHOT_STALL_TIMEOUT, STREAM_WINDOW_BYTES};
 use crate::snapshot::{CHUNK_BYTES, SnapshotManifest};
-use crate::transport::{SnapshotDone, Transport};
+use crate::transport::{SnapshotDone, Transport, message_bytes};
 use crate::{GroupId, NodeId};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// A snapshot may be large; it gets longer than one request.
-const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often an open stream pings its peer, and how long it waits for the
 /// answer before it gives the connection up.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,9 +30,10 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 const STREAM_ITEMS_BUFFERED: usize = 16;
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// Loop iterations' batches queued per peer; beyond that they are dropped
-/// and Raft retransmits.
+/// Loop iterations' batches queued per peer, and their bytes; beyond either
+/// they are dropped and Raft retransmits.
 const PEER_QUEUE_DEPTH: usize = 1024;
+const PEER_QUEUE_BYTES: usize = 128 << 20;
 /// Bytes of messages merged into one request. A bigger single message (one
 /// huge entry) goes alone, up to `MAX_MESSAGE_BYTES`.
 const MAX_REQUEST_BYTES: usize = 8 << 20;
@@ -68,6 +68,13 @@ impl PeerAddresses {
 
 type Batch = Vec<(GroupId, Message)>;
 
+/// A peer's queue, with the bytes it holds (see `message_bytes`).
+#[derive(Clone)]
+struct PeerQueue {
+    batches: mpsc::Sender<(Batch, usize)>,
+    bytes: Arc<AtomicUsize>,
+}
+
 struct Shared {
     node_id: NodeId,
     cluster_id: ClusterId,
@@ -77,7 +84,7 @@ struct Shared {
 pub struct GrpcTransport {
     shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
-    queues: Mutex<HashMap<NodeId, mpsc::Sender<Batch>>>,
+    queues: Mutex<HashMap<NodeId, PeerQueue>>,
 }
 
 impl GrpcTransport {
@@ -94,14 +101,19 @@ impl GrpcTransport {
         }
     }
 
-    fn queue(&self, to: NodeId) -> mpsc::Sender<Batch> {
+    fn queue(&self, to: NodeId) -> PeerQueue {
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         queues
             .entry(to)
             .or_insert_with(|| {
-                let (tx, rx) = mpsc::channel(PEER_QUEUE_DEPTH);
-                self.runtime.spawn(send_to_peer(self.shared.clone(), to, rx));
-                tx
+                let (batches, rx) = mpsc::channel(PEER_QUEUE_DEPTH);
+                let bytes = Arc::new(AtomicUsize::new(0));
+                let received = Received {
+                    batches: rx,
+                    bytes: bytes.clone(),
+                };
+                self.runtime.spawn(send_to_peer(self.shared.clone(), to, received));
+                PeerQueue { batches, bytes }
             })
             .clone()
     }
@@ -109,7 +121,11 @@ impl GrpcTransport {
 
 impl Transport for GrpcTransport {
     fn send(&self, to: NodeId, messages: Vec<(GroupId, Message)>) {
-        if self.queue(to).try_send(messages).is_err() {
+        let queue = self.queue(to);
+        let bytes: usize = messages.iter().map(|(_, m)| message_bytes(m)).sum();
+        let queued = queue.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if (queued > 0 && queued + bytes > PEER_QUEUE_BYTES) || queue.batches.try_send((messages, bytes)).is_err() {
+            queue.bytes.fetch_sub(bytes, Ordering::Relaxed);
             tracing::debug!(to, "peer queue full; Raft messages dropped");
         }
     }
@@ -142,8 +158,8 @@ pub async fn connect_channel(addr: &str, timeout: Duration) -> Result<Channel, t
     endpoint(addr)?.timeout(timeout).connect().await
 }
 
-/// A connection for the message stream, which has no deadline: HTTP/2 pings
-/// find a peer that stopped answering.
+/// A connection for streams without a deadline (Raft messages, snapshots):
+/// HTTP/2 pings find a peer that stopped answering.
 async fn connect_stream(addr: &str) -> Result<RaftTransportClient<Channel>, tonic::transport::Error> {
     let channel = endpoint(addr)?
         .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
@@ -151,10 +167,6 @@ async fn connect_stream(addr: &str) -> Result<RaftTransportClient<Channel>, toni
         .connect()
         .await?;
     Ok(transport_client(channel))
-}
-
-async fn connect(addr: &str, timeout: Duration) -> Result<RaftTransportClient<Channel>, tonic::transport::Error> {
-    Ok(transport_client(connect_channel(addr, timeout).await?))
 }
 
 fn transport_client(channel: Channel) -> RaftTransportClient<Channel> {
@@ -196,9 +208,29 @@ fn next_request(pending: &mut VecDeque<GroupMessage>, pending_bytes: &mut usize)
     request
 }
 
+/// The receiving end of a peer's queue.
+struct Received {
+    batches: mpsc::Receiver<(Batch, usize)>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Received {
+    async fn recv(&mut self) -> Option<Batch> {
+        let (batch, bytes) = self.batches.recv().await?;
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        Some(batch)
+    }
+
+    fn try_recv(&mut self) -> Option<Batch> {
+        let (batch, bytes) = self.batches.try_recv().ok()?;
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        Some(batch)
+    }
+}
+
 /// Keeps a message stream open to peer `to` for as long as the transport
 /// lives, reopening it with backoff when it breaks.
-async fn send_to_peer(shared: Arc<Shared>, to: NodeId, mut queue: mpsc::Receiver<Batch>) {
+async fn send_to_peer(shared: Arc<Shared>, to: NodeId, mut queue: Received) {
     let mut backoff = MIN_BACKOFF;
     let mut failing = false;
     loop {
@@ -216,7 +248,7 @@ async fn send_to_peer(shared: Arc<Shared>, to: NodeId, mut queue: mpsc::Receiver
         }
         failing = true;
         // What queued meanwhile is stale; Raft sends afresh.
-        while queue.try_recv().is_ok() {}
+        while queue.try_recv().is_some() {}
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
@@ -225,7 +257,7 @@ async fn send_to_peer(shared: Arc<Shared>, to: NodeId, mut queue: mpsc::Receiver
 /// Streams batches from `queue` to peer `to` until the stream breaks
 /// (an error) or the queue closes (`Ok`). Batches that queued while the
 /// previous item was being handed over travel together.
-async fn stream_to_peer(shared: &Shared, to: NodeId, queue: &mut mpsc::Receiver<Batch>) -> Result<(), String> {
+async fn stream_to_peer(shared: &Shared, to: NodeId, queue: &mut Received) -> Result<(), String> {
     let addr = shared
         .peers
         .get(to)
@@ -254,8 +286,8 @@ async fn stream_to_peer(shared: &Shared, to: NodeId, queue: &mut mpsc::Receiver<
         }
         while pending_bytes < MAX_REQUEST_BYTES {
             match queue.try_recv() {
-                Ok(more) => pending_bytes += encode(more, &mut pending),
-                Err(_) => break,
+                Some(more) => pending_bytes += encode(more, &mut pending),
+                None => break,
             }
         }
         let item = StepBatchRequest {
@@ -271,6 +303,10 @@ async fn stream_to_peer(shared: &Shared, to: NodeId, queue: &mut mpsc::Receiver<
     }
 }
 
+/// Streams a snapshot's files to `to`, resuming after what an earlier
+/// attempt staged there. There is no deadline for the whole transfer, which
+/// may be tens of GB; a transfer that makes no progress for
+/// `SNAPSHOT_STALL_TIMEOUT` is given up instead.
 async fn send_snapshot(shared: &Shared, to: NodeId, group: GroupId, message: Message) -> Result<(), String> {
     let manifest = SnapshotManifest::decode(&message.get_snapshot().data)
         .ok_or_else(|| "the snapshot carries no valid manifest".to_string())?;
@@ -278,9 +314,17 @@ async fn send_snapshot(shared: &Shared, to: NodeId, group: GroupId, message: Mes
         .peers
         .get(to)
         .ok_or_else(|| format!("no Raft address known for node {to}"))?;
-    let mut client = connect(&addr, SNAPSHOT_TIMEOUT)
+    let mut client = connect_stream(&addr)
         .await
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let staged = staged_on_peer(
+        &mut client,
+        shared,
+        to,
+        group,
+        message.get_snapshot().get_metadata().index,
+    )
+    .await;
     let header = SnapshotChunk {
         cluster_id: shared.cluster_id.get(),
         from: shared.node_id,
@@ -290,15 +334,26 @@ async fn send_snapshot(shared: &Shared, to: NodeId, group: GroupId, message: Mes
         ..Default::default()
     };
     let (tx, rx) = mpsc::channel(4);
-    let reader = tokio::spawn(async move {
-        if tx.send(header).await.is_err() {
+    let mut reader = tokio::spawn(async move {
+        let send = |chunk| async {
+            match tokio::time::timeout(SNAPSHOT_STALL_TIMEOUT, tx.send(chunk)).await {
+                Ok(sent) => Ok(sent.is_ok()),
+                Err(_) => Err(format!(
+                    "node {to} took no snapshot data for {SNAPSHOT_STALL_TIMEOUT:?}"
+                )),
+            }
+        };
+        if !send(header).await? {
             return Ok(());
         }
         for file in manifest.files {
+            let mut offset = staged.get(&file.name).copied().unwrap_or(0).min(file.len);
             let mut source = tokio::fs::File::open(&file.path)
                 .await
                 .map_err(|e| format!("cannot open {}: {e}", file.path.display()))?;
-            let mut offset = 0u64;
+            tokio::io::AsyncSeekExt::seek(&mut source, std::io::SeekFrom::Start(offset))
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", file.path.display()))?;
             while offset < file.len {
                 let want = CHUNK_BYTES.min((file.len - offset) as usize);
                 let mut data = vec![0; want];
@@ -312,7 +367,7 @@ async fn send_snapshot(shared: &Shared, to: NodeId, group: GroupId, message: Mes
                     ..Default::default()
                 };
                 offset += want as u64;
-                if tx.send(chunk).await.is_err() {
+                if !send(chunk).await? {
                     return Ok(());
                 }
             }
@@ -320,11 +375,47 @@ async fn send_snapshot(shared: &Shared, to: NodeId, group: GroupId, message: Mes
         Ok::<(), String>(())
     });
     let request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let sent = client
-        .install_snapshot(request)
-        .await
-        .map(|_| ())
-        .map_err(|status| format!("node {to} refused the snapshot: {}", status.message()));
-    let read = reader.await.map_err(|e| e.to_string())?;
-    read.and(sent)
+    let call = client.install_snapshot(request);
+    tokio::pin!(call);
+    let refused = |status: tonic::Status| format!("node {to} refused the snapshot: {}", status.message());
+    tokio::select! {
+        answered = &mut call => {
+            // The receiver answered before everything was sent: it refused.
+            reader.abort();
+            answered.map(|_| ()).map_err(refused)
+        }
+        read = &mut reader => {
+            read.map_err(|e| e.to_string())??;
+            match tokio::time::timeout(SNAPSHOT_STALL_TIMEOUT, call).await {
+                Ok(answered) => answered.map(|_| ()).map_err(refused),
+                Err(_) => Err(format!("node {to} did not confirm the snapshot within {SNAPSHOT_STALL_TIMEOUT:?}")),
+            }
+        }
+    }
+}
+
+/// What an earlier attempt staged on `to` of the snapshot of `group` at
+/// `index`, per file; nothing if the peer cannot tell.
+async fn staged_on_peer(
+    client: &mut RaftTransportClient<Channel>,
+    shared: &Shared,
+    to: NodeId,
+    group: GroupId,
+    index: u64,
+) -> HashMap<String, u64> {
+    let request = SnapshotProgressRequest {
+        cluster_id: shared.cluster_id.get(),
+        to,
+        group,
+        index,
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, client.snapshot_progress(request)).await {
+        Ok(Ok(response)) => response
+            .into_inner()
+            .files
+            .into_iter()
+            .map(|f| (f.name, f.len))
+            .collect(),
+        _ => HashMap::new(),
+    }
 }

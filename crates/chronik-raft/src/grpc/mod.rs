@@ -23,6 +23,11 @@ pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// capped replication far below the disk's speed.
 pub const STREAM_WINDOW_BYTES: u32 = 32 << 20;
 pub const CONNECTION_WINDOW_BYTES: u32 = 64 << 20;
+/// A snapshot transfer that makes no progress for this long is given up, by
+/// the sender and by the receiver; the next attempt resumes where it stopped.
+/// Large snapshots take as long as they need while they progress.
+pub const SNAPSHOT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Largest HTTP/2 frame a node accepts, so appends travel in few frames.
 pub const MAX_FRAME_BYTES: u32 = 1 << 20;
 

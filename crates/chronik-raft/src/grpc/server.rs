@@ -3,8 +3,9 @@
 //! written to a staging directory first; the snapshot message enters the loop
 //! only once all of them have arrived.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use protobuf::Message as _;
@@ -15,9 +16,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::proto::raft_transport_server::{RaftTransport, RaftTransportServer};
 use super::proto::{
-    InstallSnapshotResponse, ReadIndexRequest, ReadIndexResponse, SnapshotChunk, StepBatchRequest, StepStreamClosed,
+    InstallSnapshotResponse, ReadIndexRequest, ReadIndexResponse, SnapshotChunk, SnapshotProgressRequest,
+    SnapshotProgressResponse, StagedFile, StepBatchRequest, StepStreamClosed,
 };
-use super::{ClusterId, MAX_MESSAGE_BYTES};
+use super::{ClusterId, MAX_MESSAGE_BYTES, SNAPSHOT_STALL_TIMEOUT};
 use crate::snapshot::{SnapshotManifest, staging_dir};
 use crate::transport::Mailbox;
 use crate::{NodeId, ProposeError};
@@ -27,6 +29,7 @@ pub struct RaftService {
     cluster_id: ClusterId,
     mailbox: Mailbox,
     snapshot_dir: PathBuf,
+    receiving: Receiving,
 }
 
 impl RaftService {
@@ -36,6 +39,7 @@ impl RaftService {
             cluster_id,
             mailbox,
             snapshot_dir,
+            receiving: Receiving::default(),
         }
     }
 
@@ -90,10 +94,9 @@ impl RaftTransport for RaftService {
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<InstallSnapshotResponse>, Status> {
         let mut chunks = request.into_inner();
-        let header = chunks
-            .next()
-            .await
-            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))??;
+        let header = next_chunk(&mut chunks)
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         self.check_peer(&header.cluster_id, header.to)?;
         let message = decode(&header.message)?;
         if message.get_msg_type() != MessageType::MsgSnapshot {
@@ -108,12 +111,13 @@ impl RaftTransport for RaftService {
 
         let dir = staging_dir(&self.snapshot_dir, header.group, index);
         let partial = dir.with_extension("partial");
-        let _ = tokio::fs::remove_dir_all(&partial).await;
+        let _receiving = self.receiving.claim(&partial)?;
         tokio::fs::create_dir_all(&partial).await.map_err(io_status)?;
-        let mut written: HashMap<String, u64> = HashMap::new();
+        // What an earlier, broken transfer of this snapshot staged is kept:
+        // the sender resumes after it (see `snapshot_progress`).
+        let mut written = staged_files(&partial, &expected).await.map_err(io_status)?;
         let mut open: Option<(String, tokio::fs::File)> = None;
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
+        while let Some(chunk) = next_chunk(&mut chunks).await? {
             let Some(&len) = expected.get(&chunk.file) else {
                 return Err(Status::invalid_argument(format!(
                     "'{}' is not in the manifest",
@@ -123,15 +127,18 @@ impl RaftTransport for RaftService {
             let done = written.entry(chunk.file.clone()).or_default();
             if chunk.offset != *done || *done + chunk.data.len() as u64 > len {
                 return Err(Status::invalid_argument(format!(
-                    "chunk of '{}' out of order or too long",
-                    chunk.file
+                    "chunk of '{}' at {} does not follow the {} bytes staged, or is too long",
+                    chunk.file, chunk.offset, *done
                 )));
             }
             if open.as_ref().is_none_or(|(name, _)| *name != chunk.file) {
                 if let Some((_, file)) = open.take() {
                     file.sync_all().await.map_err(io_status)?;
                 }
-                let file = tokio::fs::File::create(partial.join(&chunk.file))
+                let file = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(partial.join(&chunk.file))
                     .await
                     .map_err(io_status)?;
                 open = Some((chunk.file.clone(), file));
@@ -164,6 +171,28 @@ impl RaftTransport for RaftService {
         Ok(Response::new(InstallSnapshotResponse {}))
     }
 
+    async fn snapshot_progress(
+        &self,
+        request: Request<SnapshotProgressRequest>,
+    ) -> Result<Response<SnapshotProgressResponse>, Status> {
+        let request = request.into_inner();
+        self.check_peer(&request.cluster_id, request.to)?;
+        let partial = staging_dir(&self.snapshot_dir, request.group, request.index).with_extension("partial");
+        let mut files = Vec::new();
+        if let Ok(mut entries) = tokio::fs::read_dir(&partial).await {
+            while let Some(entry) = entries.next_entry().await.map_err(io_status)? {
+                let len = entry.metadata().await.map_err(io_status)?.len();
+                if let Some(name) = entry.file_name().to_str() {
+                    files.push(StagedFile {
+                        name: name.to_string(),
+                        len,
+                    });
+                }
+            }
+        }
+        Ok(Response::new(SnapshotProgressResponse { files }))
+    }
+
     async fn read_index(&self, request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
         let request = request.into_inner();
         self.check_peer(&request.cluster_id, self.node_id)?;
@@ -175,6 +204,55 @@ impl RaftTransport for RaftService {
             ))),
             Err(e) => Err(Status::unavailable(e.to_string())),
         }
+    }
+}
+
+/// The next chunk of a snapshot stream; a sender that stops sending for
+/// `SNAPSHOT_STALL_TIMEOUT` is given up on, so a dead one frees the transfer.
+async fn next_chunk(chunks: &mut Streaming<SnapshotChunk>) -> Result<Option<SnapshotChunk>, Status> {
+    match tokio::time::timeout(SNAPSHOT_STALL_TIMEOUT, chunks.next()).await {
+        Ok(chunk) => chunk.transpose(),
+        Err(_) => Err(Status::deadline_exceeded("the snapshot sender stalled")),
+    }
+}
+
+/// The lengths of the files already staged, keeping only those the manifest
+/// lists at no more than their length.
+async fn staged_files(partial: &Path, expected: &HashMap<String, u64>) -> std::io::Result<HashMap<String, u64>> {
+    let mut staged = HashMap::new();
+    let mut entries = tokio::fs::read_dir(partial).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let len = entry.metadata().await?.len();
+        match expected.get(&name) {
+            Some(&wanted) if len <= wanted => {
+                staged.insert(name, len);
+            }
+            _ => tokio::fs::remove_file(entry.path()).await?,
+        }
+    }
+    Ok(staged)
+}
+
+/// Staging directories a transfer is writing into: one transfer each.
+#[derive(Default)]
+struct Receiving(Arc<Mutex<HashSet<PathBuf>>>);
+
+struct ReceivingGuard(Arc<Mutex<HashSet<PathBuf>>>, PathBuf);
+
+impl Receiving {
+    fn claim(&self, dir: &Path) -> Result<ReceivingGuard, Status> {
+        let mut receiving = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !receiving.insert(dir.to_path_buf()) {
+            return Err(Status::unavailable("this snapshot is already being received"));
+        }
+        Ok(ReceivingGuard(self.0.clone(), dir.to_path_buf()))
+    }
+}
+
+impl Drop for ReceivingGuard {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
     }
 }
 

@@ -15,6 +15,7 @@ use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 pub mod cluster;
+pub mod delivery;
 pub mod proxy;
 pub mod raw;
 
@@ -27,6 +28,8 @@ pub struct Broker {
     pub addr: String,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
+    /// Environment variables set on the process (test hooks).
+    env: Vec<(String, String)>,
     log_path: PathBuf,
 }
 
@@ -41,12 +44,18 @@ impl Broker {
     /// Starts the process without waiting for it to serve: a cluster node is
     /// ready only once a majority of its peers run.
     pub fn spawn(data_dir: &Path, extra_args: &[&str]) -> Broker {
+        Broker::spawn_with_env(data_dir, extra_args, &[])
+    }
+
+    /// Like `spawn`, with environment variables such as `CHRONIK_CRASH_AT`.
+    pub fn spawn_with_env(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Broker {
         let mut broker = Broker {
             child: None,
             ready: None,
             addr: String::new(),
             data_dir: data_dir.to_path_buf(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             log_path: data_dir.with_extension("log"),
         };
         broker.spawn_process();
@@ -70,6 +79,7 @@ impl Broker {
             .args(["--kafka-port", "0"])
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -104,6 +114,25 @@ impl Broker {
     pub fn respawn(&mut self) {
         self.stop();
         self.spawn_process();
+    }
+
+    /// Forgets the environment given at spawn, for the next start.
+    pub fn clear_env(&mut self) {
+        self.env.clear();
+    }
+
+    /// Waits (bounded) for the process to exit by itself; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn is_running(&self) -> bool {
@@ -232,12 +261,28 @@ pub fn create_topic(addr: &str, topic: &str, partitions: i32, configs: &[(&str, 
 
 /// Creates a topic with `replication` replicas per partition and waits for it.
 pub fn create_replicated_topic(addr: &str, topic: &str, partitions: i32, replication: i32, configs: &[(&str, &str)]) {
+    request_topic(addr, topic, partitions, replication, configs).expect("topic created");
+}
+
+/// Asks for a topic and ignores the outcome: for a broker that is meant to
+/// stop before it answers.
+pub fn try_create_topic(addr: &str, topic: &str, partitions: i32) {
+    let _ = request_topic(addr, topic, partitions, 1, &[]);
+}
+
+fn request_topic(
+    addr: &str,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+    configs: &[(&str, &str)],
+) -> Result<(), String> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .create()
-        .expect("admin client");
+        .map_err(|e| e.to_string())?;
     let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     for (k, v) in configs {
         new_topic = new_topic.set(k, v);
@@ -255,8 +300,9 @@ pub fn create_replicated_topic(addr: &str, topic: &str, partitions: i32, replica
             .join()
             .unwrap()
     })
-    .expect("create_topics");
+    .map_err(|e| e.to_string())?;
     for result in results {
-        result.expect("topic created");
+        result.map_err(|(topic, code)| format!("{topic}: {code}"))?;
     }
+    Ok(())
 }

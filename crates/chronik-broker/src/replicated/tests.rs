@@ -1,0 +1,161 @@
+//! Apply takes whatever a committed entry holds: every refusal is a result,
+//! the same on every replica, and the partition keeps working after it.
+
+use chronik_log::testing::{build_batch, set_producer};
+
+use super::*;
+
+/// A state machine in a fresh directory with one topic "t" of one partition
+/// (group 1) on this node.
+fn with_topic() -> (tempfile::TempDir, BrokerStateMachine, Arc<SharedState>) {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Arc::new(SharedState::default());
+    let mut machine = BrokerStateMachine::open(dir.path(), 1, shared.clone()).unwrap();
+    let init = MetadataCommand::InitCluster {
+        cluster_id: "c".into(),
+        nodes: [(
+            1,
+            crate::metadata::NodeInfo {
+                raft_addr: String::new(),
+            },
+        )]
+        .into(),
+    };
+    machine.apply(METADATA_GROUP, 1, &serde_json::to_vec(&init).unwrap(), &mut Vec::new());
+    let create = MetadataCommand::CreateTopic {
+        name: "t".into(),
+        id: uuid::Uuid::new_v4(),
+        partitions: 1,
+        replication_factor: -1,
+        configs: [("retention.ms".to_string(), "-1".to_string())].into(),
+    };
+    let mut effects = Vec::new();
+    let applied = machine.apply(METADATA_GROUP, 2, &serde_json::to_vec(&create).unwrap(), &mut effects);
+    assert_eq!(applied, Applied::Metadata(Ok(MetadataReply::Done)));
+    assert_eq!(
+        effects,
+        [Effect::CreateGroup {
+            group: 1,
+            voters: vec![1]
+        }]
+    );
+    assert_eq!(machine.open_group(1), Some(0));
+    (dir, machine, shared)
+}
+
+fn produce(machine: &mut BrokerStateMachine, index: u64, batches: &[u8]) -> Applied {
+    let entry = PartitionCommand::Produce { batches }.encode();
+    machine.apply(1, index, &entry, &mut Vec::new())
+}
+
+#[test]
+fn entries_the_edge_refuses_are_refused_again_at_apply_and_change_nothing() {
+    let (_dir, mut machine, shared) = with_topic();
+    let mut crc_broken = build_batch(2, 0, 10);
+    let last = crc_broken.len() - 1;
+    crc_broken[last] ^= 1;
+    let refused: [(&[u8], ResponseError); 4] = [
+        (&build_batch(0, 0, 0), ResponseError::InvalidRecord),
+        (&crc_broken, ResponseError::CorruptMessage),
+        (&[], ResponseError::CorruptMessage),
+        (&build_batch(1, 0, 10)[..30], ResponseError::CorruptMessage),
+    ];
+    for (index, (batches, error)) in (1..).zip(refused) {
+        assert_eq!(produce(&mut machine, index, batches), Applied::Produce(Err(error)));
+    }
+    assert_eq!(
+        machine.apply(1, 5, &[9, 9], &mut Vec::new()),
+        Applied::Produce(Err(ResponseError::CorruptMessage))
+    );
+    let partition = shared.partition(1).unwrap();
+    assert_eq!(partition.log().next_offset(), 0);
+
+    let ok = produce(&mut machine, 6, &build_batch(3, 0, 10));
+    assert_eq!(
+        ok,
+        Applied::Produce(Ok(ProduceAck {
+            base_offset: 0,
+            log_start_offset: 0
+        }))
+    );
+    assert_eq!(partition.high_watermark(), 3);
+}
+
+#[test]
+fn a_batch_refused_after_another_was_appended_still_publishes_the_first() {
+    let (_dir, mut machine, shared) = with_topic();
+    let mut first = build_batch(2, 0, 10);
+    set_producer(&mut first, 7, 0, 0);
+    // Sequence 5 after 0..=1: a gap, refused.
+    let mut gap = build_batch(1, 0, 10);
+    set_producer(&mut gap, 7, 0, 5);
+    let outcome = produce(&mut machine, 1, &[first, gap].concat());
+    assert_eq!(outcome, Applied::Produce(Err(ResponseError::OutOfOrderSequenceNumber)));
+    let partition = shared.partition(1).unwrap();
+    assert_eq!(partition.log().next_offset(), 2);
+    assert_eq!(partition.high_watermark(), 2, "what was appended is readable");
+}
+
+#[test]
+fn replayed_entries_are_recognised_by_index() {
+    let (_dir, mut machine, _shared) = with_topic();
+    assert!(matches!(
+        produce(&mut machine, 4, &build_batch(1, 0, 1)),
+        Applied::Produce(Ok(_))
+    ));
+    assert_eq!(produce(&mut machine, 4, &build_batch(1, 0, 1)), Applied::Replayed);
+    assert_eq!(produce(&mut machine, 2, &build_batch(1, 0, 1)), Applied::Replayed);
+}
+
+#[test]
+fn a_snapshot_manifest_survives_the_deletion_of_its_segments() {
+    let (_dir, mut machine, shared) = with_topic();
+    let partition = shared.partition(1).unwrap();
+    let small_segments = chronik_log::LogConfig {
+        segment_bytes: 200,
+        ..partition.log().config().clone()
+    };
+    partition.log_mut().set_config(small_segments);
+    for index in 1..=10 {
+        assert!(matches!(
+            produce(&mut machine, index, &build_batch(1, 0, 100)),
+            Applied::Produce(Ok(_))
+        ));
+    }
+    let (applied, manifest) = machine.snapshot(1).expect("a snapshot");
+    assert_eq!(applied, 10);
+    assert!(manifest.files.len() > 2, "several segments: {:?}", manifest.files);
+    let entry = PartitionCommand::DeleteRecords { offset: 9 }.encode();
+    assert_eq!(
+        machine.apply(1, 11, &entry, &mut Vec::new()),
+        Applied::DeleteRecords(Ok(9))
+    );
+    for file in &manifest.files {
+        let len = std::fs::metadata(&file.path).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            len >= file.len,
+            "{} is still readable to its length",
+            file.path.display()
+        );
+    }
+}
+
+#[test]
+fn an_interrupted_restore_leaves_one_whole_partition_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("t-0.g1");
+    let replaced = dir.with_extension("replaced");
+
+    // Crash between the two moves: the old directory goes back.
+    std::fs::create_dir(&replaced).unwrap();
+    std::fs::write(replaced.join("old"), b"old").unwrap();
+    recover_interrupted_restore(&dir).unwrap();
+    assert!(dir.join("old").exists() && !replaced.exists());
+
+    // Crash before the old directory was deleted: the new one stays.
+    std::fs::rename(&dir, &replaced).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("new"), b"new").unwrap();
+    recover_interrupted_restore(&dir).unwrap();
+    assert!(dir.join("new").exists() && !replaced.exists());
+}
