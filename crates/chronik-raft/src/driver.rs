@@ -40,9 +40,6 @@ const SLOW_ITERATION: Duration = Duration::from_millis(300);
 const MAX_INFLIGHT_APPENDS: usize = 48;
 /// Read-index requests a leader never confirmed are failed after this long.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Ticks owed after a stall (a long fsync) are caught up to this many at
-/// once; a longer stall is forgotten rather than replayed as a burst.
-const MAX_TICKS_AT_ONCE: u32 = 20;
 
 struct PendingProposal<O> {
     index: u64,
@@ -256,7 +253,6 @@ impl<S: StateMachine> Driver<S> {
                     },
                     _ = ticker.tick() => {}
                 }
-                self.tick_due(Instant::now());
                 // Take whatever else is queued so it shares this iteration's fsync.
                 for _ in 0..self.config.proposal_queue_depth {
                     match controls.try_recv() {
@@ -264,6 +260,9 @@ impl<S: StateMachine> Driver<S> {
                         Err(_) => break,
                     }
                 }
+                // After the messages that queued meanwhile, so a stall does not
+                // look like silence from the peers.
+                self.tick_due(Instant::now());
                 let mut proposed = 0;
                 for _ in 0..self.config.proposal_queue_depth {
                     if stop || proposed >= MAX_PROPOSED_BYTES {
@@ -397,12 +396,16 @@ impl<S: StateMachine> Driver<S> {
         });
     }
 
-    /// Ticks once for every tick interval elapsed since the last tick.
+    /// Ticks once for every tick interval elapsed since the last tick, up to
+    /// half an election timeout at once: after a stall (a long fsync) the
+    /// node has not been silent, only slow, and a burst of ticks would start
+    /// an election that nothing else called for.
     fn tick_due(&mut self, now: Instant) {
         let interval = self.config.tick_interval;
+        let most = (self.config.election_ticks / 2).max(1);
         let mut ticked = 0;
         while now.duration_since(self.last_tick) >= interval {
-            if ticked == MAX_TICKS_AT_ONCE {
+            if ticked == most {
                 self.last_tick = now;
                 break;
             }
@@ -538,9 +541,10 @@ impl<S: StateMachine> Driver<S> {
             if let Some(soft) = ready.ss() {
                 group.status.leader = known_leader(soft.leader_id);
                 group.status.term = group.node.raft.term;
+                // A new leader, or none: readiness is earned again.
+                group.status.leader_ready = false;
                 if soft.raft_state != StateRole::Leader {
                     group.status.isr.clear();
-                    group.status.leader_ready = false;
                     stepped_down = true;
                 }
                 self.status.set(id, group.status.clone());
@@ -611,17 +615,20 @@ impl<S: StateMachine> Driver<S> {
         }
     }
 
-    /// Publishes whether this node may serve reads as the group's leader
-    /// (see `GroupStatus::leader_ready`). Until then a new leader's log may
-    /// end below the high watermark its predecessor showed.
+    /// Publishes that this node, newly leader, may serve reads (see
+    /// `GroupStatus::leader_ready`): before, its applied state may end below
+    /// what its predecessor showed. Once it has applied up to a commit index
+    /// of its own term it holds all that, and stays ready for the term, even
+    /// while later commits wait to be applied (its reads show applied state
+    /// only). Leaving the leadership clears it.
     fn publish_readiness(&mut self, id: GroupId) {
         let Some(group) = self.groups.get_mut(&id) else { return };
         let raft = &group.node.raft;
-        let ready = raft.state == StateRole::Leader
-            && raft.commit_to_current_term()
-            && raft.raft_log.applied >= raft.raft_log.committed;
-        if ready != group.status.leader_ready {
-            group.status.leader_ready = ready;
+        if group.status.leader_ready || raft.state != StateRole::Leader {
+            return;
+        }
+        if raft.commit_to_current_term() && raft.raft_log.applied >= raft.raft_log.committed {
+            group.status.leader_ready = true;
             self.status.set(id, group.status.clone());
         }
     }

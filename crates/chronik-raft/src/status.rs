@@ -15,9 +15,9 @@ pub struct GroupStatus {
     pub term: u64,
     /// The in-sync replicas, known while this node leads; empty otherwise.
     pub isr: Vec<NodeId>,
-    /// This node leads, has committed an entry of its own term and has
-    /// applied up to its commit index: its state is at least as new as
-    /// anything an earlier leader showed, so it may serve reads.
+    /// This node leads, and since it became leader it has committed an entry
+    /// of its own term and applied up to that commit: its state is at least
+    /// as new as anything an earlier leader showed, so it may serve reads.
     pub leader_ready: bool,
 }
 

@@ -45,12 +45,25 @@ fn run_server(
     cluster: Option<cli::RaftClusterArgs>,
 ) -> anyhow::Result<u8> {
     let settings = Settings::resolve(args, cluster)?;
+    stop_the_process_on_panic();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level)))
         .with_writer(std::io::stderr)
         .init();
     runtime.block_on(serve(settings))?;
     Ok(0)
+}
+
+/// A panic on any thread ends the process: a broker whose Raft loop or
+/// checkpointer died would keep accepting connections and answer nothing.
+/// Ending is safe: a restart recovers from the disk (fail-stop).
+fn stop_the_process_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("fatal: a thread panicked; stopping the node, a restart recovers from the disk");
+        std::process::exit(70);
+    }));
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
