@@ -8,13 +8,19 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v kcat >/dev/null 2>&1; then
-  echo "== installing kcat"
+apt_packages=()
+command -v kcat >/dev/null 2>&1 || apt_packages+=(kcat)
+# Debian's python3 refuses a system-wide pip install: the clients go into a virtualenv.
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_packages+=(python3 python3-venv)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  echo "== installing ${apt_packages[*]}"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
 fi
-echo "== installing Python test dependencies"
-python3 -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+echo "== installing Python test dependencies into target/venv"
+venv=target/venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -26,7 +32,7 @@ cargo build -j 2 --workspace --bins
 cargo test -j 2 --workspace
 
 echo "== Python client tests"
-CHRONIK_BIN="$PWD/target/debug/chronik-server" python3 -m pytest -q tests/python
+CHRONIK_BIN="$PWD/target/debug/chronik-server" "$venv/bin/python" -m pytest -q tests/python
 
 echo "== benchmark smoke run"
 bench/smoke.sh target/debug

@@ -419,3 +419,99 @@ async fn staged_on_peer(
         _ => HashMap::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grpc::RaftService;
+    use crate::multi_raft::Control;
+    use crate::snapshot::{SnapshotFile, staging_dir};
+    use crate::transport::Mailbox;
+    use raft::eraftpb::MessageType;
+
+    /// A snapshot transfer that broke part way resumes where it stopped:
+    /// what the first attempt staged is kept, not sent again.
+    #[tokio::test]
+    async fn a_broken_snapshot_transfer_resumes_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let source: Vec<u8> = (0..3 * CHUNK_BYTES as u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("a.log"), &source).unwrap();
+        std::fs::write(dir.path().join("b.log"), b"").unwrap();
+        let manifest = SnapshotManifest {
+            files: ["a.log", "b.log"]
+                .into_iter()
+                .map(|name| SnapshotFile {
+                    name: name.to_string(),
+                    path: dir.path().join(name),
+                    len: std::fs::metadata(dir.path().join(name)).unwrap().len(),
+                })
+                .collect(),
+            state: b"state".to_vec(),
+        };
+        let mut message = Message::default();
+        message.set_msg_type(MessageType::MsgSnapshot);
+        message.from = 1;
+        message.to = 2;
+        message.mut_snapshot().data = manifest.encode().into();
+        message.mut_snapshot().mut_metadata().index = 7;
+
+        // Node 2's Raft service, feeding a mailbox the test reads.
+        let (inbound, mut delivered) = mpsc::channel(16);
+        let mailbox = Mailbox {
+            inbound,
+            queued_bytes: Default::default(),
+        };
+        let staging = dir.path().join("staging");
+        let service = RaftService::new(2, ClusterId::default(), mailbox, staging.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service.into_server())
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+
+        // A first attempt sends one chunk of marker bytes, then stops.
+        let header = SnapshotChunk {
+            from: 1,
+            to: 2,
+            group: 5,
+            message: message.write_to_bytes().unwrap().into(),
+            ..Default::default()
+        };
+        let marker = SnapshotChunk {
+            file: "a.log".into(),
+            offset: 0,
+            data: vec![0xAB; CHUNK_BYTES].into(),
+            ..Default::default()
+        };
+        let mut client = connect_stream(&addr).await.unwrap();
+        let refused = client
+            .install_snapshot(tokio_stream::iter([header, marker]))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::DataLoss, "{refused}");
+
+        // The retry learns what is staged and sends only the rest.
+        let peers = PeerAddresses::default();
+        peers.set(2, addr);
+        let shared = Shared {
+            node_id: 1,
+            cluster_id: ClusterId::default(),
+            peers,
+        };
+        send_snapshot(&shared, 2, 5, message).await.unwrap();
+        let staged = std::fs::read(staging_dir(&staging, 5, 7).join("a.log")).unwrap();
+        assert_eq!(staged.len(), source.len());
+        assert!(staged[..CHUNK_BYTES].iter().all(|b| *b == 0xAB), "the staged part was not sent again");
+        assert_eq!(staged[CHUNK_BYTES..], source[CHUNK_BYTES..]);
+        assert!(staging_dir(&staging, 5, 7).join("b.log").exists());
+        match delivered.recv().await {
+            Some(Control::Messages { from: 1, messages, .. }) => {
+                assert_eq!(messages[0].0, 5);
+                assert_eq!(messages[0].1.get_msg_type(), MessageType::MsgSnapshot);
+            }
+            _ => panic!("the snapshot message reached the loop"),
+        }
+    }
+}

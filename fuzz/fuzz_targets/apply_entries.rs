@@ -1,0 +1,153 @@
+//! Feeds arbitrary committed entries to the broker's state machine, the way
+//! the Raft loop applies them: produce entries holding valid, corrupted or
+//! garbage batches from idempotent and plain producers, DeleteRecords,
+//! metadata commands, undecodable bytes, checkpoints, snapshots and
+//! restarts. Apply must never panic, and what it reports must match the log.
+#![no_main]
+
+use std::sync::Arc;
+
+use arbitrary::Arbitrary;
+use chronik_broker::command::PartitionCommand;
+use chronik_broker::metadata::{MetadataCommand, NodeInfo};
+use chronik_broker::replicated::{Applied, BrokerStateMachine, SharedState};
+use chronik_log::testing::{build_batch, set_producer};
+use chronik_raft::{METADATA_GROUP, StateMachine};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Debug, Arbitrary)]
+struct Batch {
+    records: u8,
+    payload: u8,
+    /// Producer id, epoch and base sequence of an idempotent producer.
+    producer: Option<(u8, i16, i32)>,
+    /// A byte to overwrite: (position, value).
+    corrupt: Option<(u16, u8)>,
+}
+
+#[derive(Debug, Arbitrary)]
+enum Step {
+    Produce { group: u8, batches: Vec<Batch> },
+    DeleteRecords { group: u8, offset: i64 },
+    PartitionBytes { group: u8, bytes: Vec<u8> },
+    MetadataBytes(Vec<u8>),
+    CreateTopic { name: u8, partitions: i8 },
+    DeleteTopic { name: u8 },
+    Checkpoint,
+    Snapshot { group: u8 },
+    Restart,
+}
+
+fn batch(spec: &Batch) -> Vec<u8> {
+    let mut batch = build_batch(u32::from(spec.records % 8), 1_700_000_000_000, usize::from(spec.payload % 64));
+    if let Some((id, epoch, sequence)) = spec.producer {
+        set_producer(&mut batch, i64::from(id % 4), epoch, sequence);
+    }
+    if let Some((position, value)) = spec.corrupt {
+        let len = batch.len();
+        batch[usize::from(position) % len] = value;
+    }
+    batch
+}
+
+struct Node {
+    dir: tempfile::TempDir,
+    machine: BrokerStateMachine,
+    shared: Arc<SharedState>,
+}
+
+impl Node {
+    fn open(dir: tempfile::TempDir) -> Node {
+        let shared = Arc::new(SharedState::default());
+        let mut machine = BrokerStateMachine::open(dir.path(), 1, shared.clone()).expect("open");
+        let groups: Vec<u64> = shared.metadata().groups_of_node(1).into_iter().map(|(g, _)| g).collect();
+        for group in groups {
+            machine.open_group(group);
+        }
+        Node { dir, machine, shared }
+    }
+}
+
+fn metadata(node: &mut Node, index: u64, command: &MetadataCommand) {
+    let mut effects = Vec::new();
+    node.machine
+        .apply(METADATA_GROUP, index, &serde_json::to_vec(command).unwrap(), &mut effects);
+    for effect in effects {
+        if let chronik_raft::Effect::CreateGroup { group, .. } = effect {
+            node.machine.open_group(group);
+        }
+    }
+}
+
+fuzz_target!(|steps: Vec<Step>| {
+    let mut node = Node::open(tempfile::tempdir().unwrap());
+    let mut index = 0u64;
+    let mut next = || {
+        index += 1;
+        index
+    };
+    let init = MetadataCommand::InitCluster {
+        cluster_id: "fuzz".into(),
+        nodes: [(1, NodeInfo { raft_addr: String::new() })].into(),
+    };
+    metadata(&mut node, next(), &init);
+    let mut partition_index = 0u64;
+    for step in steps.iter().take(64) {
+        match step {
+            Step::Produce { group, batches } => {
+                let group = u64::from(group % 4);
+                let data: Vec<u8> = batches.iter().take(4).flat_map(batch).collect();
+                let entry = PartitionCommand::Produce { batches: &data }.encode();
+                partition_index += 1;
+                let outcome = node.machine.apply(group.max(1), partition_index, &entry, &mut Vec::new());
+                if let (Applied::Produce(Ok(ack)), Some(partition)) = (&outcome, node.shared.partition(group.max(1))) {
+                    let log = partition.log();
+                    assert!(ack.base_offset < log.next_offset(), "acknowledged past the log end");
+                    assert_eq!(partition.high_watermark(), log.next_offset());
+                }
+            }
+            Step::DeleteRecords { group, offset } => {
+                partition_index += 1;
+                let entry = PartitionCommand::DeleteRecords { offset: *offset }.encode();
+                node.machine
+                    .apply(u64::from(group % 4).max(1), partition_index, &entry, &mut Vec::new());
+            }
+            Step::PartitionBytes { group, bytes } => {
+                partition_index += 1;
+                node.machine
+                    .apply(u64::from(group % 4).max(1), partition_index, bytes, &mut Vec::new());
+            }
+            Step::MetadataBytes(bytes) => {
+                let index = next();
+                node.machine.apply(METADATA_GROUP, index, bytes, &mut Vec::new());
+            }
+            Step::CreateTopic { name, partitions } => {
+                let command = MetadataCommand::CreateTopic {
+                    name: format!("t{}", name % 3),
+                    id: uuid::Uuid::from_u128(u128::from(*name)),
+                    partitions: i32::from(*partitions % 4),
+                    replication_factor: -1,
+                    configs: Default::default(),
+                };
+                metadata(&mut node, next(), &command);
+            }
+            Step::DeleteTopic { name } => {
+                let command = MetadataCommand::DeleteTopic {
+                    name: format!("t{}", name % 3),
+                };
+                metadata(&mut node, next(), &command);
+            }
+            Step::Checkpoint => {
+                node.machine.checkpoint();
+            }
+            Step::Snapshot { group } => {
+                node.machine.snapshot(u64::from(group % 4));
+            }
+            Step::Restart => {
+                let Node { dir, machine, .. } = node;
+                drop(machine);
+                node = Node::open(dir);
+            }
+        }
+    }
+});
