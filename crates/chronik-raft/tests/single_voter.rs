@@ -60,6 +60,16 @@ impl StateMachine for Recorder {
     }
 }
 
+/// Starts a single-voter loop on `dir` that applies into `recorder`.
+fn start(dir: &std::path::Path, recorder: &Recorder) -> Result<MultiRaft<u64>, StartError> {
+    MultiRaft::start(
+        &dir.join("raft"),
+        MultiRaftConfig::new(1, dir.join("snapshots")),
+        recorder.clone(),
+        Arc::new(NoPeers),
+    )
+}
+
 async fn wait_for_leader(raft: &MultiRaft<u64>, group: GroupId) {
     for _ in 0..1000 {
         if raft.status().get(group).and_then(|s| s.leader).is_some() {
@@ -74,13 +84,7 @@ async fn wait_for_leader(raft: &MultiRaft<u64>, group: GroupId) {
 async fn pipelined_proposals_apply_in_order_and_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::default();
-    let raft = MultiRaft::start(
-        &dir.path().join("raft"),
-        MultiRaftConfig::new(1, dir.path().join("snapshots")),
-        recorder.clone(),
-        Arc::new(NoPeers),
-    )
-    .unwrap();
+    let raft = start(dir.path(), &recorder).unwrap();
     wait_for_leader(&raft, METADATA_GROUP).await;
 
     assert_eq!(raft.propose(7, b"x".to_vec()).await, Err(ProposeError::UnknownGroup(7)));
@@ -111,13 +115,7 @@ async fn pipelined_proposals_apply_in_order_and_survive_restart() {
     // After a clean shutdown everything is durable: nothing is applied twice.
     let durable_7 = recorder.durable.lock().unwrap()[&7];
     recorder.applied.lock().unwrap().clear();
-    let raft = MultiRaft::start(
-        &dir.path().join("raft"),
-        MultiRaftConfig::new(1, dir.path().join("snapshots")),
-        recorder.clone(),
-        Arc::new(NoPeers),
-    )
-    .unwrap();
+    let raft = start(dir.path(), &recorder).unwrap();
     wait_for_leader(&raft, 7).await;
     let index = raft.propose(7, b"after".to_vec()).await.unwrap();
     assert!(index > durable_7);
@@ -127,12 +125,7 @@ async fn pipelined_proposals_apply_in_order_and_survive_restart() {
 
     // State older than the compacted log cannot be rebuilt: refuse to start.
     recorder.durable.lock().unwrap().insert(7, 1);
-    let refused = MultiRaft::start(
-        &dir.path().join("raft"),
-        MultiRaftConfig::new(1, dir.path().join("snapshots")),
-        recorder.clone(),
-        Arc::new(NoPeers),
-    );
+    let refused = start(dir.path(), &recorder);
     assert!(matches!(refused, Err(StartError::StateBehindLog { group: 7, .. })));
 }
 
@@ -144,13 +137,7 @@ async fn start_creates_assigned_groups_that_have_no_log() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::default();
     recorder.assigned.lock().unwrap().insert(9, vec![1]);
-    let raft = MultiRaft::start(
-        &dir.path().join("raft"),
-        MultiRaftConfig::new(1, dir.path().join("snapshots")),
-        recorder.clone(),
-        Arc::new(NoPeers),
-    )
-    .unwrap();
+    let raft = start(dir.path(), &recorder).unwrap();
     wait_for_leader(&raft, 9).await;
     for _ in 0..1000 {
         if raft.status().get(9).is_some_and(|s| s.leader_ready) {

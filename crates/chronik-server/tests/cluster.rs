@@ -5,11 +5,10 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::cluster::Cluster;
+use common::cluster::{Cluster, serial};
 use common::delivery::{new_producer, send};
 use common::raw::Connection;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -20,13 +19,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::Producer;
 use rdkafka::{ClientConfig, Offset};
-
-/// The tests share two cores: one cluster at a time.
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn consumer(bootstrap: &str) -> BaseConsumer {
     ClientConfig::new()

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::cluster::Cluster;
+use common::cluster::{Cluster, serial};
 use common::delivery::{new_producer, send};
 use common::raw::Connection;
 use kafka_protocol::ResponseError;
@@ -22,13 +22,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-
-/// The tests share two cores: one cluster at a time.
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Reads `topic`/0 from its end, as a consumer that only wants new records
 /// (`auto.offset.reset=latest`), collecting keys until told to stop.

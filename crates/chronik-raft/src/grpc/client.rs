@@ -503,7 +503,10 @@ mod tests {
         send_snapshot(&shared, 2, 5, message).await.unwrap();
         let staged = std::fs::read(staging_dir(&staging, 5, 7).join("a.log")).unwrap();
         assert_eq!(staged.len(), source.len());
-        assert!(staged[..CHUNK_BYTES].iter().all(|b| *b == 0xAB), "the staged part was not sent again");
+        assert!(
+            staged[..CHUNK_BYTES].iter().all(|b| *b == 0xAB),
+            "the staged part was not sent again"
+        );
         assert_eq!(staged[CHUNK_BYTES..], source[CHUNK_BYTES..]);
         assert!(staging_dir(&staging, 5, 7).join("b.log").exists());
         match delivered.recv().await {

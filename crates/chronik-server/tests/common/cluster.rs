@@ -11,6 +11,13 @@ use serde_json::Value;
 use super::Broker;
 use super::proxy::Proxy;
 
+/// The tests share two cores: one cluster at a time in a test binary.
+static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub struct Cluster {
     /// Node `id` is `nodes[id - 1]`.
     pub nodes: Vec<Broker>,
