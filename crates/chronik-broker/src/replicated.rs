@@ -119,6 +119,7 @@ impl BrokerStateMachine {
             std::fs::remove_dir_all(&snapshot_links_dir)?;
         }
         *shared.metadata_mut() = MetadataState::load(&metadata_path)?;
+        remove_unassigned_partitions(&partitions_dir, &shared.metadata(), node_id)?;
         Ok(BrokerStateMachine {
             node_id,
             checkpointer: Checkpointer::start()?,
@@ -592,6 +593,26 @@ impl StateMachine for BrokerStateMachine {
         self.shared.partitions_mut().insert(group, Arc::new(partition));
         Ok(())
     }
+}
+
+/// Deletes the directories of partitions the metadata no longer gives this
+/// node: a crash can come between applying a topic's deletion (or a move of
+/// its replicas) and deleting them.
+fn remove_unassigned_partitions(dir: &std::path::Path, metadata: &MetadataState, node: NodeId) -> std::io::Result<()> {
+    let assigned: std::collections::HashSet<GroupId> =
+        metadata.groups_of_node(node).into_iter().map(|(group, _)| group).collect();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let group = name.rsplit_once(".g").and_then(|(_, group)| group.parse::<GroupId>().ok());
+        if let Some(group) = group
+            && !assigned.contains(&group)
+        {
+            tracing::info!(dir = %entry.path().display(), "deleting a partition this node no longer holds");
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Finishes or undoes a snapshot restore that a crash interrupted. The

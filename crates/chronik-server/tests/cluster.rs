@@ -464,7 +464,7 @@ fn bad_cluster_settings_and_commands_say_what_is_wrong() {
         args.extend_from_slice(problem);
         args
     };
-    let cases: [(Vec<&str>, &str); 5] = [
+    let cases: [(Vec<&str>, &str); 6] = [
         (node(&["--peers", "2localhost:5002"]), "is not ID@HOST:PORT"),
         (node(&["--bootstrap"]), "needs --peers"),
         (
@@ -476,6 +476,10 @@ fn bad_cluster_settings_and_commands_say_what_is_wrong() {
             "cannot reach the node at 127.0.0.1:1",
         ),
         (vec!["cluster", "add-node", "--node-id", "4"], "not available yet"),
+        (
+            vec!["--data-dir", data, "--kafka-port", "0", "--queued-max-request-bytes", "1000"],
+            "must be at least --max-request-bytes",
+        ),
     ];
     for (args, expected) in cases {
         let (code, stderr) = run_server(&args);

@@ -159,3 +159,22 @@ fn an_interrupted_restore_leaves_one_whole_partition_directory() {
     recover_interrupted_restore(&dir).unwrap();
     assert!(dir.join("new").exists() && !replaced.exists());
 }
+
+#[test]
+fn partitions_no_longer_assigned_are_deleted_at_open() {
+    let (dir, mut machine, _shared) = with_topic();
+    let kept = std::fs::read_dir(dir.path().join("partitions")).unwrap().count();
+    assert_eq!(kept, 1);
+    let orphan = dir.path().join("partitions/gone-0.g42");
+    std::fs::create_dir(&orphan).unwrap();
+    let delete = MetadataCommand::DeleteTopic { name: "t".into() };
+    // Applied and saved, but the process dies before the directory goes.
+    let shared = Arc::new(SharedState::default());
+    let mut saved = machine.shared.metadata().clone();
+    saved.apply(3, delete, &mut Vec::new()).unwrap();
+    saved.save(&dir.path().join("metadata.json")).unwrap();
+    drop(machine);
+    machine = BrokerStateMachine::open(dir.path(), 1, shared).unwrap();
+    assert_eq!(machine.open_group(1), None, "the deleted topic's group is not opened");
+    assert_eq!(std::fs::read_dir(dir.path().join("partitions")).unwrap().count(), 0);
+}
