@@ -599,12 +599,17 @@ impl StateMachine for BrokerStateMachine {
 /// node: a crash can come between applying a topic's deletion (or a move of
 /// its replicas) and deleting them.
 fn remove_unassigned_partitions(dir: &std::path::Path, metadata: &MetadataState, node: NodeId) -> std::io::Result<()> {
-    let assigned: std::collections::HashSet<GroupId> =
-        metadata.groups_of_node(node).into_iter().map(|(group, _)| group).collect();
+    let assigned: std::collections::HashSet<GroupId> = metadata
+        .groups_of_node(node)
+        .into_iter()
+        .map(|(group, _)| group)
+        .collect();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let group = name.rsplit_once(".g").and_then(|(_, group)| group.parse::<GroupId>().ok());
+        let group = name
+            .rsplit_once(".g")
+            .and_then(|(_, group)| group.parse::<GroupId>().ok());
         if let Some(group) = group
             && !assigned.contains(&group)
         {

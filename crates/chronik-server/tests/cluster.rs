@@ -477,7 +477,14 @@ fn bad_cluster_settings_and_commands_say_what_is_wrong() {
         ),
         (vec!["cluster", "add-node", "--node-id", "4"], "not available yet"),
         (
-            vec!["--data-dir", data, "--kafka-port", "0", "--queued-max-request-bytes", "1000"],
+            vec![
+                "--data-dir",
+                data,
+                "--kafka-port",
+                "0",
+                "--queued-max-request-bytes",
+                "1000",
+            ],
             "must be at least --max-request-bytes",
         ),
     ];
