@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
-use chronik_log::{LogError, split_batches};
+use chronik_log::LogError;
 use chronik_raft::{Effect, GroupId, METADATA_GROUP, NodeId, SnapshotFile, SnapshotManifest, StateMachine, fail_stop};
 use kafka_protocol::ResponseError;
 
@@ -336,15 +336,22 @@ fn append(
     batches: &[u8],
     mut on_stored: impl FnMut(&[u8]),
 ) -> Result<ProduceAck, ResponseError> {
-    let ranges = split_batches(batches).map_err(|_| ResponseError::CorruptMessage)?;
+    let ranges = chronik_log::frame_batches(batches).map_err(|_| ResponseError::CorruptMessage)?;
     if ranges.is_empty() {
         return Err(ResponseError::CorruptMessage);
     }
     let headers = ranges
         .iter()
-        .map(|range| chronik_log::check_appendable(&batches[range.clone()]))
+        .map(|range| chronik_log::parse_header(&batches[range.clone()]))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| ResponseError::InvalidRecord)?;
+        .map_err(|_| ResponseError::CorruptMessage)?;
+    if ranges.len() > 1 {
+        // Several batches (the edge sends one): all are checked before any is
+        // appended. A single batch is checked by the append itself.
+        for range in &ranges {
+            chronik_log::check_appendable(&batches[range.clone()]).map_err(|e| batch_error(&e))?;
+        }
+    }
     let mut log = partition.log_mut();
     let mut first = None;
     let mut outcome = Ok(());
@@ -375,9 +382,13 @@ fn append(
             Ok(_) => {}
             Err(e) if e.is_io() => fail_stop(&format!("cannot append to {}-{}", partition.topic, partition.index), &e),
             Err(e) => {
-                // Deterministic (an offset overflow): the same on every replica.
+                // Deterministic (a malformed batch, an offset overflow): the
+                // same on every replica.
                 tracing::warn!(topic = %partition.topic, partition = partition.index, "batch refused: {e}");
-                outcome = Err(ResponseError::InvalidRecord);
+                outcome = Err(match e {
+                    LogError::Batch(e) => batch_error(&e),
+                    _ => ResponseError::InvalidRecord,
+                });
                 break;
             }
         }
@@ -393,6 +404,18 @@ fn append(
         base_offset,
         log_start_offset: log.log_start_offset(),
     })
+}
+
+/// The Kafka error for a batch the log refuses: a damaged one is corrupt,
+/// a well-formed one that claims no offsets is an invalid record.
+pub(crate) fn batch_error(error: &chronik_log::BatchError) -> ResponseError {
+    use chronik_log::BatchError;
+    match error {
+        BatchError::NoRecords | BatchError::BadRecordCount(_) | BatchError::BadOffsetDelta { .. } => {
+            ResponseError::InvalidRecord
+        }
+        _ => ResponseError::CorruptMessage,
+    }
 }
 
 /// Rebuilds the offsets view from a `__consumer_offsets` partition's log.

@@ -221,6 +221,17 @@ pub fn check_appendable(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 /// Splits concatenated batches into the byte range of each one, validating
 /// every batch. A trailing partial batch is an error.
 pub fn split_batches(buf: &[u8]) -> Result<Vec<Range<usize>>, BatchError> {
+    let ranges = frame_batches(buf)?;
+    for range in &ranges {
+        validate_batch(&buf[range.clone()])?;
+    }
+    Ok(ranges)
+}
+
+/// Splits concatenated batches by their length fields alone (no CRC), for
+/// callers that validate each batch themselves. A trailing partial batch is
+/// an error.
+pub fn frame_batches(buf: &[u8]) -> Result<Vec<Range<usize>>, BatchError> {
     let mut ranges = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
@@ -229,7 +240,6 @@ pub fn split_batches(buf: &[u8]) -> Result<Vec<Range<usize>>, BatchError> {
         if total > rest.len() {
             return Err(BatchError::Truncated);
         }
-        validate_batch(&rest[..total])?;
         ranges.push(pos..pos + total);
         pos += total;
     }
@@ -346,6 +356,14 @@ mod tests {
         let ranges = split_batches(&buf).unwrap();
         assert_eq!(ranges, vec![0..a.len(), a.len()..a.len() + b.len()]);
         assert_eq!(split_batches(&[]).unwrap(), vec![]);
+
+        // Framing reads the lengths only: a CRC mismatch passes, a cut does not.
+        let mut damaged = buf.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        assert_eq!(frame_batches(&damaged).unwrap(), ranges);
+        assert!(split_batches(&damaged).is_err());
+        assert_eq!(frame_batches(&buf[..buf.len() - 1]), Err(BatchError::Truncated));
     }
 
     #[test]

@@ -24,8 +24,8 @@ mod segment;
 pub mod testing;
 
 pub use batch::{
-    BATCH_HEADER_LEN, BatchError, BatchHeader, check_appendable, parse_header, set_base_offset, split_batches,
-    validate_batch,
+    BATCH_HEADER_LEN, BatchError, BatchHeader, check_appendable, frame_batches, parse_header, set_base_offset,
+    split_batches, validate_batch,
 };
 pub use error::LogError;
 pub use log::{AppendInfo, LogConfig, PartitionLog};

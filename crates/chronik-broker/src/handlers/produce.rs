@@ -18,7 +18,7 @@ use super::topic_name;
 use crate::broker::propose_error_code;
 use crate::command::PartitionCommand;
 use crate::dispatch::{Deferred, encode};
-use crate::replicated::Applied;
+use crate::replicated::{Applied, batch_error};
 use crate::{Broker, consumer_offsets, topic_config};
 
 type Outcome = oneshot::Receiver<Result<Applied, ProposeError>>;
@@ -116,14 +116,15 @@ async fn propose(
 /// intact, it must hold records, and it must fit the topic's
 /// max.message.bytes.
 pub fn validate(records: &[u8], max_message_bytes: usize) -> Result<(), ResponseError> {
-    let ranges = chronik_log::split_batches(records).map_err(|_| ResponseError::CorruptMessage)?;
-    let [range] = ranges.as_slice() else {
+    // Framing first, from the length fields alone; then one CRC pass.
+    let ranges = chronik_log::frame_batches(records).map_err(|_| ResponseError::CorruptMessage)?;
+    if ranges.len() != 1 {
         return Err(ResponseError::InvalidRecord);
-    };
-    if range.len() > max_message_bytes {
+    }
+    if records.len() > max_message_bytes {
         return Err(ResponseError::MessageTooLarge);
     }
-    let header = chronik_log::check_appendable(&records[range.clone()]).map_err(|_| ResponseError::InvalidRecord)?;
+    let header = chronik_log::check_appendable(records).map_err(|e| batch_error(&e))?;
     // Transactions are not implemented; control and transactional batches are refused.
     if header.is_control() || header.is_transactional() {
         return Err(ResponseError::InvalidRecord);
