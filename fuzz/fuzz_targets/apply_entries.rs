@@ -50,10 +50,12 @@ fn batch(spec: &Batch) -> Vec<u8> {
     batch
 }
 
+/// Fields drop in order: the state machine (which finishes its checkpoints)
+/// before the directory.
 struct Node {
-    dir: tempfile::TempDir,
     machine: BrokerStateMachine,
     shared: Arc<SharedState>,
+    dir: tempfile::TempDir,
 }
 
 impl Node {
@@ -64,7 +66,7 @@ impl Node {
         for group in groups {
             machine.open_group(group);
         }
-        Node { dir, machine, shared }
+        Node { machine, shared, dir }
     }
 }
 
@@ -92,6 +94,9 @@ fuzz_target!(|steps: Vec<Step>| {
     };
     metadata(&mut node, next(), &init);
     let mut partition_index = 0u64;
+    if std::env::var_os("FUZZ_DEBUG").is_some() {
+        eprintln!("{steps:#?}");
+    }
     for step in steps.iter().take(64) {
         match step {
             Step::Produce { group, batches } => {

@@ -28,8 +28,10 @@ pub struct Job {
 type Done = Arc<Mutex<Vec<(GroupId, Option<u64>)>>>;
 
 pub struct Checkpointer {
-    jobs: mpsc::Sender<Job>,
+    /// `None` once dropping: the thread then finishes its queue and ends.
+    jobs: Option<mpsc::Sender<Job>>,
     done: Done,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Checkpointer {
@@ -37,7 +39,7 @@ impl Checkpointer {
         let (jobs, queue) = mpsc::channel::<Job>();
         let done = Done::default();
         let finished = done.clone();
-        std::thread::Builder::new().name("checkpointer".into()).spawn(move || {
+        let thread = std::thread::Builder::new().name("checkpointer".into()).spawn(move || {
             for job in queue {
                 let outcome = job
                     .file
@@ -59,11 +61,15 @@ impl Checkpointer {
                     .push((job.group, durable));
             }
         })?;
-        Ok(Checkpointer { jobs, done })
+        Ok(Checkpointer {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+        })
     }
 
     pub fn submit(&self, job: Job) {
-        if self.jobs.send(job).is_err() {
+        if self.jobs.as_ref().is_none_or(|jobs| jobs.send(job).is_err()) {
             tracing::error!("the checkpointer thread has stopped");
         }
     }
@@ -71,5 +77,16 @@ impl Checkpointer {
     /// What finished since the last call.
     pub fn finished(&self) -> Vec<(GroupId, Option<u64>)> {
         std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Drop for Checkpointer {
+    /// Lets the thread finish what was submitted, so no checkpoint is
+    /// written after its owner is gone.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
