@@ -124,3 +124,36 @@ pub(crate) fn message_bytes(message: &Message) -> usize {
 }
 
 pub type SharedTransport = Arc<dyn Transport>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append(bytes: usize) -> Vec<(GroupId, Message)> {
+        let mut message = Message::default();
+        message.mut_entries().push(raft::eraftpb::Entry {
+            data: vec![0; bytes].into(),
+            ..Default::default()
+        });
+        vec![(1, message)]
+    }
+
+    #[test]
+    fn the_mailbox_refuses_messages_beyond_its_byte_budget() {
+        let (inbound, mut loop_side) = mpsc::channel(16);
+        let mailbox = Mailbox {
+            inbound,
+            queued_bytes: Arc::default(),
+        };
+        // One batch larger than the budget still goes through an empty mailbox.
+        assert!(mailbox.deliver(2, append(MAX_INBOUND_BYTES + 1)));
+        assert!(!mailbox.deliver(2, append(10)), "over the budget: dropped");
+        let Ok(Control::Messages { bytes, .. }) = loop_side.try_recv() else {
+            panic!("the first batch is queued");
+        };
+        // The loop takes it and gives its bytes back.
+        mailbox.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        assert!(mailbox.deliver(2, append(10)));
+        assert!(loop_side.try_recv().is_ok());
+    }
+}

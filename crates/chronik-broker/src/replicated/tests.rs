@@ -178,3 +178,17 @@ fn partitions_no_longer_assigned_are_deleted_at_open() {
     assert_eq!(machine.open_group(1), None, "the deleted topic's group is not opened");
     assert_eq!(std::fs::read_dir(dir.path().join("partitions")).unwrap().count(), 0);
 }
+
+#[test]
+fn a_snapshot_for_a_partition_deleted_in_the_same_iteration_is_ignored() {
+    let (dir, mut machine, shared) = with_topic();
+    let (_, manifest) = machine.snapshot(1).expect("a snapshot");
+    let delete = MetadataCommand::DeleteTopic { name: "t".into() };
+    let mut effects = Vec::new();
+    machine.apply(METADATA_GROUP, 3, &serde_json::to_vec(&delete).unwrap(), &mut effects);
+    assert_eq!(effects, [Effect::RemoveGroup { group: 1 }]);
+    let staged = dir.path().join("staged");
+    std::fs::create_dir(&staged).unwrap();
+    assert_eq!(machine.restore(1, 5, &manifest, &staged, &mut effects), Ok(()));
+    assert!(shared.partition(1).is_none());
+}
