@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use chronik_raft::grpc::{ClusterId, GrpcTransport, PeerAddresses, REQUEST_TIMEOUT};
 use chronik_raft::{
-    GroupId, GroupReport, METADATA_GROUP, Mailbox, MultiRaft, MultiRaftConfig, NoPeers, NodeId, ProposeError,
-    SharedTransport,
+    DiskSpace, GroupId, GroupReport, METADATA_GROUP, Mailbox, MultiRaft, MultiRaftConfig, NoPeers, NodeId,
+    ProposeError, SharedTransport,
 };
 use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,8 @@ pub struct Broker {
     pub peer_view: PeerView,
     /// Bytes of requests read and not yet answered, over all connections.
     pub request_budget: Arc<tokio::sync::Semaphore>,
+    /// Free space on the data directory's volume.
+    pub disk: Arc<DiskSpace>,
 }
 
 impl Broker {
@@ -72,7 +74,12 @@ impl Broker {
                 peers.set(*id, node.raft_addr.clone());
             }
         }
+        let disk = Arc::new(
+            DiskSpace::new(&config.data_dir, config.min_free_bytes)
+                .map_err(|e| anyhow::anyhow!("cannot measure the free space of {}: {e}", config.data_dir.display()))?,
+        );
         let mut raft_config = MultiRaftConfig::new(config.node_id, config.data_dir.join("raft-snapshots"));
+        raft_config.disk = Some(disk.clone());
         raft_config.in_sync_max_lag = config.isr_max_lag_entries;
         raft_config.log_retain_entries = config.raft_log_retain_entries;
         let transport: SharedTransport = match &config.cluster {
@@ -106,6 +113,7 @@ impl Broker {
             request_budget: Arc::new(tokio::sync::Semaphore::new(
                 config_budget.min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
+            disk,
         }))
     }
 

@@ -25,6 +25,9 @@ pub struct BrokerConfig {
     pub queued_max_request_bytes: usize,
     /// Record bytes one Fetch response carries at most (Kafka's fetch.max.bytes).
     pub fetch_max_bytes: usize,
+    /// Below this much free space on the data directory's volume the node
+    /// refuses writes; `None`: 5% of the volume, at most 256 MiB.
+    pub min_free_bytes: Option<u64>,
     /// How often retention deletes old segments.
     pub retention_check_interval: Duration,
     /// Partitions of `__consumer_offsets`, fixed when it is first created.

@@ -421,9 +421,40 @@ impl<S: StateMachine> Driver<S> {
             group.node.tick();
         }
         if self.ticks.is_multiple_of(ISR_TICKS) {
+            if self.config.disk.as_ref().is_some_and(|disk| disk.check()) {
+                self.hand_off_leadership();
+            }
             self.publish_in_sync_replicas();
             self.reads.retain(|_, read| read.since.elapsed() < READ_TIMEOUT);
             self.early.retain(|_, (since, _)| since.elapsed() < EARLY_MESSAGE_TTL);
+        }
+    }
+
+    /// Out of disk space, this node can take no writes: it asks the most
+    /// caught-up follower of each partition group it leads to take over, so
+    /// the partition keeps taking writes on the replicas that have room.
+    /// (The metadata group's writes are small; it keeps its leader.)
+    fn hand_off_leadership(&mut self) {
+        let own = self.config.node_id;
+        for (id, group) in self.groups.iter_mut() {
+            let raft = &group.node.raft;
+            if *id == METADATA_GROUP || raft.state != StateRole::Leader || raft.lead_transferee.is_some() {
+                continue;
+            }
+            let successor = raft
+                .prs()
+                .iter()
+                .filter(|(node, _)| **node != own)
+                .max_by_key(|(node, progress)| (progress.matched, std::cmp::Reverse(**node)))
+                .map(|(node, _)| *node);
+            if let Some(successor) = successor {
+                tracing::warn!(
+                    group = id,
+                    to = successor,
+                    "low on disk space: handing the leadership over"
+                );
+                group.node.transfer_leader(successor);
+            }
         }
     }
 

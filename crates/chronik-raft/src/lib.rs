@@ -16,6 +16,7 @@
 //! - what "apply" means is the caller's business: it implements
 //!   [`StateMachine`].
 
+mod disk_space;
 mod driver;
 mod fail_stop;
 pub mod grpc;
@@ -28,6 +29,7 @@ mod status;
 mod storage;
 mod transport;
 
+pub use disk_space::{DiskSpace, default_min_free_bytes};
 pub use fail_stop::{IO_ERROR_EXIT_CODE, fail_stop};
 pub use multi_raft::{MultiRaft, MultiRaftConfig, ProposeError, StartError};
 pub use snapshot::{SnapshotFile, SnapshotManifest};

@@ -66,6 +66,7 @@ impl Handle for LogFileHandle {
     }
 
     fn sync(&self) -> Result<()> {
+        injected_fsync_failure()?;
         self.inner.sync()?;
         // Whole pages only: dropping the partly written last page would make
         // the next append read it back from disk first.
@@ -78,6 +79,24 @@ impl Handle for LogFileHandle {
         }
         Ok(())
     }
+}
+
+/// A test hook, in debug builds only: while the file named by
+/// `CHRONIK_FAIL_FSYNC_IF_EXISTS` exists, every fsync of the Raft log fails,
+/// as a failing disk's would.
+#[cfg(debug_assertions)]
+fn injected_fsync_failure() -> Result<()> {
+    match std::env::var_os("CHRONIK_FAIL_FSYNC_IF_EXISTS") {
+        Some(trigger) if Path::new(&trigger).exists() => Err(std::io::Error::other(
+            "fsync failed (injected by CHRONIK_FAIL_FSYNC_IF_EXISTS)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn injected_fsync_failure() -> Result<()> {
+    Ok(())
 }
 
 impl FileSystem for UncachedLogFiles {

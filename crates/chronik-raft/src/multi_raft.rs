@@ -9,6 +9,7 @@ use std::time::Duration;
 use raft::eraftpb::Message;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::disk_space::DiskSpace;
 use crate::driver::Driver;
 use crate::log_files::{LogEngine, UncachedLogFiles};
 use crate::state_machine::StateMachine;
@@ -43,6 +44,8 @@ pub struct MultiRaftConfig {
     /// A leader keeps up to this many applied entries a follower still lacks,
     /// so a short absence is caught up from the log, not a snapshot.
     pub log_retain_entries: u64,
+    /// While it reports low space, replicated entries are refused.
+    pub disk: Option<Arc<DiskSpace>>,
 }
 
 impl MultiRaftConfig {
@@ -60,6 +63,7 @@ impl MultiRaftConfig {
             snapshot_dir,
             in_sync_max_lag: 1000,
             log_retain_entries: 10_000,
+            disk: None,
         }
     }
 }
@@ -114,6 +118,7 @@ pub struct MultiRaft<O> {
     commands: mpsc::Sender<Command<O>>,
     controls: mpsc::Sender<Control>,
     inbound_bytes: Arc<AtomicUsize>,
+    disk: Option<Arc<DiskSpace>>,
     status: StatusBoard,
     thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
@@ -124,6 +129,7 @@ impl<O> Clone for MultiRaft<O> {
             commands: self.commands.clone(),
             controls: self.controls.clone(),
             inbound_bytes: self.inbound_bytes.clone(),
+            disk: self.disk.clone(),
             status: self.status.clone(),
             thread: self.thread.clone(),
         }
@@ -162,6 +168,7 @@ impl<O: Send + 'static> MultiRaft<O> {
         let (controls, control_rx) = mpsc::channel(CONTROL_QUEUE_DEPTH);
         let status = StatusBoard::default();
         let inbound_bytes = Arc::new(AtomicUsize::new(0));
+        let disk = config.disk.clone();
         let mut driver = Driver::new(
             config,
             engine,
@@ -179,6 +186,7 @@ impl<O: Send + 'static> MultiRaft<O> {
             commands,
             controls,
             inbound_bytes,
+            disk,
             status,
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
         })
@@ -211,6 +219,7 @@ impl<O: Send + 'static> MultiRaft<O> {
         Mailbox {
             inbound: self.controls.clone(),
             queued_bytes: self.inbound_bytes.clone(),
+            disk: self.disk.clone(),
         }
     }
 

@@ -4,12 +4,14 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
+
+use crate::disk_space::DiskSpace;
 
 use crate::multi_raft::Control;
 
-use crate::{GroupId, NodeId};
+use crate::{GroupId, METADATA_GROUP, NodeId};
 
 /// Carries Raft messages to other nodes. Both calls are made from the loop
 /// thread and must not block: queue the work and return.
@@ -82,13 +84,21 @@ pub struct Mailbox {
     pub(crate) inbound: mpsc::Sender<Control>,
     /// Bytes delivered and not yet taken by the loop.
     pub(crate) queued_bytes: Arc<AtomicUsize>,
+    /// While it reports low space, messages carrying entries are refused.
+    pub(crate) disk: Option<Arc<DiskSpace>>,
 }
 
 impl Mailbox {
     /// Delivers messages to the loop. Raft retransmits what is lost, so when
     /// the loop is saturated (by count or by bytes) the batch is dropped
     /// rather than waited on.
-    pub fn deliver(&self, from: NodeId, messages: Vec<(GroupId, Message)>) -> bool {
+    pub fn deliver(&self, from: NodeId, mut messages: Vec<(GroupId, Message)>) -> bool {
+        if !self.takes_data() {
+            // Out of space: this replica stops acknowledging new entries and
+            // the others commit without it. Heartbeats and commit updates
+            // still pass, so it keeps its leader and applies what it holds.
+            messages.retain(|(group, m)| *group == METADATA_GROUP || !carries_data(m));
+        }
         let bytes = messages.iter().map(|(_, m)| message_bytes(m)).sum();
         let queued = self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
         if queued + bytes > MAX_INBOUND_BYTES && queued > 0 {
@@ -105,6 +115,12 @@ impl Mailbox {
         delivered
     }
 
+    /// Whether the node has room to take replicated data (appends,
+    /// snapshots); measured anew at each call.
+    pub fn takes_data(&self) -> bool {
+        self.disk.as_ref().is_none_or(|disk| !disk.check())
+    }
+
     /// A commit index this node, as leader of `group`, has confirmed with a
     /// quorum that it still leads at.
     pub async fn read_index(&self, group: GroupId) -> Result<u64, crate::ProposeError> {
@@ -114,6 +130,15 @@ impl Mailbox {
             .await
             .map_err(|_| crate::ProposeError::Stopped)?;
         index.await.unwrap_or(Err(crate::ProposeError::Stopped))
+    }
+}
+
+/// Whether stepping `message` would write entries or a snapshot.
+fn carries_data(message: &Message) -> bool {
+    match message.get_msg_type() {
+        MessageType::MsgAppend => !message.get_entries().is_empty(),
+        MessageType::MsgSnapshot => true,
+        _ => false,
     }
 }
 
@@ -144,6 +169,7 @@ mod tests {
         let mailbox = Mailbox {
             inbound,
             queued_bytes: Arc::default(),
+            disk: None,
         };
         // One batch larger than the budget still goes through an empty mailbox.
         assert!(mailbox.deliver(2, append(MAX_INBOUND_BYTES + 1)));

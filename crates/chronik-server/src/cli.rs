@@ -86,6 +86,12 @@ pub struct ServerArgs {
     #[arg(long, env = "CHRONIK_FETCH_MAX_BYTES")]
     pub fetch_max_bytes: Option<usize>,
 
+    /// Below this much free space on the data directory's volume, produce requests get
+    /// KAFKA_STORAGE_ERROR and the node stops taking replicated data, until space is freed
+    /// [default: 5% of the volume, at most 268435456].
+    #[arg(long, env = "CHRONIK_MIN_FREE_BYTES")]
+    pub min_free_bytes: Option<u64>,
+
     /// How often retention deletes expired segments, in milliseconds [default: 300000].
     #[arg(long, env = "CHRONIK_RETENTION_CHECK_INTERVAL_MS")]
     pub retention_check_interval_ms: Option<u64>,
@@ -151,6 +157,7 @@ struct FileConfig {
     max_request_bytes: Option<usize>,
     queued_max_request_bytes: Option<usize>,
     fetch_max_bytes: Option<usize>,
+    min_free_bytes: Option<u64>,
     retention_check_interval_ms: Option<u64>,
     offsets_topic_partitions: Option<i32>,
     group_initial_rebalance_delay_ms: Option<i64>,
@@ -191,6 +198,7 @@ pub struct Settings {
     pub max_request_bytes: usize,
     pub queued_max_request_bytes: usize,
     pub fetch_max_bytes: usize,
+    pub min_free_bytes: Option<u64>,
     pub retention_check_interval_ms: u64,
     pub offsets_topic_partitions: i32,
     pub group_initial_rebalance_delay_ms: i64,
@@ -272,6 +280,7 @@ impl Settings {
                 .or(file.queued_max_request_bytes)
                 .unwrap_or(256 << 20),
             fetch_max_bytes: args.fetch_max_bytes.or(file.fetch_max_bytes).unwrap_or(55 << 20),
+            min_free_bytes: args.min_free_bytes.or(file.min_free_bytes),
             retention_check_interval_ms: args
                 .retention_check_interval_ms
                 .or(file.retention_check_interval_ms)
@@ -372,6 +381,7 @@ impl Settings {
             max_request_bytes: self.max_request_bytes,
             queued_max_request_bytes: self.queued_max_request_bytes,
             fetch_max_bytes: self.fetch_max_bytes,
+            min_free_bytes: self.min_free_bytes,
             retention_check_interval: Duration::from_millis(self.retention_check_interval_ms.max(10)),
             offsets_topic_partitions: self.offsets_topic_partitions,
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,

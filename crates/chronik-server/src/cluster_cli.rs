@@ -166,6 +166,10 @@ struct NodeView {
     kafka_addr: Option<String>,
     reachable: bool,
     error: Option<String>,
+    /// Free bytes on its data volume, and whether that is below its
+    /// --min-free-bytes (it then refuses writes); known if reachable.
+    free_bytes: Option<u64>,
+    low_on_disk: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -269,6 +273,8 @@ impl ClusterView {
                 kafka_addr: n.kafka_addr.clone(),
                 reachable: self.reports.contains_key(&n.id),
                 error: self.unreachable.get(&n.id).cloned(),
+                free_bytes: self.reports.get(&n.id).map(|r| r.disk.free_bytes),
+                low_on_disk: self.reports.get(&n.id).map(|r| r.disk.low),
             })
             .collect()
     }
@@ -347,6 +353,13 @@ impl ClusterView {
         if status.metadata_leader.is_none() {
             problems.push("the metadata group has no leader".to_string());
         }
+        for (id, report) in self.reports.iter().filter(|(_, r)| r.disk.low) {
+            problems.push(format!(
+                "node {id} is low on disk space ({} bytes free, below its --min-free-bytes {}) and refuses writes; \
+                 free space by deleting topics or records, or lowering retention",
+                report.disk.free_bytes, report.disk.min_free_bytes
+            ));
+        }
         if !status.offline_partitions.is_empty() {
             problems.push(format!(
                 "{} partition(s) without a leader: {}",
@@ -387,7 +400,11 @@ fn or_dash<T: ToString>(value: Option<T>) -> String {
 fn print_nodes(nodes: &Vec<NodeView>) {
     println!("{:<6} {:<24} {:<24} STATE", "ID", "RAFT ADDRESS", "KAFKA ADDRESS");
     for n in nodes {
-        let state = if n.reachable { "up" } else { "unreachable" };
+        let state = match (n.reachable, n.low_on_disk) {
+            (false, _) => "unreachable",
+            (true, Some(true)) => "up, low on disk: refusing writes",
+            (true, _) => "up",
+        };
         println!(
             "{:<6} {:<24} {:<24} {state}",
             n.id,

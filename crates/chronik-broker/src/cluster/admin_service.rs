@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::proto::cluster_admin_server::{ClusterAdmin, ClusterAdminServer};
 use super::proto::{DescribeRequest, DescribeResponse, ProposeMetadataRequest, ProposeMetadataResponse};
-use super::report::{NodeEntry, NodeReport, PartitionEntry, ReplicaReport, TopicEntry};
+use super::report::{DiskReport, NodeEntry, NodeReport, PartitionEntry, ReplicaReport, TopicEntry};
 use crate::Broker;
 use crate::metadata::MetadataCommand;
 
@@ -142,5 +142,10 @@ async fn node_report(broker: &Arc<Broker>, request: &DescribeRequest) -> NodeRep
         nodes,
         topics,
         replicas,
+        disk: DiskReport {
+            low: broker.disk.check(),
+            free_bytes: broker.disk.free_bytes(),
+            min_free_bytes: broker.disk.min_free_bytes(),
+        },
     }
 }

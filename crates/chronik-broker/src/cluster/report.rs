@@ -15,6 +15,17 @@ pub struct NodeReport {
     pub topics: Vec<TopicEntry>,
     /// The Raft groups this node holds a replica of.
     pub replicas: Vec<ReplicaReport>,
+    /// Free space on the node's data volume.
+    #[serde(default)]
+    pub disk: DiskReport,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskReport {
+    pub free_bytes: u64,
+    pub min_free_bytes: u64,
+    /// Below `min_free_bytes`: the node refuses writes.
+    pub low: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -70,6 +70,12 @@ pub fn coordinator_of(broker: &Broker, group: &str) -> Result<u64, ResponseError
 
 /// Writes records to `group`'s offsets partition and waits until they apply.
 pub async fn persist(broker: &Broker, partition: &Partition, changes: &[Change]) -> Result<(), ResponseError> {
+    // Commits may use half of the space kept free; below that they fail as
+    // Kafka fails them on a storage error, and the client retries.
+    broker.disk.check();
+    if !broker.disk.has_reserved_room() {
+        return Err(ResponseError::NotCoordinator);
+    }
     let batch = consumer_offsets::encode(changes, now_ms());
     let outcome = broker
         .submit(partition.group, PartitionCommand::Produce { batches: &batch }.encode())

@@ -31,6 +31,8 @@ enum Pending {
 
 pub async fn submit(broker: Arc<Broker>, header: RequestHeader, request: ProduceRequest) -> Deferred {
     let acks = request.acks;
+    // One measurement per request: cheap (a statvfs), and current.
+    let disk_full = broker.disk.check();
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
@@ -44,6 +46,8 @@ pub async fn submit(broker: Arc<Broker>, header: RequestHeader, request: Produce
         for partition in topic.partition_data {
             let pending = if !matches!(acks, -1..=1) {
                 Pending::Failed(ResponseError::InvalidRequiredAcks)
+            } else if disk_full {
+                Pending::Failed(ResponseError::KafkaStorageError)
             } else if let Some(error) = topic_error {
                 Pending::Failed(error)
             } else {

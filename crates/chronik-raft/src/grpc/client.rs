@@ -460,6 +460,7 @@ mod tests {
         let mailbox = Mailbox {
             inbound,
             queued_bytes: Default::default(),
+            disk: None,
         };
         let staging = dir.path().join("staging");
         let service = RaftService::new(2, ClusterId::default(), mailbox, staging.clone());

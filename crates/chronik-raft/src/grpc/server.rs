@@ -109,6 +109,11 @@ impl RaftTransport for RaftService {
             .ok_or_else(|| Status::invalid_argument("the snapshot carries no valid manifest"))?;
         let expected: HashMap<String, u64> = manifest.files.iter().map(|f| (f.name.clone(), f.len)).collect();
 
+        if !self.mailbox.takes_data() {
+            return Err(Status::resource_exhausted(
+                "this node is low on disk space and takes no snapshot until space is freed",
+            ));
+        }
         let dir = staging_dir(&self.snapshot_dir, header.group, index);
         let partial = dir.with_extension("partial");
         let _receiving = self.receiving.claim(&partial)?;

@@ -277,32 +277,48 @@ fn request_topic(
     replication: i32,
     configs: &[(&str, &str)],
 ) -> Result<(), String> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .create()
-        .map_err(|e| e.to_string())?;
+    use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
     let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     for (k, v) in configs {
         new_topic = new_topic.set(k, v);
     }
-    // A thread of its own, so async tests can call this too.
-    let results = std::thread::scope(|scope| {
+    let results =
+        with_admin(addr, |admin| admin.create_topics([&new_topic], &AdminOptions::new())).map_err(|e| e.to_string())?;
+    for result in results {
+        result.map_err(|(topic, code)| format!("{topic}: {code}"))?;
+    }
+    Ok(())
+}
+
+/// Deletes a topic through the admin API.
+pub fn delete_topic(addr: &str, topic: &str) {
+    let options = rdkafka::admin::AdminOptions::new();
+    let results = with_admin(addr, |admin| admin.delete_topics(&[topic], &options)).expect("delete_topics");
+    for result in results {
+        result.expect("topic deleted");
+    }
+}
+
+/// Runs one admin request against `addr` on a runtime of its own, in a
+/// thread of its own, so async tests can call it too.
+fn with_admin<T: Send, F: std::future::Future<Output = T>>(
+    addr: &str,
+    request: impl FnOnce(&rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>) -> F + Send,
+) -> T {
+    let admin = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .create()
+        .expect("admin client");
+    std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .unwrap();
-                runtime.block_on(admin.create_topics([&new_topic], &AdminOptions::new()))
+                runtime.block_on(request(&admin))
             })
             .join()
             .unwrap()
     })
-    .map_err(|e| e.to_string())?;
-    for result in results {
-        result.map_err(|(topic, code)| format!("{topic}: {code}"))?;
-    }
-    Ok(())
 }
