@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
-use chronik_broker::command::PartitionCommand;
-use chronik_broker::metadata::{MetadataCommand, NodeInfo};
-use chronik_broker::replicated::{Applied, BrokerStateMachine, SharedState};
+use chronik_state::command::PartitionCommand;
+use chronik_state::metadata::{MetadataCommand, NodeInfo};
+use chronik_state::replicated::{Applied, BrokerStateMachine, SharedState};
 use chronik_log::testing::{build_batch, set_producer};
 use chronik_raft::{METADATA_GROUP, StateMachine};
 use libfuzzer_sys::fuzz_target;

@@ -3,7 +3,7 @@
 //! requests. None of it may panic.
 #![no_main]
 
-use chronik_broker::dispatch::{Decoded, decode};
+use chronik_broker::codec::{Decoded, decode};
 use chronik_broker::handlers::produce::validate;
 use kafka_protocol::messages::RequestKind;
 use libfuzzer_sys::fuzz_target;

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
-use chronik_broker::dispatch::{self, Decoded};
+use chronik_broker::codec::{self, Decoded};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -45,7 +45,7 @@ fn decode_produce(c: &mut Criterion) {
     let mut group = c.benchmark_group("codec");
     group.throughput(Throughput::Bytes(frame.len() as u64));
     group.bench_function("decode produce v9 (16x1KiB)", |b| {
-        b.iter(|| match dispatch::decode(black_box(frame.clone())) {
+        b.iter(|| match codec::decode(black_box(frame.clone())) {
             Decoded::Request(_, request) => black_box(request),
             Decoded::Rejected(_) => panic!("a valid request was rejected"),
         })
@@ -63,7 +63,7 @@ fn encode_fetch(c: &mut Criterion) {
     let mut group = c.benchmark_group("codec");
     group.throughput(Throughput::Bytes(data.len() as u64));
     group.bench_function("encode fetch v12 (1 MiB of batches)", |b| {
-        b.iter(|| dispatch::encode(1, ApiKey::Fetch, 12, ResponseKind::Fetch(black_box(response.clone()))))
+        b.iter(|| codec::encode(1, ApiKey::Fetch, 12, ResponseKind::Fetch(black_box(response.clone()))))
     });
     group.finish();
 }

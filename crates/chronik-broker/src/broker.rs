@@ -17,10 +17,11 @@ use crate::cluster::peer_view::PeerView;
 use crate::cluster::proto::ProposeMetadataRequest;
 use crate::cluster::{admin_client, identity};
 use crate::config::BrokerConfig;
-use crate::groups::coordinator::GroupCoordinator;
-use crate::metadata::{BrokerInfo, MetadataCommand, MetadataError, MetadataReply, NodeInfo};
-use crate::replicated::{Applied, BrokerStateMachine, SharedState};
-use crate::{consumer_offsets, topic_config};
+use crate::groups::membership::Group;
+use crate::groups::registry::{GroupCoordinator, GroupLoader};
+use chronik_state::metadata::{BrokerInfo, MetadataCommand, MetadataError, MetadataReply, NodeInfo};
+use chronik_state::replicated::{Applied, BrokerStateMachine, SharedState};
+use chronik_state::{consumer_offsets, topic_config};
 
 /// How long a request waits for a new partition to elect its leader.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
@@ -207,6 +208,15 @@ impl Broker {
 
     /// The leader of `group` as this node knows it: from the group itself if
     /// it has a replica here, else from what its peers report.
+    /// Runs `f` on consumer group `group`, loading it on first use.
+    pub fn with_group<R>(&self, group: &str, f: impl FnOnce(&mut Group) -> R) -> R {
+        let loader = GroupLoader {
+            offsets: &self.state.offsets,
+            initial_rebalance_delay_ms: self.config.group_initial_rebalance_delay_ms,
+        };
+        self.groups.with_group(&loader, group, f)
+    }
+
     pub fn leader_of(&self, group: GroupId) -> Option<NodeId> {
         match self.raft.status().get(group) {
             Some(status) => status.leader,
@@ -228,13 +238,14 @@ impl Broker {
 
     /// Whether this node leads `group` and may serve it: it has committed an
     /// entry of its own term and applied up to its commit, so what it shows
-    /// is at least what any earlier leader showed. A new leader is not ready
-    /// for a moment after its election; clients get a retriable error.
+    /// is at least what any earlier leader showed, and its lease holds, so
+    /// no later leader can exist yet. A new leader is not ready for a moment
+    /// after its election; clients get a retriable error.
     pub fn is_leader(&self, group: GroupId) -> bool {
         self.raft
             .status()
             .get(group)
-            .is_some_and(|s| s.leader == Some(self.config.node_id) && s.leader_ready)
+            .is_some_and(|s| s.serves(self.config.node_id, Instant::now()))
     }
 
     /// Waits, bounded, until `group` has a leader.
@@ -408,7 +419,7 @@ impl Broker {
     /// Creates `topic` with the default partition count, waiting for its
     /// partitions' leaders. Another request creating it first is no error.
     pub async fn auto_create_topic(&self, topic: &str) -> Result<(), MetadataError> {
-        crate::metadata::validate_topic_name(topic)?;
+        chronik_state::metadata::validate_topic_name(topic)?;
         let command = MetadataCommand::CreateTopic {
             name: topic.to_string(),
             id: uuid::Uuid::new_v4(),

@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::Broker;
-use crate::dispatch::{self, Response};
+use crate::codec::{self, Response};
+use crate::dispatch;
 
 /// Requests one connection may have in flight before the broker stops reading
 /// from it. Kafka clients pipeline (librdkafka sends up to 5 produce requests
@@ -67,7 +68,7 @@ async fn read_requests(
             let mut head = [0u8; 8];
             let available = (size.max(0) as usize).min(head.len());
             reader.read_exact(&mut head[..available]).await?;
-            let response = dispatch::oversized(&head[..available], size, broker.config.max_request_bytes);
+            let response = codec::oversized(&head[..available], size, broker.config.max_request_bytes);
             let _ = pending.send(tokio::spawn(async move { response })).await;
             return Err(std::io::Error::other(format!(
                 "request of {size} bytes exceeds the limit"

@@ -15,6 +15,7 @@
 
 pub mod batch;
 mod checkpoint;
+mod config;
 mod error;
 mod index;
 pub mod log;
@@ -27,5 +28,6 @@ pub use batch::{
     BATCH_HEADER_LEN, BatchError, BatchHeader, check_appendable, frame_batches, parse_header, set_base_offset,
     split_batches, validate_batch,
 };
+pub use config::LogConfig;
 pub use error::LogError;
-pub use log::{AppendInfo, LogConfig, PartitionLog};
+pub use log::{AppendInfo, PartitionLog};

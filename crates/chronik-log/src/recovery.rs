@@ -13,8 +13,8 @@ use std::path::Path;
 
 use crate::batch::{BATCH_HEADER_LEN, BatchError, BatchHeader, parse_header, validate_batch};
 use crate::checkpoint;
+use crate::config::LogConfig;
 use crate::error::LogError;
-use crate::log::LogConfig;
 use crate::scan::ScanReader;
 use crate::segment::{MAX_SEGMENT_BYTES, Segment, delete_segment_files, parse_log_file_name, sync_dir};
 

@@ -1,7 +1,10 @@
 //! Multi-Raft for Chronik.
 //!
 //! Every partition of every topic, and the cluster metadata, is its own
-//! raft-rs group. This crate runs all groups of a node from one loop:
+//! raft-rs group. A sans-IO [`RaftCore`] holds all groups of a node and is
+//! driven with the time and its inputs; [`MultiRaft`] runs it on a loop
+//! thread with the wall clock (the shell), and a simulation can drive it
+//! with its own clock, network and disk. Together:
 //!
 //! - proposals arrive on a bounded channel and are answered through a oneshot
 //!   once the entry is committed and applied, so no caller blocks on consensus
@@ -16,26 +19,34 @@
 //! - what "apply" means is the caller's business: it implements
 //!   [`StateMachine`].
 
+mod config;
+mod core;
 mod disk_space;
-mod driver;
+mod error;
 mod fail_stop;
 pub mod grpc;
 mod log_files;
 mod logger;
+mod mailbox;
 mod multi_raft;
+mod shell;
 pub mod snapshot;
 mod state_machine;
 mod status;
 mod storage;
 mod transport;
 
+pub use config::{MultiRaftConfig, PlantedBug};
+pub use core::{RaftCore, Reply};
 pub use disk_space::{DiskSpace, default_min_free_bytes};
+pub use error::{ProposeError, StartError};
 pub use fail_stop::{IO_ERROR_EXIT_CODE, fail_stop};
-pub use multi_raft::{MultiRaft, MultiRaftConfig, ProposeError, StartError};
+pub use mailbox::Mailbox;
+pub use multi_raft::MultiRaft;
 pub use snapshot::{SnapshotFile, SnapshotManifest};
 pub use state_machine::{Effect, StateMachine};
 pub use status::{GroupReport, GroupStatus, StatusBoard};
-pub use transport::{Mailbox, NoPeers, SharedTransport, SnapshotDone, Transport};
+pub use transport::{NoPeers, SharedTransport, SnapshotDone, Transport};
 
 /// Identifies one Raft group on a node. Group 0 is the metadata group.
 pub type GroupId = u64;

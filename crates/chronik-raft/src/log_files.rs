@@ -20,9 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use raft_engine::env::{DefaultFileSystem, FileSystem, Handle, Permission};
 use rustix::fs::{Advice, fadvise};
 
-/// raft-engine over the files of this module.
-pub(crate) type LogEngine = raft_engine::Engine<UncachedLogFiles>;
-
 type Inner = DefaultFileSystem;
 
 /// The smallest page size of the platforms we build for. Were pages larger,
@@ -134,7 +131,9 @@ mod tests {
     use raft::eraftpb::Entry;
     use raft_engine::LogBatch;
 
-    use super::{LogEngine, UncachedLogFiles};
+    use super::UncachedLogFiles;
+
+    type LogEngine = raft_engine::Engine<UncachedLogFiles>;
     use crate::storage::EntryExt;
 
     fn open(dir: &std::path::Path) -> LogEngine {

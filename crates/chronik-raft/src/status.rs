@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +18,21 @@ pub struct GroupStatus {
     pub isr: Vec<NodeId>,
     /// This node leads, and since it became leader it has committed an entry
     /// of its own term and applied up to that commit: its state is at least
-    /// as new as anything an earlier leader showed, so it may serve reads.
+    /// as new as anything an earlier leader showed.
     pub leader_ready: bool,
+    /// Until then no other node can have been elected: a quorum confirmed
+    /// this node's leadership an election timeout before (less a margin).
+    /// Renewed while it leads; `None` before the first confirmation.
+    pub lease_until: Option<Instant>,
+}
+
+impl GroupStatus {
+    /// Whether `node`, whose status this is, may serve reads of the group at
+    /// `now`: it leads, it is caught up in its term, and its lease holds. A
+    /// leader that was cut off or paused stops before its successor starts.
+    pub fn serves(&self, node: NodeId, now: Instant) -> bool {
+        self.leader == Some(node) && self.leader_ready && self.lease_until.is_some_and(|until| now < until)
+    }
 }
 
 /// The full Raft state of one group on one node, for operators.

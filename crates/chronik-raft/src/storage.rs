@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
-use raft_engine::{LogBatch, MessageExt};
+use raft_engine::env::FileSystem;
+use raft_engine::{Engine, LogBatch, MessageExt};
 
 use crate::GroupId;
-use crate::log_files::LogEngine;
 
 pub(crate) const HARD_STATE_KEY: &[u8] = b"hard_state";
 const CONF_STATE_KEY: &[u8] = b"conf_state";
@@ -122,8 +122,8 @@ impl EntryCache {
 /// asks the state machine for one.
 pub(crate) type SnapshotRequests = Arc<Mutex<Vec<GroupId>>>;
 
-pub(crate) struct GroupStorage {
-    engine: Arc<LogEngine>,
+pub(crate) struct GroupStorage<F: FileSystem> {
+    engine: Arc<Engine<F>>,
     group: GroupId,
     /// (index, term) of the last compacted entry, and the last index in the
     /// log store: raft-rs asks for them constantly (every heartbeat), so they
@@ -139,8 +139,8 @@ fn store_error(e: impl std::error::Error + Send + Sync + 'static) -> raft::Error
     raft::Error::Store(StorageError::Other(Box::new(e)))
 }
 
-impl GroupStorage {
-    pub(crate) fn new(engine: Arc<LogEngine>, group: GroupId, snapshot_requests: SnapshotRequests) -> Self {
+impl<F: FileSystem> GroupStorage<F> {
+    pub(crate) fn new(engine: Arc<Engine<F>>, group: GroupId, snapshot_requests: SnapshotRequests) -> Self {
         let compacted = stored_compacted(&engine, group);
         let last_index = engine.last_index(group).unwrap_or(compacted.0);
         GroupStorage {
@@ -197,12 +197,12 @@ impl GroupStorage {
     }
 
     /// Whether the group has ever been initialised on this node.
-    pub(crate) fn exists(engine: &LogEngine, group: GroupId) -> bool {
+    pub(crate) fn exists(engine: &Engine<F>, group: GroupId) -> bool {
         engine.get(group, CONF_STATE_KEY).is_some()
     }
 
     /// Records the initial membership of a brand-new group.
-    pub(crate) fn initialise(engine: &LogEngine, group: GroupId, voters: &[u64]) -> raft_engine::Result<()> {
+    pub(crate) fn initialise(engine: &Engine<F>, group: GroupId, voters: &[u64]) -> raft_engine::Result<()> {
         let conf = ConfState {
             voters: voters.to_vec(),
             ..Default::default()
@@ -214,7 +214,7 @@ impl GroupStorage {
     }
 
     /// Deletes every trace of the group.
-    pub(crate) fn destroy(engine: &LogEngine, group: GroupId) -> raft_engine::Result<()> {
+    pub(crate) fn destroy(engine: &Engine<F>, group: GroupId) -> raft_engine::Result<()> {
         let mut batch = LogBatch::default();
         batch.add_command(group, raft_engine::Command::Clean);
         engine.write(&mut batch, true)?;
@@ -251,7 +251,7 @@ impl GroupStorage {
     }
 }
 
-impl raft::Storage for GroupStorage {
+impl<F: FileSystem> raft::Storage for GroupStorage<F> {
     fn initial_state(&self) -> raft::Result<RaftState> {
         let hard_state: HardState = self
             .engine
@@ -338,7 +338,7 @@ impl raft::Storage for GroupStorage {
     }
 }
 
-fn stored_compacted(engine: &LogEngine, group: GroupId) -> (u64, u64) {
+fn stored_compacted<F: FileSystem>(engine: &Engine<F>, group: GroupId) -> (u64, u64) {
     match engine.get(group, COMPACTED_KEY) {
         Some(v) if v.len() == 16 => (
             u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),

@@ -9,7 +9,7 @@ use super::proto::cluster_admin_server::{ClusterAdmin, ClusterAdminServer};
 use super::proto::{DescribeRequest, DescribeResponse, ProposeMetadataRequest, ProposeMetadataResponse};
 use super::report::{DiskReport, NodeEntry, NodeReport, PartitionEntry, ReplicaReport, TopicEntry};
 use crate::Broker;
-use crate::metadata::MetadataCommand;
+use chronik_state::metadata::MetadataCommand;
 
 pub struct AdminService {
     broker: Arc<Broker>,

@@ -1,36 +1,25 @@
 //! The group coordinator of this broker: the consumer groups whose
 //! `__consumer_offsets` partition this node leads. Membership lives in memory
-//! (one `Group` each); committed offsets and the membership of the last
+//! (the registry); committed offsets and the membership of the last
 //! completed rebalance are records in that partition, so a new coordinator
 //! (after a restart, or a leader change) rebuilds the same view.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 
-use super::membership::{Group, GroupSnapshot};
+use super::membership::GroupSnapshot;
+use super::registry::now_ms;
 use crate::Broker;
 use crate::broker::propose_error_code;
-use crate::command::PartitionCommand;
-use crate::consumer_offsets::{self, Change};
-use crate::partition::Partition;
-use crate::replicated::Applied;
+use chronik_state::command::PartitionCommand;
+use chronik_state::consumer_offsets::{self, Change};
+use chronik_state::partition::Partition;
+use chronik_state::replicated::Applied;
 
 /// How long a write to `__consumer_offsets` may take before the request fails.
 const PERSIST_TIMEOUT: Duration = Duration::from_secs(10);
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-#[derive(Default)]
-pub struct GroupCoordinator {
-    groups: Mutex<HashMap<String, Group>>,
-}
 
 /// The `__consumer_offsets` partition that holds `group`, if this node leads it.
 pub fn offsets_partition(broker: &Broker, group: &str) -> Result<Arc<Partition>, ResponseError> {
@@ -97,64 +86,6 @@ pub async fn persist(broker: &Broker, partition: &Partition, changes: &[Change])
     }
 }
 
-impl GroupCoordinator {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
-        self.groups.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Runs `f` on `group`, loading it from its persisted membership (or
-    /// starting it empty) the first time this coordinator sees it.
-    pub fn with_group<R>(&self, broker: &Broker, group: &str, f: impl FnOnce(&mut Group) -> R) -> R {
-        let mut groups = self.lock();
-        let entry = groups.entry(group.to_string()).or_insert_with(|| {
-            let delay = broker.config.group_initial_rebalance_delay_ms;
-            let snapshot = broker
-                .state
-                .offsets
-                .group_metadata(group)
-                .and_then(|bytes| serde_json::from_slice::<GroupSnapshot>(&bytes).ok());
-            match snapshot {
-                Some(snapshot) => Group::restore(group, snapshot, delay, now_ms()),
-                None => Group::new(group, delay),
-            }
-        });
-        f(entry)
-    }
-
-    /// Runs `f` on `group` only if it is in memory.
-    pub fn existing<R>(&self, group: &str, f: impl FnOnce(&Group) -> R) -> Option<R> {
-        self.lock().get(group).map(f)
-    }
-
-    pub fn group_ids(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
-    }
-
-    pub fn forget(&self, group: &str) {
-        self.lock().remove(group);
-    }
-
-    /// Advances timers, and lets go of groups this node no longer coordinates.
-    /// Returns the groups whose membership changed and must be saved.
-    fn tick(&self, broker: &Broker) -> Vec<(String, GroupSnapshot)> {
-        let now = now_ms();
-        let mut groups = self.lock();
-        let mut changed = Vec::new();
-        groups.retain(|id, group| {
-            if offsets_partition(broker, id).is_err() {
-                group.shut_down(ResponseError::NotCoordinator.code());
-                return false;
-            }
-            group.tick(now);
-            if let Some(snapshot) = group.take_unsaved_snapshot() {
-                changed.push((id.clone(), snapshot));
-            }
-            true
-        });
-        changed
-    }
-}
-
 /// Records `group`'s membership in its offsets partition, so that a new
 /// coordinator carries on from it.
 pub async fn save_membership(broker: &Broker, group: &str, snapshot: GroupSnapshot) {
@@ -172,7 +103,7 @@ pub async fn save_membership(broker: &Broker, group: &str, snapshot: GroupSnapsh
 
 /// Saves what a join or leave changed without completing a rebalance.
 pub async fn save_unsaved_membership(broker: &Broker, group: &str) {
-    if let Some(snapshot) = broker.groups.with_group(broker, group, |g| g.take_unsaved_snapshot()) {
+    if let Some(snapshot) = broker.with_group(group, |g| g.take_unsaved_snapshot()) {
         save_membership(broker, group, snapshot).await;
     }
 }
@@ -184,7 +115,7 @@ pub async fn run_group_timers(broker: Arc<Broker>) {
     let mut last_expiry = tokio::time::Instant::now();
     loop {
         interval.tick().await;
-        for (group, snapshot) in broker.groups.tick(&broker) {
+        for (group, snapshot) in broker.groups.tick(|id| offsets_partition(&broker, id).is_ok()) {
             save_membership(&broker, &group, snapshot).await;
         }
         if last_expiry.elapsed() >= Duration::from_secs(60) {

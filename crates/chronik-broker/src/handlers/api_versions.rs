@@ -4,7 +4,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::ApiVersionsResponse;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 
-use crate::dispatch::SUPPORTED_APIS;
+use crate::apis::SUPPORTED_APIS;
 
 pub fn handle() -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_api_keys(api_keys())

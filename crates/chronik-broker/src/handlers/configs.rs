@@ -14,8 +14,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
 use crate::Broker;
-use crate::metadata::{MetadataCommand, MetadataError, validate_configs};
-use crate::topic_config::{self, DEFAULTS};
+use chronik_state::metadata::{MetadataCommand, MetadataError, validate_configs};
+use chronik_state::topic_config::{self, DEFAULTS};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;

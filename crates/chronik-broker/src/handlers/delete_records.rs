@@ -9,8 +9,8 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use crate::Broker;
 use crate::broker::propose_error_code;
-use crate::command::PartitionCommand;
-use crate::replicated::Applied;
+use chronik_state::command::PartitionCommand;
+use chronik_state::replicated::Applied;
 
 /// Offset -1 in a request means "up to the high watermark".
 const HIGH_WATERMARK: i64 = -1;

@@ -20,9 +20,10 @@ use tokio::sync::oneshot;
 
 use super::str_bytes;
 use crate::Broker;
-use crate::consumer_offsets::Change;
-use crate::groups::coordinator::{now_ms, offsets_partition, persist, save_membership, save_unsaved_membership};
+use crate::groups::coordinator::{offsets_partition, persist, save_membership, save_unsaved_membership};
 use crate::groups::membership::{GroupState, JoinRequest, JoinResponse, SyncResponse};
+use crate::groups::registry::now_ms;
+use chronik_state::consumer_offsets::Change;
 
 /// Added to a member's rebalance timeout when waiting for its join to
 /// complete, so the coordinator's own deadline always fires first.
@@ -69,9 +70,7 @@ pub async fn join(broker: &Broker, request: JoinGroupRequest, client_id: &str, v
         require_known_member_id: version >= 4,
     };
     let (reply, answer) = oneshot::channel();
-    broker
-        .groups
-        .with_group(broker, &group, |g| g.join(join, now_ms(), reply));
+    broker.with_group(&group, |g| g.join(join, now_ms(), reply));
     save_unsaved_membership(broker, &group).await;
     let wait = Duration::from_millis(rebalance_timeout_ms.max(0) as u64) + JOIN_WAIT_SLACK;
     let outcome: JoinResponse = match tokio::time::timeout(wait, answer).await {
@@ -114,7 +113,7 @@ pub async fn sync(broker: &Broker, request: SyncGroupRequest, version: i16) -> S
         .iter()
         .map(|a| (a.member_id.to_string(), a.assignment.clone()))
         .collect();
-    let snapshot = broker.groups.with_group(broker, &group, |g| {
+    let snapshot = broker.with_group(&group, |g| {
         g.sync(
             request.member_id.as_str(),
             request.group_instance_id.as_ref().map(|s| s.as_str()),
@@ -151,7 +150,7 @@ pub fn heartbeat(broker: &Broker, request: HeartbeatRequest) -> HeartbeatRespons
     let group = request.group_id.0.to_string();
     let code = match offsets_partition(broker, &group) {
         Err(e) => e.code(),
-        Ok(_) => broker.groups.with_group(broker, &group, |g| {
+        Ok(_) => broker.with_group(&group, |g| {
             g.heartbeat(
                 request.member_id.as_str(),
                 request.group_instance_id.as_ref().map(|s| s.as_str()),
@@ -182,9 +181,7 @@ pub async fn leave(broker: &Broker, request: LeaveGroupRequest, version: i16) ->
     } else {
         vec![(request.member_id.to_string(), None)]
     };
-    let codes = broker
-        .groups
-        .with_group(broker, &group, |g| g.leave(&members, now_ms()));
+    let codes = broker.with_group(&group, |g| g.leave(&members, now_ms()));
     save_unsaved_membership(broker, &group).await;
     if version < 3 {
         return LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0));

@@ -9,8 +9,8 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
 use super::{str_bytes, topic_name};
 use crate::Broker;
-use crate::consumer_offsets;
-use crate::metadata::TopicInfo;
+use chronik_state::consumer_offsets;
+use chronik_state::metadata::TopicInfo;
 
 pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
     let wanted: Option<Vec<String>> = match &request.topics {

@@ -17,9 +17,10 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use super::{str_bytes, topic_name};
 use crate::Broker;
-use crate::consumer_offsets::{Change, CommittedOffset};
-use crate::groups::coordinator::{now_ms, offsets_partition, persist};
+use crate::groups::coordinator::{offsets_partition, persist};
 use crate::groups::membership::GroupState;
+use crate::groups::registry::now_ms;
+use chronik_state::consumer_offsets::{Change, CommittedOffset};
 
 /// Kafka's offset.metadata.max.bytes.
 const MAX_METADATA_BYTES: usize = 4096;
@@ -41,7 +42,7 @@ pub async fn commit(broker: &Broker, request: OffsetCommitRequest) -> OffsetComm
                 // Kafka: a generation for a group that does not exist is stale.
                 return Err(ResponseError::IllegalGeneration);
             }
-            let allowed = broker.groups.with_group(broker, &group, |g| {
+            let allowed = broker.with_group(&group, |g| {
                 g.validate_commit(
                     request.member_id.as_str(),
                     instance.as_deref(),

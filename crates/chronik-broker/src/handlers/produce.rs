@@ -15,11 +15,12 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestH
 use tokio::sync::oneshot;
 
 use super::topic_name;
+use crate::Broker;
 use crate::broker::propose_error_code;
-use crate::command::PartitionCommand;
-use crate::dispatch::{Deferred, encode};
-use crate::replicated::{Applied, batch_error};
-use crate::{Broker, consumer_offsets, topic_config};
+use crate::codec::{Deferred, encode};
+use chronik_state::command::PartitionCommand;
+use chronik_state::replicated::{Applied, batch_error};
+use chronik_state::{consumer_offsets, topic_config};
 
 type Outcome = oneshot::Receiver<Result<Applied, ProposeError>>;
 

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 
 use super::{str_bytes, topic_name};
 use crate::Broker;
-use crate::metadata::{self, MetadataCommand, MetadataError};
+use chronik_state::metadata::{self, MetadataCommand, MetadataError};
 
 fn refuse(error: ResponseError, message: impl Into<String>) -> MetadataError {
     MetadataError {

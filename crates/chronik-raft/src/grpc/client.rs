@@ -424,9 +424,9 @@ async fn staged_on_peer(
 mod tests {
     use super::*;
     use crate::grpc::RaftService;
-    use crate::multi_raft::Control;
+    use crate::mailbox::Mailbox;
+    use crate::shell::Control;
     use crate::snapshot::{SnapshotFile, staging_dir};
-    use crate::transport::Mailbox;
     use raft::eraftpb::MessageType;
 
     /// A snapshot transfer that broke part way resumes where it stopped:

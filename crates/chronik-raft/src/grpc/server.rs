@@ -20,8 +20,8 @@ use super::proto::{
     SnapshotProgressResponse, StagedFile, StepBatchRequest, StepStreamClosed,
 };
 use super::{ClusterId, MAX_MESSAGE_BYTES, SNAPSHOT_STALL_TIMEOUT};
+use crate::mailbox::Mailbox;
 use crate::snapshot::{SnapshotManifest, staging_dir};
-use crate::transport::Mailbox;
 use crate::{NodeId, ProposeError};
 
 pub struct RaftService {

@@ -6,6 +6,9 @@
 //! dirty under load); doing it on the loop thread held up every group's
 //! heartbeats, and followers started elections. The thread reports what it
 //! made durable, and the loop compacts Raft logs up to that.
+//!
+//! A simulation runs the jobs inline instead, on the caller's thread, so
+//! that when a checkpoint lands does not depend on thread scheduling.
 
 use std::fs::File;
 use std::sync::mpsc;
@@ -28,37 +31,23 @@ pub struct Job {
 type Done = Arc<Mutex<Vec<(GroupId, Option<u64>)>>>;
 
 pub struct Checkpointer {
-    /// `None` once dropping: the thread then finishes its queue and ends.
+    /// `None` once dropping (the thread then finishes its queue and ends),
+    /// and when jobs run inline.
     jobs: Option<mpsc::Sender<Job>>,
     done: Done,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Checkpointer {
+    /// A checkpointer with a thread of its own.
     pub fn start() -> std::io::Result<Checkpointer> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let done = Done::default();
         let finished = done.clone();
         let thread = std::thread::Builder::new().name("checkpointer".into()).spawn(move || {
             for job in queue {
-                let outcome = job
-                    .file
-                    .sync_data()
-                    .and_then(|()| job.partition.save_checkpoint(&job.checkpoint));
-                let durable = match outcome {
-                    Ok(true) => Some(job.checkpoint.index),
-                    Ok(false) => None,
-                    // A failed fsync is never retried: what the page cache
-                    // held may be gone (fail-stop).
-                    Err(e) => fail_stop(
-                        &format!("cannot checkpoint {}-{}", job.partition.topic, job.partition.index),
-                        &e,
-                    ),
-                };
-                finished
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((job.group, durable));
+                let outcome = run(&job);
+                finished.lock().unwrap_or_else(|e| e.into_inner()).push(outcome);
             }
         })?;
         Ok(Checkpointer {
@@ -68,7 +57,21 @@ impl Checkpointer {
         })
     }
 
+    /// A checkpointer that runs each job as it is submitted.
+    pub fn inline() -> Checkpointer {
+        Checkpointer {
+            jobs: None,
+            done: Done::default(),
+            thread: None,
+        }
+    }
+
     pub fn submit(&self, job: Job) {
+        if self.thread.is_none() {
+            let outcome = run(&job);
+            self.done.lock().unwrap_or_else(|e| e.into_inner()).push(outcome);
+            return;
+        }
         if self.jobs.as_ref().is_none_or(|jobs| jobs.send(job).is_err()) {
             tracing::error!("the checkpointer thread has stopped");
         }
@@ -78,6 +81,25 @@ impl Checkpointer {
     pub fn finished(&self) -> Vec<(GroupId, Option<u64>)> {
         std::mem::take(&mut *self.done.lock().unwrap_or_else(|e| e.into_inner()))
     }
+}
+
+/// fsyncs the partition's data, then writes the checkpoint that covers it.
+fn run(job: &Job) -> (GroupId, Option<u64>) {
+    let outcome = job
+        .file
+        .sync_data()
+        .and_then(|()| job.partition.save_checkpoint(&job.checkpoint));
+    let durable = match outcome {
+        Ok(true) => Some(job.checkpoint.index),
+        Ok(false) => None,
+        // A failed fsync is never retried: what the page cache held may be
+        // gone (fail-stop).
+        Err(e) => fail_stop(
+            &format!("cannot checkpoint {}-{}", job.partition.topic, job.partition.index),
+            &e,
+        ),
+    };
+    (job.group, durable)
 }
 
 impl Drop for Checkpointer {

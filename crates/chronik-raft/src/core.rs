@@ -1,26 +1,42 @@
-//! The loop that drives every Raft group of a node: ticks, messages from
-//! peers, proposals, and the Ready discipline over all groups at once.
+//! The sans-IO core of a node's Multi-Raft: every Raft group of the node,
+//! the Ready discipline over all of them, and the state machine they apply.
+//!
+//! The core owns no thread, channel or timer. Its caller hands it the time
+//! (`now`), the messages peers sent and the proposals of clients; it writes
+//! the Raft log through raft-engine on the file system it was given, hands
+//! outgoing messages to a [`Transport`](crate::Transport), and answers
+//! proposals through oneshot channels. The shell (`shell.rs`) calls it from
+//! the loop thread with the wall clock; a simulation calls it with its own
+//! clock, network and disk, and replays a run exactly.
+//!
+//! Everything that reaches the output is iterated in a fixed order (BTreeMap,
+//! never HashMap), and raft-rs's election timeouts can be seeded, so the same
+//! inputs give the same outputs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use raft::eraftpb::{Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
-use raft_engine::LogBatch;
-use tokio::sync::{mpsc, oneshot};
+use raft_engine::env::FileSystem;
+use raft_engine::{Engine, LogBatch};
+use tokio::sync::oneshot;
 
+use crate::config::{MultiRaftConfig, PlantedBug};
+use crate::error::{ProposeError, StartError};
 use crate::fail_stop::fail_stop;
-use crate::log_files::LogEngine;
 use crate::logger::raft_logger;
-use crate::multi_raft::{Command, Control, MultiRaftConfig, ProposeError, Reply, StartError};
 use crate::snapshot::{SnapshotManifest, discard_staged, staging_dir};
 use crate::state_machine::{Effect, StateMachine};
 use crate::status::{GroupReport, GroupStatus, StatusBoard};
 use crate::storage::{EntryExt, GroupStorage, SnapshotRequests, put_hard_state};
 use crate::transport::{SharedTransport, SnapshotDone, SnapshotReports};
 use crate::{GroupId, METADATA_GROUP, NodeId};
+
+/// Where a proposal's outcome goes.
+pub type Reply<O> = oneshot::Sender<Result<O, ProposeError>>;
 
 /// Messages for a group this node has not created yet (its metadata entry is
 /// still on the way) are held this long, so a new group elects at once.
@@ -29,11 +45,6 @@ const MAX_EARLY_GROUPS: usize = 1024;
 const MAX_EARLY_MESSAGES: usize = 32;
 /// A leader recomputes its in-sync replicas every this many ticks.
 const ISR_TICKS: u64 = 5;
-/// Proposal bytes one iteration takes in: the rest waits for the next, so
-/// one iteration's write and fsync stay short.
-pub(crate) const MAX_PROPOSED_BYTES: usize = 16 << 20;
-/// A loop iteration taking this long is logged.
-const SLOW_ITERATION: Duration = Duration::from_millis(300);
 /// Appends in flight to one follower (each up to `max_append_bytes`). This
 /// also bounds what a follower writes and fsyncs in one iteration, and so how
 /// long its heartbeats can wait.
@@ -52,8 +63,8 @@ struct PendingRead {
     since: Instant,
 }
 
-struct Group<O> {
-    node: RawNode<GroupStorage>,
+struct Group<O, F: FileSystem> {
+    node: RawNode<GroupStorage<F>>,
     pending: VecDeque<PendingProposal<O>>,
     status: GroupStatus,
     /// The commit index of the last hard state written to the log store.
@@ -63,70 +74,133 @@ struct Group<O> {
     /// raft-rs reports commit advances after a persist without putting them
     /// in a later `Ready`; they are written at the next checkpoint.
     commit_unsaved: bool,
+    /// The read-index request renewing this leader's lease, and when it was
+    /// issued.
+    lease_request: Option<(u64, Instant)>,
 }
 
-pub(crate) struct Driver<S: StateMachine> {
+pub struct RaftCore<S: StateMachine, F: FileSystem> {
     config: MultiRaftConfig,
-    engine: Arc<LogEngine>,
-    groups: HashMap<GroupId, Group<S::Output>>,
+    engine: Arc<Engine<F>>,
+    groups: BTreeMap<GroupId, Group<S::Output, F>>,
     state_machine: S,
     status: StatusBoard,
     logger: slog::Logger,
     transport: SharedTransport,
-    /// Bytes of received messages queued for the loop (the mailbox's budget).
-    inbound_bytes: Arc<AtomicUsize>,
+    /// The time of the latest call: the core never reads a clock itself.
+    now: Instant,
     /// Messages of this iteration, per destination node.
-    outbox: HashMap<NodeId, Vec<(GroupId, Message)>>,
+    outbox: BTreeMap<NodeId, Vec<(GroupId, Message)>>,
     /// When each peer was last heard from, for the in-sync replica sets.
-    last_heard: HashMap<NodeId, Instant>,
-    early: HashMap<GroupId, (Instant, Vec<Message>)>,
-    reads: HashMap<u64, PendingRead>,
+    last_heard: BTreeMap<NodeId, Instant>,
+    early: BTreeMap<GroupId, (Instant, Vec<Message>)>,
+    reads: BTreeMap<u64, PendingRead>,
+    /// Read-index requests that renew leases, by context: group and issue time.
+    lease_reads: BTreeMap<u64, (GroupId, Instant)>,
     next_read: u64,
+    /// Until then this node grants no votes (see `step`).
+    votes_held_until: Instant,
     snapshot_requests: SnapshotRequests,
     snapshot_reports: SnapshotReports,
     ticks: u64,
     /// When the last tick was due: ticks follow elapsed time, not the
     /// ticker, which a busy loop would rarely get to.
     last_tick: Instant,
+    last_checkpoint: Instant,
     /// The write batch, kept between iterations: raft-engine empties it
     /// after each write but keeps up to 8 MiB of its buffer, so iterations
     /// do not fault in a fresh buffer every time.
     log_batch: LogBatch,
 }
 
-impl<S: StateMachine> Driver<S> {
-    pub(crate) fn new(
+impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
+    /// Opens the node's Raft log store under `dir` on `files`, loads every
+    /// group found there (creating the metadata group on first start), and
+    /// returns the core, ready to be driven.
+    pub fn open(
+        dir: &Path,
+        files: Arc<F>,
         config: MultiRaftConfig,
-        engine: Arc<LogEngine>,
         state_machine: S,
-        status: StatusBoard,
         transport: SharedTransport,
-        snapshot_reports: SnapshotReports,
-        inbound_bytes: Arc<AtomicUsize>,
-    ) -> Self {
-        Driver {
+        now: Instant,
+    ) -> Result<Self, StartError> {
+        let engine_config = raft_engine::Config {
+            dir: dir.to_string_lossy().into_owned(),
+            purge_threshold: raft_engine::ReadableSize::mb(512),
+            // Record batches are often compressed by clients already, and
+            // compressing the rest costs more CPU than the disk time it saves.
+            batch_compression_threshold: raft_engine::ReadableSize(0),
+            target_file_size: raft_engine::ReadableSize::mb(64),
+            ..Default::default()
+        };
+        let engine = Arc::new(Engine::open_with_file_system(engine_config, files)?);
+        // Half-received snapshots from before a restart are of no use.
+        let _ = std::fs::remove_dir_all(&config.snapshot_dir);
+        std::fs::create_dir_all(&config.snapshot_dir)?;
+        let mut core = RaftCore {
             config,
             engine,
-            groups: HashMap::new(),
+            groups: BTreeMap::new(),
             state_machine,
-            status,
+            status: StatusBoard::default(),
             logger: raft_logger(),
             transport,
-            inbound_bytes,
-            outbox: HashMap::new(),
-            last_heard: HashMap::new(),
-            early: HashMap::new(),
-            reads: HashMap::new(),
+            now,
+            outbox: BTreeMap::new(),
+            last_heard: BTreeMap::new(),
+            early: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            lease_reads: BTreeMap::new(),
             next_read: 0,
+            votes_held_until: now,
             snapshot_requests: SnapshotRequests::default(),
-            snapshot_reports,
+            snapshot_reports: SnapshotReports::default(),
             ticks: 0,
-            last_tick: Instant::now(),
+            last_tick: now,
+            last_checkpoint: now,
             log_batch: LogBatch::default(),
+        };
+        core.load_groups()?;
+        Ok(core)
+    }
+
+    /// What the groups publish for request handlers: leaders, readiness, ISR.
+    pub fn status(&self) -> &StatusBoard {
+        &self.status
+    }
+
+    pub fn state_machine(&self) -> &S {
+        &self.state_machine
+    }
+
+    /// One iteration's worth of work after the inputs were handed in: the
+    /// ticks due by `now`, then the Ready round over all groups (one write,
+    /// one fsync), the snapshots raft-rs asked for, and a checkpoint when
+    /// one is due.
+    pub fn advance(&mut self, now: Instant) {
+        self.now = now;
+        self.tick_due(now);
+        self.take_snapshot_reports();
+        self.process_ready();
+        self.prepare_requested_snapshots();
+        if now.duration_since(self.last_checkpoint) >= self.config.checkpoint_interval {
+            self.checkpoint();
+            self.last_checkpoint = now;
         }
     }
 
-    pub(crate) fn load_groups(&mut self) -> Result<(), StartError> {
+    /// Ends the core: a last Ready round and checkpoint; proposals still
+    /// waiting are answered with `Stopped`.
+    pub fn stop(mut self) {
+        self.process_ready();
+        self.checkpoint();
+        for group in self.groups.values_mut() {
+            fail_pending(&mut group.pending, ProposeError::Stopped);
+        }
+    }
+
+    fn load_groups(&mut self) -> Result<(), StartError> {
         let mut fresh_metadata = false;
         if !GroupStorage::exists(&self.engine, METADATA_GROUP) {
             if self.config.initial_voters.is_empty() {
@@ -146,6 +220,11 @@ impl<S: StateMachine> Driver<S> {
             } else {
                 GroupStorage::destroy(&self.engine, id)?;
             }
+        }
+        if !fresh_metadata {
+            // It may have acknowledged a leader just before it stopped, and
+            // that leader may be serving reads on a lease counting on it.
+            self.votes_held_until = self.now + self.election_timeout();
         }
         self.create_missing_groups();
         Ok(())
@@ -189,9 +268,21 @@ impl<S: StateMachine> Driver<S> {
             });
         }
         let applied = durable.min(committed);
+        let (min_election_tick, max_election_tick) = match self.config.election_seed {
+            // raft-rs draws from [min, max); a range of one makes it a constant.
+            Some(seed) => {
+                let ticks = self.config.election_ticks;
+                let fixed =
+                    ticks + (split_mix(seed ^ self.config.node_id.rotate_left(32) ^ id) % ticks as u64) as usize;
+                (fixed, fixed + 1)
+            }
+            None => (0, 0),
+        };
         let raft_config = raft::Config {
             id: self.config.node_id,
             election_tick: self.config.election_ticks,
+            min_election_tick,
+            max_election_tick,
             heartbeat_tick: self.config.heartbeat_ticks,
             applied,
             max_size_per_msg: self.config.max_append_bytes,
@@ -215,6 +306,7 @@ impl<S: StateMachine> Driver<S> {
                 status: GroupStatus::default(),
                 persisted_commit: committed,
                 commit_unsaved: false,
+                lease_request: None,
             },
         );
         if let Some((_, early)) = self.early.remove(&id) {
@@ -226,109 +318,23 @@ impl<S: StateMachine> Driver<S> {
         Ok(())
     }
 
-    pub(crate) fn run(
-        mut self,
-        mut commands: mpsc::Receiver<Command<S::Output>>,
-        mut controls: mpsc::Receiver<Control>,
-    ) {
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!("cannot start the Raft loop's runtime: {e}");
-                return;
-            }
-        };
-        runtime.block_on(async move {
-            let mut ticker = tokio::time::interval(self.config.tick_interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last_checkpoint = Instant::now();
-            loop {
-                let mut stop = false;
-                tokio::select! {
-                    biased;
-                    Some(control) = controls.recv() => self.handle_control(control),
-                    command = commands.recv() => match command {
-                        Some(command) => stop = !self.handle(command),
-                        None => stop = true,
-                    },
-                    _ = ticker.tick() => {}
-                }
-                // Take whatever else is queued so it shares this iteration's fsync.
-                for _ in 0..self.config.proposal_queue_depth {
-                    match controls.try_recv() {
-                        Ok(control) => self.handle_control(control),
-                        Err(_) => break,
-                    }
-                }
-                // After the messages that queued meanwhile, so a stall does not
-                // look like silence from the peers.
-                self.tick_due(Instant::now());
-                let mut proposed = 0;
-                for _ in 0..self.config.proposal_queue_depth {
-                    if stop || proposed >= MAX_PROPOSED_BYTES {
-                        break;
-                    }
-                    match commands.try_recv() {
-                        Ok(command) => {
-                            if let Command::Propose { data, .. } = &command {
-                                proposed += data.len();
-                            }
-                            stop = !self.handle(command)
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let started = Instant::now();
-                self.take_snapshot_reports();
-                self.process_ready();
-                self.prepare_requested_snapshots();
-                if stop {
-                    break;
-                }
-                if last_checkpoint.elapsed() >= self.config.checkpoint_interval {
-                    self.checkpoint();
-                    last_checkpoint = Instant::now();
-                }
-                let took = started.elapsed();
-                if took >= SLOW_ITERATION {
-                    // Heartbeats wait as long: near an election timeout, followers campaign.
-                    tracing::warn!(?took, "a Raft loop iteration was slow");
-                }
-            }
-            self.process_ready();
-            self.checkpoint();
-            for group in self.groups.values_mut() {
-                fail_pending(&mut group.pending, ProposeError::Stopped);
-            }
-        });
-    }
-
-    /// Returns false when the loop should stop.
-    fn handle(&mut self, command: Command<S::Output>) -> bool {
-        match command {
-            Command::Propose { group, data, reply } => self.propose(group, data, reply),
-            Command::Shutdown => return false,
-        }
-        true
-    }
-
-    fn handle_control(&mut self, control: Control) {
-        match control {
-            Control::Messages { from, messages, bytes } => {
-                self.inbound_bytes.fetch_sub(bytes, Ordering::Relaxed);
-                self.last_heard.insert(from, Instant::now());
-                for (group, message) in messages {
-                    self.step(group, message);
-                }
-            }
-            Control::ReadIndex { group, reply } => self.read_index(group, reply),
-            Control::Describe { reply } => {
-                let _ = reply.send(self.describe());
-            }
+    /// Messages from peer `from`, received by `now`.
+    pub fn receive(&mut self, now: Instant, from: NodeId, messages: Vec<(GroupId, Message)>) {
+        self.now = now;
+        self.last_heard.insert(from, now);
+        for (group, message) in messages {
+            self.step(group, message);
         }
     }
 
     fn step(&mut self, id: GroupId, message: Message) {
+        if self.now < self.votes_held_until && is_vote_request(&message) {
+            // A follower with a leader grants no vote within an election
+            // timeout of hearing from it (raft-rs's check-quorum lease), which
+            // leaders' read leases count on. A restarted node has forgotten
+            // its leader: it keeps that promise by granting none for as long.
+            return;
+        }
         if let Some(group) = self.groups.get_mut(&id) {
             if let Err(e) = group.node.step(message) {
                 tracing::debug!(group = id, "Raft message refused: {e}");
@@ -338,14 +344,15 @@ impl<S: StateMachine> Driver<S> {
         if self.early.len() >= MAX_EARLY_GROUPS && !self.early.contains_key(&id) {
             return;
         }
-        let (since, held) = self.early.entry(id).or_insert_with(|| (Instant::now(), Vec::new()));
-        if held.len() < MAX_EARLY_MESSAGES && since.elapsed() < EARLY_MESSAGE_TTL {
+        let now = self.now;
+        let (since, held) = self.early.entry(id).or_insert_with(|| (now, Vec::new()));
+        if held.len() < MAX_EARLY_MESSAGES && now.duration_since(*since) < EARLY_MESSAGE_TTL {
             held.push(message);
         }
     }
 
     /// `id`, if it runs here and this node leads it.
-    fn led_group(&mut self, id: GroupId) -> Result<&mut Group<S::Output>, ProposeError> {
+    fn led_group(&mut self, id: GroupId) -> Result<&mut Group<S::Output, F>, ProposeError> {
         let group = self.groups.get_mut(&id).ok_or(ProposeError::UnknownGroup(id))?;
         if group.node.raft.state != StateRole::Leader {
             let leader = known_leader(group.node.raft.leader_id);
@@ -354,7 +361,8 @@ impl<S: StateMachine> Driver<S> {
         Ok(group)
     }
 
-    fn read_index(&mut self, id: GroupId, reply: oneshot::Sender<Result<u64, ProposeError>>) {
+    /// Asks, as leader of `id`, for a commit index confirmed by a quorum.
+    pub fn read_index(&mut self, id: GroupId, reply: oneshot::Sender<Result<u64, ProposeError>>) {
         self.next_read += 1;
         let ctx = self.next_read;
         let group = match self.led_group(id) {
@@ -365,16 +373,11 @@ impl<S: StateMachine> Driver<S> {
             }
         };
         group.node.read_index(ctx.to_be_bytes().to_vec());
-        self.reads.insert(
-            ctx,
-            PendingRead {
-                reply,
-                since: Instant::now(),
-            },
-        );
+        self.reads.insert(ctx, PendingRead { reply, since: self.now });
     }
 
-    fn propose(&mut self, id: GroupId, data: Vec<u8>, reply: Reply<S::Output>) {
+    /// Proposes `data` to group `id`; `reply` gets the applied outcome.
+    pub fn propose(&mut self, id: GroupId, data: Vec<u8>, reply: Reply<S::Output>) {
         let group = match self.led_group(id) {
             Ok(group) => group,
             Err(e) => {
@@ -420,13 +423,17 @@ impl<S: StateMachine> Driver<S> {
         for group in self.groups.values_mut() {
             group.node.tick();
         }
+        self.renew_leases();
         if self.ticks.is_multiple_of(ISR_TICKS) {
             if self.config.disk.as_ref().is_some_and(|disk| disk.check()) {
                 self.hand_off_leadership();
             }
             self.publish_in_sync_replicas();
-            self.reads.retain(|_, read| read.since.elapsed() < READ_TIMEOUT);
-            self.early.retain(|_, (since, _)| since.elapsed() < EARLY_MESSAGE_TTL);
+            let now = self.now;
+            self.reads
+                .retain(|_, read| now.duration_since(read.since) < READ_TIMEOUT);
+            self.early
+                .retain(|_, (since, _)| now.duration_since(*since) < EARLY_MESSAGE_TTL);
         }
     }
 
@@ -454,13 +461,16 @@ impl<S: StateMachine> Driver<S> {
                     "low on disk space: handing the leadership over"
                 );
                 group.node.transfer_leader(successor);
+                // The successor takes over without waiting out a lease.
+                group.status.lease_until = None;
+                self.status.set(*id, group.status.clone());
             }
         }
     }
 
     /// The replicas of a group this node leads that are caught up: within
     /// `in_sync_max_lag` entries and heard from within an election timeout.
-    fn in_sync(&self, group: &Group<S::Output>) -> Vec<NodeId> {
+    fn in_sync(&self, group: &Group<S::Output, F>) -> Vec<NodeId> {
         let raft = &group.node.raft;
         let last = raft.raft_log.last_index();
         let alive_within = self.config.tick_interval * self.config.election_ticks as u32;
@@ -470,7 +480,10 @@ impl<S: StateMachine> Driver<S> {
             .filter(|(id, progress)| {
                 **id == self.config.node_id
                     || (progress.matched + self.config.in_sync_max_lag >= last
-                        && self.last_heard.get(id).is_some_and(|t| t.elapsed() < alive_within))
+                        && self
+                            .last_heard
+                            .get(id)
+                            .is_some_and(|t| self.now.duration_since(*t) < alive_within))
             })
             .map(|(id, _)| *id)
             .collect();
@@ -495,7 +508,8 @@ impl<S: StateMachine> Driver<S> {
         }
     }
 
-    fn describe(&self) -> Vec<GroupReport> {
+    /// The Raft state of every group, for operators.
+    pub fn describe(&self) -> Vec<GroupReport> {
         let mut reports: Vec<GroupReport> = self
             .groups
             .iter()
@@ -545,7 +559,7 @@ impl<S: StateMachine> Driver<S> {
     }
 
     fn flush_outbox(&mut self) {
-        for (to, messages) in self.outbox.drain() {
+        for (to, messages) in std::mem::take(&mut self.outbox) {
             if !messages.is_empty() {
                 self.transport.send(to, messages);
             }
@@ -572,8 +586,10 @@ impl<S: StateMachine> Driver<S> {
             if let Some(soft) = ready.ss() {
                 group.status.leader = known_leader(soft.leader_id);
                 group.status.term = group.node.raft.term;
-                // A new leader, or none: readiness is earned again.
+                // A new leader, or none: readiness and the lease are earned again.
                 group.status.leader_ready = false;
+                group.status.lease_until = None;
+                group.lease_request = None;
                 if soft.raft_state != StateRole::Leader {
                     group.status.isr.clear();
                     stepped_down = true;
@@ -581,9 +597,19 @@ impl<S: StateMachine> Driver<S> {
                 self.status.set(id, group.status.clone());
             }
             for read in ready.take_read_states() {
-                let ctx: Option<[u8; 8]> = read.request_ctx.as_slice().try_into().ok();
-                if let Some(pending) = ctx.and_then(|c| self.reads.remove(&u64::from_be_bytes(c))) {
+                let Ok(ctx) = <[u8; 8]>::try_from(read.request_ctx.as_slice()).map(u64::from_be_bytes) else {
+                    continue;
+                };
+                if let Some(pending) = self.reads.remove(&ctx) {
                     let _ = pending.reply.send(Ok(read.index));
+                } else if let Some((_, issued)) = self.lease_reads.remove(&ctx) {
+                    let lease = self.lease_duration();
+                    let group = self.groups.get_mut(&id).expect("listed above");
+                    if group.lease_request.is_some_and(|(c, _)| c == ctx) {
+                        group.lease_request = None;
+                        group.status.lease_until = Some(issued + lease);
+                        self.status.set(id, group.status.clone());
+                    }
                 }
             }
             let messages = ready.take_messages();
@@ -611,7 +637,8 @@ impl<S: StateMachine> Driver<S> {
         self.flush_outbox();
         if !batch.is_empty() {
             // Losing the Raft log is losing acknowledged data: stop rather than go on.
-            if let Err(e) = self.engine.write(&mut batch, true) {
+            let sync = self.config.planted_bug != Some(PlantedBug::AckBeforeFsync);
+            if let Err(e) = self.engine.write(&mut batch, sync) {
                 fail_stop("cannot write the Raft log", &e);
             }
         }
@@ -658,10 +685,69 @@ impl<S: StateMachine> Driver<S> {
         if group.status.leader_ready || raft.state != StateRole::Leader {
             return;
         }
-        if raft.commit_to_current_term() && raft.raft_log.applied >= raft.raft_log.committed {
+        let caught_up = raft.commit_to_current_term() && raft.raft_log.applied >= raft.raft_log.committed;
+        if caught_up || self.config.planted_bug == Some(PlantedBug::ReadWithoutGate) {
             group.status.leader_ready = true;
             self.status.set(id, group.status.clone());
         }
+    }
+
+    fn election_timeout(&self) -> Duration {
+        self.config.tick_interval * self.config.election_ticks as u32
+    }
+
+    /// How long a quorum's confirmation of this node's leadership keeps it
+    /// safe to serve reads: followers that confirmed it grant no vote for an
+    /// election timeout after (raft-rs's check-quorum lease), less one tick
+    /// for clocks that run at slightly different rates.
+    fn lease_duration(&self) -> Duration {
+        self.election_timeout().saturating_sub(self.config.tick_interval)
+    }
+
+    /// Keeps the leases of the groups this node leads: when less than half
+    /// is left, a read-index round (a heartbeat a quorum must answer)
+    /// confirms the leadership, and the lease runs from when it was asked.
+    /// A leader cut off from its quorum, or paused, lets its lease run out,
+    /// and stops serving reads before another node can be elected.
+    fn renew_leases(&mut self) {
+        let now = self.now;
+        let lease = self.lease_duration();
+        for (id, group) in self.groups.iter_mut() {
+            let raft = &group.node.raft;
+            if raft.state != StateRole::Leader || raft.lead_transferee.is_some() {
+                continue;
+            }
+            if matches!(
+                self.config.planted_bug,
+                Some(PlantedBug::ReadWithoutLease | PlantedBug::ReadWithoutGate)
+            ) {
+                if group.status.lease_until.is_none() {
+                    group.status.lease_until = Some(now + Duration::from_secs(365 * 24 * 3600));
+                    self.status.set(*id, group.status.clone());
+                }
+                continue;
+            }
+            if group
+                .lease_request
+                .is_some_and(|(_, issued)| now.duration_since(issued) < lease)
+            {
+                continue;
+            }
+            let left = group
+                .status
+                .lease_until
+                .map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
+            if left > lease / 2 {
+                continue;
+            }
+            self.next_read += 1;
+            let ctx = self.next_read;
+            group.node.read_index(ctx.to_be_bytes().to_vec());
+            group.lease_request = Some((ctx, now));
+            self.lease_reads.insert(ctx, (*id, now));
+        }
+        self.lease_reads
+            .retain(|_, (_, issued)| now.duration_since(*issued) < lease);
     }
 
     /// Tells raft-rs how the snapshots it sent went, so replication to
@@ -842,7 +928,7 @@ impl<S: StateMachine> Driver<S> {
 
 /// The last entry a group needs no more in memory: applied, and on a leader
 /// also held by every follower, since appends to a follower read from there.
-fn released_through(node: &RawNode<GroupStorage>) -> u64 {
+fn released_through<F: FileSystem>(node: &RawNode<GroupStorage<F>>) -> u64 {
     let applied = node.raft.raft_log.applied;
     if node.raft.state != StateRole::Leader {
         return applied;
@@ -853,6 +939,24 @@ fn released_through(node: &RawNode<GroupStorage>) -> u64 {
         .filter(|(id, _)| **id != node.raft.id)
         .map(|(_, progress)| progress.matched)
         .fold(applied, u64::min)
+}
+
+/// A (pre-)vote request other than a leadership transfer's, which raft-rs
+/// grants regardless of leases.
+fn is_vote_request(message: &Message) -> bool {
+    matches!(
+        message.get_msg_type(),
+        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+    ) && message.context.as_ref() != raft::CAMPAIGN_TRANSFER
+}
+
+/// A well-mixed 64-bit value from `x` (SplitMix64's finaliser), so that
+/// nearby seeds, nodes and groups get unrelated election timeouts.
+fn split_mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 fn known_leader(id: u64) -> Option<NodeId> {

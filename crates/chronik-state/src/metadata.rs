@@ -133,7 +133,7 @@ pub struct MetadataError {
 }
 
 impl MetadataError {
-    pub(crate) fn new(error: ResponseError, message: impl Into<String>) -> Self {
+    pub fn new(error: ResponseError, message: impl Into<String>) -> Self {
         MetadataError {
             error,
             message: message.into(),

@@ -1,7 +1,7 @@
 //! The broker's replicated state: how committed Raft entries change the
 //! metadata and the partition logs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -105,11 +105,29 @@ pub struct BrokerStateMachine {
     partitions_dir: PathBuf,
     /// Hard links to the files of snapshots being sent to followers.
     snapshot_links_dir: PathBuf,
-    cursors: HashMap<GroupId, ApplyCursor>,
+    cursors: BTreeMap<GroupId, ApplyCursor>,
 }
 
 impl BrokerStateMachine {
+    /// Opens the state in `data_dir`; checkpoints are made durable on a
+    /// thread of their own.
     pub fn open(data_dir: &std::path::Path, node_id: NodeId, shared: Arc<SharedState>) -> std::io::Result<Self> {
+        Self::open_with(data_dir, node_id, shared, Checkpointer::start()?)
+    }
+
+    /// Opens the state with checkpoints made durable inline, as they are
+    /// taken: slower, but independent of thread scheduling, as a
+    /// deterministic simulation needs.
+    pub fn open_inline(data_dir: &std::path::Path, node_id: NodeId, shared: Arc<SharedState>) -> std::io::Result<Self> {
+        Self::open_with(data_dir, node_id, shared, Checkpointer::inline())
+    }
+
+    fn open_with(
+        data_dir: &std::path::Path,
+        node_id: NodeId,
+        shared: Arc<SharedState>,
+        checkpointer: Checkpointer,
+    ) -> std::io::Result<Self> {
         let metadata_path = data_dir.join("metadata.json");
         let partitions_dir = data_dir.join("partitions");
         std::fs::create_dir_all(&partitions_dir)?;
@@ -122,12 +140,12 @@ impl BrokerStateMachine {
         remove_unassigned_partitions(&partitions_dir, &shared.metadata(), node_id)?;
         Ok(BrokerStateMachine {
             node_id,
-            checkpointer: Checkpointer::start()?,
+            checkpointer,
             shared,
             metadata_path,
             partitions_dir,
             snapshot_links_dir,
-            cursors: HashMap::new(),
+            cursors: BTreeMap::new(),
         })
     }
 
@@ -408,7 +426,7 @@ fn append(
 
 /// The Kafka error for a batch the log refuses: a damaged one is corrupt,
 /// a well-formed one that claims no offsets is an invalid record.
-pub(crate) fn batch_error(error: &chronik_log::BatchError) -> ResponseError {
+pub fn batch_error(error: &chronik_log::BatchError) -> ResponseError {
     use chronik_log::BatchError;
     match error {
         BatchError::NoRecords | BatchError::BadRecordCount(_) | BatchError::BadOffsetDelta { .. } => {
@@ -690,7 +708,7 @@ impl BrokerStateMachine {
             serde_json::from_slice(&manifest.state).map_err(|e| format!("undecodable metadata snapshot: {e}"))?;
         restored.applied_index = restored.applied_index.max(index);
         restored.save(&self.metadata_path).map_err(|e| e.to_string())?;
-        let wanted: HashMap<GroupId, Vec<NodeId>> = restored.groups_of_node(self.node_id).into_iter().collect();
+        let wanted: BTreeMap<GroupId, Vec<NodeId>> = restored.groups_of_node(self.node_id).into_iter().collect();
         *self.shared.metadata_mut() = restored;
         let running: Vec<GroupId> = self.cursors.keys().copied().collect();
         for group in running {

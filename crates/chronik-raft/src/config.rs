@@ -1,0 +1,83 @@
+//! The limits and timings of a node's Raft groups.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::NodeId;
+use crate::disk_space::DiskSpace;
+
+/// Limits and timings of the loop.
+#[derive(Debug, Clone)]
+pub struct MultiRaftConfig {
+    pub node_id: NodeId,
+    /// One Raft tick; elections take `election_ticks` of them.
+    pub tick_interval: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// Proposals queued for the loop before callers wait (backpressure).
+    pub proposal_queue_depth: usize,
+    /// Upper bound on the bytes of one append message to a follower.
+    pub max_append_bytes: u64,
+    /// Uncommitted bytes a leader accepts before it rejects proposals.
+    pub max_uncommitted_bytes: u64,
+    /// How often applied state is made durable and the Raft log compacted.
+    pub checkpoint_interval: Duration,
+    /// Voters of the metadata group if this node has to create it (the first
+    /// start of a cluster's nodes). Empty: the node must already hold it.
+    pub initial_voters: Vec<NodeId>,
+    /// Where snapshots received from leaders are staged.
+    pub snapshot_dir: PathBuf,
+    /// A follower is in sync while at most this many entries behind the leader
+    /// and heard from within an election timeout.
+    pub in_sync_max_lag: u64,
+    /// A leader keeps up to this many applied entries a follower still lacks,
+    /// so a short absence is caught up from the log, not a snapshot.
+    pub log_retain_entries: u64,
+    /// While it reports low space, replicated entries are refused.
+    pub disk: Option<Arc<DiskSpace>>,
+    /// `None`: raft-rs draws every election timeout at random, as it should
+    /// in production. `Some(seed)`: each group's timeout is fixed, drawn
+    /// from the seed and the group id, so that a simulation replays exactly.
+    pub election_seed: Option<u64>,
+    /// A defect planted on purpose, to prove that the simulator finds it.
+    /// Always `None` outside the simulator's own tests.
+    pub planted_bug: Option<PlantedBug>,
+}
+
+/// Defects the simulator must catch (its mutation check). Each undoes one
+/// safety rule of the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// A leader serves reads as soon as it is elected, with neither the read
+    /// gate nor a lease: the code before the safety round's fix.
+    ReadWithoutGate,
+    /// Raft log writes are not fsynced, so a crash loses entries that were
+    /// acknowledged.
+    AckBeforeFsync,
+    /// A leader serves reads without a lease, as before leases existed: one
+    /// cut off or paused keeps serving after its successor took over.
+    ReadWithoutLease,
+}
+
+impl MultiRaftConfig {
+    pub fn new(node_id: NodeId, snapshot_dir: PathBuf) -> Self {
+        MultiRaftConfig {
+            node_id,
+            tick_interval: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            proposal_queue_depth: 8192,
+            max_append_bytes: 1 << 20,
+            max_uncommitted_bytes: 256 << 20,
+            checkpoint_interval: Duration::from_secs(1),
+            initial_voters: vec![node_id],
+            snapshot_dir,
+            in_sync_max_lag: 1000,
+            log_retain_entries: 10_000,
+            disk: None,
+            election_seed: None,
+            planted_bug: None,
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The invariants: what clients were told and saw, checked as it happens
+//! and against the replicas at the end.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+
+/// A topic and partition.
+pub type TopicPartition = (String, i32);
+
+#[derive(Default)]
+pub struct Checker {
+    /// Acknowledged records: offset → value, per partition.
+    acked: BTreeMap<TopicPartition, BTreeMap<i64, Bytes>>,
+    /// Every record a reader was given: offset → value, per partition.
+    observed: BTreeMap<TopicPartition, BTreeMap<i64, Bytes>>,
+    /// Values idempotent producers wrote; none may be stored twice.
+    idempotent_values: BTreeSet<Bytes>,
+    /// The highest offset commit acknowledged, per consumer group.
+    committed: BTreeMap<String, i64>,
+    violations: Vec<String>,
+    pub stats: Stats,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub acked_records: u64,
+    pub read_records: u64,
+    pub commits_acked: u64,
+    pub offset_checks: u64,
+}
+
+impl Checker {
+    pub fn violations(&self) -> &[String] {
+        &self.violations
+    }
+
+    pub fn violate(&mut self, violation: String) {
+        self.violations.push(violation);
+    }
+
+    /// A produce was acknowledged: `values` sit from `base_offset` on.
+    pub fn acked(&mut self, tp: &TopicPartition, base_offset: i64, values: &[Bytes], idempotent: bool) {
+        let acked = self.acked.entry(tp.clone()).or_default();
+        for (offset, value) in (base_offset..).zip(values) {
+            if let Some(earlier) = acked.insert(offset, value.clone())
+                && earlier != *value
+            {
+                self.violations.push(format!(
+                    "{}-{} offset {offset} acknowledged twice, for {:?} and for {:?}",
+                    tp.0, tp.1, earlier, value
+                ));
+            }
+            if idempotent {
+                self.idempotent_values.insert(value.clone());
+            }
+            self.stats.acked_records += 1;
+        }
+    }
+
+    /// A reader was given `records` (offset, value) of `tp`.
+    pub fn observed(&mut self, tp: &TopicPartition, records: &[(i64, Bytes)]) {
+        let observed = self.observed.entry(tp.clone()).or_default();
+        for (offset, value) in records {
+            self.stats.read_records += 1;
+            if let Some(earlier) = observed.insert(*offset, value.clone())
+                && earlier != *value
+            {
+                self.violations.push(format!(
+                    "{}-{} offset {offset} was read as {:?} and later as {:?}",
+                    tp.0, tp.1, earlier, value
+                ));
+            }
+        }
+    }
+
+    pub fn commit_acked(&mut self, group: &str, offset: i64) {
+        self.stats.commits_acked += 1;
+        let max = self.committed.entry(group.to_string()).or_insert(offset);
+        *max = (*max).max(offset);
+    }
+
+    /// The coordinator answered a committed-offset query with `offset`.
+    pub fn commit_read(&mut self, group: &str, offset: Option<i64>) {
+        self.stats.offset_checks += 1;
+        let Some(&acked) = self.committed.get(group) else {
+            return;
+        };
+        if offset.is_none_or(|o| o < acked) {
+            self.violations.push(format!(
+                "group {group}: committed offset {acked} was acknowledged, but the coordinator reports {offset:?}"
+            ));
+        }
+    }
+
+    /// Checks a partition's final log (offset → value, from every replica
+    /// once they agree) against everything acknowledged and read.
+    pub fn check_final(&mut self, tp: &TopicPartition, log: &BTreeMap<i64, Bytes>) {
+        for (offset, value) in self.acked.get(tp).into_iter().flatten() {
+            match log.get(offset) {
+                Some(stored) if stored == value => {}
+                stored => self.violations.push(format!(
+                    "{}-{} offset {offset}: acknowledged {:?}, the log holds {:?}",
+                    tp.0, tp.1, value, stored
+                )),
+            }
+        }
+        for (offset, value) in self.observed.get(tp).into_iter().flatten() {
+            if log.get(offset) != Some(value) {
+                self.violations.push(format!(
+                    "{}-{} offset {offset}: a reader saw {:?}, the log now holds {:?}",
+                    tp.0,
+                    tp.1,
+                    value,
+                    log.get(offset)
+                ));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (offset, value) in log {
+            if self.idempotent_values.contains(value) && !seen.insert(value.clone()) {
+                self.violations.push(format!(
+                    "{}-{} offset {offset}: idempotent value {:?} stored twice",
+                    tp.0, tp.1, value
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp() -> TopicPartition {
+        ("t".into(), 0)
+    }
+
+    #[test]
+    fn every_kind_of_violation_is_reported() {
+        let mut checker = Checker::default();
+        let (a, b) = (Bytes::from_static(b"a"), Bytes::from_static(b"b"));
+        checker.acked(&tp(), 0, &[a.clone(), b.clone()], true);
+        checker.observed(&tp(), &[(0, a.clone())]);
+        checker.observed(&tp(), &[(0, b.clone())]);
+        assert_eq!(checker.violations().len(), 1, "an offset read with two values");
+        checker.commit_acked("g", 5);
+        checker.commit_read("g", Some(4));
+        assert_eq!(checker.violations().len(), 2, "a commit went back");
+        // Offset 1 lost, `a` stored twice, and the reader's `b` at 0 changed.
+        let log = BTreeMap::from([(0, a.clone()), (2, a.clone())]);
+        checker.check_final(&tp(), &log);
+        assert_eq!(checker.violations().len(), 5, "{:#?}", checker.violations());
+    }
+}

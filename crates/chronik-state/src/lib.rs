@@ -1,0 +1,26 @@
+//! Chronik's replicated state: what every replica builds, the same on all,
+//! from the committed entries of its Raft groups.
+//!
+//! - [`metadata`]: the cluster's nodes, topics, partitions and configs (the
+//!   metadata group);
+//! - [`partition`]: a partition's log with its high watermark and apply
+//!   checkpoint; [`producer_state`]: idempotent producers' sequences;
+//! - [`consumer_offsets`]: committed offsets and group membership, kept as
+//!   records of the internal `__consumer_offsets` topic;
+//! - [`command`]: how partition entries are encoded;
+//! - [`replicated`]: the state machine that applies entries to all of it,
+//!   makes it durable and snapshots it.
+//!
+//! Nothing here speaks the Kafka protocol or the network: the front end
+//! (chronik-broker) validates requests and proposes entries; a simulation
+//! (chronik-sim) drives this state directly.
+
+mod checkpointer;
+pub mod command;
+pub mod consumer_offsets;
+pub mod metadata;
+pub mod partition;
+pub mod producer_state;
+pub mod replicated;
+mod test_hooks;
+pub mod topic_config;
