@@ -689,6 +689,8 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         if caught_up || self.config.planted_bug == Some(PlantedBug::ReadWithoutGate) {
             group.status.leader_ready = true;
             self.status.set(id, group.status.clone());
+            // The first lease at once, not at the next tick.
+            self.renew_lease(id);
         }
     }
 
@@ -710,44 +712,62 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     /// A leader cut off from its quorum, or paused, lets its lease run out,
     /// and stops serving reads before another node can be elected.
     fn renew_leases(&mut self) {
-        let now = self.now;
-        let lease = self.lease_duration();
-        for (id, group) in self.groups.iter_mut() {
-            let raft = &group.node.raft;
-            if raft.state != StateRole::Leader || raft.lead_transferee.is_some() {
-                continue;
-            }
-            if matches!(
-                self.config.planted_bug,
-                Some(PlantedBug::ReadWithoutLease | PlantedBug::ReadWithoutGate)
-            ) {
-                if group.status.lease_until.is_none() {
-                    group.status.lease_until = Some(now + Duration::from_secs(365 * 24 * 3600));
-                    self.status.set(*id, group.status.clone());
-                }
-                continue;
-            }
-            if group
-                .lease_request
-                .is_some_and(|(_, issued)| now.duration_since(issued) < lease)
-            {
-                continue;
-            }
-            let left = group
-                .status
-                .lease_until
-                .map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
-            if left > lease / 2 {
-                continue;
-            }
-            self.next_read += 1;
-            let ctx = self.next_read;
-            group.node.read_index(ctx.to_be_bytes().to_vec());
-            group.lease_request = Some((ctx, now));
-            self.lease_reads.insert(ctx, (*id, now));
+        let ids: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.node.raft.state == StateRole::Leader)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.renew_lease(id);
         }
+        let (now, lease) = (self.now, self.lease_duration());
         self.lease_reads
             .retain(|_, (_, issued)| now.duration_since(*issued) < lease);
+    }
+
+    /// Asks a quorum to confirm this node's leadership of `id` when its
+    /// lease is missing or half spent and no confirmation is under way.
+    /// raft-rs answers read-index requests only once the leader has
+    /// committed in its term; until then there is nothing to serve anyway.
+    fn renew_lease(&mut self, id: GroupId) {
+        let (now, lease) = (self.now, self.lease_duration());
+        let Some(group) = self.groups.get_mut(&id) else { return };
+        let raft = &group.node.raft;
+        if raft.state != StateRole::Leader || raft.lead_transferee.is_some() {
+            return;
+        }
+        if matches!(
+            self.config.planted_bug,
+            Some(PlantedBug::ReadWithoutLease | PlantedBug::ReadWithoutGate)
+        ) {
+            if group.status.lease_until.is_none() {
+                group.status.lease_until = Some(now + Duration::from_secs(365 * 24 * 3600));
+                self.status.set(id, group.status.clone());
+            }
+            return;
+        }
+        if !raft.commit_to_current_term() {
+            return;
+        }
+        if group
+            .lease_request
+            .is_some_and(|(_, issued)| now.duration_since(issued) < lease)
+        {
+            return;
+        }
+        let left = group
+            .status
+            .lease_until
+            .map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
+        if left > lease / 2 {
+            return;
+        }
+        self.next_read += 1;
+        let ctx = self.next_read;
+        group.node.read_index(ctx.to_be_bytes().to_vec());
+        group.lease_request = Some((ctx, now));
+        self.lease_reads.insert(ctx, (id, now));
     }
 
     /// Tells raft-rs how the snapshots it sent went, so replication to

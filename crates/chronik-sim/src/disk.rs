@@ -1,6 +1,6 @@
 //! The simulated disk under a node's Raft log: raft-engine's own files,
 //! with what was fsynced tracked, so that a power loss can take back the
-//! rest.
+//! rest; and what a power loss does to the partition logs.
 //!
 //! A write lands in the file at once (as in the page cache); `sync` records
 //! how far the file's writes are durable. (The extent written is tracked,
@@ -312,4 +312,76 @@ mod engine_tests {
         assert!(engine.get(1, b"k").is_some());
         assert!(engine.get(1, b"k2").is_none());
     }
+}
+
+/// What a power loss does to a node's partition logs. Each partition's
+/// data up to its last checkpoint was fsynced before the checkpoint was
+/// written; what its active segment holds beyond that may be lost, or torn
+/// at any byte. (Closed segments were fsynced when they rolled.) Returns the
+/// bytes lost.
+pub fn partition_power_loss(partitions: &Path, rng: &mut impl Rng, tear: bool) -> Result<u64> {
+    let Ok(entries) = std::fs::read_dir(partitions) else {
+        return Ok(0);
+    };
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    dirs.sort();
+    let mut lost = 0;
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        let durable_offset = chronik_state::partition::ApplyCheckpoint::load(dir)?.next_offset;
+        let Some((base, segment)) = active_segment(dir)? else {
+            continue;
+        };
+        let data = std::fs::read(&segment)?;
+        let durable = if base >= durable_offset {
+            0
+        } else {
+            position_of(&data, durable_offset)
+        };
+        let unsynced = (data.len() - durable) as u64;
+        if unsynced == 0 {
+            continue;
+        }
+        let kept = if tear { rng.gen_range(0..=unsynced) } else { 0 };
+        let file = std::fs::OpenOptions::new().write(true).open(&segment)?;
+        file.set_len(durable as u64 + kept)?;
+        if kept > 0 && rng.gen_bool(0.5) {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&[rng.r#gen::<u8>()], durable as u64 + kept - 1)?;
+        }
+        lost += unsynced - kept;
+    }
+    Ok(lost)
+}
+
+/// The segment with the highest base offset, and that offset.
+fn active_segment(dir: &Path) -> Result<Option<(i64, PathBuf)>> {
+    let mut newest: Option<(i64, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let base = path
+            .extension()
+            .filter(|e| *e == "log")
+            .and_then(|_| path.file_stem()?.to_str()?.parse::<i64>().ok());
+        if let Some(base) = base
+            && newest.as_ref().is_none_or(|(b, _)| base > *b)
+        {
+            newest = Some((base, path));
+        }
+    }
+    Ok(newest)
+}
+
+/// Where the first batch at or past `offset` starts in a segment's bytes
+/// (their end when none does), read from the batches' length fields.
+fn position_of(data: &[u8], offset: i64) -> usize {
+    let mut position = 0;
+    while let Some(header) = data.get(position..position + 12) {
+        let base = i64::from_be_bytes(header[..8].try_into().expect("8 bytes"));
+        let length = i32::from_be_bytes(header[8..].try_into().expect("4 bytes"));
+        if base >= offset || length < 0 {
+            return position;
+        }
+        position += 12 + length as usize;
+    }
+    position.min(data.len())
 }

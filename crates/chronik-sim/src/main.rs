@@ -114,13 +114,14 @@ fn main() -> ExitCode {
 
 fn print_summary(report: &Report) {
     println!(
-        "seed {} nodes {}: {} faults, {} records acked, {} read, {} commits, {:.1?} simulated, history {:016x} ({} events): {}",
+        "seed {} nodes {}: {} faults, {} records acked, {} read, {} commits, {} poison entries refused, {:.1?} simulated, history {:016x} ({} events): {}",
         report.seed,
         report.nodes,
         report.faults,
         report.stats.acked_records,
         report.stats.read_records,
         report.stats.commits_acked,
+        report.poison_refused,
         report.simulated,
         report.digest,
         report.events,

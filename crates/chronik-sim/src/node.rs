@@ -19,7 +19,7 @@ use chronik_state::replicated::{Applied, BrokerStateMachine, SharedState};
 use raft::eraftpb::Message;
 use tokio::sync::oneshot;
 
-use crate::disk::SimFiles;
+use crate::disk::{SimFiles, partition_power_loss};
 use crate::network::{Packet, Payload};
 
 pub type Outcome = oneshot::Receiver<Result<Applied, ProposeError>>;
@@ -191,7 +191,8 @@ impl SimNode {
     }
 
     /// kill -9: the process ends where it stands. With `power_loss`, what
-    /// the Raft log never fsynced is gone too (torn, with `tear`).
+    /// the Raft log and the partition logs never fsynced is gone too (torn,
+    /// with `tear`).
     pub fn crash(&mut self, rng: &mut impl rand::Rng, power_loss: bool, tear: bool) -> String {
         self.files.freeze();
         self.worker.call(|core| drop(core.take()));
@@ -199,12 +200,13 @@ impl SimNode {
         self.outbox.take();
         self.paused_until = None;
         let what = if power_loss {
-            match self.files.power_loss(rng, tear) {
-                Ok(loss) => format!(
-                    "power loss: {} bytes lost, {} files torn, {} vanished",
-                    loss.bytes_lost, loss.files_torn, loss.files_vanished
+            let partitions = partition_power_loss(&self.dir.join("partitions"), rng, tear);
+            match (self.files.power_loss(rng, tear), partitions) {
+                (Ok(loss), Ok(partition_bytes)) => format!(
+                    "power loss: Raft log {} bytes lost, {} files torn, {} vanished; partition logs {} bytes lost",
+                    loss.bytes_lost, loss.files_torn, loss.files_vanished, partition_bytes
                 ),
-                Err(e) => panic!("the simulated disk of node {} failed: {e}", self.id),
+                (Err(e), _) | (_, Err(e)) => panic!("the simulated disk of node {} failed: {e}", self.id),
             }
         } else {
             "process crash".into()

@@ -24,7 +24,7 @@ use crate::nemesis::{Fault, Recovery, next_fault};
 use crate::network::{Conditions, Network, Payload, lose};
 use crate::node::{NodeSettings, SimNode, panic_message};
 use crate::records;
-use crate::workload::{Committer, Producer, Reader, World};
+use crate::workload::{Committer, Producer, Reader, Vandal, World};
 
 /// A partition's records, offset → value.
 type Records = BTreeMap<i64, Bytes>;
@@ -63,6 +63,8 @@ pub struct Report {
     pub events: usize,
     pub stats: Stats,
     pub faults: usize,
+    /// Entries the edge refuses, proposed anyway and refused by apply.
+    pub poison_refused: u64,
     pub simulated: Duration,
     /// The whole history, kept when the run was asked to keep it.
     pub history: Vec<String>,
@@ -93,6 +95,7 @@ struct Simulation {
     producers: Vec<Producer>,
     readers: Vec<Reader>,
     committers: Vec<Committer>,
+    vandal: Vandal,
     /// Keeps the nodes' directories for the run.
     _dir: tempfile::TempDir,
 }
@@ -132,6 +135,7 @@ impl Simulation {
             producers: Vec::new(),
             readers: Vec::new(),
             committers: Vec::new(),
+            vandal: Vandal::new(Vec::new()),
             _dir: dir,
         }
     }
@@ -175,6 +179,7 @@ impl Simulation {
             events: self.history.events().len(),
             stats: self.checker.stats.clone(),
             faults: self.faults,
+            poison_refused: self.vandal.refused,
             simulated: self.now,
             history: if self.config.keep_history {
                 self.history.events().to_vec()
@@ -223,6 +228,7 @@ impl Simulation {
         for (tp, group) in &groups {
             self.readers.push(Reader::new(tp.clone(), *group));
         }
+        self.vandal = Vandal::new(groups.clone());
         self.producers = vec![
             Producer::new("idem1".into(), Some(1001), &groups),
             Producer::new("idem2".into(), Some(1002), &groups),
@@ -329,6 +335,7 @@ impl Simulation {
         for committer in &mut self.committers {
             committer.step(&mut world, working);
         }
+        self.vandal.step(&mut world, working);
     }
 
     fn start(&mut self, index: usize) {

@@ -396,3 +396,81 @@ impl Committer {
         }
     }
 }
+
+/// Proposes entries the edge refuses, straight to a leader, as a buggy or
+/// older leader could have: apply must refuse each with an error, the same
+/// on every replica, and the partition must go on (the safety round's
+/// poison batch, among others).
+pub struct Vandal {
+    lanes: Vec<(TopicPartition, GroupId)>,
+    leader: Option<NodeId>,
+    attempt: Option<(TopicPartition, &'static str, Attempt)>,
+    pub refused: u64,
+}
+
+impl Vandal {
+    pub fn new(lanes: Vec<(TopicPartition, GroupId)>) -> Self {
+        Vandal {
+            lanes,
+            leader: None,
+            attempt: None,
+            refused: 0,
+        }
+    }
+
+    pub fn step<R: Rng>(&mut self, world: &mut World<'_, R>, working: bool) {
+        if let Some((tp, kind, attempt)) = self.attempt.as_mut() {
+            match poll(attempt, world.now) {
+                Poll::Waiting => return,
+                Poll::Answered(Applied::Produce(Err(error))) => {
+                    self.refused += 1;
+                    world
+                        .history
+                        .record(world.now, format!("refused {kind} on {}-{}: {error:?}", tp.0, tp.1));
+                }
+                Poll::Answered(other) => world.checker.violate(format!(
+                    "{}-{}: apply took a {kind} entry the edge refuses: {other:?}",
+                    tp.0, tp.1
+                )),
+                Poll::Retry => {}
+            }
+            self.attempt = None;
+        }
+        if !working || self.lanes.is_empty() || !world.rng.gen_bool(0.002) {
+            return;
+        }
+        let (tp, group) = self.lanes[world.rng.gen_range(0..self.lanes.len())].clone();
+        let Some(index) = world.server(group, &mut self.leader) else {
+            return;
+        };
+        let (kind, data) = poison(world.rng);
+        if let Some(outcome) = world.nodes[index].propose(group, data) {
+            let attempt = Attempt {
+                outcome,
+                deadline: world.now + REQUEST_TIMEOUT,
+            };
+            self.attempt = Some((tp, kind, attempt));
+        }
+    }
+}
+
+/// One partition entry that must not change the log.
+fn poison(rng: &mut impl Rng) -> (&'static str, Vec<u8>) {
+    let good = records::encode(&[Bytes::from_static(b"poison")], None);
+    let (kind, batches) = match rng.gen_range(0..5) {
+        0 => ("batch without records", chronik_log::testing::build_batch(0, 0, 0)),
+        1 => {
+            let mut broken = good.clone();
+            let last = broken.len() - 1;
+            broken[last] ^= 0x55;
+            ("batch with a broken CRC", broken)
+        }
+        2 => ("truncated batch", good[..good.len() / 2].to_vec()),
+        3 => {
+            let len = rng.gen_range(1..100);
+            ("garbage", (0..len).map(|_| rng.r#gen::<u8>()).collect())
+        }
+        _ => return ("entry of an unknown kind", vec![9, 9, 9]),
+    };
+    (kind, PartitionCommand::Produce { batches: &batches }.encode())
+}

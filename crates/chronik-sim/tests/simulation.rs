@@ -106,10 +106,10 @@ fn regression_seeds_fail_with_their_defect_and_pass_without_it() {
         // on waking, a high watermark below what readers had seen (first
         // found as seed 106 on 5 nodes). Fixed by leadership leases, and no
         // votes for an election timeout after a restart, which leases count on.
-        (7, 3, 20, PlantedBug::ReadWithoutLease),
+        (9, 3, 20, PlantedBug::ReadWithoutLease),
         // The defect of the safety round: a new leader served reads before
         // it had committed in its term and applied up to its commit.
-        (1, 3, 20, PlantedBug::ReadWithoutGate),
+        (2, 3, 20, PlantedBug::ReadWithoutGate),
     ];
     for (seed, nodes, seconds, defect) in seeds {
         let mut with_defect = config(seed, nodes, seconds);
