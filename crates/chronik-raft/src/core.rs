@@ -49,6 +49,8 @@ const ISR_TICKS: u64 = 5;
 /// also bounds what a follower writes and fsyncs in one iteration, and so how
 /// long its heartbeats can wait.
 const MAX_INFLIGHT_APPENDS: usize = 48;
+/// A lease that does not end (about a century; `Instant` has no maximum).
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Read-index requests a leader never confirmed are failed after this long.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -182,7 +184,13 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         self.now = now;
         self.tick_due(now);
         self.take_snapshot_reports();
+        let requested = self.next_read;
         self.process_ready();
+        if self.next_read != requested {
+            // Leases were asked for: send their heartbeats now rather than
+            // at the next wake-up, so a new leader serves without delay.
+            self.process_ready();
+        }
         self.prepare_requested_snapshots();
         if now.duration_since(self.last_checkpoint) >= self.config.checkpoint_interval {
             self.checkpoint();
@@ -742,12 +750,20 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             Some(PlantedBug::ReadWithoutLease | PlantedBug::ReadWithoutGate)
         ) {
             if group.status.lease_until.is_none() {
-                group.status.lease_until = Some(now + Duration::from_secs(365 * 24 * 3600));
+                group.status.lease_until = Some(now + FOREVER);
                 self.status.set(id, group.status.clone());
             }
             return;
         }
         if !raft.commit_to_current_term() {
+            return;
+        }
+        if raft.prs().conf().voters().ids().len() == 1 {
+            // No other node can be elected: the lease never ends.
+            if group.status.lease_until.is_none() {
+                group.status.lease_until = Some(now + FOREVER);
+                self.status.set(id, group.status.clone());
+            }
             return;
         }
         if group
