@@ -232,10 +232,16 @@ impl SimNode {
         self.outbox.take()
     }
 
-    pub fn receive(&mut self, at: Instant, from: NodeId, messages: Vec<(GroupId, Message)>) {
+    /// Messages from peers, in the order they arrived.
+    pub fn receive(&mut self, at: Instant, batches: Vec<(NodeId, Vec<(GroupId, Message)>)>) {
         if self.running.is_some() {
-            self.worker
-                .call(move |core| core.as_mut().map(|c| c.receive(at, from, messages)));
+            self.worker.call(move |core| {
+                if let Some(core) = core.as_mut() {
+                    for (from, messages) in batches {
+                        core.receive(at, from, messages);
+                    }
+                }
+            });
         }
     }
 

@@ -274,8 +274,11 @@ impl Simulation {
         }
     }
 
+    /// Hands each node the packets due for it, in order, in one call: a
+    /// call to a node's thread is the simulation's main cost.
     fn deliver(&mut self) {
         let at = self.base + self.now;
+        let mut batches: BTreeMap<usize, Vec<(NodeId, Vec<(GroupId, raft::eraftpb::Message)>)>> = BTreeMap::new();
         for packet in self.network.due(self.now) {
             let index = (packet.to - 1) as usize;
             let node = &mut self.nodes[index];
@@ -285,12 +288,18 @@ impl Simulation {
                 self.network.hold(until, packet);
             } else {
                 match packet.payload {
-                    Payload::Messages(messages) => node.receive(at, packet.from, messages),
+                    Payload::Messages(messages) => batches.entry(index).or_default().push((packet.from, messages)),
                     Payload::Snapshot { group, message, done } => {
+                        if let Some(batch) = batches.remove(&index) {
+                            node.receive(at, batch);
+                        }
                         done.finish(node.receive_snapshot(at, packet.from, group, message));
                     }
                 }
             }
+        }
+        for (index, batch) in batches {
+            self.nodes[index].receive(at, batch);
         }
     }
 
