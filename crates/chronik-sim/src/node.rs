@@ -24,6 +24,9 @@ use crate::network::{Packet, Payload};
 
 pub type Outcome = oneshot::Receiver<Result<Applied, ProposeError>>;
 
+/// Messages a node receives in one step: per sender, as sent.
+pub type Inbound = Vec<(NodeId, Vec<(GroupId, Message)>)>;
+
 /// Collects what the core sends in an iteration, for the network to carry.
 #[derive(Clone, Default)]
 struct Outbox {
@@ -233,7 +236,7 @@ impl SimNode {
     }
 
     /// Messages from peers, in the order they arrived.
-    pub fn receive(&mut self, at: Instant, batches: Vec<(NodeId, Vec<(GroupId, Message)>)>) {
+    pub fn receive(&mut self, at: Instant, batches: Inbound) {
         if self.running.is_some() {
             self.worker.call(move |core| {
                 if let Some(core) = core.as_mut() {

@@ -22,7 +22,7 @@ use crate::checker::{Checker, Stats, TopicPartition};
 use crate::history::History;
 use crate::nemesis::{Fault, Recovery, next_fault};
 use crate::network::{Conditions, Network, Payload, lose};
-use crate::node::{NodeSettings, SimNode, panic_message};
+use crate::node::{Inbound, NodeSettings, SimNode, panic_message};
 use crate::records;
 use crate::workload::{Committer, Producer, Reader, Vandal, World};
 
@@ -278,7 +278,7 @@ impl Simulation {
     /// call to a node's thread is the simulation's main cost.
     fn deliver(&mut self) {
         let at = self.base + self.now;
-        let mut batches: BTreeMap<usize, Vec<(NodeId, Vec<(GroupId, raft::eraftpb::Message)>)>> = BTreeMap::new();
+        let mut batches: BTreeMap<usize, Inbound> = BTreeMap::new();
         for packet in self.network.due(self.now) {
             let index = (packet.to - 1) as usize;
             let node = &mut self.nodes[index];
