@@ -97,8 +97,6 @@ pub struct RaftCore<S: StateMachine, F: FileSystem> {
     last_heard: BTreeMap<NodeId, Instant>,
     early: BTreeMap<GroupId, (Instant, Vec<Message>)>,
     reads: BTreeMap<u64, PendingRead>,
-    /// Read-index requests that renew leases, by context: group and issue time.
-    lease_reads: BTreeMap<u64, (GroupId, Instant)>,
     next_read: u64,
     /// Until then this node grants no votes (see `step`).
     votes_held_until: Instant,
@@ -153,7 +151,6 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             last_heard: BTreeMap::new(),
             early: BTreeMap::new(),
             reads: BTreeMap::new(),
-            lease_reads: BTreeMap::new(),
             next_read: 0,
             votes_held_until: now,
             snapshot_requests: SnapshotRequests::default(),
@@ -610,10 +607,11 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                 };
                 if let Some(pending) = self.reads.remove(&ctx) {
                     let _ = pending.reply.send(Ok(read.index));
-                } else if let Some((_, issued)) = self.lease_reads.remove(&ctx) {
+                } else {
+                    // The group's own lease request, if it is still the one under way.
                     let lease = self.lease_duration();
                     let group = self.groups.get_mut(&id).expect("listed above");
-                    if group.lease_request.is_some_and(|(c, _)| c == ctx) {
+                    if let Some((_, issued)) = group.lease_request.filter(|(c, _)| *c == ctx) {
                         group.lease_request = None;
                         group.status.lease_until = Some(issued + lease);
                         self.status.set(id, group.status.clone());
@@ -729,9 +727,6 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         for id in ids {
             self.renew_lease(id);
         }
-        let (now, lease) = (self.now, self.lease_duration());
-        self.lease_reads
-            .retain(|_, (_, issued)| now.duration_since(*issued) < lease);
     }
 
     /// Asks a quorum to confirm this node's leadership of `id` when its
@@ -783,7 +778,6 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         let ctx = self.next_read;
         group.node.read_index(ctx.to_be_bytes().to_vec());
         group.lease_request = Some((ctx, now));
-        self.lease_reads.insert(ctx, (id, now));
     }
 
     /// Tells raft-rs how the snapshots it sent went, so replication to
