@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use chronik_raft::grpc::{ClusterId, GrpcTransport, PeerAddresses, REQUEST_TIMEOUT};
 use chronik_raft::{
-    DiskSpace, GroupId, GroupReport, METADATA_GROUP, Mailbox, MultiRaft, MultiRaftConfig, NoPeers, NodeId,
-    ProposeError, SharedTransport,
+    DiskSpace, GroupId, GroupReport, METADATA_GROUP, Mailbox, MembershipChange, MultiRaft, MultiRaftConfig, NoPeers,
+    NodeId, ProposeError, SharedTransport,
 };
 use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
@@ -65,6 +65,7 @@ impl Broker {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display()))?;
         identity::check_node_id(&config.data_dir, config.node_id)?;
+        identity::check_not_removed(&config.data_dir, config.node_id)?;
         let state = Arc::new(SharedState::default());
         let state_machine = BrokerStateMachine::open(&config.data_dir, config.node_id, state.clone())?;
         let cluster_id = ClusterId::default();
@@ -89,6 +90,7 @@ impl Broker {
                 for (id, addr) in &cluster.peers {
                     peers.set(*id, addr.clone());
                 }
+                raft_config.join = cluster.join.is_some();
                 raft_config.initial_voters = if cluster.bootstrap {
                     let mut voters: Vec<NodeId> = cluster.peers.iter().map(|(id, _)| *id).collect();
                     voters.push(config.node_id);
@@ -121,7 +123,11 @@ impl Broker {
     /// Waits for the metadata group, forms the cluster if it is new, and
     /// registers this node. Returns once the node can serve requests.
     pub async fn join(&self) -> anyhow::Result<()> {
-        self.wait_for_leader_within(METADATA_GROUP, STARTUP_WAIT).await?;
+        let joining = self.config.cluster.as_ref().and_then(|c| c.join.clone());
+        match joining {
+            Some(member) if self.state.metadata().cluster_id.is_empty() => self.await_membership(&member).await?,
+            _ => self.wait_for_leader_within(METADATA_GROUP, STARTUP_WAIT).await?,
+        };
         if self.state.metadata().cluster_id.is_empty() {
             let command = MetadataCommand::InitCluster {
                 cluster_id: uuid::Uuid::new_v4().simple().to_string(),
@@ -147,6 +153,48 @@ impl Broker {
         }
         self.ensure_offsets_topic().await?;
         Ok(())
+    }
+
+    /// For a node started with `--join`: learns the cluster's id and members
+    /// from `member`, then waits (without bound: an operator adds it when
+    /// ready) until the metadata it received makes it a member.
+    async fn await_membership(&self, member: &str) -> anyhow::Result<u64> {
+        let node = self.config.node_id;
+        let mut told = Instant::now() - Duration::from_secs(3600);
+        loop {
+            if self.cluster_id.get().is_empty() {
+                match crate::cluster::describe_node(member, REQUEST_TIMEOUT).await {
+                    Ok(report) if !report.cluster_id.is_empty() => {
+                        self.cluster_id.set(&report.cluster_id);
+                        for entry in &report.nodes {
+                            if entry.id != node && !entry.raft_addr.is_empty() {
+                                self.peers.set(entry.id, entry.raft_addr.clone());
+                            }
+                        }
+                        tracing::info!(cluster = %report.cluster_id, member, "found the cluster to join");
+                    }
+                    Ok(_) => tracing::warn!(member, "the member to join through has no cluster yet"),
+                    Err(e) => tracing::warn!(member, "cannot reach the member to join through: {e}"),
+                }
+            }
+            let metadata = self.state.metadata().clone();
+            if !metadata.cluster_id.is_empty() && metadata.nodes.contains_key(&node) {
+                tracing::info!("this node is a member of cluster {}", metadata.cluster_id);
+                return self.wait_for_leader_within(METADATA_GROUP, STARTUP_WAIT).await;
+            }
+            if told.elapsed() >= Duration::from_secs(10) {
+                let raft = self.config.cluster.as_ref().map_or("", |c| c.raft_advertised.as_str());
+                tracing::info!(
+                    "waiting to be added to the cluster; run `chronik-server cluster add-node --id {node} \
+                     --addr {}:{} --raft-port {}` against a member",
+                    self.config.advertised_host,
+                    self.config.advertised_port,
+                    raft.rsplit(':').next().unwrap_or("PORT"),
+                );
+                told = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The members of a cluster being formed: this node and its peers.
@@ -217,6 +265,23 @@ impl Broker {
         self.groups.with_group(&loader, group, f)
     }
 
+    /// Proposes a step of a membership change of `group`, which this node
+    /// leads, and waits until it is applied.
+    pub async fn change_membership(&self, group: GroupId, change: MembershipChange) -> Result<(), ProposeError> {
+        self.raft.change_membership(group, change).await
+    }
+
+    /// Asks this node, leader of `group`, to hand the leadership to `to`.
+    pub async fn transfer_leader(&self, group: GroupId, to: NodeId) -> Result<(), ProposeError> {
+        self.raft.transfer_leader(group, to).await
+    }
+
+    /// Whether `node` should be offered to clients: a member that is this
+    /// node or answered its last probe.
+    pub fn is_live(&self, node: NodeId) -> bool {
+        node == self.config.node_id || !self.peer_view.unreachable(node)
+    }
+
     pub fn leader_of(&self, group: GroupId) -> Option<NodeId> {
         match self.raft.status().get(group) {
             Some(status) => status.leader,
@@ -268,6 +333,8 @@ impl Broker {
         }
     }
 
+    /// Applies a metadata command through the metadata leader, and waits
+    /// until this node's view reflects it.
     pub async fn propose_metadata(&self, command: MetadataCommand) -> Result<(), MetadataError> {
         self.apply_metadata(command).await.map(|_| ())
     }

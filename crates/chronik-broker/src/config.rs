@@ -56,4 +56,7 @@ pub struct ClusterConfig {
     pub peers: Vec<(NodeId, String)>,
     /// Form a new cluster from this node and its peers if the data directory is empty.
     pub bootstrap: bool,
+    /// Join a running cluster through this member's Raft address if the data
+    /// directory is empty.
+    pub join: Option<String>,
 }

@@ -73,6 +73,13 @@ async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKind) -
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(handlers::init_producer_id::handle(broker, r).await)
         }
+        RequestKind::AlterPartitionReassignments(r) => {
+            ResponseKind::AlterPartitionReassignments(handlers::reassignments::alter(broker, r).await)
+        }
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(handlers::reassignments::list(broker, r))
+        }
+        RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(handlers::reassignments::elect(broker, r).await),
         other => unreachable!("dispatch admitted an unsupported request: {other:?}"),
     }
 }

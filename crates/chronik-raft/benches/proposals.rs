@@ -20,7 +20,7 @@ impl StateMachine for Discard {
     }
 
     /// Each run starts from an empty directory: nothing to recreate.
-    fn assigned_groups(&self) -> Vec<(GroupId, Vec<u64>)> {
+    fn assigned_groups(&self) -> Vec<Effect> {
         Vec::new()
     }
 

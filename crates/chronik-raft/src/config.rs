@@ -26,6 +26,9 @@ pub struct MultiRaftConfig {
     /// Voters of the metadata group if this node has to create it (the first
     /// start of a cluster's nodes). Empty: the node must already hold it.
     pub initial_voters: Vec<NodeId>,
+    /// This node joins a running cluster: it starts with an empty metadata
+    /// group, which a member adds it to (as a learner first).
+    pub join: bool,
     /// Where snapshots received from leaders are staged.
     pub snapshot_dir: PathBuf,
     /// A follower is in sync while at most this many entries behind the leader
@@ -72,6 +75,7 @@ impl MultiRaftConfig {
             max_uncommitted_bytes: 256 << 20,
             checkpoint_interval: Duration::from_secs(1),
             initial_voters: vec![node_id],
+            join: false,
             snapshot_dir,
             in_sync_max_lag: 1000,
             log_retain_entries: 10_000,

@@ -18,7 +18,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::{Entry, EntryType, Message, MessageType, Snapshot};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use raft_engine::env::FileSystem;
 use raft_engine::{Engine, LogBatch};
@@ -28,10 +29,11 @@ use crate::config::{MultiRaftConfig, PlantedBug};
 use crate::error::{ProposeError, StartError};
 use crate::fail_stop::fail_stop;
 use crate::logger::raft_logger;
+use crate::membership::MembershipChange;
 use crate::snapshot::{SnapshotManifest, discard_staged, staging_dir};
 use crate::state_machine::{Effect, StateMachine};
 use crate::status::{GroupReport, GroupStatus, StatusBoard};
-use crate::storage::{EntryExt, GroupStorage, SnapshotRequests, put_hard_state};
+use crate::storage::{EntryExt, GroupStorage, INIT_INDEX, SnapshotRequests, put_hard_state};
 use crate::transport::{SharedTransport, SnapshotDone, SnapshotReports};
 use crate::{GroupId, METADATA_GROUP, NodeId};
 
@@ -60,6 +62,13 @@ struct PendingProposal<O> {
     reply: Reply<O>,
 }
 
+/// A membership change this node proposed, answered once it is applied.
+struct PendingConfChange {
+    index: u64,
+    term: u64,
+    reply: oneshot::Sender<Result<(), ProposeError>>,
+}
+
 struct PendingRead {
     reply: oneshot::Sender<Result<u64, ProposeError>>,
     since: Instant,
@@ -79,6 +88,10 @@ struct Group<O, F: FileSystem> {
     /// The read-index request renewing this leader's lease, and when it was
     /// issued.
     lease_request: Option<(u64, Instant)>,
+    /// The index whose configuration is stored: configuration entries up to
+    /// it are replayed after a restart without being applied again.
+    conf_index: u64,
+    conf_pending: Option<PendingConfChange>,
 }
 
 pub struct RaftCore<S: StateMachine, F: FileSystem> {
@@ -202,17 +215,24 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         self.checkpoint();
         for group in self.groups.values_mut() {
             fail_pending(&mut group.pending, ProposeError::Stopped);
+            if let Some(pending) = group.conf_pending.take() {
+                let _ = pending.reply.send(Err(ProposeError::Stopped));
+            }
         }
     }
 
     fn load_groups(&mut self) -> Result<(), StartError> {
         let mut fresh_metadata = false;
         if !GroupStorage::exists(&self.engine, METADATA_GROUP) {
-            if self.config.initial_voters.is_empty() {
+            if self.config.join {
+                // A member adds it; its leader's snapshot brings the metadata.
+                GroupStorage::initialise_empty(&self.engine, METADATA_GROUP)?;
+            } else if self.config.initial_voters.is_empty() {
                 return Err(StartError::NotBootstrapped);
+            } else {
+                GroupStorage::initialise(&self.engine, METADATA_GROUP, &self.config.initial_voters)?;
+                fresh_metadata = true;
             }
-            GroupStorage::initialise(&self.engine, METADATA_GROUP, &self.config.initial_voters)?;
-            fresh_metadata = true;
         }
         let mut ids = self.engine.raft_groups();
         if !ids.contains(&METADATA_GROUP) {
@@ -240,10 +260,14 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     /// them and creating them. (Groups it no longer gives this node were
     /// deleted as they were opened.)
     fn create_missing_groups(&mut self) {
-        for (group, voters) in self.state_machine.assigned_groups() {
+        for effect in self.state_machine.assigned_groups() {
+            let group = match &effect {
+                Effect::CreateGroup { group, .. } | Effect::JoinGroup { group, .. } => *group,
+                Effect::LeaveGroup { .. } | Effect::RemoveGroup { .. } => continue,
+            };
             if !self.groups.contains_key(&group) {
                 tracing::info!(group, "creating a group assigned to this node before a restart");
-                self.carry_out(Effect::CreateGroup { group, voters });
+                self.carry_out(effect);
             }
         }
     }
@@ -265,7 +289,9 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         let committed = initial.hard_state.commit;
         let first_voter = initial.conf_state.voters.first().copied();
         let compacted = raft::Storage::first_index(&storage)? - 1;
-        if durable < compacted {
+        let conf_index = storage.conf_index();
+        // A group's initial entries hold nothing to apply.
+        if durable.max(INIT_INDEX) < compacted {
             return Err(StartError::StateBehindLog {
                 group: id,
                 durable,
@@ -312,6 +338,8 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                 persisted_commit: committed,
                 commit_unsaved: false,
                 lease_request: None,
+                conf_index,
+                conf_pending: None,
             },
         );
         if let Some((_, early)) = self.early.remove(&id) {
@@ -404,6 +432,56 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         });
     }
 
+    /// Proposes one step of a membership change of group `id`, which this
+    /// node leads; `reply` learns when it is applied. One change at a time:
+    /// while another is under way the proposal is refused (`Dropped`).
+    pub fn change_membership(
+        &mut self,
+        id: GroupId,
+        change: MembershipChange,
+        reply: oneshot::Sender<Result<(), ProposeError>>,
+    ) {
+        let group = match self.led_group(id) {
+            Ok(group) => group,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        if group.conf_pending.is_some() || group.node.raft.has_pending_conf() {
+            let _ = reply.send(Err(ProposeError::Dropped));
+            return;
+        }
+        if group
+            .node
+            .propose_conf_change(Vec::new(), change.to_conf_change())
+            .is_err()
+        {
+            let _ = reply.send(Err(ProposeError::Dropped));
+            return;
+        }
+        tracing::info!(group = id, ?change, "proposed a membership change");
+        group.conf_pending = Some(PendingConfChange {
+            index: group.node.raft.raft_log.last_index(),
+            term: group.node.raft.term,
+            reply,
+        });
+    }
+
+    /// Asks the leader of `id` (this node) to hand its leadership to `to`.
+    pub fn transfer_leader(&mut self, id: GroupId, to: NodeId) -> Result<(), ProposeError> {
+        if to == self.config.node_id {
+            return self.led_group(id).map(|_| ());
+        }
+        let group = self.led_group(id)?;
+        group.node.transfer_leader(to);
+        // The successor takes over without waiting out a lease.
+        group.status.lease_until = None;
+        let status = group.status.clone();
+        self.status.set(id, status);
+        Ok(())
+    }
+
     /// Ticks once for every tick interval elapsed since the last tick, up to
     /// half an election timeout at once: after a stall (a long fsync) the
     /// node has not been silent, only slow, and a burst of ticks would start
@@ -479,9 +557,12 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         let raft = &group.node.raft;
         let last = raft.raft_log.last_index();
         let alive_within = self.config.tick_interval * self.config.election_ticks as u32;
+        let voters = raft.prs().conf().voters().ids();
         let mut isr: Vec<NodeId> = raft
             .prs()
             .iter()
+            // Learners are catching up to become replicas; they are not in sync yet.
+            .filter(|(id, _)| voters.contains(**id))
             .filter(|(id, progress)| {
                 **id == self.config.node_id
                     || (progress.matched + self.config.in_sync_max_lag >= last
@@ -521,8 +602,13 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             .map(|(id, group)| {
                 let raft = &group.node.raft;
                 let leading = raft.state == StateRole::Leader;
+                let conf = raft.prs().conf().to_conf_state();
                 let mut voters: Vec<NodeId> = raft.prs().conf().voters().ids().iter().collect();
                 voters.sort_unstable();
+                let mut learners: Vec<NodeId> = conf.learners.iter().chain(&conf.learners_next).copied().collect();
+                learners.sort_unstable();
+                learners.dedup();
+                let joint = !conf.voters_outgoing.is_empty();
                 let mut matched: Vec<(NodeId, u64)> = if leading {
                     raft.prs().iter().map(|(id, p)| (*id, p.matched)).collect()
                 } else {
@@ -539,6 +625,9 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                     first_index: raft.raft_log.first_index(),
                     last_index: raft.raft_log.last_index(),
                     voters,
+                    learners,
+                    joint,
+                    changing: group.conf_pending.is_some() || raft.has_pending_conf(),
                     isr: if leading { self.in_sync(group) } else { Vec::new() },
                     matched,
                 }
@@ -669,6 +758,9 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                     // results, which spares retries that would duplicate them.
                     let leader = group.status.leader;
                     fail_pending(&mut group.pending, ProposeError::NotLeader { group: id, leader });
+                    if let Some(pending) = group.conf_pending.take() {
+                        let _ = pending.reply.send(Err(ProposeError::NotLeader { group: id, leader }));
+                    }
                 }
                 self.publish_readiness(id);
             }
@@ -826,10 +918,19 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         let requested: Vec<GroupId> =
             std::mem::take(&mut *self.snapshot_requests.lock().unwrap_or_else(|e| e.into_inner()));
         for id in requested {
-            let Some((index, manifest)) = self.state_machine.snapshot(id) else {
+            let Some((state_index, manifest)) = self.state_machine.snapshot(id) else {
                 continue;
             };
             let Some(group) = self.groups.get(&id) else { continue };
+            // The state machine counts the entries it applied; the no-ops and
+            // configuration changes after the last of them change nothing it
+            // holds, so its state is also that of Raft's applied index, where
+            // the configuration is the current one.
+            let index = group.node.raft.raft_log.applied;
+            assert!(
+                state_index <= index,
+                "group {id}: the state machine is at {state_index}, beyond Raft's applied index {index}"
+            );
             let term = match raft::Storage::term(group.node.store(), index) {
                 Ok(term) => term,
                 Err(e) => {
@@ -859,12 +960,69 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         if entries.is_empty() {
             return;
         }
-        let group = self.groups.get_mut(&id).expect("applying a running group");
         for entry in entries {
-            // Leader no-ops and configuration changes carry nothing to apply here.
-            let output = (entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty())
-                .then(|| self.state_machine.apply(id, entry.index, &entry.data, effects));
+            if entry.get_entry_type() != EntryType::EntryNormal {
+                self.apply_conf_change(id, &entry);
+                let group = self.groups.get_mut(&id).expect("applying a running group");
+                complete(&mut group.pending, &entry, None);
+                continue;
+            }
+            // Leader no-ops carry nothing to apply.
+            let output =
+                (!entry.data.is_empty()).then(|| self.state_machine.apply(id, entry.index, &entry.data, effects));
+            let group = self.groups.get_mut(&id).expect("applying a running group");
             complete(&mut group.pending, &entry, output);
+        }
+        let group = self.groups.get_mut(&id).expect("applying a running group");
+        let applied = group.node.raft.raft_log.applied;
+        if let Some(pending) = group.conf_pending.take_if(|p| p.index <= applied) {
+            // Its entry was overwritten by another leader's, or refused by
+            // raft-rs (which turns a conf change it refuses into a no-op).
+            let _ = pending.reply.send(Err(ProposeError::Dropped));
+        }
+    }
+
+    /// Applies a committed configuration entry and makes the result durable
+    /// before anything acts on it. A change raft-rs refuses (it would leave
+    /// no voters, say) is refused the same way on every replica.
+    fn apply_conf_change(&mut self, id: GroupId, entry: &Entry) {
+        let group = self.groups.get_mut(&id).expect("applying a running group");
+        let change = match entry.get_entry_type() {
+            EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&entry.data).ok(),
+            _ => ConfChange::parse_from_bytes(&entry.data)
+                .ok()
+                .map(raft_proto::ConfChangeI::into_v2),
+        };
+        let ours = group
+            .conf_pending
+            .as_ref()
+            .is_some_and(|p| p.index == entry.index && p.term == entry.term);
+        let outcome = match change {
+            _ if entry.index <= group.conf_index => Ok(()),
+            None => Err("undecodable configuration entry".to_string()),
+            Some(cc) => match group.node.apply_conf_change(&cc) {
+                Ok(conf) => {
+                    if let Err(e) = group.node.store().save_conf_state(&conf, entry.index) {
+                        fail_stop(&format!("cannot record the configuration of group {id}"), &e);
+                    }
+                    group.conf_index = entry.index;
+                    tracing::info!(group = id, index = entry.index, voters = ?conf.voters, learners = ?conf.learners,
+                        outgoing = ?conf.voters_outgoing, "applied a membership change");
+                    // A lease was confirmed by the old voters; earn it anew.
+                    group.status.lease_until = None;
+                    group.lease_request = None;
+                    self.status.set(id, group.status.clone());
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        if let Err(e) = &outcome {
+            tracing::warn!(group = id, index = entry.index, "membership change refused: {e}");
+        }
+        if ours {
+            let pending = group.conf_pending.take().expect("checked above");
+            let _ = pending.reply.send(outcome.map_err(|_| ProposeError::Dropped));
         }
     }
 
@@ -885,9 +1043,31 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                     tracing::error!(group, "cannot create Raft group: {e}");
                 }
             }
+            Effect::JoinGroup { group, nodes } => {
+                if self.groups.contains_key(&group) || !nodes.contains(&self.config.node_id) {
+                    return;
+                }
+                let created = (|| {
+                    if !GroupStorage::exists(&self.engine, group) {
+                        GroupStorage::initialise_empty(&self.engine, group)?;
+                    }
+                    self.open_group(group, false)
+                })();
+                if let Err(e) = created {
+                    tracing::error!(group, "cannot create the Raft group of a new replica: {e}");
+                }
+            }
+            Effect::LeaveGroup { group, nodes } => {
+                if nodes.contains(&self.config.node_id) {
+                    self.carry_out(Effect::RemoveGroup { group });
+                }
+            }
             Effect::RemoveGroup { group } => {
                 if let Some(mut removed) = self.groups.remove(&group) {
                     fail_pending(&mut removed.pending, ProposeError::UnknownGroup(group));
+                    if let Some(pending) = removed.conf_pending {
+                        let _ = pending.reply.send(Err(ProposeError::UnknownGroup(group)));
+                    }
                 }
                 self.status.remove(group);
                 if let Err(e) = GroupStorage::destroy(&self.engine, group) {

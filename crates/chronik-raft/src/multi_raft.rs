@@ -8,17 +8,18 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::GroupId;
 use crate::config::MultiRaftConfig;
 use crate::core::RaftCore;
 use crate::disk_space::DiskSpace;
 use crate::error::{ProposeError, StartError};
 use crate::log_files::UncachedLogFiles;
 use crate::mailbox::Mailbox;
+use crate::membership::MembershipChange;
 use crate::shell::{Command, Control, Shell};
 use crate::state_machine::StateMachine;
 use crate::status::{GroupReport, StatusBoard};
 use crate::transport::SharedTransport;
+use crate::{GroupId, NodeId};
 
 /// Messages from peers queued for the loop before new ones are dropped.
 const CONTROL_QUEUE_DEPTH: usize = 4096;
@@ -128,6 +129,28 @@ impl<O: Send + 'static> MultiRaft<O> {
             return Vec::new();
         }
         reports.await.unwrap_or_default()
+    }
+
+    /// Proposes one step of a membership change to `group`, which this node
+    /// leads, and waits until it is applied.
+    pub async fn change_membership(&self, group: GroupId, change: MembershipChange) -> Result<(), ProposeError> {
+        let (reply, outcome) = oneshot::channel();
+        self.controls
+            .send(Control::ChangeMembership { group, change, reply })
+            .await
+            .map_err(|_| ProposeError::Stopped)?;
+        outcome.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// Asks this node, leader of `group`, to hand the leadership to `to`.
+    /// Returns once asked; the transfer itself takes an election.
+    pub async fn transfer_leader(&self, group: GroupId, to: NodeId) -> Result<(), ProposeError> {
+        let (reply, outcome) = oneshot::channel();
+        self.controls
+            .send(Control::TransferLeader { group, to, reply })
+            .await
+            .map_err(|_| ProposeError::Stopped)?;
+        outcome.await.unwrap_or(Err(ProposeError::Stopped))
     }
 
     pub fn status(&self) -> &StatusBoard {

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::{RaftCore, Reply};
 use crate::error::ProposeError;
+use crate::membership::MembershipChange;
 use crate::state_machine::StateMachine;
 use crate::status::GroupReport;
 use crate::{GroupId, NodeId};
@@ -49,6 +50,16 @@ pub(crate) enum Control {
     },
     Describe {
         reply: oneshot::Sender<Vec<GroupReport>>,
+    },
+    ChangeMembership {
+        group: GroupId,
+        change: MembershipChange,
+        reply: oneshot::Sender<Result<(), ProposeError>>,
+    },
+    TransferLeader {
+        group: GroupId,
+        to: NodeId,
+        reply: oneshot::Sender<Result<(), ProposeError>>,
     },
 }
 
@@ -139,6 +150,10 @@ impl<O: Send + 'static> Shell<O> {
             Control::ReadIndex { group, reply } => core.read_index(group, reply),
             Control::Describe { reply } => {
                 let _ = reply.send(core.describe());
+            }
+            Control::ChangeMembership { group, change, reply } => core.change_membership(group, change, reply),
+            Control::TransferLeader { group, to, reply } => {
+                let _ = reply.send(core.transfer_leader(group, to));
             }
         }
     }

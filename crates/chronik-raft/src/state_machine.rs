@@ -9,9 +9,15 @@ use crate::{GroupId, NodeId};
 /// carries them out after the current batch of entries is applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// Start a group with these voters; a no-op if it already runs.
+    /// Start a new group with these voters; a no-op if it already runs.
     CreateGroup { group: GroupId, voters: Vec<NodeId> },
-    /// Stop a group and delete its Raft log.
+    /// Replicas of a running group are being added on `nodes`: each of them
+    /// starts the group empty, and its leader sends it a snapshot.
+    JoinGroup { group: GroupId, nodes: Vec<NodeId> },
+    /// The group's replicas on `nodes` were removed: each stops the group
+    /// and deletes its Raft log.
+    LeaveGroup { group: GroupId, nodes: Vec<NodeId> },
+    /// Stop a group everywhere and delete its Raft log.
     RemoveGroup { group: GroupId },
 }
 
@@ -30,10 +36,11 @@ pub trait StateMachine: Send + 'static {
     /// unknown and its Raft log should be deleted.
     fn open_group(&mut self, group: GroupId) -> Option<u64>;
 
-    /// Every group the replicated state gives this node, with its voters.
-    /// At start the loop creates those without a Raft log: a crash can come
-    /// between applying the entry that assigned a group and creating it.
-    fn assigned_groups(&self) -> Vec<(GroupId, Vec<NodeId>)>;
+    /// Every group the replicated state gives this node, as the effect that
+    /// creates it here (`CreateGroup` or `JoinGroup`). At start the loop
+    /// creates those without a Raft log: a crash can come between applying
+    /// the entry that assigned a group and creating it.
+    fn assigned_groups(&self) -> Vec<Effect>;
 
     /// Applies one committed entry. Must be deterministic: every replica
     /// reaches the same state from the same entries.

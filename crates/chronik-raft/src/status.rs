@@ -47,10 +47,20 @@ pub struct GroupReport {
     pub applied: u64,
     pub first_index: u64,
     pub last_index: u64,
+    /// In a joint configuration, the incoming and outgoing voters both.
     pub voters: Vec<NodeId>,
+    /// Replicas catching up before they become voters.
+    #[serde(default)]
+    pub learners: Vec<NodeId>,
+    /// The group is between two configurations (joint consensus).
+    #[serde(default)]
+    pub joint: bool,
+    /// A membership change is proposed and not yet applied.
+    #[serde(default)]
+    pub changing: bool,
     /// Known only on the leader.
     pub isr: Vec<NodeId>,
-    /// Each voter's match index; known only on the leader.
+    /// Each voter's and learner's match index; known only on the leader.
     pub matched: Vec<(NodeId, u64)>,
 }
 

@@ -22,7 +22,17 @@ use crate::GroupId;
 
 pub(crate) const HARD_STATE_KEY: &[u8] = b"hard_state";
 const CONF_STATE_KEY: &[u8] = b"conf_state";
+/// The index of the entry (or snapshot) the stored conf state reflects.
+const CONF_INDEX_KEY: &[u8] = b"conf_index";
 const COMPACTED_KEY: &[u8] = b"compacted";
+
+/// A group created with its voters starts as if entries up to this index
+/// (all of term `INIT_TERM`) were applied and compacted. A replica added
+/// later starts empty, at index 0, so the leader cannot send it entries and
+/// sends a snapshot: that is how it learns the group's configuration (the
+/// scheme TiKV uses).
+pub(crate) const INIT_INDEX: u64 = 5;
+const INIT_TERM: u64 = 5;
 
 /// Teaches raft-engine where the index of a raft-rs entry is.
 #[derive(Clone, Copy)]
@@ -170,9 +180,12 @@ impl<F: FileSystem> GroupStorage<F> {
         let meta = snapshot.get_metadata();
         batch.add_command(self.group, raft_engine::Command::Clean);
         batch.put_message(self.group, CONF_STATE_KEY.to_vec(), meta.get_conf_state())?;
-        let mut compacted = meta.index.to_be_bytes().to_vec();
-        compacted.extend_from_slice(&meta.term.to_be_bytes());
-        batch.put(self.group, COMPACTED_KEY.to_vec(), compacted)?;
+        batch.put(self.group, CONF_INDEX_KEY.to_vec(), meta.index.to_be_bytes().to_vec())?;
+        batch.put(
+            self.group,
+            COMPACTED_KEY.to_vec(),
+            compacted_value(meta.index, meta.term),
+        )?;
         batch.put_message(self.group, HARD_STATE_KEY.to_vec(), hard_state)?;
         self.compacted.set((meta.index, meta.term));
         self.last_index.set(meta.index);
@@ -201,16 +214,53 @@ impl<F: FileSystem> GroupStorage<F> {
         engine.get(group, CONF_STATE_KEY).is_some()
     }
 
-    /// Records the initial membership of a brand-new group.
+    /// Records the initial membership of a brand-new group, as of `INIT_INDEX`.
     pub(crate) fn initialise(engine: &Engine<F>, group: GroupId, voters: &[u64]) -> raft_engine::Result<()> {
         let conf = ConfState {
             voters: voters.to_vec(),
             ..Default::default()
         };
+        let hard_state = HardState {
+            term: INIT_TERM,
+            commit: INIT_INDEX,
+            ..Default::default()
+        };
         let mut batch = LogBatch::default();
         batch.put_message(group, CONF_STATE_KEY.to_vec(), &conf)?;
+        batch.put(group, CONF_INDEX_KEY.to_vec(), INIT_INDEX.to_be_bytes().to_vec())?;
+        batch.put(group, COMPACTED_KEY.to_vec(), compacted_value(INIT_INDEX, INIT_TERM))?;
+        batch.put_message(group, HARD_STATE_KEY.to_vec(), &hard_state)?;
         engine.write(&mut batch, true)?;
         Ok(())
+    }
+
+    /// Records a replica added to a running group: no configuration, no
+    /// entries. Its leader sends it a snapshot, which carries both.
+    pub(crate) fn initialise_empty(engine: &Engine<F>, group: GroupId) -> raft_engine::Result<()> {
+        let mut batch = LogBatch::default();
+        batch.add_command(group, raft_engine::Command::Clean);
+        batch.put_message(group, CONF_STATE_KEY.to_vec(), &ConfState::default())?;
+        engine.write(&mut batch, true)?;
+        Ok(())
+    }
+
+    /// Makes the configuration that applying the entry at `index` produced
+    /// durable before anything acts on it.
+    pub(crate) fn save_conf_state(&self, conf: &ConfState, index: u64) -> raft_engine::Result<()> {
+        let mut batch = LogBatch::default();
+        batch.put_message(self.group, CONF_STATE_KEY.to_vec(), conf)?;
+        batch.put(self.group, CONF_INDEX_KEY.to_vec(), index.to_be_bytes().to_vec())?;
+        self.engine.write(&mut batch, true)?;
+        Ok(())
+    }
+
+    /// The index whose configuration the stored conf state is; entries up to
+    /// it must not be applied to the configuration again.
+    pub(crate) fn conf_index(&self) -> u64 {
+        match self.engine.get(self.group, CONF_INDEX_KEY) {
+            Some(v) if v.len() == 8 => u64::from_be_bytes(v[..].try_into().expect("8 bytes")),
+            _ => 0,
+        }
     }
 
     /// Deletes every trace of the group.
@@ -234,11 +284,9 @@ impl<F: FileSystem> GroupStorage<F> {
             return Ok(());
         }
         let term = raft::Storage::term(self, index)?;
-        let mut value = index.to_be_bytes().to_vec();
-        value.extend_from_slice(&term.to_be_bytes());
         let mut batch = LogBatch::default();
         batch
-            .put(self.group, COMPACTED_KEY.to_vec(), value)
+            .put(self.group, COMPACTED_KEY.to_vec(), compacted_value(index, term))
             .map_err(store_error)?;
         batch.add_command(self.group, raft_engine::Command::Compact { index: index + 1 });
         self.engine.write(&mut batch, false).map_err(store_error)?;
@@ -336,6 +384,12 @@ impl<F: FileSystem> raft::Storage for GroupStorage<F> {
         }
         Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
     }
+}
+
+fn compacted_value(index: u64, term: u64) -> Vec<u8> {
+    let mut value = index.to_be_bytes().to_vec();
+    value.extend_from_slice(&term.to_be_bytes());
+    value
 }
 
 fn stored_compacted<F: FileSystem>(engine: &Engine<F>, group: GroupId) -> (u64, u64) {

@@ -22,7 +22,7 @@ impl StateMachine for Nothing {
         Some(0)
     }
 
-    fn assigned_groups(&self) -> Vec<(GroupId, Vec<NodeId>)> {
+    fn assigned_groups(&self) -> Vec<Effect> {
         Vec::new()
     }
 

@@ -29,8 +29,14 @@ impl StateMachine for Recorder {
         Some(self.durable.lock().unwrap().get(&group).copied().unwrap_or(0))
     }
 
-    fn assigned_groups(&self) -> Vec<(GroupId, Vec<u64>)> {
-        self.assigned.lock().unwrap().clone().into_iter().collect()
+    fn assigned_groups(&self) -> Vec<Effect> {
+        self.assigned
+            .lock()
+            .unwrap()
+            .clone()
+            .into_iter()
+            .map(|(group, voters)| Effect::CreateGroup { group, voters })
+            .collect()
     }
 
     fn apply(&mut self, group: GroupId, index: u64, data: &[u8], effects: &mut Vec<Effect>) -> u64 {

@@ -20,7 +20,7 @@ impl StateMachine for Indexes {
         Some(0)
     }
 
-    fn assigned_groups(&self) -> Vec<(GroupId, Vec<NodeId>)> {
+    fn assigned_groups(&self) -> Vec<Effect> {
         Vec::new()
     }
 

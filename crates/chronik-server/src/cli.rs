@@ -141,6 +141,12 @@ pub struct RaftClusterArgs {
     /// --bootstrap and the same peers). Ignored once the data directory holds a cluster.
     #[arg(long, env = "CHRONIK_BOOTSTRAP")]
     pub bootstrap: bool,
+
+    /// Join a running cluster through the Raft address of any of its members.
+    /// The node serves nothing until `cluster add-node` makes it a member.
+    /// Ignored once the data directory holds a cluster.
+    #[arg(long, env = "CHRONIK_JOIN", conflicts_with = "bootstrap")]
+    pub join: Option<String>,
 }
 
 /// The `--config` file. Unknown keys are an error, so typos do not pass silently.
@@ -176,6 +182,7 @@ struct FileCluster {
     /// "2@host:5002,3@host:5003" or ["2@host:5002", "3@host:5003"].
     peers: Option<Peers>,
     bootstrap: Option<bool>,
+    join: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +222,7 @@ pub struct ClusterSettings {
     pub advertised_raft_addr: Option<String>,
     pub peers: Vec<(u64, String)>,
     pub bootstrap: bool,
+    pub join: Option<String>,
 }
 
 impl Settings {
@@ -249,11 +257,16 @@ impl Settings {
                          e.g. --peers \"2@localhost:5002,3@localhost:5003\""
                     );
                 }
+                let join = flags.join.or(from_file.join);
+                if bootstrap && join.is_some() {
+                    bail!("--bootstrap forms a new cluster and --join joins a running one: give only one");
+                }
                 Some(ClusterSettings {
                     raft_addr,
                     advertised_raft_addr: flags.advertised_raft_addr.or(from_file.advertised_raft_addr),
                     peers,
                     bootstrap,
+                    join,
                 })
             }
         };
@@ -366,6 +379,7 @@ impl Settings {
                     raft_advertised,
                     peers: cluster.peers.clone(),
                     bootstrap: cluster.bootstrap,
+                    join: cluster.join.clone(),
                 })
             }
             _ => None,

@@ -1,17 +1,20 @@
 //! `chronik-server cluster …`: operator commands. Each asks the node at
-//! `--addr` for its view over the admin gRPC service, and the other nodes it
+//! `--via` for its view over the admin gRPC service, and the other nodes it
 //! names for the state of their replicas. Nothing is cached or made up: a
-//! node that does not answer is reported as unreachable.
+//! node that does not answer is reported as unreachable. The commands that
+//! change the members are in `membership_cli`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chronik_broker::cluster::admin_client;
 use chronik_broker::cluster::proto::DescribeRequest;
 use chronik_broker::cluster::report::{NodeReport, ReplicaReport};
 use clap::{Args, Subcommand};
 use serde::Serialize;
+
+use crate::membership_cli;
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -34,19 +37,24 @@ pub enum ClusterCommand {
     IsrStatus(Target),
     /// Exits 0 when every node answers and every partition has a leader and all its replicas in sync; 1 otherwise.
     Health(Target),
-    /// Add a node to the cluster (not available yet).
-    AddNode(Unavailable),
-    /// Remove a node from the cluster (not available yet).
-    RemoveNode(Unavailable),
-    /// Move partition leaders and replicas to even out the nodes (not available yet).
-    Rebalance(Unavailable),
+    /// Make a node a member: it joins the metadata group as a learner, catches up and becomes a voter.
+    AddNode(membership_cli::AddNode),
+    /// Move every replica and leadership off a node, then remove it from the cluster and stop it.
+    RemoveNode(membership_cli::RemoveNode),
+    /// Even out replicas, then preferred leaders, across the nodes.
+    Rebalance(membership_cli::Rebalance),
 }
 
 #[derive(Debug, Args)]
 pub struct Target {
-    /// The Raft/admin address of any node of the cluster.
-    #[arg(long, env = "CHRONIK_ADMIN_ADDR", default_value = "127.0.0.1:5001")]
-    pub addr: String,
+    /// The Raft/admin address of any node of the cluster (also --addr).
+    #[arg(
+        long = "via",
+        visible_alias = "addr",
+        env = "CHRONIK_ADMIN_ADDR",
+        default_value = "127.0.0.1:5001"
+    )]
+    pub via: String,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -55,29 +63,33 @@ pub struct Target {
     pub timeout_ms: u64,
 }
 
-#[derive(Debug, Args)]
-pub struct Unavailable {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
+/// Runs a command; the exit code is 0 on success, 1 when `health` finds the
+/// cluster unhealthy, and `membership_cli`'s codes for its refusals.
+pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
+    match command {
+        ClusterCommand::AddNode(args) => membership_cli::add_node(args).await,
+        ClusterCommand::RemoveNode(args) => membership_cli::remove_node(args).await,
+        ClusterCommand::Rebalance(args) => membership_cli::rebalance(args).await,
+        command => report(command).await,
+    }
 }
 
-/// Runs a command; the exit code is 0 on success, 1 when `health` finds the
-/// cluster unhealthy.
-pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
+/// The read-only commands: gather the nodes' views and print them.
+async fn report(command: ClusterCommand) -> anyhow::Result<u8> {
     let (target, name) = match &command {
-        ClusterCommand::AddNode(_) => bail!(unavailable("add-node")),
-        ClusterCommand::RemoveNode(_) => bail!(unavailable("remove-node")),
-        ClusterCommand::Rebalance(_) => bail!(unavailable("rebalance")),
         ClusterCommand::Status(t) => (t, "status"),
         ClusterCommand::ListNodes(t) => (t, "list-nodes"),
         ClusterCommand::ListPartitions(t) => (t, "list-partitions"),
         ClusterCommand::PartitionInfo { target, .. } => (target, "partition-info"),
         ClusterCommand::IsrStatus(t) => (t, "isr-status"),
         ClusterCommand::Health(t) => (t, "health"),
+        ClusterCommand::AddNode(_) | ClusterCommand::RemoveNode(_) | ClusterCommand::Rebalance(_) => {
+            unreachable!("`run` handles the membership commands")
+        }
     };
     let timeout = Duration::from_millis(target.timeout_ms.max(1));
     let entry = describe(
-        &target.addr,
+        &target.via,
         timeout,
         DescribeRequest {
             linearizable: true,
@@ -87,8 +99,8 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
     .await
     .with_context(|| {
         format!(
-            "`cluster {name}` cannot reach the node at {}; give the --raft-addr of a running node with --addr",
-            target.addr
+            "`cluster {name}` cannot reach the node at {}; give the --raft-addr of a running node with --via",
+            target.via
         )
     })?;
     let view = match &command {
@@ -97,9 +109,9 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
                 .partition(topic, *partition)
                 .with_context(|| format!("the cluster has no partition {partition} of topic '{topic}'"))?
                 .group;
-            ClusterView::gather(entry, &target.addr, timeout, vec![group], true).await
+            ClusterView::gather(entry, &target.via, timeout, vec![group], true).await
         }
-        _ => ClusterView::gather(entry, &target.addr, timeout, Vec::new(), false).await,
+        _ => ClusterView::gather(entry, &target.via, timeout, Vec::new(), false).await,
     };
     let json = target.json;
     match command {
@@ -120,20 +132,13 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
             return Ok(if health.healthy { 0 } else { 1 });
         }
         ClusterCommand::AddNode(_) | ClusterCommand::RemoveNode(_) | ClusterCommand::Rebalance(_) => {
-            unreachable!("refused above")
+            unreachable!("`run` handles the membership commands")
         }
     }
     Ok(0)
 }
 
-fn unavailable(command: &str) -> String {
-    format!(
-        "`cluster {command}` is not available yet: changing the members of a running cluster is not implemented. \
-         The members are the nodes the cluster was bootstrapped with."
-    )
-}
-
-async fn describe(addr: &str, timeout: Duration, request: DescribeRequest) -> anyhow::Result<NodeReport> {
+pub(crate) async fn describe(addr: &str, timeout: Duration, request: DescribeRequest) -> anyhow::Result<NodeReport> {
     let mut client = admin_client(addr, timeout).await.map_err(anyhow::Error::msg)?;
     let report = client
         .describe(request)
@@ -144,7 +149,7 @@ async fn describe(addr: &str, timeout: Duration, request: DescribeRequest) -> an
     serde_json::from_slice(&report).context("the node sent an undecodable report")
 }
 
-fn print<T: Serialize>(json: bool, value: &T, human: fn(&T)) {
+pub(crate) fn print<T: Serialize>(json: bool, value: &T, human: fn(&T)) {
     if json {
         println!("{}", serde_json::to_string_pretty(value).expect("views serialize"));
     } else {
@@ -153,10 +158,10 @@ fn print<T: Serialize>(json: bool, value: &T, human: fn(&T)) {
 }
 
 /// The reports of every node that answered, keyed by node id.
-struct ClusterView {
-    entry: NodeReport,
-    reports: BTreeMap<u64, NodeReport>,
-    unreachable: BTreeMap<u64, String>,
+pub(crate) struct ClusterView {
+    pub(crate) entry: NodeReport,
+    pub(crate) reports: BTreeMap<u64, NodeReport>,
+    pub(crate) unreachable: BTreeMap<u64, String>,
 }
 
 #[derive(Serialize)]
@@ -181,6 +186,8 @@ struct PartitionView {
     replicas: Vec<u64>,
     isr: Vec<u64>,
     under_replicated: bool,
+    /// Where a reassignment under way moves it.
+    moving_to: Option<Vec<u64>>,
 }
 
 #[derive(Serialize)]
@@ -191,6 +198,7 @@ struct StatusView {
     partitions: usize,
     offline_partitions: Vec<String>,
     under_replicated_partitions: Vec<String>,
+    reassigning_partitions: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -223,7 +231,13 @@ struct HealthView {
 }
 
 impl ClusterView {
-    async fn gather(entry: NodeReport, entry_addr: &str, timeout: Duration, groups: Vec<u64>, checksums: bool) -> Self {
+    pub(crate) async fn gather(
+        entry: NodeReport,
+        entry_addr: &str,
+        timeout: Duration,
+        groups: Vec<u64>,
+        checksums: bool,
+    ) -> Self {
         let mut reports = BTreeMap::new();
         let mut unreachable = BTreeMap::new();
         for node in &entry.nodes {
@@ -255,7 +269,7 @@ impl ClusterView {
 
     /// The leader's replica of `group`: the answering node that leads it in
     /// the highest term.
-    fn leader_replica(&self, group: u64) -> Option<(u64, &ReplicaReport)> {
+    pub(crate) fn leader_replica(&self, group: u64) -> Option<(u64, &ReplicaReport)> {
         self.reports
             .iter()
             .filter_map(|(id, report)| report.replica(group).map(|r| (*id, r)))
@@ -295,6 +309,7 @@ impl ClusterView {
                     replicas: p.replicas.clone(),
                     under_replicated: isr.len() < p.replicas.len(),
                     isr,
+                    moving_to: p.target.clone(),
                 }
             })
             .collect()
@@ -310,6 +325,7 @@ impl ClusterView {
             partitions: partitions.len(),
             offline_partitions: partitions.iter().filter(|p| p.leader.is_none()).map(name).collect(),
             under_replicated_partitions: partitions.iter().filter(|p| p.under_replicated).map(name).collect(),
+            reassigning_partitions: partitions.iter().filter(|p| p.moving_to.is_some()).map(name).collect(),
         }
     }
 
@@ -389,7 +405,7 @@ fn summary(names: &[String]) -> String {
     shown
 }
 
-fn ids(ids: &[u64]) -> String {
+pub(crate) fn ids(ids: &[u64]) -> String {
     ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
@@ -431,6 +447,11 @@ fn print_status(status: &StatusView) {
         status.under_replicated_partitions.len(),
         list_suffix(&status.under_replicated_partitions)
     );
+    println!(
+        "reassigning:     {}{}",
+        status.reassigning_partitions.len(),
+        list_suffix(&status.reassigning_partitions)
+    );
     println!();
     print_nodes(&status.nodes);
 }
@@ -449,11 +470,15 @@ fn print_partitions(partitions: &Vec<PartitionView>) {
         "TOPIC", "PARTITION", "GROUP", "LEADER", "REPLICAS", "ISR"
     );
     for p in partitions {
-        let state = match (p.leader, p.under_replicated) {
+        let mut state = match (p.leader, p.under_replicated) {
             (None, _) => "offline",
             (Some(_), true) => "under-replicated",
             (Some(_), false) => "ok",
-        };
+        }
+        .to_string();
+        if let Some(target) = &p.moving_to {
+            state.push_str(&format!(", moving to {}", ids(target)));
+        }
         println!(
             "{:<32} {:>9} {:>6} {:>6} {:<12} {:<12} {state}",
             p.topic,

@@ -5,6 +5,7 @@
 
 mod cli;
 mod cluster_cli;
+mod membership_cli;
 
 use std::sync::Arc;
 
@@ -88,6 +89,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         tokio::spawn(cluster::peer_view::run_peer_view(broker.clone()));
     }
     broker.join().await.context("cannot join the cluster")?;
+    if broker.config.cluster.is_some() {
+        tokio::spawn(cluster::reconciler::run_reconciler(broker.clone()));
+    }
     tokio::spawn(chronik_broker::run_retention(broker.clone()));
     tokio::spawn(chronik_broker::groups::coordinator::run_group_timers(broker.clone()));
     tracing::info!(listen = %bound, data_dir = %broker.config.data_dir.display(), "Chronik is serving Kafka clients");

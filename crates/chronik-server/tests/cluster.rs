@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::cluster::read_partition;
 use common::cluster::{Cluster, serial};
 use common::delivery::{new_producer, send};
 use common::raw::Connection;
@@ -15,47 +16,7 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::Producer;
-use rdkafka::{ClientConfig, Offset};
-
-fn consumer(bootstrap: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "cluster-tests")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .expect("consumer")
-}
-
-/// Every record of `topic`/`partition` as (offset, key), read from its leader.
-fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<(i64, u64)> {
-    let consumer = consumer(bootstrap);
-    let (low, high) = consumer
-        .fetch_watermarks(topic, partition, Duration::from_secs(10))
-        .expect("watermarks");
-    let mut records = Vec::new();
-    common::consume_partition(
-        &consumer,
-        topic,
-        partition,
-        Offset::Beginning,
-        (high - low) as usize,
-        Duration::from_secs(60),
-        |m| {
-            let key = std::str::from_utf8(m.key().unwrap()).unwrap().parse().unwrap();
-            records.push((m.offset(), key));
-        },
-    );
-    assert_eq!(
-        records.len() as i64,
-        high - low,
-        "{topic}-{partition}: read fewer records than its watermarks say"
-    );
-    records
-}
 
 /// The leader of each partition of `topic` in a Metadata response from the
 /// node at `addr` itself.
@@ -464,7 +425,7 @@ fn bad_cluster_settings_and_commands_say_what_is_wrong() {
         args.extend_from_slice(problem);
         args
     };
-    let cases: [(Vec<&str>, &str); 6] = [
+    let cases: [(Vec<&str>, &str); 7] = [
         (node(&["--peers", "2localhost:5002"]), "is not ID@HOST:PORT"),
         (node(&["--bootstrap"]), "needs --peers"),
         (
@@ -475,7 +436,27 @@ fn bad_cluster_settings_and_commands_say_what_is_wrong() {
             vec!["cluster", "status", "--addr", "127.0.0.1:1", "--timeout-ms", "500"],
             "cannot reach the node at 127.0.0.1:1",
         ),
-        (vec!["cluster", "add-node", "--node-id", "4"], "not available yet"),
+        (
+            vec![
+                "cluster",
+                "add-node",
+                "--id",
+                "4",
+                "--addr",
+                "127.0.0.1:9094",
+                "--raft-port",
+                "5004",
+                "--via",
+                "127.0.0.1:1",
+                "--timeout-ms",
+                "500",
+            ],
+            "cannot reach the member at 127.0.0.1:1",
+        ),
+        (
+            node(&["--join", "127.0.0.1:1", "--bootstrap", "--peers", "2@127.0.0.1:1"]),
+            "cannot be used with",
+        ),
         (
             vec![
                 "--data-dir",

@@ -1,12 +1,13 @@
 //! Metadata changes a run makes, as an admin client would: the cluster's
-//! initialisation, its topics, and topics created and deleted under load.
-//! Each command goes to the metadata leader and is retried until applied.
+//! initialisation, its topics, topics created and deleted under load, and
+//! partitions moved to other nodes (or their moves cancelled). Each command
+//! goes to the metadata leader and is retried until applied.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use chronik_raft::{METADATA_GROUP, NodeId};
-use chronik_state::metadata::{MetadataCommand, MetadataReply};
+use chronik_state::metadata::{MetadataCommand, MetadataReply, MetadataState, Reassignment};
 use chronik_state::replicated::Applied;
 use rand::Rng;
 
@@ -35,6 +36,44 @@ impl Admin {
 
     pub fn idle(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    pub fn queued(&self, command: &MetadataCommand) -> bool {
+        self.queue.contains(command)
+    }
+
+    /// Queues a move of one partition of `topics` to `replicas` random
+    /// nodes of `nodes`, or now and then the cancellation of a move.
+    pub fn reassign(&mut self, rng: &mut impl Rng, metadata: &MetadataState, topics: &[&str], nodes: u64) {
+        if !self.idle() {
+            return;
+        }
+        let partitions: Vec<(String, i32, Option<Vec<NodeId>>, usize)> = metadata
+            .partitions()
+            .filter(|(topic, _, _)| topics.contains(&topic.as_str()))
+            .map(|(topic, index, p)| (topic.clone(), index, p.target.clone(), p.replicas.len()))
+            .collect();
+        if partitions.is_empty() {
+            return;
+        }
+        let (topic, partition, target, count) = partitions[rng.gen_range(0..partitions.len())].clone();
+        let replicas = if target.is_some() && rng.gen_bool(0.3) {
+            None
+        } else {
+            let mut all: Vec<NodeId> = (1..=nodes).collect();
+            let mut chosen = Vec::with_capacity(count);
+            while chosen.len() < count && !all.is_empty() {
+                chosen.push(all.remove(rng.gen_range(0..all.len())));
+            }
+            Some(chosen)
+        };
+        self.push(MetadataCommand::ReassignPartitions {
+            moves: vec![Reassignment {
+                topic,
+                partition,
+                replicas,
+            }],
+        });
     }
 
     /// Queues the creation of a new topic or the deletion of an old one.

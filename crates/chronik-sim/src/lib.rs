@@ -7,8 +7,9 @@
 //! duplicates and cuts ([`network`]), and a disk whose unsynced writes a
 //! power loss takes back ([`disk`]). Every choice comes from one seed, so a
 //! run replays exactly; clients ([`workload`]) produce, read and commit
-//! offsets while a nemesis ([`nemesis`]) injects faults, and [`checker`]
-//! holds the invariants the product promises.
+//! offsets while a nemesis ([`nemesis`]) injects faults and an admin moves
+//! partitions between nodes ([`admin`], carried out by [`reconciler`]), and
+//! [`checker`] holds the invariants the product promises.
 
 pub mod admin;
 pub mod checker;
@@ -17,6 +18,7 @@ pub mod history;
 pub mod nemesis;
 pub mod network;
 pub mod node;
+pub mod reconciler;
 pub mod records;
 pub mod simulation;
 pub mod workload;

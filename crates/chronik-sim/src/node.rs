@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use chronik_raft::{
-    GroupId, MultiRaftConfig, NodeId, PlantedBug, ProposeError, RaftCore, SnapshotDone, SnapshotManifest, StatusBoard,
-    Transport,
+    GroupId, GroupReport, MembershipChange, MultiRaftConfig, NodeId, PlantedBug, ProposeError, RaftCore, SnapshotDone,
+    SnapshotManifest, StatusBoard, Transport,
 };
 use chronik_state::replicated::{Applied, BrokerStateMachine, SharedState};
 use raft::eraftpb::Message;
@@ -276,6 +276,32 @@ impl SimNode {
         self.worker
             .call(move |core| core.as_mut().map(|c| c.propose(group, data, reply)));
         Some(outcome)
+    }
+
+    /// The Raft state of every group here; empty when the node is down.
+    pub fn describe(&mut self) -> Vec<GroupReport> {
+        if self.running.is_none() {
+            return Vec::new();
+        }
+        self.worker
+            .call(|core| core.as_ref().map(|c| c.describe()).unwrap_or_default())
+    }
+
+    /// Proposes a membership change of `group` here, as the broker's
+    /// reconciler does; its outcome shows in later descriptions.
+    pub fn change_membership(&mut self, group: GroupId, change: MembershipChange) {
+        if self.running.is_some() {
+            let (reply, _outcome) = oneshot::channel();
+            self.worker
+                .call(move |core| core.as_mut().map(|c| c.change_membership(group, change, reply)));
+        }
+    }
+
+    pub fn transfer_leader(&mut self, group: GroupId, to: NodeId) {
+        if self.running.is_some() {
+            self.worker
+                .call(move |core| core.as_mut().map(|c| c.transfer_leader(group, to)));
+        }
     }
 
     /// Whether this node may serve `group`: it leads it and is caught up

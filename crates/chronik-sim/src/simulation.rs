@@ -23,6 +23,7 @@ use crate::history::History;
 use crate::nemesis::{Fault, Recovery, next_fault};
 use crate::network::{Conditions, Network, Payload, lose};
 use crate::node::{Inbound, NodeSettings, SimNode, panic_message};
+use crate::reconciler::Reconciler;
 use crate::records;
 use crate::workload::{Committer, Producer, Reader, Vandal, World};
 
@@ -92,6 +93,7 @@ struct Simulation {
     faults: usize,
     next_fault_at: Duration,
     admin: Admin,
+    reconciler: Reconciler,
     producers: Vec<Producer>,
     readers: Vec<Reader>,
     committers: Vec<Committer>,
@@ -132,6 +134,7 @@ impl Simulation {
             faults: 0,
             next_fault_at: Duration::ZERO,
             admin: Admin::default(),
+            reconciler: Reconciler::default(),
             producers: Vec::new(),
             readers: Vec::new(),
             committers: Vec::new(),
@@ -326,6 +329,17 @@ impl Simulation {
         if working && self.rng.gen_bool(0.0005) {
             self.admin.churn(&mut self.rng);
         }
+        // Moves need a node outside a partition's three replicas.
+        if working && self.config.nodes > 3 && self.rng.gen_bool(0.001) {
+            let metadata = self.nodes.iter().find_map(|n| n.shared().map(|s| s.metadata().clone()));
+            if let Some(metadata) = metadata {
+                let topics = [TOPIC, consumer_offsets::TOPIC];
+                self.admin
+                    .reassign(&mut self.rng, &metadata, &topics, self.config.nodes as u64);
+            }
+        }
+        self.reconciler
+            .step(self.now, &mut self.nodes, &mut self.admin, &mut self.history);
         let mut world = World {
             nodes: &mut self.nodes,
             now: self.now,
@@ -512,11 +526,13 @@ impl Simulation {
         let drained = self.now;
         while !(self.producers.iter().all(Producer::idle)
             && self.committers.iter().all(Committer::idle)
-            && self.admin.idle())
+            && self.admin.idle()
+            && self.moves_done())
         {
             if self.now - drained > DRAIN_LIMIT {
-                self.checker
-                    .violate(format!("requests still unanswered {DRAIN_LIMIT:?} after healing"));
+                self.checker.violate(format!(
+                    "requests still unanswered, or partitions still moving, {DRAIN_LIMIT:?} after healing"
+                ));
                 return;
             }
             self.step(false);
@@ -545,6 +561,14 @@ impl Simulation {
                 }
             }
         }
+    }
+
+    /// No partition is being moved, as every running node's metadata says.
+    fn moves_done(&self) -> bool {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.shared())
+            .all(|s| s.metadata().partitions().all(|(_, _, p)| p.target.is_none()))
     }
 
     /// Groups of the current metadata that no reachable node serves.
@@ -586,7 +610,7 @@ impl Simulation {
             let Some((first_node, hw, checksum, log)) = replicas.first() else {
                 return Err(format!("{}-{} has no replica", tp.0, tp.1));
             };
-            if replicas.len() < 3 {
+            if replicas.len() != 3 {
                 return Err(format!("{}-{} has {} replicas, not 3", tp.0, tp.1, replicas.len()));
             }
             for (node, other_hw, other_checksum, other_log) in &replicas[1..] {

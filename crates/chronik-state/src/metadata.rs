@@ -35,7 +35,41 @@ pub struct BrokerInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionInfo {
     pub group: GroupId,
+    /// The first is the preferred leader.
     pub replicas: Vec<NodeId>,
+    /// While a reassignment is under way, the replicas it moves to. The
+    /// partition's leader changes the Raft group's members step by step
+    /// until they are these, then makes them `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Vec<NodeId>>,
+    /// Nodes outside `replicas` given a replica by the reassignment under
+    /// way (by its target, or an earlier target it replaced). They keep it
+    /// until the reassignment completes: until then they may be members of
+    /// the Raft group, and a member's log must not vanish.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub staging: Vec<NodeId>,
+}
+
+impl PartitionInfo {
+    /// The nodes that hold, or are receiving, a replica.
+    pub fn hosts(&self) -> Vec<NodeId> {
+        let mut hosts = self.replicas.clone();
+        hosts.extend(self.staging.iter().copied().filter(|n| !self.replicas.contains(n)));
+        hosts
+    }
+
+    /// The replicas the group's members are to become.
+    pub fn desired(&self) -> &[NodeId] {
+        self.target.as_deref().unwrap_or(&self.replicas)
+    }
+}
+
+/// A partition's new replicas, or `None` to cancel its reassignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    pub topic: String,
+    pub partition: i32,
+    pub replicas: Option<Vec<NodeId>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +145,27 @@ pub enum MetadataCommand {
     /// Reserves `count` producer ids for the proposing broker.
     AllocateProducerIds {
         count: i64,
+    },
+    /// Makes `node` a member: replicas may be placed on it, and the metadata
+    /// group's leader adds it to the group (as a learner, then a voter).
+    AddNode {
+        node: NodeId,
+        raft_addr: String,
+        broker: Option<BrokerInfo>,
+    },
+    /// Ends `node`'s membership. Refused while it holds replicas.
+    RemoveNode {
+        node: NodeId,
+    },
+    /// Starts (or cancels) moving partitions to new replicas.
+    ReassignPartitions {
+        moves: Vec<Reassignment>,
+    },
+    /// The leader of `group` reports that its members are `replicas`, the
+    /// partition's target: the reassignment is done.
+    CompleteReassignment {
+        group: GroupId,
+        replicas: Vec<NodeId>,
     },
 }
 
@@ -311,18 +366,222 @@ impl MetadataState {
                 self.next_producer_id += count.max(1);
                 return Ok(MetadataReply::ProducerIds { first });
             }
+            MetadataCommand::AddNode {
+                node,
+                raft_addr,
+                broker,
+            } => self.add_node(node, raft_addr, broker),
+            MetadataCommand::RemoveNode { node } => self.remove_node(node),
+            MetadataCommand::ReassignPartitions { moves } => self.reassign(&moves, effects),
+            MetadataCommand::CompleteReassignment { group, replicas } => {
+                self.complete_reassignment(group, replicas, effects)
+            }
         }
         .map(|()| MetadataReply::Done)
     }
 
-    /// The partition groups with a replica on `node`, with their replicas.
-    pub fn groups_of_node(&self, node: NodeId) -> Vec<(GroupId, Vec<NodeId>)> {
-        self.topics
-            .values()
-            .flat_map(|t| t.partitions.iter())
-            .filter(|p| p.replicas.contains(&node))
-            .map(|p| (p.group, p.replicas.clone()))
+    /// The partition groups with a replica on `node`, or one being added there.
+    pub fn groups_of_node(&self, node: NodeId) -> Vec<GroupId> {
+        self.partitions()
+            .filter(|(_, _, p)| p.hosts().contains(&node))
+            .map(|(_, _, p)| p.group)
             .collect()
+    }
+
+    /// How `node` starts each group it hosts: with the other first voters if
+    /// it is one of the partition's replicas, else empty, as a replica being
+    /// added (its leader sends it a snapshot).
+    pub fn creation_effects(&self, node: NodeId) -> Vec<Effect> {
+        self.partitions()
+            .filter(|(_, _, p)| p.hosts().contains(&node))
+            .map(|(_, _, p)| {
+                if p.replicas.contains(&node) {
+                    Effect::CreateGroup {
+                        group: p.group,
+                        voters: p.replicas.clone(),
+                    }
+                } else {
+                    Effect::JoinGroup {
+                        group: p.group,
+                        nodes: vec![node],
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Every partition: its topic, index and info.
+    pub fn partitions(&self) -> impl Iterator<Item = (&String, i32, &PartitionInfo)> {
+        self.topics
+            .iter()
+            .flat_map(|(name, t)| t.partitions.iter().enumerate().map(move |(i, p)| (name, i as i32, p)))
+    }
+
+    /// The partition of `group`.
+    pub fn partition_of_group(&self, group: GroupId) -> Option<(&String, i32, &PartitionInfo)> {
+        self.partitions().find(|(_, _, p)| p.group == group)
+    }
+
+    fn partition_mut(&mut self, group: GroupId) -> Option<&mut PartitionInfo> {
+        self.topics
+            .values_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+            .find(|p| p.group == group)
+    }
+
+    fn add_node(&mut self, node: NodeId, raft_addr: String, broker: Option<BrokerInfo>) -> Result<(), MetadataError> {
+        if node == 0 || node > i32::MAX as u64 {
+            return Err(MetadataError::new(
+                ResponseError::InvalidRequest,
+                format!("node id {node} is out of range: use 1 to {}", i32::MAX),
+            ));
+        }
+        if raft_addr.is_empty() {
+            return Err(MetadataError::new(
+                ResponseError::InvalidRequest,
+                "a node needs a Raft address",
+            ));
+        }
+        match self.nodes.get(&node) {
+            Some(known) if known.raft_addr == raft_addr => {}
+            Some(known) => {
+                return Err(MetadataError::new(
+                    ResponseError::InvalidRequest,
+                    format!(
+                        "node {node} is already a member, with Raft address {}; remove it first to change it",
+                        known.raft_addr
+                    ),
+                ));
+            }
+            None => {
+                if let Some((other, _)) = self.nodes.iter().find(|(_, n)| n.raft_addr == raft_addr) {
+                    return Err(MetadataError::new(
+                        ResponseError::InvalidRequest,
+                        format!("Raft address {raft_addr} belongs to node {other} already"),
+                    ));
+                }
+                self.nodes.insert(node, NodeInfo { raft_addr });
+            }
+        }
+        if let Some(broker) = broker
+            && !self.brokers.contains_key(&node)
+        {
+            self.brokers.insert(node, broker);
+        }
+        Ok(())
+    }
+
+    fn remove_node(&mut self, node: NodeId) -> Result<(), MetadataError> {
+        if !self.nodes.contains_key(&node) {
+            return Err(MetadataError::new(
+                ResponseError::InvalidRequest,
+                format!("node {node} is not a member of the cluster"),
+            ));
+        }
+        if self.nodes.len() == 1 {
+            return Err(MetadataError::new(
+                ResponseError::InvalidRequest,
+                format!("node {node} is the last member of the cluster"),
+            ));
+        }
+        let held = self.groups_of_node(node).len();
+        if held > 0 {
+            return Err(MetadataError::new(
+                ResponseError::InvalidRequest,
+                format!("node {node} still holds replicas of {held} partition(s); move them off it first"),
+            ));
+        }
+        self.nodes.remove(&node);
+        self.brokers.remove(&node);
+        Ok(())
+    }
+
+    /// Checks every move, then starts them all: one refused move refuses all.
+    fn reassign(&mut self, moves: &[Reassignment], effects: &mut Vec<Effect>) -> Result<(), MetadataError> {
+        let mut updates = Vec::with_capacity(moves.len());
+        for change in moves {
+            let partition = self
+                .topics
+                .get(&change.topic)
+                .and_then(|t| usize::try_from(change.partition).ok().and_then(|i| t.partitions.get(i)))
+                .ok_or_else(|| {
+                    MetadataError::new(
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("topic '{}' has no partition {}", change.topic, change.partition),
+                    )
+                })?;
+            let target = match &change.replicas {
+                // Cancelling goes back to the replicas it had.
+                None => partition.replicas.clone(),
+                Some(replicas) => {
+                    self.check_replicas(replicas)?;
+                    replicas.clone()
+                }
+            };
+            updates.push((partition.group, target));
+        }
+        for (group, target) in updates {
+            let partition = self.partition_mut(group).expect("checked above");
+            let before = partition.hosts();
+            for node in &target {
+                if !partition.replicas.contains(node) && !partition.staging.contains(node) {
+                    partition.staging.push(*node);
+                }
+            }
+            partition.target = Some(target);
+            let after = partition.hosts();
+            debug_assert!(
+                before.iter().all(|n| after.contains(n)),
+                "a reassignment only adds hosts"
+            );
+            push_host_changes(group, &before, &after, effects);
+        }
+        Ok(())
+    }
+
+    /// A replica list must name distinct members, at least one.
+    pub fn check_replicas(&self, replicas: &[NodeId]) -> Result<(), MetadataError> {
+        let invalid = |why: String| MetadataError::new(ResponseError::InvalidReplicaAssignment, why);
+        if replicas.is_empty() {
+            return Err(invalid("a partition needs at least one replica".into()));
+        }
+        for (i, node) in replicas.iter().enumerate() {
+            if replicas[..i].contains(node) {
+                return Err(invalid(format!("node {node} is named twice in {replicas:?}")));
+            }
+            if !self.nodes.contains_key(node) {
+                return Err(invalid(format!("node {node} is not a member of the cluster")));
+            }
+        }
+        Ok(())
+    }
+
+    fn complete_reassignment(
+        &mut self,
+        group: GroupId,
+        replicas: Vec<NodeId>,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), MetadataError> {
+        let partition = self.partition_mut(group).ok_or_else(|| {
+            MetadataError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("no partition has group {group}"),
+            )
+        })?;
+        if partition.target.as_ref() != Some(&replicas) {
+            // The target changed since the leader looked; it goes on.
+            return Err(MetadataError::new(
+                ResponseError::InvalidRequest,
+                format!("group {group} is not moving to {replicas:?}"),
+            ));
+        }
+        let before = partition.hosts();
+        partition.replicas = replicas;
+        partition.target = None;
+        partition.staging.clear();
+        let after = partition.hosts();
+        push_host_changes(group, &before, &after, effects);
+        Ok(())
     }
 
     /// The nodes replicas are placed on, in id order.
@@ -366,7 +625,12 @@ impl MetadataState {
             group,
             voters: replicas.clone(),
         });
-        PartitionInfo { group, replicas }
+        PartitionInfo {
+            group,
+            replicas,
+            target: None,
+            staging: Vec::new(),
+        }
     }
 
     /// Loads the state saved by [`MetadataState::save`]; a missing file is an empty state.
@@ -389,6 +653,18 @@ impl MetadataState {
             std::fs::File::open(dir)?.sync_all()?;
         }
         Ok(())
+    }
+}
+
+/// The group changes on nodes that start or stop hosting `group`.
+fn push_host_changes(group: GroupId, before: &[NodeId], after: &[NodeId], effects: &mut Vec<Effect>) {
+    let joined: Vec<NodeId> = after.iter().copied().filter(|n| !before.contains(n)).collect();
+    let left: Vec<NodeId> = before.iter().copied().filter(|n| !after.contains(n)).collect();
+    if !joined.is_empty() {
+        effects.push(Effect::JoinGroup { group, nodes: joined });
+    }
+    if !left.is_empty() {
+        effects.push(Effect::LeaveGroup { group, nodes: left });
     }
 }
 
@@ -471,6 +747,105 @@ mod tests {
         assert_eq!(state.apply(2, command, &mut effects), Ok(MetadataReply::Done));
         assert_eq!(effects.len(), 2, "the retry creates no groups");
         assert_eq!(state.topic("t").unwrap().partitions.len(), 2);
+    }
+
+    fn five_nodes() -> MetadataState {
+        let mut state = MetadataState::default();
+        let nodes = (1..=5)
+            .map(|id| {
+                (
+                    id,
+                    NodeInfo {
+                        raft_addr: format!("n{id}"),
+                    },
+                )
+            })
+            .collect();
+        let init = MetadataCommand::InitCluster {
+            cluster_id: "c".into(),
+            nodes,
+        };
+        state.apply(1, init, &mut Vec::new()).unwrap();
+        state
+    }
+
+    fn reassign(topic: &str, replicas: Option<Vec<NodeId>>) -> MetadataCommand {
+        MetadataCommand::ReassignPartitions {
+            moves: vec![Reassignment {
+                topic: topic.into(),
+                partition: 0,
+                replicas,
+            }],
+        }
+    }
+
+    /// Found by the simulator: a move replaced by another (or cancelled)
+    /// must not take the replica off a node of the first move's target, which
+    /// may be a member of the Raft group already; only completion does.
+    #[test]
+    fn a_replaced_move_keeps_its_new_replicas_until_completion() {
+        let mut state = five_nodes();
+        state.apply(2, create("t", 1), &mut Vec::new()).unwrap();
+        let original = state.topic("t").unwrap().partitions[0].replicas.clone();
+        let spare: Vec<NodeId> = (1..=5).filter(|n| !original.contains(n)).collect();
+        let first = vec![spare[0], original[1], original[2]];
+        let mut effects = Vec::new();
+        state
+            .apply(3, reassign("t", Some(first.clone())), &mut effects)
+            .unwrap();
+        assert!(matches!(&effects[..], [Effect::JoinGroup { nodes, .. }] if *nodes == vec![spare[0]]));
+        effects.clear();
+        state.apply(4, reassign("t", None), &mut effects).unwrap();
+        assert!(effects.is_empty(), "cancelling drops no replica: {effects:?}");
+        let partition = &state.topic("t").unwrap().partitions[0];
+        assert!(partition.hosts().contains(&spare[0]));
+        let group = partition.group;
+        let refused = state.apply(
+            5,
+            MetadataCommand::CompleteReassignment { group, replicas: first },
+            &mut effects,
+        );
+        assert!(refused.is_err(), "the target is no longer the first move's");
+        let done = MetadataCommand::CompleteReassignment {
+            group,
+            replicas: original.clone(),
+        };
+        state.apply(6, done, &mut effects).unwrap();
+        assert!(matches!(&effects[..], [Effect::LeaveGroup { nodes, .. }] if *nodes == vec![spare[0]]));
+        let partition = &state.topic("t").unwrap().partitions[0];
+        assert_eq!((partition.replicas.clone(), partition.target.clone()), (original, None));
+        assert!(partition.staging.is_empty());
+    }
+
+    #[test]
+    fn nodes_join_and_leave_only_without_replicas() {
+        let mut state = five_nodes();
+        state.apply(2, create("t", 5), &mut Vec::new()).unwrap();
+        let add = |node| MetadataCommand::AddNode {
+            node,
+            raft_addr: format!("n{node}"),
+            broker: None,
+        };
+        assert!(state.apply(3, add(6), &mut Vec::new()).is_ok());
+        assert!(
+            state.apply(4, add(6), &mut Vec::new()).is_ok(),
+            "adding again is no error"
+        );
+        let taken = MetadataCommand::AddNode {
+            node: 7,
+            raft_addr: "n6".into(),
+            broker: None,
+        };
+        assert!(
+            state.apply(5, taken, &mut Vec::new()).is_err(),
+            "an address belongs to one node"
+        );
+        let held = state.apply(6, MetadataCommand::RemoveNode { node: 1 }, &mut Vec::new());
+        assert!(held.unwrap_err().message.contains("still holds replicas"));
+        state
+            .apply(7, MetadataCommand::RemoveNode { node: 6 }, &mut Vec::new())
+            .unwrap();
+        assert!(!state.nodes.contains_key(&6));
     }
 
     #[test]

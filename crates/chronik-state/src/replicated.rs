@@ -160,7 +160,7 @@ impl BrokerStateMachine {
                 topic
                     .partitions
                     .iter()
-                    .position(|p| p.group == group && p.replicas.contains(&self.node_id))
+                    .position(|p| p.group == group && p.hosts().contains(&self.node_id))
                     .map(|i| (name.clone(), i as i32, topic_config::log_config(&topic.configs)))
             })
         };
@@ -237,8 +237,10 @@ impl BrokerStateMachine {
             crash_point(|| format!("metadata-saved:create-topic:{name}"));
         }
         for effect in &effects[first_effect..] {
-            if let Effect::RemoveGroup { group } = effect {
-                self.remove_partition(*group);
+            match effect {
+                Effect::RemoveGroup { group } => self.remove_partition(*group),
+                Effect::LeaveGroup { group, nodes } if nodes.contains(&self.node_id) => self.remove_partition(*group),
+                _ => {}
             }
         }
         if let Some(topic) = altered_topic {
@@ -477,8 +479,8 @@ impl StateMachine for BrokerStateMachine {
         }
     }
 
-    fn assigned_groups(&self) -> Vec<(GroupId, Vec<NodeId>)> {
-        self.shared.metadata().groups_of_node(self.node_id)
+    fn assigned_groups(&self) -> Vec<Effect> {
+        self.shared.metadata().creation_effects(self.node_id)
     }
 
     fn apply(&mut self, group: GroupId, index: u64, data: &[u8], effects: &mut Vec<Effect>) -> Applied {
@@ -640,11 +642,7 @@ impl StateMachine for BrokerStateMachine {
 /// node: a crash can come between applying a topic's deletion (or a move of
 /// its replicas) and deleting them.
 fn remove_unassigned_partitions(dir: &std::path::Path, metadata: &MetadataState, node: NodeId) -> std::io::Result<()> {
-    let assigned: std::collections::HashSet<GroupId> = metadata
-        .groups_of_node(node)
-        .into_iter()
-        .map(|(group, _)| group)
-        .collect();
+    let assigned: std::collections::HashSet<GroupId> = metadata.groups_of_node(node).into_iter().collect();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -708,18 +706,17 @@ impl BrokerStateMachine {
             serde_json::from_slice(&manifest.state).map_err(|e| format!("undecodable metadata snapshot: {e}"))?;
         restored.applied_index = restored.applied_index.max(index);
         restored.save(&self.metadata_path).map_err(|e| e.to_string())?;
-        let wanted: BTreeMap<GroupId, Vec<NodeId>> = restored.groups_of_node(self.node_id).into_iter().collect();
+        let wanted = restored.creation_effects(self.node_id);
+        let hosted = restored.groups_of_node(self.node_id);
         *self.shared.metadata_mut() = restored;
         let running: Vec<GroupId> = self.cursors.keys().copied().collect();
         for group in running {
-            if !wanted.contains_key(&group) {
+            if !hosted.contains(&group) {
                 self.remove_partition(group);
                 effects.push(Effect::RemoveGroup { group });
             }
         }
-        for (group, voters) in wanted {
-            effects.push(Effect::CreateGroup { group, voters });
-        }
+        effects.extend(wanted);
         Ok(())
     }
 }

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::proto::cluster_admin_server::{ClusterAdmin, ClusterAdminServer};
-use super::proto::{DescribeRequest, DescribeResponse, ProposeMetadataRequest, ProposeMetadataResponse};
+use super::proto::{
+    DescribeRequest, DescribeResponse, ProposeMetadataRequest, ProposeMetadataResponse, RetireRequest, RetireResponse,
+    SubmitRequest, SubmitResponse, TransferLeaderRequest, TransferLeaderResponse,
+};
 use super::report::{DiskReport, NodeEntry, NodeReport, PartitionEntry, ReplicaReport, TopicEntry};
 use crate::Broker;
 use chronik_state::metadata::MetadataCommand;
@@ -41,6 +44,60 @@ impl ClusterAdmin for AdminService {
         Ok(Response::new(ProposeMetadataResponse {
             outcome: serde_json::to_vec(&outcome).expect("outcomes serialize"),
         }))
+    }
+
+    async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
+        let request = request.into_inner();
+        self.broker.cluster_id.check(&request.cluster_id)?;
+        let command: MetadataCommand = serde_json::from_slice(&request.command)
+            .map_err(|e| Status::invalid_argument(format!("undecodable metadata command: {e}")))?;
+        let (error_code, message) = match self.broker.propose_metadata(command).await {
+            Ok(()) => (0, String::new()),
+            Err(e) => (i32::from(e.error.code()), e.message),
+        };
+        Ok(Response::new(SubmitResponse { error_code, message }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
+        let request = request.into_inner();
+        self.broker.cluster_id.check(&request.cluster_id)?;
+        self.broker
+            .transfer_leader(request.group, request.to)
+            .await
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok(Response::new(TransferLeaderResponse {}))
+    }
+
+    async fn retire(&self, request: Request<RetireRequest>) -> Result<Response<RetireResponse>, Status> {
+        let request = request.into_inner();
+        self.broker.cluster_id.check(&request.cluster_id)?;
+        let own = self.broker.config.node_id;
+        if request.node != own {
+            return Err(Status::invalid_argument(format!(
+                "this is node {own}, not node {}",
+                request.node
+            )));
+        }
+        if self.broker.state.metadata().nodes.contains_key(&own) {
+            return Err(Status::failed_precondition(format!(
+                "node {own} is still a member of the cluster; remove it first"
+            )));
+        }
+        let cluster_id = self.broker.cluster_id.get();
+        super::identity::mark_removed(&self.broker.config.data_dir, &cluster_id)
+            .map_err(|e| Status::internal(format!("cannot mark the data directory as removed: {e}")))?;
+        tracing::warn!("this node was removed from the cluster; stopping");
+        let broker = self.broker.clone();
+        tokio::spawn(async move {
+            // Answer first, then stop.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            broker.shutdown().await;
+            std::process::exit(0);
+        });
+        Ok(Response::new(RetireResponse {}))
     }
 
     async fn describe(&self, request: Request<DescribeRequest>) -> Result<Response<DescribeResponse>, Status> {
@@ -101,6 +158,7 @@ async fn node_report(broker: &Arc<Broker>, request: &DescribeRequest) -> NodeRep
                     partition: index as i32,
                     group: p.group,
                     replicas: p.replicas.clone(),
+                    target: p.target.clone(),
                 })
                 .collect(),
         })
@@ -121,6 +179,7 @@ async fn node_report(broker: &Arc<Broker>, request: &DescribeRequest) -> NodeRep
                 let log = partition.log();
                 replica.log_start_offset = Some(log.log_start_offset());
                 replica.log_end_offset = Some(log.next_offset());
+                replica.log_bytes = Some(log.segment_files().iter().map(|(_, len)| len).sum());
             }
             replica.high_watermark = Some(partition.high_watermark());
             if checksums {

@@ -5,11 +5,15 @@
 //!   read a node's view ([`report`]);
 //! - [`peer_view`]: the leaders and in-sync replicas of partitions this node
 //!   holds no replica of, learned from its peers, for Metadata responses;
-//! - [`identity`]: the node id a data directory belongs to.
+//! - [`reconciler`]: on each node, the groups it leads are brought to the
+//!   members the metadata wants (joins, moves, removals);
+//! - [`identity`]: the node id a data directory belongs to, and whether the
+//!   node was removed.
 
 pub mod admin_service;
 pub mod identity;
 pub mod peer_view;
+pub mod reconciler;
 pub mod report;
 
 /// Generated from `proto/admin.proto`.
@@ -30,6 +34,47 @@ pub async fn admin_client(addr: &str, timeout: Duration) -> Result<ClusterAdminC
     Ok(ClusterAdminClient::new(channel)
         .max_decoding_message_size(chronik_raft::grpc::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(chronik_raft::grpc::MAX_MESSAGE_BYTES))
+}
+
+/// The view of the node at `addr` (its Raft address), as it stands there.
+pub async fn describe_node(addr: &str, timeout: Duration) -> Result<report::NodeReport, String> {
+    let mut client = admin_client(addr, timeout).await?;
+    let report = client
+        .describe(proto::DescribeRequest::default())
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner()
+        .report;
+    serde_json::from_slice(&report).map_err(|e| e.to_string())
+}
+
+/// Asks the node that leads `group` to hand the leadership to `to`: this
+/// node, or another through its admin service.
+pub async fn transfer_leadership(
+    broker: &crate::Broker,
+    group: chronik_raft::GroupId,
+    to: chronik_raft::NodeId,
+) -> Result<(), String> {
+    let leader = broker
+        .leader_of(group)
+        .ok_or_else(|| format!("group {group} has no leader"))?;
+    if leader == broker.config.node_id {
+        return broker.transfer_leader(group, to).await.map_err(|e| e.to_string());
+    }
+    let addr = broker
+        .peers
+        .get(leader)
+        .ok_or_else(|| format!("no address known for node {leader}"))?;
+    let mut client = admin_client(&addr, chronik_raft::grpc::REQUEST_TIMEOUT).await?;
+    client
+        .transfer_leader(proto::TransferLeaderRequest {
+            cluster_id: broker.cluster_id.get(),
+            group,
+            to,
+        })
+        .await
+        .map_err(|s| format!("node {leader}: {}", s.message()))?;
+    Ok(())
 }
 
 /// Serves the Raft transport and the admin service on `listener` until the

@@ -1,9 +1,11 @@
 //! Leaders and in-sync replicas of the partitions this node does not lead.
 //! Metadata must name them, and only their leaders know (a follower knows the
 //! leader, but not which replicas are in sync); every node asks its peers
-//! once a second.
+//! once a second. The same probe tells which peers are reachable, so that
+//! Metadata offers clients only live brokers, and keeps the transport's
+//! peer addresses up to date with the members.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -27,6 +29,8 @@ pub struct RemoteLeader {
 #[derive(Default)]
 pub struct PeerView {
     leaders: RwLock<HashMap<GroupId, RemoteLeader>>,
+    /// Peers that did not answer the last probe.
+    unreachable: RwLock<HashSet<NodeId>>,
 }
 
 impl PeerView {
@@ -38,8 +42,18 @@ impl PeerView {
             .cloned()
     }
 
-    fn replace(&self, leaders: HashMap<GroupId, RemoteLeader>) {
+    /// Whether `node` failed the last probe; a peer not probed yet counts
+    /// as reachable.
+    pub fn unreachable(&self, node: NodeId) -> bool {
+        self.unreachable
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&node)
+    }
+
+    fn replace(&self, leaders: HashMap<GroupId, RemoteLeader>, unreachable: HashSet<NodeId>) {
         *self.leaders.write().unwrap_or_else(|e| e.into_inner()) = leaders;
+        *self.unreachable.write().unwrap_or_else(|e| e.into_inner()) = unreachable;
     }
 }
 
@@ -63,10 +77,13 @@ pub async fn run_peer_view(broker: Arc<Broker>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        learn_member_addresses(&broker);
         let mut leaders: HashMap<GroupId, RemoteLeader> = HashMap::new();
+        let mut unreachable = HashSet::new();
         for (id, addr) in broker.peers.all() {
             let Ok(report) = describe_peer(&addr).await else {
                 tracing::debug!(peer = id, "peer did not answer a describe");
+                unreachable.insert(id);
                 continue;
             };
             for replica in report.replicas {
@@ -87,6 +104,26 @@ pub async fn run_peer_view(broker: Arc<Broker>) {
                 }
             }
         }
-        broker.peer_view.replace(leaders);
+        broker.peer_view.replace(leaders, unreachable);
+    }
+}
+
+/// Members added since the node started get their Raft addresses known to
+/// the transport. Addresses already known (from --peers) are kept: they are
+/// how the operator told this node to reach its peers.
+fn learn_member_addresses(broker: &Broker) {
+    let own = broker.config.node_id;
+    let members: Vec<(NodeId, String)> = broker
+        .state
+        .metadata()
+        .nodes
+        .iter()
+        .filter(|(id, node)| **id != own && !node.raft_addr.is_empty())
+        .map(|(id, node)| (*id, node.raft_addr.clone()))
+        .collect();
+    for (id, addr) in members {
+        if broker.peers.get(id).is_none() {
+            broker.peers.set(id, addr);
+        }
     }
 }

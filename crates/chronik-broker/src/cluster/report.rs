@@ -47,6 +47,9 @@ pub struct PartitionEntry {
     pub partition: i32,
     pub group: GroupId,
     pub replicas: Vec<NodeId>,
+    /// The replicas a reassignment under way moves it to.
+    #[serde(default)]
+    pub target: Option<Vec<NodeId>>,
 }
 
 /// One replica: its Raft state and, for a partition, its log.
@@ -58,6 +61,9 @@ pub struct ReplicaReport {
     pub log_start_offset: Option<i64>,
     pub log_end_offset: Option<i64>,
     pub high_watermark: Option<i64>,
+    /// Bytes of the partition's segment files.
+    #[serde(default)]
+    pub log_bytes: Option<u64>,
     /// CRC32C over every stored batch (its offset, then its bytes), hex.
     /// Replicas that hold the same records at the same offsets agree.
     pub checksum: Option<String>,

@@ -1,4 +1,4 @@
-//! DescribeCluster: the cluster id and the brokers in the metadata.
+//! DescribeCluster: the cluster id and the live member brokers.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterResponse};
@@ -11,6 +11,9 @@ pub fn handle(broker: &Broker) -> DescribeClusterResponse {
     let brokers = metadata
         .brokers
         .iter()
+        // Members only, and only those that answer: clients would keep
+        // trying to connect to a removed or dead node.
+        .filter(|(id, _)| (metadata.nodes.is_empty() || metadata.nodes.contains_key(id)) && broker.is_live(**id))
         .map(|(id, info)| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(*id as i32))

@@ -48,6 +48,9 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
     let brokers = metadata
         .brokers
         .iter()
+        // Members only, and only those that answer: clients would keep
+        // trying to connect to a removed or dead node.
+        .filter(|(id, _)| (metadata.nodes.is_empty() || metadata.nodes.contains_key(id)) && broker.is_live(**id))
         .map(|(id, info)| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(*id as i32))

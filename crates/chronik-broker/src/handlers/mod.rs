@@ -13,6 +13,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod reassignments;
 pub mod topics;
 
 use kafka_protocol::messages::TopicName;

@@ -6,6 +6,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset};
 use serde_json::Value;
 
 use super::Broker;
@@ -18,13 +21,52 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+pub fn consumer(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "cluster-tests")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .expect("consumer")
+}
+
+/// Every record of `topic`/`partition` as (offset, key), read from its leader.
+pub fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<(i64, u64)> {
+    let consumer = consumer(bootstrap);
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .expect("watermarks");
+    let mut records = Vec::new();
+    super::consume_partition(
+        &consumer,
+        topic,
+        partition,
+        Offset::Beginning,
+        (high - low) as usize,
+        Duration::from_secs(60),
+        |m| {
+            let key = std::str::from_utf8(m.key().unwrap()).unwrap().parse().unwrap();
+            records.push((m.offset(), key));
+        },
+    );
+    assert_eq!(
+        records.len() as i64,
+        high - low,
+        "{topic}-{partition}: read fewer records than its watermarks say"
+    );
+    records
+}
+
 pub struct Cluster {
     /// Node `id` is `nodes[id - 1]`.
     pub nodes: Vec<Broker>,
     /// The Raft port each node listens on.
     pub raft_addrs: Vec<String>,
-    /// `links[from][to]`: the proxy `from` reaches `to` through.
+    /// `links[from][to]`: the proxy `from` reaches `to` through; none for
+    /// nodes that joined later.
     links: Vec<Vec<Option<Proxy>>>,
+    dir: std::path::PathBuf,
 }
 
 fn free_port() -> u16 {
@@ -81,7 +123,42 @@ impl Cluster {
             nodes,
             raft_addrs,
             links,
+            dir: dir.to_path_buf(),
         }
+    }
+
+    /// Starts node `nodes.len() + 1` with `--join` through node 1, on a
+    /// Kafka port chosen here (an operator names it to `cluster add-node`).
+    /// It serves only once it is added. Returns its id.
+    pub fn spawn_joining_node(&mut self, extra: &[&str]) -> u64 {
+        let id = self.nodes.len() as u64 + 1;
+        let raft_addr = format!("127.0.0.1:{}", free_port());
+        let id_arg = id.to_string();
+        let mut args: Vec<&str> = vec!["--node-id", &id_arg];
+        args.extend_from_slice(extra);
+        args.extend(["raft-cluster", "--raft-addr", &raft_addr, "--join", &self.raft_addrs[0]]);
+        let node = Broker::spawn_on_port(&self.dir.join(format!("node{id}")), free_port(), &args);
+        self.nodes.push(node);
+        self.raft_addrs.push(raft_addr);
+        for row in &mut self.links {
+            row.push(None);
+        }
+        self.links.push((0..id).map(|_| None).collect());
+        id
+    }
+
+    /// The `cluster add-node` arguments that make node `id` a member.
+    pub fn add_node_args(&self, id: u64) -> Vec<String> {
+        let raft_port = self.raft_addrs[id as usize - 1].rsplit(':').next().unwrap().to_string();
+        vec![
+            "add-node".into(),
+            "--id".into(),
+            id.to_string(),
+            "--addr".into(),
+            format!("127.0.0.1:{}", self.nodes[id as usize - 1].kafka_port),
+            "--raft-port".into(),
+            raft_port,
+        ]
     }
 
     pub fn node(&mut self, id: u64) -> &mut Broker {
@@ -128,13 +205,13 @@ impl Cluster {
         }
     }
 
-    /// Runs `chronik-server cluster <args> --addr <node id's Raft address>`;
+    /// Runs `chronik-server cluster <args> --via <node id's Raft address>`;
     /// returns the exit code and stdout.
     pub fn cli(&self, via: u64, args: &[&str]) -> (i32, String) {
         let output = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
             .arg("cluster")
             .args(args)
-            .args(["--addr", &self.raft_addrs[via as usize - 1], "--timeout-ms", "3000"])
+            .args(["--via", &self.raft_addrs[via as usize - 1], "--timeout-ms", "3000"])
             .output()
             .expect("run the cluster CLI");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

@@ -26,6 +26,8 @@ pub struct Broker {
     child: Option<Child>,
     ready: Option<mpsc::Receiver<String>>,
     pub addr: String,
+    /// The Kafka port it listens on; 0 for one the system picks.
+    pub kafka_port: u16,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
     /// Environment variables set on the process (test hooks).
@@ -47,19 +49,32 @@ impl Broker {
         Broker::spawn_with_env(data_dir, extra_args, &[])
     }
 
+    /// Like `spawn`, on a given Kafka port (kept across restarts).
+    pub fn spawn_on_port(data_dir: &Path, kafka_port: u16, extra_args: &[&str]) -> Broker {
+        let mut broker = Broker::new(data_dir, extra_args, &[]);
+        broker.kafka_port = kafka_port;
+        broker.spawn_process();
+        broker
+    }
+
     /// Like `spawn`, with environment variables such as `CHRONIK_CRASH_AT`.
     pub fn spawn_with_env(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Broker {
-        let mut broker = Broker {
+        let mut broker = Broker::new(data_dir, extra_args, env);
+        broker.spawn_process();
+        broker
+    }
+
+    fn new(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Broker {
+        Broker {
             child: None,
             ready: None,
             addr: String::new(),
+            kafka_port: 0,
             data_dir: data_dir.to_path_buf(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             log_path: data_dir.with_extension("log"),
-        };
-        broker.spawn_process();
-        broker
+        }
     }
 
     fn launch(&mut self) {
@@ -76,7 +91,7 @@ impl Broker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--kafka-port", "0"])
+            .args(["--kafka-port", &self.kafka_port.to_string()])
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
