@@ -42,9 +42,10 @@ impl Admin {
         self.queue.contains(command)
     }
 
-    /// Queues a move of one partition of `topics` to `replicas` random
-    /// nodes of `nodes`, or now and then the cancellation of a move.
-    pub fn reassign(&mut self, rng: &mut impl Rng, metadata: &MetadataState, topics: &[&str], nodes: u64) {
+    /// Queues a move of one partition of `topics` to as many random members
+    /// (never `leaving`) as it has replicas, or now and then the
+    /// cancellation of a move.
+    pub fn reassign(&mut self, rng: &mut impl Rng, metadata: &MetadataState, topics: &[&str], leaving: Option<NodeId>) {
         if !self.idle() {
             return;
         }
@@ -60,7 +61,7 @@ impl Admin {
         let replicas = if target.is_some() && rng.gen_bool(0.3) {
             None
         } else {
-            let mut all: Vec<NodeId> = (1..=nodes).collect();
+            let mut all: Vec<NodeId> = metadata.nodes.keys().copied().filter(|n| Some(*n) != leaving).collect();
             let mut chosen = Vec::with_capacity(count);
             while chosen.len() < count && !all.is_empty() {
                 chosen.push(all.remove(rng.gen_range(0..all.len())));

@@ -144,6 +144,9 @@ pub struct SimNode {
     /// When the loop runs its next iteration.
     pub next_iteration: Duration,
     starts: u64,
+    /// Its disk was wiped: it starts with an empty metadata group, as a node
+    /// started with `--join`, until a member adds it.
+    joining: bool,
 }
 
 impl SimNode {
@@ -161,6 +164,7 @@ impl SimNode {
             paused_until: None,
             next_iteration: Duration::ZERO,
             starts: 0,
+            joining: false,
         }
     }
 
@@ -171,7 +175,12 @@ impl SimNode {
         let mut config = MultiRaftConfig::new(self.id, self.dir.join("raft-snapshots"));
         config.tick_interval = Duration::from_millis(10);
         config.checkpoint_interval = Duration::from_millis(200);
-        config.initial_voters = settings.voters.clone();
+        config.initial_voters = if self.joining {
+            Vec::new()
+        } else {
+            settings.voters.clone()
+        };
+        config.join = self.joining;
         // Small, so that a node down for a while is caught up by snapshot.
         config.log_retain_entries = 40;
         config.election_seed = Some(settings.seed.wrapping_mul(31).wrapping_add(self.starts));
@@ -216,6 +225,21 @@ impl SimNode {
         };
         self.files.thaw();
         what
+    }
+
+    /// A new, empty disk for a stopped node, which then starts as a
+    /// joining node. Its core moves to a new thread: raft-engine caches
+    /// blocks per thread by file number, and the new files reuse numbers.
+    pub fn wipe(&mut self) {
+        assert!(self.running.is_none(), "node {} wiped while running", self.id);
+        if let Err(e) = std::fs::remove_dir_all(&self.dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            panic!("cannot wipe the directory of node {}: {e}", self.id);
+        }
+        self.files = Arc::new(SimFiles::default());
+        self.worker = Worker::spawn(self.id);
+        self.joining = true;
     }
 
     pub fn is_running(&self) -> bool {

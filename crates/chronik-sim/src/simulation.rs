@@ -24,8 +24,11 @@ use crate::nemesis::{Fault, Recovery, next_fault};
 use crate::network::{Conditions, Network, Payload, lose};
 use crate::node::{Inbound, NodeSettings, SimNode, panic_message};
 use crate::reconciler::Reconciler;
+
+mod node_cycle;
 use crate::records;
 use crate::workload::{Committer, Producer, Reader, Vandal, World};
+use node_cycle::NodeCycle;
 
 /// A partition's records, offset → value.
 type Records = BTreeMap<i64, Bytes>;
@@ -94,6 +97,7 @@ struct Simulation {
     next_fault_at: Duration,
     admin: Admin,
     reconciler: Reconciler,
+    cycle: NodeCycle,
     producers: Vec<Producer>,
     readers: Vec<Reader>,
     committers: Vec<Committer>,
@@ -135,6 +139,7 @@ impl Simulation {
             next_fault_at: Duration::ZERO,
             admin: Admin::default(),
             reconciler: Reconciler::default(),
+            cycle: NodeCycle::default(),
             producers: Vec::new(),
             readers: Vec::new(),
             committers: Vec::new(),
@@ -334,10 +339,11 @@ impl Simulation {
             let metadata = self.nodes.iter().find_map(|n| n.shared().map(|s| s.metadata().clone()));
             if let Some(metadata) = metadata {
                 let topics = [TOPIC, consumer_offsets::TOPIC];
-                self.admin
-                    .reassign(&mut self.rng, &metadata, &topics, self.config.nodes as u64);
+                let leaving = self.cycle.leaving();
+                self.admin.reassign(&mut self.rng, &metadata, &topics, leaving);
             }
         }
+        self.step_node_cycle(working);
         self.reconciler
             .step(self.now, &mut self.nodes, &mut self.admin, &mut self.history);
         let mut world = World {
@@ -527,7 +533,8 @@ impl Simulation {
         while !(self.producers.iter().all(Producer::idle)
             && self.committers.iter().all(Committer::idle)
             && self.admin.idle()
-            && self.moves_done())
+            && self.moves_done()
+            && self.cycle.phase == node_cycle::Phase::Idle)
         {
             if self.now - drained > DRAIN_LIMIT {
                 self.checker.violate(format!(
