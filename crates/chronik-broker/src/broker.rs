@@ -208,9 +208,19 @@ impl Broker {
             .peers
             .all()
             .into_iter()
-            .map(|(id, raft_addr)| (id, NodeInfo { raft_addr }))
+            .map(|(id, raft_addr)| {
+                let info = NodeInfo {
+                    raft_addr,
+                    pending: false,
+                };
+                (id, info)
+            })
             .collect();
-        nodes.insert(self.config.node_id, NodeInfo { raft_addr: own });
+        let info = NodeInfo {
+            raft_addr: own,
+            pending: false,
+        };
+        nodes.insert(self.config.node_id, info);
         nodes
     }
 

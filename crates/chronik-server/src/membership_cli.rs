@@ -11,7 +11,7 @@ use chronik_broker::cluster::admin_client;
 use chronik_broker::cluster::proto::{DescribeRequest, RetireRequest, SubmitRequest, TransferLeaderRequest};
 use chronik_broker::cluster::report::NodeReport;
 use chronik_raft::METADATA_GROUP;
-use chronik_state::metadata::{BrokerInfo, MetadataCommand, Reassignment};
+use chronik_state::metadata::{MetadataCommand, Reassignment};
 use chronik_state::placement::{self, Assignment, Move, Plan};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -170,16 +170,16 @@ fn metadata_members(view: &ClusterView) -> Option<(Vec<u64>, Vec<u64>, bool)> {
 
 pub async fn add_node(args: AddNode) -> anyhow::Result<u8> {
     let (cluster, _) = Cluster::connect(&args.via).await?;
-    let (host, port) = args
+    let host = args
         .addr
         .rsplit_once(':')
-        .and_then(|(h, p)| p.parse::<u16>().ok().map(|p| (h.to_string(), p)))
+        .filter(|(_, port)| port.parse::<u16>().is_ok())
+        .map(|(host, _)| host.to_string())
         .with_context(|| format!("--addr '{}' is not the node's Kafka HOST:PORT", args.addr))?;
     let raft_addr = format!("{}:{}", args.raft_host.as_deref().unwrap_or(&host), args.raft_port);
     let command = MetadataCommand::AddNode {
         node: args.id,
         raft_addr: raft_addr.clone(),
-        broker: Some(BrokerInfo { host, port }),
     };
     cluster
         .submit(&command)
@@ -191,30 +191,43 @@ pub async fn add_node(args: AddNode) -> anyhow::Result<u8> {
             args.id
         );
     }
+    // A voter, and started: it registers its Kafka listener once a member.
     let deadline = Instant::now() + Duration::from_millis(args.wait_ms);
-    let voter = loop {
+    let (voter, registered) = loop {
         let view = cluster.view().await?;
-        if let Some((voters, learners, joint)) = metadata_members(&view)
-            && voters.contains(&args.id)
-            && !learners.contains(&args.id)
-            && !joint
-        {
-            break true;
-        }
-        if Instant::now() >= deadline {
-            break false;
+        let voter = metadata_members(&view).is_some_and(|(voters, learners, joint)| {
+            voters.contains(&args.id) && !learners.contains(&args.id) && !joint
+        });
+        let registered = view
+            .entry
+            .nodes
+            .iter()
+            .find(|n| n.id == args.id)
+            .and_then(|n| n.kafka_addr.clone());
+        if (voter && registered.is_some()) || Instant::now() >= deadline {
+            break (voter, registered);
         }
         tokio::time::sleep(POLL).await;
     };
+    if let Some(registered) = registered.as_ref().filter(|r| **r != args.addr)
+        && !args.via.json
+    {
+        eprintln!(
+            "note: node {} registered the Kafka address {registered}, not {}; clients are told {registered}",
+            args.id, args.addr
+        );
+    }
     #[derive(Serialize)]
     struct Added {
         node: u64,
         raft_addr: String,
+        kafka_addr: Option<String>,
         voter: bool,
     }
     let added = Added {
         node: args.id,
         raft_addr,
+        kafka_addr: registered,
         voter,
     };
     print(args.via.json, &added, |a: &Added| {
@@ -259,7 +272,13 @@ pub async fn remove_node(args: RemoveNode) -> anyhow::Result<u8> {
     if !reachable && !args.force {
         bail!("node {leaving} does not answer; if it is gone for good, remove it with --force");
     }
-    let plan = match placement::drain(&assignments(&view.entry), &members, leaving) {
+    // Replicas go only to nodes that answer: a move to a dead node would
+    // never finish.
+    let mut targets = answering_nodes(&view, args.via.json);
+    if !targets.contains(&leaving) {
+        targets.push(leaving);
+    }
+    let plan = match placement::drain(&assignments(&view.entry), &targets, leaving) {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("error: refused: {e}. Add a node first (`cluster add-node`)");
@@ -360,7 +379,7 @@ async fn retire(cluster: &Cluster, view: &ClusterView, node: u64) -> anyhow::Res
 pub async fn rebalance(args: Rebalance) -> anyhow::Result<u8> {
     let (cluster, _) = Cluster::connect(&args.via).await?;
     let view = cluster.view().await?;
-    let members: Vec<u64> = view.entry.nodes.iter().map(|n| n.id).collect();
+    let members = answering_nodes(&view, args.via.json);
     let plan = placement::rebalance(&assignments(&view.entry), &members);
     if args.dry_run {
         print(args.via.json, &plan, print_plan);
@@ -401,6 +420,21 @@ pub async fn rebalance(args: Rebalance) -> anyhow::Result<u8> {
         println!("leaders now: {}", counts(&r.leaders_after));
     });
     Ok(0)
+}
+
+/// The members that answer, in id order; the others are named on stderr.
+fn answering_nodes(view: &ClusterView, quiet: bool) -> Vec<u64> {
+    for (id, error) in &view.unreachable {
+        if !quiet {
+            eprintln!("note: node {id} does not answer ({error}); no replica is moved to it");
+        }
+    }
+    view.entry
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| view.reports.contains_key(id))
+        .collect()
 }
 
 /// Every partition as it will be once the moves under way end.

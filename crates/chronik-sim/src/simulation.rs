@@ -208,6 +208,7 @@ impl Simulation {
                     id,
                     NodeInfo {
                         raft_addr: format!("sim-{id}"),
+                        pending: false,
                     },
                 )
             })

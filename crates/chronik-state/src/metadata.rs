@@ -20,10 +20,14 @@ pub const MAX_PARTITIONS: i32 = 10_000;
 pub const DEFAULT_REPLICATION_FACTOR: i16 = 3;
 
 /// A member of the cluster: a voter of the metadata group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     /// Where its Raft and admin gRPC services listen; empty for a single node.
     pub raft_addr: String,
+    /// Added to a running cluster and not started yet (it has not
+    /// registered its Kafka listener): new topics place no replica on it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,12 +150,12 @@ pub enum MetadataCommand {
     AllocateProducerIds {
         count: i64,
     },
-    /// Makes `node` a member: replicas may be placed on it, and the metadata
-    /// group's leader adds it to the group (as a learner, then a voter).
+    /// Makes `node` a member: the metadata group's leader adds it to the
+    /// group (as a learner, then a voter), and once it has started and
+    /// registered its listener, new replicas may be placed on it.
     AddNode {
         node: NodeId,
         raft_addr: String,
-        broker: Option<BrokerInfo>,
     },
     /// Ends `node`'s membership. Refused while it holds replicas.
     RemoveNode {
@@ -269,6 +273,9 @@ impl MetadataState {
             }
             MetadataCommand::RegisterBroker { node, info } => {
                 self.brokers.insert(node, info);
+                if let Some(member) = self.nodes.get_mut(&node) {
+                    member.pending = false;
+                }
                 Ok(())
             }
             MetadataCommand::CreateTopic {
@@ -366,11 +373,7 @@ impl MetadataState {
                 self.next_producer_id += count.max(1);
                 return Ok(MetadataReply::ProducerIds { first });
             }
-            MetadataCommand::AddNode {
-                node,
-                raft_addr,
-                broker,
-            } => self.add_node(node, raft_addr, broker),
+            MetadataCommand::AddNode { node, raft_addr } => self.add_node(node, raft_addr),
             MetadataCommand::RemoveNode { node } => self.remove_node(node),
             MetadataCommand::ReassignPartitions { moves } => self.reassign(&moves, effects),
             MetadataCommand::CompleteReassignment { group, replicas } => {
@@ -429,7 +432,7 @@ impl MetadataState {
             .find(|p| p.group == group)
     }
 
-    fn add_node(&mut self, node: NodeId, raft_addr: String, broker: Option<BrokerInfo>) -> Result<(), MetadataError> {
+    fn add_node(&mut self, node: NodeId, raft_addr: String) -> Result<(), MetadataError> {
         if node == 0 || node > i32::MAX as u64 {
             return Err(MetadataError::new(
                 ResponseError::InvalidRequest,
@@ -460,13 +463,14 @@ impl MetadataState {
                         format!("Raft address {raft_addr} belongs to node {other} already"),
                     ));
                 }
-                self.nodes.insert(node, NodeInfo { raft_addr });
+                self.nodes.insert(
+                    node,
+                    NodeInfo {
+                        raft_addr,
+                        pending: true,
+                    },
+                );
             }
-        }
-        if let Some(broker) = broker
-            && !self.brokers.contains_key(&node)
-        {
-            self.brokers.insert(node, broker);
         }
         Ok(())
     }
@@ -584,12 +588,17 @@ impl MetadataState {
         Ok(())
     }
 
-    /// The nodes replicas are placed on, in id order.
+    /// The nodes new replicas are placed on, in id order: the members but
+    /// those added and not started yet.
     pub fn members(&self) -> Vec<NodeId> {
         if self.nodes.is_empty() {
             self.brokers.keys().copied().collect()
         } else {
-            self.nodes.keys().copied().collect()
+            self.nodes
+                .iter()
+                .filter(|(_, n)| !n.pending)
+                .map(|(id, _)| *id)
+                .collect()
         }
     }
 
@@ -708,6 +717,7 @@ mod tests {
                     id,
                     NodeInfo {
                         raft_addr: format!("n{id}"),
+                        pending: false,
                     },
                 )
             })
@@ -757,6 +767,7 @@ mod tests {
                     id,
                     NodeInfo {
                         raft_addr: format!("n{id}"),
+                        pending: false,
                     },
                 )
             })
@@ -824,9 +835,20 @@ mod tests {
         let add = |node| MetadataCommand::AddNode {
             node,
             raft_addr: format!("n{node}"),
-            broker: None,
         };
         assert!(state.apply(3, add(6), &mut Vec::new()).is_ok());
+        assert!(
+            !state.members().contains(&6),
+            "no replicas on a node that has not started"
+        );
+        let info = BrokerInfo {
+            host: "h".into(),
+            port: 1,
+        };
+        state
+            .apply(4, MetadataCommand::RegisterBroker { node: 6, info }, &mut Vec::new())
+            .unwrap();
+        assert!(state.members().contains(&6), "placed on once it runs");
         assert!(
             state.apply(4, add(6), &mut Vec::new()).is_ok(),
             "adding again is no error"
@@ -834,7 +856,6 @@ mod tests {
         let taken = MetadataCommand::AddNode {
             node: 7,
             raft_addr: "n6".into(),
-            broker: None,
         };
         assert!(
             state.apply(5, taken, &mut Vec::new()).is_err(),

@@ -168,10 +168,14 @@ fn balance_leaders(next: &mut [Assignment], nodes: &[NodeId]) {
     }
 }
 
+/// Replicas per node of `nodes`; replicas on other nodes (ones that do
+/// not answer) are not counted, so nothing is planned onto them.
 fn replica_counts(assignments: &[Assignment], nodes: &[NodeId]) -> BTreeMap<NodeId, usize> {
     let mut counts: BTreeMap<NodeId, usize> = nodes.iter().map(|n| (*n, 0)).collect();
     for node in assignments.iter().flat_map(|a| &a.replicas) {
-        *counts.entry(*node).or_default() += 1;
+        if let Some(count) = counts.get_mut(node) {
+            *count += 1;
+        }
     }
     counts
 }
@@ -179,7 +183,9 @@ fn replica_counts(assignments: &[Assignment], nodes: &[NodeId]) -> BTreeMap<Node
 fn leader_counts(assignments: &[Assignment], nodes: &[NodeId]) -> BTreeMap<NodeId, usize> {
     let mut counts: BTreeMap<NodeId, usize> = nodes.iter().map(|n| (*n, 0)).collect();
     for node in assignments.iter().filter_map(|a| a.replicas.first()) {
-        *counts.entry(*node).or_default() += 1;
+        if let Some(count) = counts.get_mut(node) {
+            *count += 1;
+        }
     }
     counts
 }
@@ -245,6 +251,15 @@ mod tests {
             to.dedup();
             assert_eq!(to.len(), 3, "{m:?}");
         }
+    }
+
+    #[test]
+    fn nothing_is_planned_onto_a_node_left_out() {
+        let current = assignments(&[&[1, 2, 3], &[2, 3, 1], &[3, 1, 2], &[1, 2, 3]]);
+        // Node 4 is a member that does not answer: the plan is for 1-3 only.
+        let plan = rebalance(&current, &[1, 2, 3]);
+        assert!(plan.moves.iter().all(|m| !m.to.contains(&4)));
+        assert!(!plan.replicas_after.contains_key(&4));
     }
 
     #[test]

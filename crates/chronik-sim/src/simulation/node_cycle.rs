@@ -163,6 +163,5 @@ fn add_node(node: NodeId) -> MetadataCommand {
     MetadataCommand::AddNode {
         node,
         raft_addr: format!("sim-{node}"),
-        broker: None,
     }
 }

@@ -17,6 +17,7 @@ fn with_topic() -> (tempfile::TempDir, BrokerStateMachine, Arc<SharedState>) {
             1,
             crate::metadata::NodeInfo {
                 raft_addr: String::new(),
+                pending: false,
             },
         )]
         .into(),

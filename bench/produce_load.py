@@ -1,0 +1,88 @@
+"""A produce load from confluent-kafka (an independent client): 1 KiB
+records, acks=all, linger 5 ms, as fast as the cluster acknowledges them,
+until a file appears or a time passes. Prints one JSON object: records and
+MB per second over the window, and per-record latency percentiles (send to
+acknowledgement) in milliseconds.
+
+Usage: produce_load.py BOOTSTRAP TOPIC (--seconds N | --until FILE) [--warmup S]
+"""
+
+import argparse
+import json
+import os
+import time
+
+from confluent_kafka import Producer
+
+RECORD = b"x" * 1024
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("bootstrap")
+    parser.add_argument("topic")
+    parser.add_argument("--seconds", type=float)
+    parser.add_argument("--until")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--max-seconds", type=float, default=900.0)
+    args = parser.parse_args()
+    producer = Producer({
+        "bootstrap.servers": args.bootstrap,
+        "acks": "all",
+        "linger.ms": 5,
+        "enable.idempotence": True,
+        "queue.buffering.max.messages": 200000,
+    })
+    latencies = []
+    failed = [0]
+    window = {"start": None}
+
+    def delivered(sent):
+        def report(error, _message):
+            if error is not None:
+                failed[0] += 1
+            elif window["start"] is not None and sent >= window["start"]:
+                latencies.append(time.monotonic() - sent)
+        return report
+
+    began = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if window["start"] is None and now - began >= args.warmup:
+            window["start"] = now
+        if args.seconds is not None and window["start"] is not None and now - window["start"] >= args.seconds:
+            break
+        if args.until is not None and os.path.exists(args.until) and window["start"] is not None:
+            break
+        if now - began > args.max_seconds:
+            break
+        try:
+            producer.produce(args.topic, RECORD, on_delivery=delivered(now))
+        except BufferError:
+            producer.poll(0.005)
+        producer.poll(0)
+    ended = time.monotonic()
+    producer.flush(120)
+    latencies.sort()
+    seconds = ended - window["start"]
+
+    def pct(q):
+        if not latencies:
+            return None
+        return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
+
+    print(json.dumps({
+        "seconds": round(seconds, 1),
+        "records": len(latencies),
+        "records_per_s": round(len(latencies) / seconds),
+        "mb_per_s": round(len(latencies) * len(RECORD) / seconds / 1e6, 1),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "p999_ms": pct(0.999),
+        "max_ms": round(1000 * latencies[-1], 1) if latencies else None,
+        "failed": failed[0],
+    }))
+
+
+if __name__ == "__main__":
+    main()
