@@ -589,7 +589,7 @@ async fn elect_preferred_leaders(cluster: &Cluster) -> anyhow::Result<usize> {
         let Some((leader, report)) = view.leader_replica(p.group) else {
             continue;
         };
-        let preferred = p.replicas[0];
+        let Some(&preferred) = p.replicas.first() else { continue };
         if leader == preferred || !report.raft.isr.contains(&preferred) {
             continue;
         }
@@ -617,8 +617,9 @@ async fn elect_preferred_leaders(cluster: &Cluster) -> anyhow::Result<usize> {
     while asked > 0 && Instant::now() < deadline {
         let view = cluster.view().await?;
         let settled = view.entry.topics.iter().flat_map(|t| &t.partitions).all(|p| {
+            let preferred = p.replicas.first();
             view.leader_replica(p.group)
-                .is_some_and(|(leader, r)| leader == p.replicas[0] || !r.raft.isr.contains(&p.replicas[0]))
+                .is_some_and(|(leader, r)| preferred.is_none_or(|p| leader == *p || !r.raft.isr.contains(p)))
         });
         if settled {
             break;

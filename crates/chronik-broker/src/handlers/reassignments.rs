@@ -188,7 +188,11 @@ async fn elect_preferred(broker: &Broker, topic: &str, index: i32) -> Result<(),
                 ResponseError::UnknownTopicOrPartition,
                 format!("topic '{topic}' has no partition {index}"),
             ))?;
-        (partition.group, partition.replicas[0])
+        let preferred = partition.replicas.first().copied().ok_or((
+            ResponseError::PreferredLeaderNotAvailable,
+            format!("{topic}-{index} has no replicas"),
+        ))?;
+        (partition.group, preferred)
     };
     match broker.leader_of(group) {
         Some(leader) if leader == preferred => Err((
