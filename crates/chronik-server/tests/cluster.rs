@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::cluster::read_partition;
 use common::cluster::{Cluster, serial};
+use common::cluster::{read_partition, verify_acknowledged};
 use common::delivery::{new_producer, send};
 use common::raw::Connection;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -228,27 +228,7 @@ fn killing_the_busiest_leader_under_load_loses_nothing() {
         .map(|n| cluster.nodes[*n as usize - 1].addr.clone())
         .collect::<Vec<_>>()
         .join(",");
-    let mut seen = HashSet::new();
-    for partition in 0..PARTITIONS {
-        let records: BTreeMap<i64, u64> = read_partition(&bootstrap, TOPIC, partition).into_iter().collect();
-        let keys: Vec<u64> = records.values().copied().collect();
-        assert!(
-            keys.windows(2).all(|w| w[0] < w[1]),
-            "{TOPIC}-{partition} is out of order"
-        );
-        for key in keys {
-            assert!(seen.insert(key), "key {key} stored twice");
-        }
-        for ack in acked.iter().filter(|a| a.partition == partition) {
-            let (key, offset) = (ack.key, ack.offset);
-            assert_eq!(
-                records.get(&offset),
-                Some(&key),
-                "acknowledged record {key} is not at {partition}/{offset}"
-            );
-        }
-    }
-    assert_eq!(seen.len() as u64, next_key, "no record beyond the acknowledged ones");
+    verify_acknowledged(&bootstrap, TOPIC, PARTITIONS, &acked, next_key);
     for partition in 0..PARTITIONS {
         cluster.wait_for_identical_replicas(survivors[0], TOPIC, partition, &survivors);
     }

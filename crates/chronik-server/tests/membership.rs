@@ -5,13 +5,13 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, consumer, read_partition, serial};
+use common::cluster::{Cluster, consumer, serial, verify_acknowledged};
 use common::delivery::{Deliveries, new_producer, send};
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::Producer;
@@ -58,28 +58,7 @@ impl Load {
         assert!(failed.is_empty(), "deliveries failed: {failed:?}");
         let acked = self.deliveries.acked.lock().unwrap().clone();
         assert_eq!(acked.len() as u64, sent, "every record was acknowledged");
-        let mut seen = HashSet::new();
-        for partition in 0..PARTITIONS {
-            let records: BTreeMap<i64, u64> = read_partition(bootstrap, TOPIC, partition).into_iter().collect();
-            let keys: Vec<u64> = records.values().copied().collect();
-            assert!(
-                keys.windows(2).all(|w| w[0] < w[1]),
-                "{TOPIC}-{partition} is out of order"
-            );
-            for key in keys {
-                assert!(seen.insert(key), "key {key} stored twice");
-            }
-            for ack in acked.iter().filter(|a| a.partition == partition) {
-                assert_eq!(
-                    records.get(&ack.offset),
-                    Some(&ack.key),
-                    "acknowledged record {} is not at {partition}/{}",
-                    ack.key,
-                    ack.offset
-                );
-            }
-        }
-        assert_eq!(seen.len() as u64, sent, "no record beyond the acknowledged ones");
+        verify_acknowledged(bootstrap, TOPIC, PARTITIONS, &acked, sent);
         println!("{sent} records acknowledged and read back exactly once, in order");
     }
 }
@@ -123,6 +102,22 @@ fn wait_for_even_leaders(cluster: &Cluster, via: u64, nodes: &[u64]) {
         }
         assert!(Instant::now() < deadline, "leaders per node stay uneven: {leaders:?}");
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Waits (bounded) until each partition's replicas, wherever they are now,
+/// hold identical logs.
+fn wait_for_identical_replicas(cluster: &Cluster) {
+    for partition in 0..PARTITIONS {
+        let arg = partition.to_string();
+        let info = cluster.cli_json(1, &["partition-info", "--topic", TOPIC, "--partition", &arg]);
+        let replicas: Vec<u64> = info["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_u64().unwrap())
+            .collect();
+        cluster.wait_for_identical_replicas(1, TOPIC, partition, &replicas);
     }
 }
 
@@ -206,25 +201,7 @@ fn a_cluster_grows_to_four_nodes_and_shrinks_back_under_load() {
     );
 
     load.stop_and_verify(&bootstrap);
-    for partition in 0..PARTITIONS {
-        let info = cluster.cli_json(
-            1,
-            &[
-                "partition-info",
-                "--topic",
-                TOPIC,
-                "--partition",
-                &partition.to_string(),
-            ],
-        );
-        let replicas: Vec<u64> = info["replicas"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.as_u64().unwrap())
-            .collect();
-        cluster.wait_for_identical_replicas(1, TOPIC, partition, &replicas);
-    }
+    wait_for_identical_replicas(&cluster);
     // A removed node refuses to start again on its old data.
     cluster.node(2).respawn();
     assert_eq!(cluster.node(2).wait_exit(Duration::from_secs(30)), Some(2));
@@ -312,25 +289,7 @@ fn moves_survive_kill_9_of_the_joining_node_and_of_a_leader() {
     assert_even("replicas", &replicas);
 
     load.stop_and_verify(&cluster.bootstrap());
-    for partition in 0..PARTITIONS {
-        let info = cluster.cli_json(
-            1,
-            &[
-                "partition-info",
-                "--topic",
-                TOPIC,
-                "--partition",
-                &partition.to_string(),
-            ],
-        );
-        let replicas: Vec<u64> = info["replicas"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.as_u64().unwrap())
-            .collect();
-        cluster.wait_for_identical_replicas(1, TOPIC, partition, &replicas);
-    }
+    wait_for_identical_replicas(&cluster);
 }
 
 #[test]

@@ -708,10 +708,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn replicas_spread_over_the_nodes() {
+    /// A cluster of nodes `1..=count`, initialised at index 1.
+    fn cluster_of(count: NodeId) -> MetadataState {
         let mut state = MetadataState::default();
-        let nodes = (1..=3)
+        let nodes = (1..=count)
             .map(|id| {
                 (
                     id,
@@ -727,6 +727,12 @@ mod tests {
             nodes,
         };
         state.apply(1, init, &mut Vec::new()).unwrap();
+        state
+    }
+
+    #[test]
+    fn replicas_spread_over_the_nodes() {
+        let mut state = cluster_of(3);
         state.apply(2, create("t", 6), &mut Vec::new()).unwrap();
         let topic = state.topic("t").unwrap();
         let mut first_voters = [0; 4];
@@ -759,27 +765,6 @@ mod tests {
         assert_eq!(state.topic("t").unwrap().partitions.len(), 2);
     }
 
-    fn five_nodes() -> MetadataState {
-        let mut state = MetadataState::default();
-        let nodes = (1..=5)
-            .map(|id| {
-                (
-                    id,
-                    NodeInfo {
-                        raft_addr: format!("n{id}"),
-                        pending: false,
-                    },
-                )
-            })
-            .collect();
-        let init = MetadataCommand::InitCluster {
-            cluster_id: "c".into(),
-            nodes,
-        };
-        state.apply(1, init, &mut Vec::new()).unwrap();
-        state
-    }
-
     fn reassign(topic: &str, replicas: Option<Vec<NodeId>>) -> MetadataCommand {
         MetadataCommand::ReassignPartitions {
             moves: vec![Reassignment {
@@ -795,7 +780,7 @@ mod tests {
     /// may be a member of the Raft group already; only completion does.
     #[test]
     fn a_replaced_move_keeps_its_new_replicas_until_completion() {
-        let mut state = five_nodes();
+        let mut state = cluster_of(5);
         state.apply(2, create("t", 1), &mut Vec::new()).unwrap();
         let original = state.topic("t").unwrap().partitions[0].replicas.clone();
         let spare: Vec<NodeId> = (1..=5).filter(|n| !original.contains(n)).collect();
@@ -830,7 +815,7 @@ mod tests {
 
     #[test]
     fn nodes_join_and_leave_only_without_replicas() {
-        let mut state = five_nodes();
+        let mut state = cluster_of(5);
         state.apply(2, create("t", 5), &mut Vec::new()).unwrap();
         let add = |node| MetadataCommand::AddNode {
             node,

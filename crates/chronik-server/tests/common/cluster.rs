@@ -58,6 +58,35 @@ pub fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<(i64,
     records
 }
 
+/// Checks that every acknowledged record of `topic` is stored exactly once,
+/// at its acknowledged offset, in key order per partition, and that nothing
+/// else is: `sent` records were sent, with keys `0..sent`.
+pub fn verify_acknowledged(bootstrap: &str, topic: &str, partitions: i32, acked: &[super::delivery::Ack], sent: u64) {
+    let mut seen = std::collections::HashSet::new();
+    for partition in 0..partitions {
+        let records: std::collections::BTreeMap<i64, u64> =
+            read_partition(bootstrap, topic, partition).into_iter().collect();
+        let keys: Vec<u64> = records.values().copied().collect();
+        assert!(
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "{topic}-{partition} is out of order"
+        );
+        for key in keys {
+            assert!(seen.insert(key), "key {key} stored twice");
+        }
+        for ack in acked.iter().filter(|a| a.partition == partition) {
+            assert_eq!(
+                records.get(&ack.offset),
+                Some(&ack.key),
+                "acknowledged record {} is not at {partition}/{}",
+                ack.key,
+                ack.offset
+            );
+        }
+    }
+    assert_eq!(seen.len() as u64, sent, "no record beyond the acknowledged ones");
+}
+
 pub struct Cluster {
     /// Node `id` is `nodes[id - 1]`.
     pub nodes: Vec<Broker>,
