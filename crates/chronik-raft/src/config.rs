@@ -61,6 +61,11 @@ pub enum PlantedBug {
     /// A leader serves reads without a lease, as before leases existed: one
     /// cut off or paused keeps serving after its successor took over.
     ReadWithoutLease,
+    /// A replica added back to a group it was removed from takes the
+    /// messages still in flight for its earlier self: it grants votes before
+    /// it has a configuration (forgetting the votes its earlier self gave),
+    /// and commits beyond its log.
+    StaleIncarnation,
 }
 
 impl MultiRaftConfig {

@@ -369,6 +369,11 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             return;
         }
         if let Some(group) = self.groups.get_mut(&id) {
+            if from_another_incarnation(&group.node, &message)
+                && self.config.planted_bug != Some(PlantedBug::StaleIncarnation)
+            {
+                return;
+            }
             if let Err(e) = group.node.step(message) {
                 tracing::debug!(group = id, "Raft message refused: {e}");
             }
@@ -1149,6 +1154,28 @@ fn released_through<F: FileSystem>(node: &RawNode<GroupStorage<F>>) -> u64 {
         .filter(|(id, _)| **id != node.raft.id)
         .map(|(_, progress)| progress.matched)
         .fold(applied, u64::min)
+}
+
+/// Whether `message` may come from the group as it was before this replica
+/// was created: the node was a member once, was removed (its log deleted),
+/// and is being added again, under the same Raft id. Messages still in
+/// flight from then must not reach the new, empty replica:
+/// - a heartbeat committing beyond its log, which raft-rs panics on (a
+///   leader never sends one to the replica it tracks);
+/// - a vote request while it has no configuration yet: it would grant a vote
+///   its earlier self may have given to another candidate in that term. Once
+///   the leader's snapshot has given it a configuration, its log holds every
+///   entry up to its addition, and it judges candidates by it.
+fn from_another_incarnation<F: FileSystem>(node: &RawNode<GroupStorage<F>>, message: &Message) -> bool {
+    let raft = &node.raft;
+    match message.get_msg_type() {
+        MessageType::MsgHeartbeat => message.commit > raft.raft_log.last_index(),
+        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => {
+            let conf = raft.prs().conf();
+            conf.voters().ids().is_empty() && conf.learners().is_empty()
+        }
+        _ => false,
+    }
 }
 
 /// A (pre-)vote request other than a leadership transfer's, which raft-rs

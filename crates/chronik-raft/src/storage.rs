@@ -369,10 +369,13 @@ impl<F: FileSystem> raft::Storage for GroupStorage<F> {
         Ok(self.last_index_inner())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let wanted = request_index.max(self.compacted().0);
+        // A snapshot prepared before `to` became a member does not name it,
+        // and `to` would refuse it, again and again.
         if let Some(prepared) = self.prepared.borrow().as_ref()
             && prepared.get_metadata().index >= wanted
+            && names(prepared.get_metadata().get_conf_state(), to)
         {
             return Ok(prepared.clone());
         }
@@ -384,6 +387,16 @@ impl<F: FileSystem> raft::Storage for GroupStorage<F> {
         }
         Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
     }
+}
+
+/// Whether `node` is a member (voter or learner, incoming or outgoing) of `conf`.
+fn names(conf: &ConfState, node: u64) -> bool {
+    conf.voters
+        .iter()
+        .chain(&conf.learners)
+        .chain(&conf.voters_outgoing)
+        .chain(&conf.learners_next)
+        .any(|n| *n == node)
 }
 
 fn compacted_value(index: u64, term: u64) -> Vec<u8> {
@@ -419,6 +432,33 @@ mod tests {
             data: vec![0; 10].into(),
             ..Default::default()
         }
+    }
+
+    /// Found by the simulator: a snapshot prepared for one follower, before
+    /// another joined as a learner, was sent to the newcomer, which refused
+    /// it (it is not in its configuration), and so on forever: the move
+    /// never finished.
+    #[test]
+    fn a_prepared_snapshot_goes_only_to_members_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = raft_engine::Config {
+            dir: dir.path().to_string_lossy().into_owned(),
+            ..Default::default()
+        };
+        let engine = Arc::new(Engine::open(config).unwrap());
+        GroupStorage::initialise(&engine, 7, &[1, 2, 3]).unwrap();
+        let requests = SnapshotRequests::default();
+        let storage = GroupStorage::new(engine, 7, requests.clone());
+        let mut snapshot = Snapshot::default();
+        snapshot.mut_metadata().index = INIT_INDEX;
+        snapshot.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
+        storage.set_prepared(snapshot);
+        assert!(raft::Storage::snapshot(&storage, 0, 2).is_ok(), "a member gets it");
+        assert!(
+            raft::Storage::snapshot(&storage, 0, 4).is_err(),
+            "a newcomer gets a new one"
+        );
+        assert_eq!(*requests.lock().unwrap(), vec![7], "the state machine is asked for one");
     }
 
     #[test]

@@ -38,6 +38,11 @@ impl Admin {
         self.queue.is_empty()
     }
 
+    /// The command under way, if any.
+    pub fn pending(&self) -> Option<&MetadataCommand> {
+        self.queue.front()
+    }
+
     pub fn queued(&self, command: &MetadataCommand) -> bool {
         self.queue.contains(command)
     }

@@ -39,6 +39,7 @@ enum Bug {
     ReadWithoutGate,
     AckBeforeFsync,
     ReadWithoutLease,
+    StaleIncarnation,
 }
 
 fn parse_range(text: &str) -> Result<(u64, u64), String> {
@@ -56,8 +57,11 @@ fn parse_range(text: &str) -> Result<(u64, u64), String> {
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.verbose {
+        // RUST_LOG narrows or widens it, e.g. RUST_LOG=info,raft=debug.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
         tracing_subscriber::fmt()
-            .with_env_filter("info")
+            .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .init();
     } else {
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Bug::ReadWithoutGate => PlantedBug::ReadWithoutGate,
         Bug::AckBeforeFsync => PlantedBug::AckBeforeFsync,
         Bug::ReadWithoutLease => PlantedBug::ReadWithoutLease,
+        Bug::StaleIncarnation => PlantedBug::StaleIncarnation,
     });
     let started = Instant::now();
     let mut failed = Vec::new();

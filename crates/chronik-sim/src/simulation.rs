@@ -538,9 +538,9 @@ impl Simulation {
             && self.cycle.phase == node_cycle::Phase::Idle)
         {
             if self.now - drained > DRAIN_LIMIT {
-                self.checker.violate(format!(
-                    "requests still unanswered, or partitions still moving, {DRAIN_LIMIT:?} after healing"
-                ));
+                let waiting = self.still_waiting();
+                self.checker
+                    .violate(format!("{DRAIN_LIMIT:?} after healing, still waiting for: {waiting}"));
                 return;
             }
             self.step(false);
@@ -569,6 +569,53 @@ impl Simulation {
                 }
             }
         }
+    }
+
+    /// What the end of a run still waits for, for a violation's message.
+    fn still_waiting(&mut self) -> String {
+        let mut waiting = Vec::new();
+        if !self.producers.iter().all(Producer::idle) {
+            waiting.push("a producer's request".to_string());
+        }
+        if !self.committers.iter().all(Committer::idle) {
+            waiting.push("an offset commit".to_string());
+        }
+        if let Some(command) = self.admin.pending() {
+            waiting.push(format!("the admin's {command:?}"));
+        }
+        let moving: Vec<(String, u64)> = self
+            .newest_metadata()
+            .map(|m| {
+                m.partitions()
+                    .filter_map(|(topic, index, p)| {
+                        p.target
+                            .as_ref()
+                            .map(|t| (format!("{topic}-{index} moving {:?} -> {t:?}", p.replicas), p.group))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (what, group) in moving {
+            // Each replica's view of the group, to see where the move stands.
+            let views: Vec<String> = self
+                .nodes
+                .iter_mut()
+                .filter_map(|n| {
+                    let id = n.id;
+                    n.describe().into_iter().find(|r| r.group == group).map(|r| {
+                        format!(
+                            "node {id}: {} leader {:?} voters {:?} learners {:?} matched {:?} last {} commit {}",
+                            r.role, r.leader, r.voters, r.learners, r.matched, r.last_index, r.commit
+                        )
+                    })
+                })
+                .collect();
+            waiting.push(format!("{what} (group {group}: {})", views.join(" | ")));
+        }
+        if self.cycle.phase != node_cycle::Phase::Idle {
+            waiting.push(format!("the node cycle in {:?}", self.cycle.phase));
+        }
+        waiting.join("; ")
     }
 
     /// No partition is being moved, as every running node's metadata says.

@@ -110,6 +110,13 @@ fn regression_seeds_fail_with_their_defect_and_pass_without_it() {
         // The defect of the safety round: a new leader served reads before
         // it had committed in its term and applied up to its commit.
         (2, 3, 20, PlantedBug::ReadWithoutGate),
+        // A node removed from a partition and added back granted votes
+        // before the leader's snapshot gave it a configuration, forgetting
+        // its earlier self's vote: a leader without the latest entries was
+        // elected and served a high watermark below what readers had seen.
+        // Found in a 5-node sweep with partition moves (it also panicked on
+        // heartbeats committing beyond its empty log).
+        (212, 5, 10, PlantedBug::StaleIncarnation),
     ];
     for (seed, nodes, seconds, defect) in seeds {
         let mut with_defect = config(seed, nodes, seconds);

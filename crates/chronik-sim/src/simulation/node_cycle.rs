@@ -44,7 +44,7 @@ impl NodeCycle {
 
 impl Simulation {
     /// The most recent metadata a running node holds.
-    fn newest_metadata(&self) -> Option<MetadataState> {
+    pub(super) fn newest_metadata(&self) -> Option<MetadataState> {
         self.nodes
             .iter()
             .filter_map(|n| n.shared().map(|s| s.metadata().clone()))
