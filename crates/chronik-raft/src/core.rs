@@ -343,9 +343,8 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             },
         );
         if let Some((_, early)) = self.early.remove(&id) {
-            let group = self.groups.get_mut(&id).expect("inserted above");
             for message in early {
-                let _ = group.node.step(message);
+                self.step(id, message);
             }
         }
         Ok(())
