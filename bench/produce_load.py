@@ -1,10 +1,12 @@
 """A produce load from confluent-kafka (an independent client): 1 KiB
-records, acks=all, linger 5 ms, as fast as the cluster acknowledges them,
-until a file appears or a time passes. Prints one JSON object: records and
-MB per second over the window, and per-record latency percentiles (send to
-acknowledgement) in milliseconds.
+records, acks=all, linger 5 ms, either as fast as the cluster acknowledges
+them or at a fixed rate (--rate), until a file appears or a time passes.
+Prints one JSON object: records and MB per second over the window, and
+per-record latency percentiles (send to acknowledgement) in milliseconds.
+At full speed the latency is mostly time queued in the client; measure
+latency at a fixed rate below saturation.
 
-Usage: produce_load.py BOOTSTRAP TOPIC (--seconds N | --until FILE) [--warmup S]
+Usage: produce_load.py BOOTSTRAP TOPIC (--seconds N | --until FILE) [--rate R] [--warmup S]
 """
 
 import argparse
@@ -24,6 +26,7 @@ def main():
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--until")
     parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--rate", type=float, help="records per second; full speed without it")
     parser.add_argument("--max-seconds", type=float, default=900.0)
     args = parser.parse_args()
     producer = Producer({
@@ -46,6 +49,7 @@ def main():
         return report
 
     began = time.monotonic()
+    sent = 0
     while True:
         now = time.monotonic()
         if window["start"] is None and now - began >= args.warmup:
@@ -56,8 +60,12 @@ def main():
             break
         if now - began > args.max_seconds:
             break
+        if args.rate is not None and sent >= args.rate * (now - began):
+            producer.poll(0.001)
+            continue
         try:
             producer.produce(args.topic, RECORD, on_delivery=delivered(now))
+            sent += 1
         except BufferError:
             producer.poll(0.005)
         producer.poll(0)
