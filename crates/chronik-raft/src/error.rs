@@ -35,7 +35,7 @@ pub enum StartError {
     },
     #[error(
         "this data directory holds no cluster state; start every node of a new cluster with --bootstrap \
-         and the same peer list"
+         and the same peer list, or join a running cluster with --join MEMBER_RAFT_ADDR"
     )]
     NotBootstrapped,
 }

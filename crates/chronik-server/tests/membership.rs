@@ -288,8 +288,55 @@ fn moves_survive_kill_9_of_the_joining_node_and_of_a_leader() {
     let (replicas, _) = counts(&cluster, 1, &nodes);
     assert_even("replicas", &replicas);
 
+    // A dead node is removed with --force: its replicas move to the others.
+    cluster.node(new).kill9();
+    let (code, out) = cluster.cli(1, &["remove-node", "--id", &new.to_string()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--force"), "{out}");
+    let (code, out) = cluster.cli(1, &["remove-node", "--id", &new.to_string(), "--force"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("not reachable"), "{out}");
+    let (replicas, _) = counts(&cluster, 1, &[1, 2, 3]);
+    assert_eq!(replicas.get(&new), None, "{replicas:?}");
+
     load.stop_and_verify(&cluster.bootstrap());
     wait_for_identical_replicas(&cluster);
+}
+
+#[test]
+fn a_node_added_before_it_starts_joins_once_it_does() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &["--offsets-topic-partitions", "1"]);
+    let new = cluster.spawn_joining_node(&["--offsets-topic-partitions", "1"]);
+    cluster.node(new).kill9();
+    let mut add = cluster.add_node_args(new);
+    add.extend(["--wait-ms".to_string(), "2000".to_string()]);
+    let (code, out) = run_cli(&cluster, 1, &add);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("has not caught up yet"), "{out}");
+    // Not started: new topics place no replica on it, and clients are not
+    // offered it.
+    common::create_replicated_topic(&cluster.nodes[0].addr, TOPIC, 3, 3, &[]);
+    let (replicas, _) = counts(&cluster, 1, &[1, 2, 3]);
+    assert_eq!(replicas.get(&new), None, "{replicas:?}");
+    assert_eq!(broker_ids(&cluster.bootstrap()), vec![1, 2, 3]);
+
+    cluster.node(new).respawn();
+    cluster.node(new).wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while broker_ids(&cluster.bootstrap()) != vec![1, 2, 3, 4] {
+        assert!(Instant::now() < deadline, "node 4 never appeared in Metadata");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let status = cluster.cli_json(2, &["status"]);
+    let up = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["reachable"] == true)
+        .count();
+    assert_eq!(up, 4, "{status}");
 }
 
 #[test]

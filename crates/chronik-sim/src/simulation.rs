@@ -626,16 +626,14 @@ impl Simulation {
             .all(|s| s.metadata().partitions().all(|(_, _, p)| p.target.is_none()))
     }
 
-    /// Groups of the current metadata that no reachable node serves.
+    /// Groups of the newest metadata that no reachable node serves. (A node
+    /// removed from the cluster keeps running on stale metadata until it is
+    /// wiped.)
     fn leaderless_groups(&self) -> Vec<GroupId> {
-        let Some(node) = self.nodes.iter().find(|n| n.is_running()) else {
+        let Some(metadata) = self.newest_metadata() else {
             return vec![METADATA_GROUP];
         };
-        let Some(shared) = node.shared() else {
-            return vec![METADATA_GROUP];
-        };
-        let mut groups: Vec<GroupId> = shared
-            .metadata()
+        let mut groups: Vec<GroupId> = metadata
             .topics
             .values()
             .flat_map(|t| t.partitions.iter().map(|p| p.group))

@@ -51,22 +51,21 @@ impl Simulation {
             .max_by_key(|m| m.applied_index)
     }
 
-    /// The metadata group's voters and learners as its leader sees them,
-    /// and whether it is in a joint configuration.
+    /// The metadata group's voters and learners as its leader sees them (the
+    /// node leading it in the highest term: a removed node's hint goes
+    /// stale), and whether it is in a joint configuration.
     fn metadata_members(&mut self) -> Option<(Vec<NodeId>, Vec<NodeId>, bool)> {
         let now = self.now;
-        let leader = self
-            .nodes
-            .iter()
+        self.nodes
+            .iter_mut()
             .filter(|n| n.is_reachable(now))
-            .find_map(|n| n.leader_hint(METADATA_GROUP))?;
-        let node = &mut self.nodes[(leader - 1) as usize];
-        if !node.is_reachable(now) {
-            return None;
-        }
-        node.describe()
-            .into_iter()
-            .find(|r| r.group == METADATA_GROUP && r.leader == Some(leader))
+            .filter_map(|n| {
+                let id = n.id;
+                n.describe()
+                    .into_iter()
+                    .find(|r| r.group == METADATA_GROUP && r.leader == Some(id))
+            })
+            .max_by_key(|r| r.term)
             .map(|r| (r.voters, r.learners, r.joint))
     }
 
