@@ -4,16 +4,14 @@
 //! node that does not answer is reported as unreachable. The commands that
 //! change the members are in `membership_cli`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use chronik_broker::cluster::admin_client;
 use chronik_broker::cluster::proto::DescribeRequest;
-use chronik_broker::cluster::report::{NodeReport, ReplicaReport};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+use crate::cluster_view::{ClusterView, describe, ids, print};
 use crate::membership_cli;
 
 #[derive(Debug, Subcommand)]
@@ -138,32 +136,6 @@ async fn report(command: ClusterCommand) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-pub(crate) async fn describe(addr: &str, timeout: Duration, request: DescribeRequest) -> anyhow::Result<NodeReport> {
-    let mut client = admin_client(addr, timeout).await.map_err(anyhow::Error::msg)?;
-    let report = client
-        .describe(request)
-        .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
-        .into_inner()
-        .report;
-    serde_json::from_slice(&report).context("the node sent an undecodable report")
-}
-
-pub(crate) fn print<T: Serialize>(json: bool, value: &T, human: fn(&T)) {
-    if json {
-        println!("{}", serde_json::to_string_pretty(value).expect("views serialize"));
-    } else {
-        human(value);
-    }
-}
-
-/// The reports of every node that answered, keyed by node id.
-pub(crate) struct ClusterView {
-    pub(crate) entry: NodeReport,
-    pub(crate) reports: BTreeMap<u64, NodeReport>,
-    pub(crate) unreachable: BTreeMap<u64, String>,
-}
-
 #[derive(Serialize)]
 struct NodeView {
     id: u64,
@@ -230,53 +202,8 @@ struct HealthView {
     problems: Vec<String>,
 }
 
+/// The views the read-only commands print.
 impl ClusterView {
-    pub(crate) async fn gather(
-        entry: NodeReport,
-        entry_addr: &str,
-        timeout: Duration,
-        groups: Vec<u64>,
-        checksums: bool,
-    ) -> Self {
-        let mut reports = BTreeMap::new();
-        let mut unreachable = BTreeMap::new();
-        for node in &entry.nodes {
-            let addr = if node.id == entry.node_id {
-                entry_addr.to_string()
-            } else {
-                node.raft_addr.clone()
-            };
-            let request = DescribeRequest {
-                groups: groups.clone(),
-                checksums,
-                ..Default::default()
-            };
-            match describe(&addr, timeout, request).await {
-                Ok(report) => {
-                    reports.insert(node.id, report);
-                }
-                Err(e) => {
-                    unreachable.insert(node.id, format!("{e:#}"));
-                }
-            }
-        }
-        ClusterView {
-            entry,
-            reports,
-            unreachable,
-        }
-    }
-
-    /// The leader's replica of `group`: the answering node that leads it in
-    /// the highest term.
-    pub(crate) fn leader_replica(&self, group: u64) -> Option<(u64, &ReplicaReport)> {
-        self.reports
-            .iter()
-            .filter_map(|(id, report)| report.replica(group).map(|r| (*id, r)))
-            .filter(|(id, r)| r.raft.leader == Some(*id))
-            .max_by_key(|(_, r)| r.raft.term)
-    }
-
     fn nodes(&self) -> Vec<NodeView> {
         self.entry
             .nodes
@@ -403,10 +330,6 @@ fn summary(names: &[String]) -> String {
         shown.push_str(&format!(" and {} more", names.len() - 5));
     }
     shown
-}
-
-pub(crate) fn ids(ids: &[u64]) -> String {
-    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
 fn or_dash<T: ToString>(value: Option<T>) -> String {

@@ -5,6 +5,7 @@
 
 mod cli;
 mod cluster_cli;
+mod cluster_view;
 mod membership_cli;
 
 use std::sync::Arc;

@@ -17,7 +17,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::cluster_cli::{ClusterView, describe, ids, print};
+use crate::cluster_view::{ClusterView, describe, ids, print};
 
 /// Exit code of a refusal because the replication factor cannot be kept.
 pub const EXIT_TOO_FEW_NODES: u8 = 3;

@@ -9,7 +9,10 @@
 //!   records of the internal `__consumer_offsets` topic;
 //! - [`command`]: how partition entries are encoded;
 //! - [`replicated`]: the state machine that applies entries to all of it,
-//!   makes it durable and snapshots it.
+//!   makes it durable and snapshots it;
+//! - [`reconfigure`]: the next step that brings a group's Raft members to
+//!   the replicas the metadata wants; [`placement`]: plans that even out
+//!   replicas and leaders, or drain a node.
 //!
 //! Nothing here speaks the Kafka protocol or the network: the front end
 //! (chronik-broker) validates requests and proposes entries; a simulation
