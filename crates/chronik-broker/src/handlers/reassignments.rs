@@ -75,8 +75,7 @@ pub async fn alter(
             *result = Err(e.clone());
         }
     }
-    let mut responses: Vec<ReassignableTopicResponse> = Vec::new();
-    for (name, index, result) in results {
+    let partitions = results.into_iter().map(|(name, index, result)| {
         let (code, message) = match result {
             Ok(()) => (0, None),
             Err(e) => (e.error.code(), Some(str_bytes(&e.message))),
@@ -85,15 +84,16 @@ pub async fn alter(
             .with_partition_index(index)
             .with_error_code(code)
             .with_error_message(message);
-        match responses.iter_mut().find(|t| t.name.0.as_str() == name) {
-            Some(topic) => topic.partitions.push(partition),
-            None => responses.push(
-                ReassignableTopicResponse::default()
-                    .with_name(topic_name(&name))
-                    .with_partitions(vec![partition]),
-            ),
-        }
-    }
+        (name, partition)
+    });
+    let responses = by_topic(partitions)
+        .into_iter()
+        .map(|(name, partitions)| {
+            ReassignableTopicResponse::default()
+                .with_name(topic_name(&name))
+                .with_partitions(partitions)
+        })
+        .collect();
     AlterPartitionReassignmentsResponse::default().with_responses(responses)
 }
 
@@ -105,29 +105,29 @@ pub fn list(broker: &Broker, request: ListPartitionReassignmentsRequest) -> List
             .iter()
             .any(|t| t.name.0.as_str() == topic && t.partition_indexes.contains(&partition)),
     };
-    let mut topics: Vec<OngoingTopicReassignment> = Vec::new();
-    for (name, index, p) in metadata.partitions() {
-        let Some(target) = &p.target else { continue };
-        if !wanted(name, index) {
-            continue;
-        }
-        let ids = |nodes: Vec<u64>| nodes.into_iter().map(|n| BrokerId(n as i32)).collect::<Vec<_>>();
-        let adding = target.iter().copied().filter(|n| !p.replicas.contains(n)).collect();
-        let removing = p.replicas.iter().copied().filter(|n| !target.contains(n)).collect();
-        let ongoing = OngoingPartitionReassignment::default()
-            .with_partition_index(index)
-            .with_replicas(ids(p.hosts()))
-            .with_adding_replicas(ids(adding))
-            .with_removing_replicas(ids(removing));
-        match topics.iter_mut().find(|t| t.name.0.as_str() == name.as_str()) {
-            Some(topic) => topic.partitions.push(ongoing),
-            None => topics.push(
-                OngoingTopicReassignment::default()
-                    .with_name(topic_name(name))
-                    .with_partitions(vec![ongoing]),
-            ),
-        }
-    }
+    let ids = |nodes: Vec<u64>| nodes.into_iter().map(|n| BrokerId(n as i32)).collect::<Vec<_>>();
+    let ongoing = metadata
+        .partitions()
+        .filter(|(name, index, _)| wanted(name, *index))
+        .filter_map(|(name, index, p)| {
+            let target = p.target.as_ref()?;
+            let adding = target.iter().copied().filter(|n| !p.replicas.contains(n)).collect();
+            let removing = p.replicas.iter().copied().filter(|n| !target.contains(n)).collect();
+            let ongoing = OngoingPartitionReassignment::default()
+                .with_partition_index(index)
+                .with_replicas(ids(p.hosts()))
+                .with_adding_replicas(ids(adding))
+                .with_removing_replicas(ids(removing));
+            Some((name.clone(), ongoing))
+        });
+    let topics = by_topic(ongoing)
+        .into_iter()
+        .map(|(name, partitions)| {
+            OngoingTopicReassignment::default()
+                .with_name(topic_name(&name))
+                .with_partitions(partitions)
+        })
+        .collect();
     ListPartitionReassignmentsResponse::default().with_topics(topics)
 }
 
@@ -147,7 +147,7 @@ pub async fn elect(broker: &Broker, request: ElectLeadersRequest) -> ElectLeader
             .map(|(name, index, _)| (name.clone(), index))
             .collect(),
     };
-    let mut results: Vec<ReplicaElectionResult> = Vec::new();
+    let mut partitions = Vec::with_capacity(targets.len());
     for (name, index) in targets {
         let outcome = if request.election_type != PREFERRED_ELECTION {
             Err((
@@ -166,15 +166,16 @@ pub async fn elect(broker: &Broker, request: ElectLeadersRequest) -> ElectLeader
             .with_partition_id(index)
             .with_error_code(code)
             .with_error_message(message);
-        match results.iter_mut().find(|r| r.topic.0.as_str() == name) {
-            Some(result) => result.partition_result.push(partition),
-            None => results.push(
-                ReplicaElectionResult::default()
-                    .with_topic(topic_name(&name))
-                    .with_partition_result(vec![partition]),
-            ),
-        }
+        partitions.push((name, partition));
     }
+    let results = by_topic(partitions)
+        .into_iter()
+        .map(|(name, partitions)| {
+            ReplicaElectionResult::default()
+                .with_topic(topic_name(&name))
+                .with_partition_result(partitions)
+        })
+        .collect();
     ElectLeadersResponse::default().with_replica_election_results(results)
 }
 
@@ -218,4 +219,17 @@ async fn elect_preferred(broker: &Broker, topic: &str, index: i32) -> Result<(),
                 .map_err(|e| (ResponseError::PreferredLeaderNotAvailable, e))
         }
     }
+}
+
+/// Per-partition results grouped by topic, topics in the order first seen:
+/// the shape of these responses.
+fn by_topic<P>(items: impl IntoIterator<Item = (String, P)>) -> Vec<(String, Vec<P>)> {
+    let mut topics: Vec<(String, Vec<P>)> = Vec::new();
+    for (topic, item) in items {
+        match topics.iter_mut().find(|(name, _)| *name == topic) {
+            Some((_, items)) => items.push(item),
+            None => topics.push((topic, vec![item])),
+        }
+    }
+    topics
 }
