@@ -156,11 +156,27 @@ impl Cluster {
             .map_err(|s| anyhow::anyhow!("{}", s.message()))?
             .into_inner();
         if response.error_code != 0 {
-            bail!("{}", response.message);
+            return Err(Refused {
+                code: response.error_code,
+                message: response.message,
+            }
+            .into());
         }
         Ok(())
     }
 }
+
+/// A metadata command the cluster refused, with Kafka's error code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct Refused {
+    code: i32,
+    message: String,
+}
+
+/// Kafka's REASSIGNMENT_IN_PROGRESS: here, a node is still deleting the
+/// replica it had before; the move can start a moment later.
+const REASSIGNMENT_IN_PROGRESS: i32 = 60;
 
 /// The Raft state of the metadata group on its leader.
 fn metadata_members(view: &ClusterView) -> Option<(Vec<u64>, Vec<u64>, bool)> {
@@ -518,11 +534,17 @@ async fn run_moves(cluster: &Cluster, moves: &[Move], args: &MoveArgs, quiet: bo
                     replicas: Some(next.to.clone()),
                 }],
             };
-            cluster
-                .submit(&command)
-                .await
-                .with_context(|| format!("cannot start moving {}-{}", next.topic, next.partition))?;
-            running.push(next);
+            match cluster.submit(&command).await {
+                Ok(()) => running.push(next),
+                Err(e)
+                    if e.downcast_ref::<Refused>()
+                        .is_some_and(|r| r.code == REASSIGNMENT_IN_PROGRESS) =>
+                {
+                    pending.push(next);
+                    break;
+                }
+                Err(e) => return Err(e.context(format!("cannot start moving {}-{}", next.topic, next.partition))),
+            }
         }
         tokio::time::sleep(POLL).await;
         let view = match cluster.view().await {

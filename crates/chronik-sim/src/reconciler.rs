@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chronik_state::metadata::MetadataCommand;
-use chronik_state::reconfigure::{Step, plan};
+use chronik_state::reconfigure::{Step, deleted_replicas, plan};
 
 use crate::admin::Admin;
 use crate::history::History;
@@ -30,7 +30,14 @@ impl Reconciler {
             let Some(metadata) = node.shared().map(|s| s.metadata().clone()) else {
                 continue;
             };
-            for report in node.describe().into_iter().filter(|r| r.leader == Some(me)) {
+            let reports = node.describe();
+            let held: Vec<u64> = reports.iter().map(|r| r.group).collect();
+            for command in deleted_replicas(me, &metadata, |group| held.contains(&group)) {
+                if !admin.queued(&command) {
+                    admin.push(command);
+                }
+            }
+            for report in reports.into_iter().filter(|r| r.leader == Some(me)) {
                 let group = report.group;
                 match plan(me, &metadata, &report) {
                     Step::Change(change) => {

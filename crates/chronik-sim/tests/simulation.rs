@@ -114,9 +114,11 @@ fn regression_seeds_fail_with_their_defect_and_pass_without_it() {
         // before the leader's snapshot gave it a configuration, forgetting
         // its earlier self's vote: a leader without the latest entries was
         // elected and served a high watermark below what readers had seen.
-        // Found in a 5-node sweep with partition moves (it also panicked on
-        // heartbeats committing beyond its empty log).
-        (212, 5, 10, PlantedBug::StaleIncarnation),
+        // Found as seed 212 in a 5-node sweep with partition moves (it also
+        // panicked on heartbeats committing beyond its empty log). Since a
+        // node is added back only once its old replica is gone, few seeds
+        // reach it: 166 of 101-179 does.
+        (166, 5, 10, PlantedBug::StaleIncarnation),
     ];
     for (seed, nodes, seconds, defect) in seeds {
         let mut with_defect = config(seed, nodes, seconds);

@@ -52,6 +52,13 @@ pub struct PartitionInfo {
     /// the Raft group, and a member's log must not vanish.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub staging: Vec<NodeId>,
+    /// Nodes that left the group and have not yet confirmed that their
+    /// replica is deleted. A move may not add them back until they have: a
+    /// node that lags on the metadata could otherwise delete its replica
+    /// after the group's leader counted it again (its Raft id is its node
+    /// id, so the leader cannot tell the two apart).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaving: Vec<NodeId>,
 }
 
 impl PartitionInfo {
@@ -170,6 +177,11 @@ pub enum MetadataCommand {
     CompleteReassignment {
         group: GroupId,
         replicas: Vec<NodeId>,
+    },
+    /// `node` deleted its replica of `group` after leaving it.
+    ReplicaDeleted {
+        group: GroupId,
+        node: NodeId,
     },
 }
 
@@ -379,6 +391,12 @@ impl MetadataState {
             MetadataCommand::CompleteReassignment { group, replicas } => {
                 self.complete_reassignment(group, replicas, effects)
             }
+            MetadataCommand::ReplicaDeleted { group, node } => {
+                if let Some(partition) = self.partition_mut(group) {
+                    partition.leaving.retain(|n| *n != node);
+                }
+                Ok(())
+            }
         }
         .map(|()| MetadataReply::Done)
     }
@@ -497,6 +515,10 @@ impl MetadataState {
         }
         self.nodes.remove(&node);
         self.brokers.remove(&node);
+        // A node that left the cluster comes back only with an empty disk.
+        for partition in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
+            partition.leaving.retain(|n| *n != node);
+        }
         Ok(())
     }
 
@@ -522,6 +544,15 @@ impl MetadataState {
                     replicas.clone()
                 }
             };
+            if let Some(node) = target.iter().find(|n| partition.leaving.contains(n)) {
+                return Err(MetadataError::new(
+                    ResponseError::ReassignmentInProgress,
+                    format!(
+                        "node {node} is still deleting its earlier replica of {}-{}; retry in a moment",
+                        change.topic, change.partition
+                    ),
+                ));
+            }
             updates.push((partition.group, target));
         }
         for (group, target) in updates {
@@ -584,6 +615,11 @@ impl MetadataState {
         partition.target = None;
         partition.staging.clear();
         let after = partition.hosts();
+        for node in before.iter().filter(|n| !after.contains(n)) {
+            if !partition.leaving.contains(node) {
+                partition.leaving.push(*node);
+            }
+        }
         push_host_changes(group, &before, &after, effects);
         Ok(())
     }
@@ -639,6 +675,7 @@ impl MetadataState {
             replicas,
             target: None,
             staging: Vec::new(),
+            leaving: Vec::new(),
         }
     }
 
@@ -809,8 +846,47 @@ mod tests {
         state.apply(6, done, &mut effects).unwrap();
         assert!(matches!(&effects[..], [Effect::LeaveGroup { nodes, .. }] if *nodes == vec![spare[0]]));
         let partition = &state.topic("t").unwrap().partitions[0];
-        assert_eq!((partition.replicas.clone(), partition.target.clone()), (original, None));
+        assert_eq!(
+            (partition.replicas.clone(), partition.target.clone()),
+            (original.clone(), None)
+        );
         assert!(partition.staging.is_empty());
+        assert_eq!(partition.leaving, vec![spare[0]]);
+    }
+
+    /// Found by the simulator (seed 707): a node that left a group and lags
+    /// on the metadata may still run its old replica, answer the leader
+    /// with it, and delete it afterwards. It is not added back before it
+    /// confirms that the replica is gone.
+    #[test]
+    fn a_node_is_added_back_only_once_its_old_replica_is_gone() {
+        let mut state = cluster_of(4);
+        state.apply(2, create("t", 1), &mut Vec::new()).unwrap();
+        let partition = state.topic("t").unwrap().partitions[0].clone();
+        let out = partition.replicas[0];
+        let spare = (1..=4).find(|n| !partition.replicas.contains(n)).unwrap();
+        let moved: Vec<NodeId> = partition
+            .replicas
+            .iter()
+            .map(|n| if *n == out { spare } else { *n })
+            .collect();
+        state
+            .apply(3, reassign("t", Some(moved.clone())), &mut Vec::new())
+            .unwrap();
+        let done = MetadataCommand::CompleteReassignment {
+            group: partition.group,
+            replicas: moved,
+        };
+        state.apply(4, done, &mut Vec::new()).unwrap();
+        let back = reassign("t", Some(partition.replicas.clone()));
+        let refused = state.apply(5, back.clone(), &mut Vec::new()).unwrap_err();
+        assert_eq!(refused.error, ResponseError::ReassignmentInProgress);
+        let deleted = MetadataCommand::ReplicaDeleted {
+            group: partition.group,
+            node: out,
+        };
+        state.apply(6, deleted, &mut Vec::new()).unwrap();
+        state.apply(7, back, &mut Vec::new()).unwrap();
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use chronik_raft::{GroupReport, METADATA_GROUP, MembershipChange, NodeId};
 
-use crate::metadata::MetadataState;
+use crate::metadata::{MetadataCommand, MetadataState};
 
 /// What the leader of a group should do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +49,19 @@ pub fn plan(me: NodeId, metadata: &MetadataState, report: &GroupReport) -> Step 
         return Step::Idle;
     }
     next_step(me, &desired, moving, report)
+}
+
+/// The confirmations `me` owes the metadata: groups it left whose replica it
+/// no longer holds (`holds` says whether it still runs a group).
+pub fn deleted_replicas(me: NodeId, metadata: &MetadataState, holds: impl Fn(u64) -> bool) -> Vec<MetadataCommand> {
+    metadata
+        .partitions()
+        .filter(|(_, _, p)| p.leaving.contains(&me) && !holds(p.group))
+        .map(|(_, _, p)| MetadataCommand::ReplicaDeleted {
+            group: p.group,
+            node: me,
+        })
+        .collect()
 }
 
 /// Nothing to do: the members are what is wanted and no move is recorded.

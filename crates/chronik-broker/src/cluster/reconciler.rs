@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chronik_raft::GroupId;
 use chronik_state::metadata::MetadataCommand;
-use chronik_state::reconfigure::{Step, plan};
+use chronik_state::reconfigure::{Step, deleted_replicas, plan};
 
 use crate::Broker;
 
@@ -30,6 +30,13 @@ pub async fn run_reconciler(broker: Arc<Broker>) {
     loop {
         interval.tick().await;
         let reports = broker.describe_groups().await;
+        let held: HashSet<GroupId> = reports.iter().map(|r| r.group).collect();
+        let owed = deleted_replicas(me, &broker.state.metadata(), |group| held.contains(&group));
+        for command in owed {
+            if let Err(e) = broker.propose_metadata(command).await {
+                tracing::debug!("cannot confirm a deleted replica yet: {e}");
+            }
+        }
         for report in reports.into_iter().filter(|r| r.leader == Some(me)) {
             let step = plan(me, &broker.state.metadata(), &report);
             if matches!(step, Step::Wait | Step::Idle) {
