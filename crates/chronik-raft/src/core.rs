@@ -964,69 +964,23 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         if entries.is_empty() {
             return;
         }
+        let group = self.groups.get_mut(&id).expect("applying a running group");
         for entry in entries {
             if entry.get_entry_type() != EntryType::EntryNormal {
-                self.apply_conf_change(id, &entry);
-                let group = self.groups.get_mut(&id).expect("applying a running group");
+                apply_conf_change(id, group, &self.status, &entry);
                 complete(&mut group.pending, &entry, None);
                 continue;
             }
             // Leader no-ops carry nothing to apply.
             let output =
                 (!entry.data.is_empty()).then(|| self.state_machine.apply(id, entry.index, &entry.data, effects));
-            let group = self.groups.get_mut(&id).expect("applying a running group");
             complete(&mut group.pending, &entry, output);
         }
-        let group = self.groups.get_mut(&id).expect("applying a running group");
         let applied = group.node.raft.raft_log.applied;
         if let Some(pending) = group.conf_pending.take_if(|p| p.index <= applied) {
             // Its entry was overwritten by another leader's, or refused by
             // raft-rs (which turns a conf change it refuses into a no-op).
             let _ = pending.reply.send(Err(ProposeError::Dropped));
-        }
-    }
-
-    /// Applies a committed configuration entry and makes the result durable
-    /// before anything acts on it. A change raft-rs refuses (it would leave
-    /// no voters, say) is refused the same way on every replica.
-    fn apply_conf_change(&mut self, id: GroupId, entry: &Entry) {
-        let group = self.groups.get_mut(&id).expect("applying a running group");
-        let change = match entry.get_entry_type() {
-            EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&entry.data).ok(),
-            _ => ConfChange::parse_from_bytes(&entry.data)
-                .ok()
-                .map(raft_proto::ConfChangeI::into_v2),
-        };
-        let ours = group
-            .conf_pending
-            .as_ref()
-            .is_some_and(|p| p.index == entry.index && p.term == entry.term);
-        let outcome = match change {
-            _ if entry.index <= group.conf_index => Ok(()),
-            None => Err("undecodable configuration entry".to_string()),
-            Some(cc) => match group.node.apply_conf_change(&cc) {
-                Ok(conf) => {
-                    if let Err(e) = group.node.store().save_conf_state(&conf, entry.index) {
-                        fail_stop(&format!("cannot record the configuration of group {id}"), &e);
-                    }
-                    group.conf_index = entry.index;
-                    tracing::info!(group = id, index = entry.index, voters = ?conf.voters, learners = ?conf.learners,
-                        outgoing = ?conf.voters_outgoing, "applied a membership change");
-                    // A lease was confirmed by the old voters; earn it anew.
-                    group.status.lease_until = None;
-                    group.lease_request = None;
-                    self.status.set(id, group.status.clone());
-                    Ok(())
-                }
-                Err(e) => Err(e.to_string()),
-            },
-        };
-        if let Err(e) = &outcome {
-            tracing::warn!(group = id, index = entry.index, "membership change refused: {e}");
-        }
-        if ours {
-            let pending = group.conf_pending.take().expect("checked above");
-            let _ = pending.reply.send(outcome.map_err(|_| ProposeError::Dropped));
         }
     }
 
@@ -1137,6 +1091,47 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             group.persisted_commit = commit;
             group.commit_unsaved = false;
         }
+    }
+}
+
+/// Applies a committed configuration entry to group `id` and makes the
+/// result durable before anything acts on it. A change raft-rs refuses (it
+/// would leave no voters, say) is refused the same way on every replica.
+fn apply_conf_change<O, F: FileSystem>(id: GroupId, group: &mut Group<O, F>, status: &StatusBoard, entry: &Entry) {
+    let change = match entry.get_entry_type() {
+        EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&entry.data).ok(),
+        _ => ConfChange::parse_from_bytes(&entry.data)
+            .ok()
+            .map(raft_proto::ConfChangeI::into_v2),
+    };
+    let outcome = match change {
+        _ if entry.index <= group.conf_index => Ok(()),
+        None => Err("undecodable configuration entry".to_string()),
+        Some(cc) => match group.node.apply_conf_change(&cc) {
+            Ok(conf) => {
+                if let Err(e) = group.node.store().save_conf_state(&conf, entry.index) {
+                    fail_stop(&format!("cannot record the configuration of group {id}"), &e);
+                }
+                group.conf_index = entry.index;
+                tracing::info!(group = id, index = entry.index, voters = ?conf.voters, learners = ?conf.learners,
+                    outgoing = ?conf.voters_outgoing, "applied a membership change");
+                // A lease was confirmed by the old voters; earn it anew.
+                group.status.lease_until = None;
+                group.lease_request = None;
+                status.set(id, group.status.clone());
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    if let Err(e) = &outcome {
+        tracing::warn!(group = id, index = entry.index, "membership change refused: {e}");
+    }
+    if let Some(pending) = group
+        .conf_pending
+        .take_if(|p| p.index == entry.index && p.term == entry.term)
+    {
+        let _ = pending.reply.send(outcome.map_err(|_| ProposeError::Dropped));
     }
 }
 

@@ -134,20 +134,24 @@ impl<O: Send + 'static> MultiRaft<O> {
     /// Proposes one step of a membership change to `group`, which this node
     /// leads, and waits until it is applied.
     pub async fn change_membership(&self, group: GroupId, change: MembershipChange) -> Result<(), ProposeError> {
-        let (reply, outcome) = oneshot::channel();
-        self.controls
-            .send(Control::ChangeMembership { group, change, reply })
+        self.ask(|reply| Control::ChangeMembership { group, change, reply })
             .await
-            .map_err(|_| ProposeError::Stopped)?;
-        outcome.await.unwrap_or(Err(ProposeError::Stopped))
     }
 
     /// Asks this node, leader of `group`, to hand the leadership to `to`.
     /// Returns once asked; the transfer itself takes an election.
     pub async fn transfer_leader(&self, group: GroupId, to: NodeId) -> Result<(), ProposeError> {
+        self.ask(|reply| Control::TransferLeader { group, to, reply }).await
+    }
+
+    /// Sends the loop a control that answers through `reply`, and waits.
+    async fn ask(
+        &self,
+        control: impl FnOnce(oneshot::Sender<Result<(), ProposeError>>) -> Control,
+    ) -> Result<(), ProposeError> {
         let (reply, outcome) = oneshot::channel();
         self.controls
-            .send(Control::TransferLeader { group, to, reply })
+            .send(control(reply))
             .await
             .map_err(|_| ProposeError::Stopped)?;
         outcome.await.unwrap_or(Err(ProposeError::Stopped))

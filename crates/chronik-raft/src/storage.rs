@@ -258,8 +258,8 @@ impl<F: FileSystem> GroupStorage<F> {
     /// it must not be applied to the configuration again.
     pub(crate) fn conf_index(&self) -> u64 {
         match self.engine.get(self.group, CONF_INDEX_KEY) {
-            Some(v) if v.len() == 8 => u64::from_be_bytes(v[..].try_into().expect("8 bytes")),
-            _ => 0,
+            Some(v) => <[u8; 8]>::try_from(&v[..]).map_or(0, u64::from_be_bytes),
+            None => 0,
         }
     }
 
