@@ -890,9 +890,9 @@ def test_topic_admin_errors(broker, topic_name):
         KafkaError.INVALID_PARTITIONS
     assert err_of(create(NewTopic(topic_name("rf3"), num_partitions=1, replication_factor=3))) == \
         KafkaError.INVALID_REPLICATION_FACTOR
-    # cleanup.policy=compact is not supported: INVALID_CONFIG.
-    assert err_of(create(NewTopic(topic_name("compact"), num_partitions=1, replication_factor=1,
-                                  config={"cleanup.policy": "compact"}))) == KafkaError.INVALID_CONFIG
+    # A cleanup.policy Kafka does not know: INVALID_CONFIG.
+    assert err_of(create(NewTopic(topic_name("shred"), num_partitions=1, replication_factor=1,
+                                  config={"cleanup.policy": "shred"}))) == KafkaError.INVALID_CONFIG
 
     # validate_only creates nothing.
     vo = topic_name("validate")

@@ -238,6 +238,7 @@ impl Broker {
                     (topic_config::SEGMENT_BYTES.to_string(), (100 << 20).to_string()),
                 ]
                 .into(),
+                assignment: None,
             };
             match self.propose_metadata(command).await {
                 Ok(()) => {}
@@ -341,6 +342,14 @@ impl Broker {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Applies a metadata command to a copy of this node's metadata: the
+    /// checks of `validate_only` requests, which change nothing.
+    pub fn validate_metadata(&self, command: MetadataCommand) -> Result<(), MetadataError> {
+        let mut copy = self.state.metadata().clone();
+        let index = copy.applied_index + 1;
+        copy.apply(index, command, &mut Vec::new()).map(|_| ())
     }
 
     /// Applies a metadata command through the metadata leader, and waits
@@ -503,6 +512,7 @@ impl Broker {
             partitions: self.config.default_partitions,
             replication_factor: -1,
             configs: Default::default(),
+            assignment: None,
         };
         match self.propose_metadata(command).await {
             Ok(()) => {}

@@ -15,15 +15,19 @@ fn done(response: Response) -> Deferred {
 }
 
 /// Decodes and routes one frame. Work that must happen in request order (a
-/// produce request queueing its proposals) is done before this returns; the
-/// rest is in the returned future.
+/// produce or offset commit queueing its proposals) is done before this
+/// returns; the rest is in the returned future.
 pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Deferred {
     let (header, request) = match decode(frame) {
         Decoded::Request(header, request) => (header, request),
         Decoded::Rejected(response) => return done(response),
     };
-    if let RequestKind::Produce(request) = request {
-        return handlers::produce::submit(broker.clone(), header, request).await;
+    match request {
+        RequestKind::Produce(request) => return handlers::produce::submit(broker.clone(), header, request).await,
+        RequestKind::OffsetCommit(request) => {
+            return handlers::offsets::submit_commit(broker.clone(), header, request).await;
+        }
+        _ => {}
     }
     let broker = broker.clone();
     Box::pin(async move {
@@ -46,7 +50,7 @@ async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKind) -
             ResponseKind::CreatePartitions(handlers::topics::create_partitions(broker, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(handlers::configs::describe(broker, r, version))
+            ResponseKind::DescribeConfigs(handlers::describe_configs::describe(broker, r, version))
         }
         RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(handlers::configs::alter(broker, r).await),
         RequestKind::IncrementalAlterConfigs(r) => {
@@ -67,7 +71,6 @@ async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKind) -
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(handlers::groups::list(broker, r)),
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(handlers::groups::describe(broker, r)),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(handlers::groups::delete(broker, r).await),
-        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(handlers::offsets::commit(broker, r).await),
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(handlers::offsets::fetch(broker, r, version)),
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(handlers::offsets::delete(broker, r).await),
         RequestKind::InitProducerId(r) => {

@@ -255,9 +255,66 @@ pub fn set_base_offset(buf: &mut [u8], base_offset: i64) {
     buf[..8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
+/// Attribute bit 3: the batch carries the broker's append time (Kafka's
+/// LogAppendTime) in `maxTimestamp`, for all its records.
+pub const LOG_APPEND_TIME_FLAG: i16 = 1 << 3;
+
+/// A new batch from `header` with other attributes, `maxTimestamp` and
+/// records section; its length and CRC are computed afresh.
+pub fn rebuild_batch(header: &BatchHeader, attributes: i16, max_timestamp: i64, records: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records.len());
+    out.extend_from_slice(&header.base_offset.to_be_bytes());
+    let batch_length = (BATCH_HEADER_LEN - LENGTH_PREFIX_LEN + records.len()) as i32;
+    out.extend_from_slice(&batch_length.to_be_bytes());
+    out.extend_from_slice(&header.partition_leader_epoch.to_be_bytes());
+    out.push(header.magic as u8);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&attributes.to_be_bytes());
+    out.extend_from_slice(&header.last_offset_delta.to_be_bytes());
+    out.extend_from_slice(&header.base_timestamp.to_be_bytes());
+    out.extend_from_slice(&max_timestamp.to_be_bytes());
+    out.extend_from_slice(&header.producer_id.to_be_bytes());
+    out.extend_from_slice(&header.producer_epoch.to_be_bytes());
+    out.extend_from_slice(&header.base_sequence.to_be_bytes());
+    out.extend_from_slice(&header.record_count.to_be_bytes());
+    out.extend_from_slice(records);
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[17..CRC_START].copy_from_slice(&crc.to_be_bytes());
+    debug_assert_eq!(out.len(), batch_length as usize + LENGTH_PREFIX_LEN);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rebuilt_batch_is_valid_and_keeps_the_header() {
+        let batch = crate::testing::build_batch(3, 1_000, 100);
+        let header = validate_batch(&batch).unwrap();
+        let rebuilt = rebuild_batch(
+            &header,
+            header.attributes | LOG_APPEND_TIME_FLAG,
+            42,
+            &batch[BATCH_HEADER_LEN..],
+        );
+        let new = validate_batch(&rebuilt).unwrap();
+        assert_eq!(new.max_timestamp, 42);
+        assert_eq!(new.attributes, header.attributes | LOG_APPEND_TIME_FLAG);
+        assert_eq!(
+            (new.producer_id, new.base_sequence, new.record_count),
+            (header.producer_id, header.base_sequence, 3)
+        );
+        assert_eq!(
+            rebuild_batch(
+                &header,
+                header.attributes,
+                header.max_timestamp,
+                &batch[BATCH_HEADER_LEN..]
+            ),
+            batch
+        );
+    }
     use crate::testing::build_batch;
 
     #[test]

@@ -25,8 +25,8 @@ mod segment;
 pub mod testing;
 
 pub use batch::{
-    BATCH_HEADER_LEN, BatchError, BatchHeader, check_appendable, frame_batches, parse_header, set_base_offset,
-    split_batches, validate_batch,
+    BATCH_HEADER_LEN, BatchError, BatchHeader, LOG_APPEND_TIME_FLAG, check_appendable, frame_batches, parse_header,
+    rebuild_batch, set_base_offset, split_batches, validate_batch,
 };
 pub use config::LogConfig;
 pub use error::LogError;

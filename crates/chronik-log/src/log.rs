@@ -104,6 +104,13 @@ impl PartitionLog {
     /// `max_bytes` in total but always at least one batch if
     /// `offset < next_offset()`. Empty at `next_offset()`.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, LogError> {
+        self.read_within(offset, max_bytes, true)
+    }
+
+    /// Like `read`, but with `first_may_exceed` false it returns only whole
+    /// batches that fit in `max_bytes`, possibly none: a Fetch response may
+    /// overrun its limit only with the first batch it carries.
+    pub fn read_within(&self, offset: i64, max_bytes: usize, first_may_exceed: bool) -> Result<Bytes, LogError> {
         self.check_range(offset)?;
         if offset == self.next_offset {
             return Ok(Bytes::new());
@@ -114,7 +121,8 @@ impl PartitionLog {
         let mut out = Vec::new();
         loop {
             let budget = max_bytes.saturating_sub(out.len());
-            let (chunk, segment_done) = self.segments[index].read_batches(position, budget, out.is_empty())?;
+            let (chunk, segment_done) =
+                self.segments[index].read_batches(position, budget, first_may_exceed && out.is_empty())?;
             if out.is_empty() {
                 out = chunk;
             } else {

@@ -463,3 +463,69 @@ fn fetch_size_is_capped_by_the_broker() {
         "{records} bytes: between one batch and the cap"
     );
 }
+
+/// Fetch keeps within max_bytes over all partitions and within each
+/// partition_max_bytes; only the first batch of the response may be larger.
+#[test]
+fn fetch_keeps_within_max_bytes_across_partitions() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse};
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"), &[]);
+    common::create_topic(&broker.addr, "limits", 4, &[]);
+    let mut connection = Connection::open(&broker.addr);
+    let one_batch = batch(1, 10_000).len();
+    for partition in 0..4 {
+        for _ in 0..20 {
+            let mut request = produce_request("limits", batch(1, 10_000), -1);
+            request.topic_data[0].partition_data[0].index = partition;
+            assert_eq!(produce_error(&mut connection, &request), 0);
+        }
+    }
+    let mut fetch = |max_bytes: i32, partition_max_bytes: i32| -> Vec<usize> {
+        let partitions = (0..4)
+            .map(|p| {
+                FetchPartition::default()
+                    .with_partition(p)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(partition_max_bytes)
+            })
+            .collect();
+        let request = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(max_bytes)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("limits")))
+                    .with_partitions(partitions),
+            ]);
+        let mut body = connection.call(ApiKey::Fetch, 11, &request);
+        let response = FetchResponse::decode(&mut body, 11).unwrap();
+        response.responses[0]
+            .partitions
+            .iter()
+            .map(|p| {
+                assert_eq!(p.error_code, 0);
+                p.records.as_ref().map_or(0, |r| r.len())
+            })
+            .collect()
+    };
+    let sizes = fetch(50_000, 30_000);
+    assert!(sizes.iter().sum::<usize>() <= 50_000, "{sizes:?} exceeds max_bytes");
+    assert!(
+        sizes.iter().all(|&s| s <= 30_000),
+        "{sizes:?} exceeds partition_max_bytes"
+    );
+    assert!(
+        sizes[0] >= 2 * one_batch,
+        "{sizes:?}: the first partition fills its share"
+    );
+    assert!(
+        sizes[1] > 0,
+        "{sizes:?}: the rest of the budget goes to the next partition"
+    );
+    // Smaller limits than one batch: that batch alone, from the first partition.
+    assert_eq!(fetch(100, 30_000), vec![one_batch, 0, 0, 0]);
+    assert_eq!(fetch(1 << 20, 100), vec![one_batch, 0, 0, 0]);
+}

@@ -147,6 +147,7 @@ pub fn create_topic(rng: &mut impl Rng, name: &str, partitions: i32) -> Metadata
         partitions,
         replication_factor: 3,
         configs: Default::default(),
+        assignment: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The cluster metadata: the state the metadata Raft group replicates, the
 //! commands that change it, and their deterministic application.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
 
@@ -131,6 +131,10 @@ pub enum MetadataCommand {
         /// -1 for the default.
         replication_factor: i16,
         configs: BTreeMap<String, String>,
+        /// The replicas of each partition, chosen by the client; `None`
+        /// spreads them over the nodes.
+        #[serde(default)]
+        assignment: Option<Vec<Vec<NodeId>>>,
     },
     DeleteTopic {
         name: String,
@@ -142,6 +146,9 @@ pub enum MetadataCommand {
         /// reply applies once.
         #[serde(default)]
         request: Option<uuid::Uuid>,
+        /// The replicas of each new partition, chosen by the client.
+        #[serde(default)]
+        assignment: Option<Vec<Vec<NodeId>>>,
     },
     /// `None` removes the key, so the default applies again.
     AlterConfigs {
@@ -296,6 +303,7 @@ impl MetadataState {
                 partitions,
                 replication_factor,
                 configs,
+                assignment,
             } => {
                 validate_topic_name(&name)?;
                 if self.topics.get(&name).is_some_and(|t| t.id == id) {
@@ -310,8 +318,19 @@ impl MetadataState {
                 }
                 check_partition_count(partitions)?;
                 validate_configs(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-                let replicas = self.replica_count(replication_factor)?;
-                let partitions = (0..partitions).map(|_| self.new_partition(replicas, effects)).collect();
+                let partitions = match assignment {
+                    Some(assignment) => {
+                        self.check_assignment(&assignment, None)?;
+                        assignment
+                            .into_iter()
+                            .map(|replicas| self.partition_on(replicas, effects))
+                            .collect()
+                    }
+                    None => {
+                        let replicas = self.replica_count(replication_factor)?;
+                        (0..partitions).map(|_| self.new_partition(replicas, effects)).collect()
+                    }
+                };
                 self.topics.insert(
                     name,
                     TopicInfo {
@@ -336,7 +355,12 @@ impl MetadataState {
                 effects.extend(topic.partitions.iter().map(|p| Effect::RemoveGroup { group: p.group }));
                 Ok(())
             }
-            MetadataCommand::CreatePartitions { name, total, request } => {
+            MetadataCommand::CreatePartitions {
+                name,
+                total,
+                request,
+                assignment,
+            } => {
                 let topic = self.topics.get(&name).ok_or_else(|| unknown_topic(&name))?;
                 if request.is_some() && topic.last_partitions_request == request {
                     // This very command, proposed again after its reply was lost.
@@ -351,9 +375,28 @@ impl MetadataState {
                 }
                 check_partition_count(total)?;
                 let replicas = self.topics[&name].partitions[0].replicas.len();
-                let added: Vec<_> = (existing..total)
-                    .map(|_| self.new_partition(replicas, effects))
-                    .collect();
+                let added: Vec<_> = match assignment {
+                    Some(assignment) => {
+                        if assignment.len() as i32 != total - existing {
+                            return Err(MetadataError::new(
+                                ResponseError::InvalidReplicaAssignment,
+                                format!(
+                                    "{} assignments given for {} new partitions",
+                                    assignment.len(),
+                                    total - existing
+                                ),
+                            ));
+                        }
+                        self.check_assignment(&assignment, Some(replicas))?;
+                        assignment
+                            .into_iter()
+                            .map(|replicas| self.partition_on(replicas, effects))
+                            .collect()
+                    }
+                    None => (existing..total)
+                        .map(|_| self.new_partition(replicas, effects))
+                        .collect(),
+                };
                 let topic = self.topics.get_mut(&name).expect("checked above");
                 topic.partitions.extend(added);
                 topic.last_partitions_request = request;
@@ -638,6 +681,44 @@ impl MetadataState {
         }
     }
 
+    /// Kafka's rules for a replica assignment chosen by a client: every
+    /// partition on the same number of distinct, live member nodes (that of
+    /// the topic's other partitions, when it has some).
+    pub fn check_assignment(&self, assignment: &[Vec<NodeId>], replicas: Option<usize>) -> Result<(), MetadataError> {
+        let invalid = |message: String| MetadataError::new(ResponseError::InvalidReplicaAssignment, message);
+        let members = self.members();
+        let expected = replicas.or_else(|| assignment.first().map(Vec::len)).unwrap_or(0);
+        for (index, nodes) in assignment.iter().enumerate() {
+            if nodes.is_empty() {
+                return Err(invalid(format!("partition {index} is assigned no replicas")));
+            }
+            if nodes.len() != expected {
+                return Err(invalid(format!(
+                    "inconsistent replication factor: partition {index} has {} replicas, others {expected}",
+                    nodes.len()
+                )));
+            }
+            let mut seen = BTreeSet::new();
+            if let Some(duplicate) = nodes.iter().find(|n| !seen.insert(**n)) {
+                return Err(invalid(format!(
+                    "duplicate broker {duplicate} in the replicas of partition {index}"
+                )));
+            }
+            let unknown: Vec<String> = nodes
+                .iter()
+                .filter(|n| !members.contains(n))
+                .map(|n| n.to_string())
+                .collect();
+            if !unknown.is_empty() {
+                return Err(invalid(format!(
+                    "unknown broker(s) in the replicas of partition {index}: {}",
+                    unknown.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn replica_count(&self, replication_factor: i16) -> Result<usize, MetadataError> {
         let members = self.members().len().max(1);
         if replication_factor == -1 {
@@ -657,7 +738,6 @@ impl MetadataState {
     /// leaders) leadership spread evenly over the nodes.
     fn new_partition(&mut self, replicas: usize, effects: &mut Vec<Effect>) -> PartitionInfo {
         let group = self.next_group;
-        self.next_group += 1;
         let members = self.members();
         let replicas: Vec<NodeId> = if members.is_empty() {
             Vec::new()
@@ -666,6 +746,14 @@ impl MetadataState {
                 .map(|i| members[(group as usize + i) % members.len()])
                 .collect()
         };
+        self.partition_on(replicas, effects)
+    }
+
+    /// A new partition group on exactly `replicas`; the first is its
+    /// preferred leader.
+    fn partition_on(&mut self, replicas: Vec<NodeId>, effects: &mut Vec<Effect>) -> PartitionInfo {
+        let group = self.next_group;
+        self.next_group += 1;
         effects.push(Effect::CreateGroup {
             group,
             voters: replicas.clone(),
@@ -742,7 +830,59 @@ mod tests {
             partitions,
             replication_factor: -1,
             configs: BTreeMap::new(),
+            assignment: None,
         }
+    }
+
+    #[test]
+    fn manual_assignments_are_checked_and_kept() {
+        let mut state = cluster_of(3);
+        let mut effects = Vec::new();
+        let assigned = |assignment: Vec<Vec<NodeId>>| MetadataCommand::CreateTopic {
+            name: "m".into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: assignment.len() as i32,
+            replication_factor: -1,
+            configs: BTreeMap::new(),
+            assignment: Some(assignment),
+        };
+        for (bad, why) in [
+            (vec![vec![1, 1]], "duplicate"),
+            (vec![vec![1, 4]], "unknown"),
+            (vec![vec![1, 2], vec![3]], "inconsistent"),
+            (vec![vec![]], "no replicas"),
+        ] {
+            let error = state.apply(2, assigned(bad), &mut effects).unwrap_err();
+            assert_eq!(error.error, ResponseError::InvalidReplicaAssignment);
+            assert!(error.message.contains(why), "{}", error.message);
+        }
+        assert!(effects.is_empty());
+        state
+            .apply(2, assigned(vec![vec![3, 1], vec![2, 3]]), &mut effects)
+            .unwrap();
+        let replicas: Vec<_> = state
+            .topic("m")
+            .unwrap()
+            .partitions
+            .iter()
+            .map(|p| p.replicas.clone())
+            .collect();
+        assert_eq!(replicas, [vec![3, 1], vec![2, 3]]);
+        let grow = |assignment: Vec<Vec<NodeId>>| MetadataCommand::CreatePartitions {
+            name: "m".into(),
+            total: 2 + assignment.len() as i32,
+            request: Some(uuid::Uuid::new_v4()),
+            assignment: Some(assignment),
+        };
+        let error = state.apply(3, grow(vec![vec![1]]), &mut effects).unwrap_err();
+        assert_eq!(
+            error.error,
+            ResponseError::InvalidReplicaAssignment,
+            "{}",
+            error.message
+        );
+        state.apply(3, grow(vec![vec![1, 2]]), &mut effects).unwrap();
+        assert_eq!(state.topic("m").unwrap().partitions[2].replicas, [1, 2]);
     }
 
     /// A cluster of nodes `1..=count`, initialised at index 1.
@@ -786,6 +926,7 @@ mod tests {
             partitions: 1,
             replication_factor: 4,
             configs: BTreeMap::new(),
+            assignment: None,
         };
         let err = state.apply(3, too_many, &mut Vec::new()).unwrap_err();
         assert_eq!(err.error, ResponseError::InvalidReplicationFactor);
@@ -952,6 +1093,7 @@ mod tests {
             name: "a".into(),
             total: 3,
             request: Some(uuid::Uuid::new_v4()),
+            assignment: None,
         };
         state.apply(3, grow.clone(), &mut effects).unwrap();
         assert_eq!(state.group_of("a", 2), Some(3));
@@ -965,6 +1107,7 @@ mod tests {
                     name: "a".into(),
                     total: 2,
                     request: Some(uuid::Uuid::new_v4()),
+                    assignment: None,
                 },
                 &mut effects,
             )

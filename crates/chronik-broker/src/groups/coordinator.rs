@@ -13,10 +13,12 @@ use super::membership::GroupSnapshot;
 use super::registry::now_ms;
 use crate::Broker;
 use crate::broker::propose_error_code;
+use chronik_raft::ProposeError;
 use chronik_state::command::PartitionCommand;
 use chronik_state::consumer_offsets::{self, Change};
 use chronik_state::partition::Partition;
 use chronik_state::replicated::Applied;
+use tokio::sync::oneshot;
 
 /// How long a write to `__consumer_offsets` may take before the request fails.
 const PERSIST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,6 +61,16 @@ pub fn coordinator_of(broker: &Broker, group: &str) -> Result<u64, ResponseError
 
 /// Writes records to `group`'s offsets partition and waits until they apply.
 pub async fn persist(broker: &Broker, partition: &Partition, changes: &[Change]) -> Result<(), ResponseError> {
+    let queued = queue(broker, partition, changes).await?;
+    applied(partition, queued).await
+}
+
+/// The wait for a queued write to `__consumer_offsets`.
+pub type QueuedWrite = oneshot::Receiver<Result<Applied, ProposeError>>;
+
+/// Queues records for `group`'s offsets partition; writes queued one after
+/// another take effect in that order.
+pub async fn queue(broker: &Broker, partition: &Partition, changes: &[Change]) -> Result<QueuedWrite, ResponseError> {
     // Commits may use half of the space kept free; below that they fail as
     // Kafka fails them on a storage error, and the client retries.
     broker.disk.check();
@@ -66,10 +78,14 @@ pub async fn persist(broker: &Broker, partition: &Partition, changes: &[Change])
         return Err(ResponseError::NotCoordinator);
     }
     let batch = consumer_offsets::encode(changes, now_ms());
-    let outcome = broker
+    Ok(broker
         .submit(partition.group, PartitionCommand::Produce { batches: &batch }.encode())
-        .await;
-    match tokio::time::timeout(PERSIST_TIMEOUT, outcome).await {
+        .await)
+}
+
+/// Waits until a queued write has applied on this node.
+pub async fn applied(partition: &Partition, queued: QueuedWrite) -> Result<(), ResponseError> {
+    match tokio::time::timeout(PERSIST_TIMEOUT, queued).await {
         Err(_) => Err(ResponseError::RequestTimedOut),
         Ok(Err(_)) => Err(ResponseError::NotCoordinator),
         Ok(Ok(Err(e))) => Err(match propose_error_code(&e) {

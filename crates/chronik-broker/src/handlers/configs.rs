@@ -1,137 +1,25 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics;
-//! broker settings are static and only described.
+//! AlterConfigs and IncrementalAlterConfigs for topics; broker settings are
+//! static (chronik-server flags) and only described.
 
 use std::collections::BTreeMap;
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::{
-    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, alter_configs_response,
-    incremental_alter_configs_response,
+    AlterConfigsRequest, AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    alter_configs_response, incremental_alter_configs_response,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::str_bytes;
+use super::describe_configs::RESOURCE_TOPIC;
 use crate::Broker;
 use chronik_state::metadata::{MetadataCommand, MetadataError, validate_configs};
-use chronik_state::topic_config::{self, DEFAULTS};
-
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
-
-// Config sources, as Kafka numbers them.
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
-
-// Config types, as Kafka numbers them (DescribeConfigs v3+).
-const TYPE_INT: i8 = 3;
-const TYPE_LONG: i8 = 5;
-const TYPE_LIST: i8 = 7;
-const TYPE_BOOLEAN: i8 = 1;
+use chronik_state::topic_config::{self, Kind};
 
 // IncrementalAlterConfigs operations.
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
-
-fn config_type(key: &str) -> i8 {
-    match key {
-        topic_config::RETENTION_MS | topic_config::RETENTION_BYTES => TYPE_LONG,
-        topic_config::CLEANUP_POLICY => TYPE_LIST,
-        _ => TYPE_INT,
-    }
-}
-
-fn entry(
-    name: &str,
-    value: String,
-    source: i8,
-    config_type: i8,
-    read_only: bool,
-    version: i16,
-) -> DescribeConfigsResourceResult {
-    let result = DescribeConfigsResourceResult::default()
-        .with_name(str_bytes(name))
-        .with_value(Some(StrBytes::from_string(value)))
-        .with_read_only(read_only)
-        .with_config_source(source);
-    if version >= 3 {
-        result.with_config_type(config_type)
-    } else {
-        result
-    }
-}
-
-pub fn describe(broker: &Broker, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
-    let results = request
-        .resources
-        .into_iter()
-        .map(|resource| {
-            let wanted = |key: &str| {
-                resource
-                    .configuration_keys
-                    .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == key))
-            };
-            let result = DescribeConfigsResult::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name.clone());
-            match resource.resource_type {
-                RESOURCE_TOPIC => {
-                    let metadata = broker.state.metadata();
-                    let Some(topic) = metadata.topic(resource.resource_name.as_str()) else {
-                        return result
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                            .with_error_message(Some(str_bytes("topic does not exist")));
-                    };
-                    let configs = DEFAULTS
-                        .iter()
-                        .filter(|(key, _)| wanted(key))
-                        .map(|(key, _)| {
-                            let source = if topic.configs.contains_key(*key) {
-                                SOURCE_TOPIC
-                            } else {
-                                SOURCE_DEFAULT
-                            };
-                            let value = topic_config::effective(&topic.configs, key).to_string();
-                            entry(key, value, source, config_type(key), false, version)
-                        })
-                        .collect();
-                    result.with_configs(configs)
-                }
-                RESOURCE_BROKER => {
-                    let config = &broker.config;
-                    let settings = [
-                        (
-                            "auto.create.topics.enable",
-                            config.auto_create_topics.to_string(),
-                            TYPE_BOOLEAN,
-                        ),
-                        ("num.partitions", config.default_partitions.to_string(), TYPE_INT),
-                        (
-                            "socket.request.max.bytes",
-                            config.max_request_bytes.to_string(),
-                            TYPE_INT,
-                        ),
-                    ];
-                    let configs = settings
-                        .into_iter()
-                        .filter(|(key, _, _)| wanted(key))
-                        .map(|(key, value, kind)| entry(key, value, SOURCE_STATIC_BROKER, kind, true, version))
-                        .collect();
-                    result.with_configs(configs)
-                }
-                other => result
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(StrBytes::from_string(format!(
-                        "config resource type {other} is not supported"
-                    )))),
-            }
-        })
-        .collect();
-    DescribeConfigsResponse::default().with_results(results)
-}
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
 
 /// Applies (or, with `validate_only`, checks) a change to one resource.
 async fn alter_resource(
@@ -202,7 +90,13 @@ pub async fn incremental_alter(
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
         let name = resource.resource_name.to_string();
-        let command = incremental_changes(&resource.configs).and_then(|changes| {
+        let current = broker
+            .state
+            .metadata()
+            .topic(&name)
+            .map(|t| t.configs.clone())
+            .unwrap_or_default();
+        let command = incremental_changes(&resource.configs, &current).and_then(|changes| {
             validate_configs(
                 changes
                     .iter()
@@ -226,24 +120,48 @@ pub async fn incremental_alter(
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
+/// The requested operations as new values (`None` deletes the key). APPEND
+/// and SUBTRACT, which only list-valued configs take, apply to the value in
+/// force now.
 fn incremental_changes(
     configs: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+    current: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Option<String>>, MetadataError> {
-    configs
-        .iter()
-        .map(|c| match c.config_operation {
-            OP_SET => Ok((
-                c.name.to_string(),
-                Some(c.value.as_ref().map(|v| v.to_string()).unwrap_or_default()),
-            )),
-            OP_DELETE => Ok((c.name.to_string(), None)),
-            op => Err(MetadataError {
-                error: ResponseError::InvalidConfig,
-                message: format!(
-                    "operation {op} on '{}' is not supported; only SET and DELETE are",
-                    c.name.as_str()
-                ),
-            }),
-        })
-        .collect()
+    let mut changes: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for c in configs {
+        let key = c.name.to_string();
+        let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+        let refused = |message: String| MetadataError {
+            error: ResponseError::InvalidConfig,
+            message,
+        };
+        let change = match c.config_operation {
+            OP_SET => Some(value),
+            OP_DELETE => None,
+            op @ (OP_APPEND | OP_SUBTRACT) => {
+                if topic_config::definition(&key).is_none_or(|d| d.kind != Kind::List) {
+                    return Err(refused(format!(
+                        "APPEND and SUBTRACT apply to list-valued configs only, not to '{key}'"
+                    )));
+                }
+                let before = match changes.get(&key) {
+                    Some(pending) => pending.clone().unwrap_or_default(),
+                    None => topic_config::effective(current, &key).to_string(),
+                };
+                let mut items: Vec<String> = topic_config::list(&before).into_iter().map(String::from).collect();
+                for item in topic_config::list(&value) {
+                    let present = items.iter().any(|i| i == item);
+                    if op == OP_APPEND && !present {
+                        items.push(item.to_string());
+                    } else if op == OP_SUBTRACT {
+                        items.retain(|i| i != item);
+                    }
+                }
+                Some(items.join(","))
+            }
+            op => return Err(refused(format!("unknown operation {op} on '{key}'"))),
+        };
+        changes.insert(key, change);
+    }
+    Ok(changes)
 }

@@ -72,14 +72,11 @@ fn read(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, Vec<w
                 .with_high_watermark(high_watermark)
                 .with_last_stable_offset(high_watermark)
                 .with_log_start_offset(log.log_start_offset());
-            // Kafka returns at least one batch so a consumer always progresses,
-            // even when that batch is larger than the limits.
+            // Kafka's rule: the response keeps within both limits, except that
+            // the first batch it carries may be larger, so that a consumer
+            // always progresses.
             let limit = (wanted.partition_max_bytes.max(0) as usize).min(remaining);
-            if limit == 0 && total > 0 {
-                partitions.push(data);
-                continue;
-            }
-            match log.read(wanted.fetch_offset, limit.max(1)) {
+            match log.read_within(wanted.fetch_offset, limit, total == 0) {
                 Ok(records) => {
                     total += records.len();
                     remaining = remaining.saturating_sub(records.len());

@@ -2,6 +2,8 @@
 //! in the group's `__consumer_offsets` partition, read back from the applied
 //! view every replica keeps.
 
+use std::sync::Arc;
+
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
@@ -9,6 +11,7 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
 };
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseKind};
 use kafka_protocol::messages::{
     ConsumerProtocolSubscription, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
     OffsetFetchRequest, OffsetFetchResponse,
@@ -17,7 +20,8 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use super::{str_bytes, topic_name};
 use crate::Broker;
-use crate::groups::coordinator::{offsets_partition, persist};
+use crate::codec::{Deferred, encode};
+use crate::groups::coordinator::{applied, offsets_partition, persist, queue};
 use crate::groups::membership::GroupState;
 use crate::groups::registry::now_ms;
 use chronik_state::consumer_offsets::{Change, CommittedOffset};
@@ -28,7 +32,11 @@ const MAX_METADATA_BYTES: usize = 4096;
 /// A partition of a commit, and why it was refused, if it was.
 type PartitionOutcome = (i32, Option<ResponseError>);
 
-pub async fn commit(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
+/// Validates a commit and queues its write before the connection's next
+/// request is read, so that commits sent in order on one connection take
+/// effect in that order; the returned future waits for the write.
+pub async fn submit_commit(broker: Arc<Broker>, header: RequestHeader, request: OffsetCommitRequest) -> Deferred {
+    let broker = &*broker;
     let group = request.group_id.0.to_string();
     let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
     let checked = if group.is_empty() {
@@ -89,10 +97,30 @@ pub async fn commit(broker: &Broker, request: OffsetCommitRequest) -> OffsetComm
         }
         results.push((name, partitions));
     }
-    let written = match (&checked, changes.is_empty()) {
-        (Ok(partition), false) => persist(broker, partition, &changes).await.err(),
+    let queued = match (checked, changes.is_empty()) {
+        (Ok(partition), false) => Some(queue(broker, &partition, &changes).await.map(|q| (partition, q))),
         _ => None,
     };
+    Box::pin(async move {
+        let written = match queued {
+            Some(Ok((partition, queued))) => applied(&partition, queued).await.err(),
+            Some(Err(e)) => Some(e),
+            None => None,
+        };
+        let response = commit_response(results, written);
+        encode(
+            header.correlation_id,
+            ApiKey::OffsetCommit,
+            header.request_api_version,
+            ResponseKind::OffsetCommit(response),
+        )
+    })
+}
+
+fn commit_response(
+    results: Vec<(String, Vec<PartitionOutcome>)>,
+    written: Option<ResponseError>,
+) -> OffsetCommitResponse {
     let topics = results
         .into_iter()
         .map(|(name, partitions)| {

@@ -18,16 +18,22 @@ use super::topic_name;
 use crate::Broker;
 use crate::broker::propose_error_code;
 use crate::codec::{Deferred, encode};
+use chronik_log::BatchHeader;
 use chronik_state::command::PartitionCommand;
+use chronik_state::consumer_offsets;
 use chronik_state::replicated::{Applied, batch_error};
-use chronik_state::{consumer_offsets, topic_config};
+use chronik_state::topic_config::{self, ProducePolicy};
+
+use crate::conform::conform;
+use crate::groups::registry::now_ms;
 
 type Outcome = oneshot::Receiver<Result<Applied, ProposeError>>;
 
 /// A partition's answer: known at once (an error), or awaited from Raft.
 enum Pending {
     Failed(ResponseError),
-    Proposed(Outcome),
+    /// With the append time the batch was stamped with, under LogAppendTime.
+    Proposed(Outcome, Option<i64>),
 }
 
 pub async fn submit(broker: Arc<Broker>, header: RequestHeader, request: ProduceRequest) -> Deferred {
@@ -38,11 +44,11 @@ pub async fn submit(broker: Arc<Broker>, header: RequestHeader, request: Produce
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         let topic_error = ensure_topic(&broker, &name).await.err();
-        let max_message_bytes = broker
+        let policy = broker
             .state
             .metadata()
             .topic(&name)
-            .map(|t| topic_config::max_message_bytes(&t.configs));
+            .map(|t| topic_config::produce_policy(&t.configs));
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for partition in topic.partition_data {
             let pending = if !matches!(acks, -1..=1) {
@@ -51,15 +57,10 @@ pub async fn submit(broker: Arc<Broker>, header: RequestHeader, request: Produce
                 Pending::Failed(ResponseError::KafkaStorageError)
             } else if let Some(error) = topic_error {
                 Pending::Failed(error)
+            } else if let Some(policy) = &policy {
+                propose(&broker, &name, partition.index, partition.records, acks, policy).await
             } else {
-                propose(
-                    &broker,
-                    &name,
-                    partition.index,
-                    partition.records,
-                    max_message_bytes.unwrap_or(0),
-                )
-                .await
+                Pending::Failed(ResponseError::UnknownTopicOrPartition)
             };
             partitions.push((partition.index, pending));
         }
@@ -99,7 +100,8 @@ async fn propose(
     topic: &str,
     index: i32,
     records: Option<bytes::Bytes>,
-    max_message_bytes: usize,
+    acks: i16,
+    policy: &ProducePolicy,
 ) -> Pending {
     let Some(group) = broker.state.metadata().group_of(topic, index) else {
         return Pending::Failed(ResponseError::UnknownTopicOrPartition);
@@ -107,12 +109,29 @@ async fn propose(
     if !broker.is_leader(group) {
         return Pending::Failed(ResponseError::NotLeaderOrFollower);
     }
-    let records = records.unwrap_or_default();
-    if let Err(error) = validate(&records, max_message_bytes) {
-        return Pending::Failed(error);
+    // Kafka's min.insync.replicas; the default of 1 always holds.
+    if acks == -1
+        && policy.min_insync_replicas > 1
+        && broker
+            .in_sync_replicas(group)
+            .is_some_and(|isr| !isr.is_empty() && isr.len() < policy.min_insync_replicas)
+    {
+        return Pending::Failed(ResponseError::NotEnoughReplicas);
     }
-    let data = PartitionCommand::Produce { batches: &records }.encode();
-    Pending::Proposed(broker.submit(group, data).await)
+    let records = records.unwrap_or_default();
+    let header = match validate(&records, policy.max_message_bytes) {
+        Ok(header) => header,
+        Err(error) => return Pending::Failed(error),
+    };
+    let conformed = match conform(records, &header, policy, now_ms(), broker.config.max_request_bytes) {
+        Ok(conformed) => conformed,
+        Err(error) => return Pending::Failed(error),
+    };
+    let data = PartitionCommand::Produce {
+        batches: &conformed.batch,
+    }
+    .encode();
+    Pending::Proposed(broker.submit(group, data).await, conformed.log_append_time)
 }
 
 /// Checks what the partition log will store, before it is proposed: nothing
@@ -120,7 +139,7 @@ async fn propose(
 /// later), a partition's data is exactly one v2 batch; its CRC must be
 /// intact, it must hold records, and it must fit the topic's
 /// max.message.bytes.
-pub fn validate(records: &[u8], max_message_bytes: usize) -> Result<(), ResponseError> {
+pub fn validate(records: &[u8], max_message_bytes: usize) -> Result<BatchHeader, ResponseError> {
     // Framing first, from the length fields alone; then one CRC pass.
     let ranges = chronik_log::frame_batches(records).map_err(|_| ResponseError::CorruptMessage)?;
     if ranges.len() != 1 {
@@ -134,7 +153,7 @@ pub fn validate(records: &[u8], max_message_bytes: usize) -> Result<(), Response
     if header.is_control() || header.is_transactional() {
         return Err(ResponseError::InvalidRecord);
     }
-    Ok(())
+    Ok(header)
 }
 
 async fn collect(topics: Vec<(String, Vec<(i32, Pending)>)>, timeout: Duration) -> ProduceResponse {
@@ -148,13 +167,17 @@ async fn collect(topics: Vec<(String, Vec<(i32, Pending)>)>, timeout: Duration) 
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
+            let mut append_time = None;
             let outcome = match pending {
                 Pending::Failed(error) => Err(error),
-                Pending::Proposed(outcome) => match tokio::time::timeout_at(deadline, outcome).await {
+                Pending::Proposed(outcome, stamped) => match tokio::time::timeout_at(deadline, outcome).await {
                     Err(_) => Err(ResponseError::RequestTimedOut),
                     Ok(Err(_)) => Err(ResponseError::NotLeaderOrFollower),
                     Ok(Ok(Err(e))) => Err(propose_error_code(&e)),
-                    Ok(Ok(Ok(Applied::Produce(result)))) => result,
+                    Ok(Ok(Ok(Applied::Produce(result)))) => {
+                        append_time = stamped;
+                        result
+                    }
                     Ok(Ok(Ok(other))) => unreachable!("a produce entry applied as {other:?}"),
                 },
             };
@@ -162,6 +185,7 @@ async fn collect(topics: Vec<(String, Vec<(i32, Pending)>)>, timeout: Duration) 
                 Ok(ack) => {
                     response = response
                         .with_base_offset(ack.base_offset)
+                        .with_log_append_time_ms(append_time.unwrap_or(-1))
                         .with_log_start_offset(ack.log_start_offset);
                 }
                 Err(error) => response = response.with_error_code(error.code()),

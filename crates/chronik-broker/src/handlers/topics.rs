@@ -9,12 +9,13 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse,
+    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse,
 };
 
 use super::{str_bytes, topic_name};
 use crate::Broker;
+use chronik_raft::NodeId;
 use chronik_state::metadata::{self, MetadataCommand, MetadataError};
 
 fn refuse(error: ResponseError, message: impl Into<String>) -> MetadataError {
@@ -30,20 +31,30 @@ pub async fn create(broker: &Broker, request: CreateTopicsRequest) -> CreateTopi
         let name = topic.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
         let outcome = match creation(broker, &topic) {
-            Ok(command) if request.validate_only => Ok(command),
+            Ok(command) if request.validate_only => broker.validate_metadata(command.clone()).map(|_| command),
             Ok(command) => broker.propose_metadata(command.clone()).await.map(|_| command),
             Err(e) => Err(e),
         };
         results.push(match outcome {
-            Ok(MetadataCommand::CreateTopic { id, partitions, .. }) => {
+            Ok(MetadataCommand::CreateTopic {
+                id,
+                partitions,
+                replication_factor,
+                assignment,
+                ..
+            }) => {
                 if !request.validate_only {
                     broker.wait_for_topic_leaders(&name).await;
                 }
+                let planned = assignment
+                    .as_ref()
+                    .and_then(|a| a.first())
+                    .map_or(replication_factor, |replicas| replicas.len() as i16);
                 let replicas = broker
                     .state
                     .metadata()
                     .topic(&name)
-                    .map_or(topic.replication_factor, |t| t.partitions[0].replicas.len() as i16);
+                    .map_or(planned, |t| t.partitions[0].replicas.len() as i16);
                 result
                     .with_topic_id(id)
                     .with_num_partitions(partitions)
@@ -70,16 +81,11 @@ fn creation(broker: &Broker, topic: &CreatableTopic) -> Result<MetadataCommand, 
             format!("topic '{name}' already exists"),
         ));
     }
-    if !topic.assignments.is_empty() {
-        return Err(refuse(
-            ResponseError::InvalidReplicaAssignment,
-            "manual replica assignment is not supported; give num_partitions and replication_factor",
-        ));
-    }
-    let partitions = if topic.num_partitions == -1 {
-        broker.config.default_partitions
-    } else {
-        topic.num_partitions
+    let assignment = manual_assignment(broker, topic)?;
+    let partitions = match &assignment {
+        Some(assignment) => assignment.len() as i32,
+        None if topic.num_partitions == -1 => broker.config.default_partitions,
+        None => topic.num_partitions,
     };
     let nodes = broker.state.metadata().members().len().max(1) as i16;
     let replication = topic.replication_factor;
@@ -101,7 +107,54 @@ fn creation(broker: &Broker, topic: &CreatableTopic) -> Result<MetadataCommand, 
         partitions,
         replication_factor: replication,
         configs,
+        assignment,
     })
+}
+
+/// The replicas a CreateTopics request chose for each partition, in
+/// partition order, checked as Kafka checks them.
+fn manual_assignment(broker: &Broker, topic: &CreatableTopic) -> Result<Option<Vec<Vec<NodeId>>>, MetadataError> {
+    if topic.assignments.is_empty() {
+        return Ok(None);
+    }
+    if topic.num_partitions != -1 || topic.replication_factor != -1 {
+        return Err(refuse(
+            ResponseError::InvalidRequest,
+            "both num_partitions or replication_factor and a replica assignment were given; give one or the other",
+        ));
+    }
+    let mut assignments: Vec<_> = topic.assignments.iter().collect();
+    assignments.sort_by_key(|a| a.partition_index);
+    if assignments
+        .iter()
+        .enumerate()
+        .any(|(i, a)| a.partition_index != i as i32)
+    {
+        return Err(refuse(
+            ResponseError::InvalidReplicaAssignment,
+            "the assigned partitions must be numbered 0, 1, 2, … without gaps",
+        ));
+    }
+    let lists = assignments
+        .iter()
+        .map(|a| node_ids(&a.broker_ids))
+        .collect::<Result<Vec<_>, _>>()?;
+    broker.state.metadata().check_assignment(&lists, None)?;
+    Ok(Some(lists))
+}
+
+fn node_ids(brokers: &[BrokerId]) -> Result<Vec<NodeId>, MetadataError> {
+    brokers
+        .iter()
+        .map(|b| {
+            NodeId::try_from(b.0).map_err(|_| {
+                refuse(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!("unknown broker {} in the replica assignment", b.0),
+                )
+            })
+        })
+        .collect()
 }
 
 pub async fn delete(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
@@ -128,24 +181,31 @@ pub async fn create_partitions(broker: &Broker, request: CreatePartitionsRequest
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
-        let outcome = if topic.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-            Err(refuse(
-                ResponseError::InvalidReplicaAssignment,
-                "manual replica assignment is not supported",
-            ))
-        } else if request.validate_only {
-            validate_growth(broker, &name, topic.count)
-        } else {
-            let command = MetadataCommand::CreatePartitions {
-                name: name.clone(),
-                total: topic.count,
-                request: Some(uuid::Uuid::new_v4()),
-            };
-            let outcome = broker.propose_metadata(command).await;
-            if outcome.is_ok() {
-                broker.wait_for_topic_leaders(&name).await;
+        let assignment = topic
+            .assignments
+            .as_ref()
+            .filter(|a| !a.is_empty())
+            .map(|a| a.iter().map(|a| node_ids(&a.broker_ids)).collect::<Result<Vec<_>, _>>())
+            .transpose();
+        let outcome = match assignment {
+            Err(e) => Err(e),
+            Ok(assignment) => {
+                let command = MetadataCommand::CreatePartitions {
+                    name: name.clone(),
+                    total: topic.count,
+                    request: Some(uuid::Uuid::new_v4()),
+                    assignment,
+                };
+                if request.validate_only {
+                    broker.validate_metadata(command)
+                } else {
+                    let outcome = broker.propose_metadata(command).await;
+                    if outcome.is_ok() {
+                        broker.wait_for_topic_leaders(&name).await;
+                    }
+                    outcome
+                }
             }
-            outcome
         };
         let mut result = CreatePartitionsTopicResult::default().with_name(topic_name(&name));
         if let Err(e) = outcome {
@@ -156,24 +216,4 @@ pub async fn create_partitions(broker: &Broker, request: CreatePartitionsRequest
         results.push(result);
     }
     CreatePartitionsResponse::default().with_results(results)
-}
-
-fn validate_growth(broker: &Broker, name: &str, total: i32) -> Result<(), MetadataError> {
-    let metadata = broker.state.metadata();
-    let topic = metadata.topic(name).ok_or_else(|| {
-        refuse(
-            ResponseError::UnknownTopicOrPartition,
-            format!("topic '{name}' does not exist"),
-        )
-    })?;
-    if total <= topic.partitions.len() as i32 || total > metadata::MAX_PARTITIONS {
-        return Err(refuse(
-            ResponseError::InvalidPartitions,
-            format!(
-                "topic '{name}' has {} partitions; cannot change to {total}",
-                topic.partitions.len()
-            ),
-        ));
-    }
-    Ok(())
 }

@@ -98,6 +98,9 @@ fn read_respects_max_bytes_but_returns_one_batch() {
     assert_eq!(log.read(0, 0).unwrap(), batches[0].bytes);
     assert_eq!(log.read(0, a + b - 1).unwrap(), batches[0].bytes);
     assert_eq!(log.read(0, a + b).unwrap(), concat(&batches[..2]));
+    // Without the first-batch exception nothing larger than the limit comes back.
+    assert!(log.read_within(0, a - 1, false).unwrap().is_empty());
+    assert_eq!(log.read_within(0, a + b - 1, false).unwrap(), batches[0].bytes);
     // Crossing a segment boundary keeps whole batches too.
     let total: usize = batches.iter().map(|b| b.bytes.len()).sum();
     for max_bytes in [a, total / 2, total - 1, total] {

@@ -29,6 +29,7 @@ fn with_topic() -> (tempfile::TempDir, BrokerStateMachine, Arc<SharedState>) {
         partitions: 1,
         replication_factor: -1,
         configs: [("retention.ms".to_string(), "-1".to_string())].into(),
+        assignment: None,
     };
     let mut effects = Vec::new();
     let applied = machine.apply(METADATA_GROUP, 2, &serde_json::to_vec(&create).unwrap(), &mut effects);

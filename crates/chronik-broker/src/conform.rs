@@ -1,0 +1,169 @@
+//! Brings a produced batch to its topic's configs before it is proposed:
+//! the timestamp bounds, `message.timestamp.type=LogAppendTime` and a
+//! `compression.type` other than `producer`. The leader does this once, so
+//! every replica stores the same bytes.
+
+use bytes::Bytes;
+use chronik_log::{BATCH_HEADER_LEN, BatchHeader, LOG_APPEND_TIME_FLAG, rebuild_batch};
+use chronik_state::topic_config::ProducePolicy;
+use kafka_protocol::ResponseError;
+
+use crate::compression::{CodecError, compress, decompress};
+
+const COMPRESSION_MASK: i16 = 0b111;
+
+/// The batch to propose, and the append time it was stamped with, if any.
+#[derive(Debug)]
+pub struct Conformed {
+    pub batch: Bytes,
+    pub log_append_time: Option<i64>,
+}
+
+/// `batch` (one validated batch with `header`) as the topic stores it.
+/// `limit` bounds what a compressed batch may expand to.
+pub fn conform(
+    batch: Bytes,
+    header: &BatchHeader,
+    policy: &ProducePolicy,
+    now_ms: i64,
+    limit: usize,
+) -> Result<Conformed, ResponseError> {
+    if !policy.log_append_time {
+        // Kafka checks CreateTime timestamps against the broker's clock; the
+        // header's first and largest timestamps bound the batch's.
+        let too_old = header.base_timestamp < now_ms.saturating_sub(policy.before_max_ms);
+        let too_new = header.max_timestamp > now_ms.saturating_add(policy.after_max_ms);
+        if too_old || too_new {
+            return Err(ResponseError::InvalidTimestamp);
+        }
+    }
+    let recompress = policy.codec.filter(|codec| codec.id() != header.compression());
+    if recompress.is_none() && !policy.log_append_time {
+        return Ok(Conformed {
+            batch,
+            log_append_time: None,
+        });
+    }
+    let mut attributes = header.attributes;
+    let mut max_timestamp = header.max_timestamp;
+    if policy.log_append_time {
+        attributes |= LOG_APPEND_TIME_FLAG;
+        max_timestamp = now_ms;
+    }
+    let records = match recompress {
+        Some(codec) => {
+            let plain = decompress(header.compression(), &batch[BATCH_HEADER_LEN..], limit).map_err(refusal)?;
+            attributes = (attributes & !COMPRESSION_MASK) | i16::from(codec.id());
+            compress(codec, policy.level, &plain).map_err(refusal)?
+        }
+        None => batch[BATCH_HEADER_LEN..].to_vec(),
+    };
+    let rebuilt = rebuild_batch(header, attributes, max_timestamp, &records);
+    if rebuilt.len() > policy.max_message_bytes {
+        return Err(ResponseError::MessageTooLarge);
+    }
+    Ok(Conformed {
+        batch: Bytes::from(rebuilt),
+        log_append_time: policy.log_append_time.then_some(now_ms),
+    })
+}
+
+fn refusal(error: CodecError) -> ResponseError {
+    match error {
+        CodecError::TooLarge(_) => ResponseError::MessageTooLarge,
+        CodecError::Corrupt(_) | CodecError::Unknown(_) => ResponseError::CorruptMessage,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chronik_state::topic_config::{Codec, produce_policy};
+    use std::collections::BTreeMap;
+
+    fn policy(configs: &[(&str, &str)]) -> ProducePolicy {
+        let map: BTreeMap<String, String> = configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        produce_policy(&map)
+    }
+
+    fn batch() -> (Bytes, BatchHeader) {
+        let bytes = chronik_log::testing::build_batch(5, 1_000_000, 200);
+        let header = chronik_log::validate_batch(&bytes).unwrap();
+        (Bytes::from(bytes), header)
+    }
+
+    #[test]
+    fn producer_compression_leaves_the_batch_alone() {
+        let (bytes, header) = batch();
+        let out = conform(bytes.clone(), &header, &policy(&[]), 1_000_000, 1 << 20).unwrap();
+        assert_eq!(out.batch, bytes);
+        assert_eq!(out.log_append_time, None);
+    }
+
+    #[test]
+    fn recompresses_to_the_topic_codec() {
+        let (bytes, header) = batch();
+        let out = conform(
+            bytes.clone(),
+            &header,
+            &policy(&[("compression.type", "zstd")]),
+            1_000_000,
+            1 << 20,
+        )
+        .unwrap();
+        let new = chronik_log::validate_batch(&out.batch).unwrap();
+        assert_eq!(new.compression(), Codec::Zstd.id());
+        assert_eq!(
+            (new.record_count, new.producer_id, new.base_sequence),
+            (5, header.producer_id, header.base_sequence)
+        );
+        let plain = decompress(new.compression(), &out.batch[BATCH_HEADER_LEN..], 1 << 20).unwrap();
+        assert_eq!(plain, &bytes[BATCH_HEADER_LEN..]);
+        // Back to uncompressed gives the original bytes.
+        let back = conform(
+            out.batch,
+            &new,
+            &policy(&[("compression.type", "uncompressed")]),
+            1_000_000,
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(back.batch, bytes);
+    }
+
+    #[test]
+    fn stamps_log_append_time() {
+        let (bytes, header) = batch();
+        let out = conform(
+            bytes,
+            &header,
+            &policy(&[("message.timestamp.type", "LogAppendTime")]),
+            7,
+            1 << 20,
+        )
+        .unwrap();
+        let new = chronik_log::validate_batch(&out.batch).unwrap();
+        assert_eq!(out.log_append_time, Some(7));
+        assert_eq!(new.max_timestamp, 7);
+        assert_ne!(new.attributes & LOG_APPEND_TIME_FLAG, 0);
+    }
+
+    #[test]
+    fn refuses_timestamps_out_of_bounds() {
+        let (bytes, header) = batch();
+        let bounded = policy(&[
+            ("message.timestamp.before.max.ms", "1000"),
+            ("message.timestamp.after.max.ms", "1000"),
+        ]);
+        let now = header.base_timestamp;
+        assert!(conform(bytes.clone(), &header, &bounded, now, 1 << 20).is_ok());
+        assert_eq!(
+            conform(bytes.clone(), &header, &bounded, now + 5_000, 1 << 20).unwrap_err(),
+            ResponseError::InvalidTimestamp
+        );
+        assert_eq!(
+            conform(bytes, &header, &bounded, now - 5_000, 1 << 20).unwrap_err(),
+            ResponseError::InvalidTimestamp
+        );
+    }
+}
