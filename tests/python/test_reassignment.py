@@ -111,3 +111,46 @@ def test_reassignment_and_preferred_election_through_kafka_admin_clients(cluster
             keys.append(int(message.key()))
     consumer.close()
     assert keys == list(range(0, RECORDS, 2))
+
+
+def test_manual_replica_assignment_at_creation_and_growth(cluster):
+    """CreateTopics and CreatePartitions with replica_assignment, validated
+    against the live nodes; validate_only creates nothing."""
+    from confluent_kafka import KafkaException
+
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+
+    def error_of(future):
+        with pytest.raises(KafkaException) as ei:
+            future.result(30)
+        return ei.value.args[0].code()
+
+    topic = "assigned"
+    bad = {"unknown node": [[1, 9]], "duplicate node": [[2, 2]], "uneven": [[1, 2], [3]]}
+    for what, assignment in bad.items():
+        future = admin.create_topics([NewTopic(topic, len(assignment), replica_assignment=assignment)])[topic]
+        assert error_of(future) == INVALID_REPLICA_ASSIGNMENT, what
+    admin.create_topics([NewTopic(topic, 2, replica_assignment=[[3, 1], [2, 3]])],
+                        validate_only=True)[topic].result(30)
+    assert topic not in admin.list_topics(timeout=10).topics, "validate_only created the topic"
+
+    admin.create_topics([NewTopic(topic, 2, replica_assignment=[[3, 1], [2, 3]])])[topic].result(30)
+    wait_until("the assigned topic", lambda: topic in admin.list_topics(timeout=10).topics)
+    topic_metadata = admin.list_topics(topic, timeout=10).topics[topic]
+    assert [list(topic_metadata.partitions[p].replicas) for p in (0, 1)] == [[3, 1], [2, 3]]
+
+    from confluent_kafka.admin import NewPartitions
+    grow = admin.create_partitions([NewPartitions(topic, 3, replica_assignment=[[1, 9]])])[topic]
+    assert error_of(grow) == INVALID_REPLICA_ASSIGNMENT
+    admin.create_partitions([NewPartitions(topic, 3, replica_assignment=[[1, 2]])],
+                            validate_only=True)[topic].result(30)
+    assert len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == 2
+    admin.create_partitions([NewPartitions(topic, 3, replica_assignment=[[1, 2]])])[topic].result(30)
+    wait_until("the third partition", lambda: len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == 3)
+    assert list(admin.list_topics(topic, timeout=10).topics[topic].partitions[2].replicas) == [1, 2]
+
+    # Each partition takes writes on the nodes it was given.
+    producer = Producer({"bootstrap.servers": cluster.bootstrap(), "acks": "all"})
+    for partition in range(3):
+        producer.produce(topic, value=b"v", partition=partition)
+    assert producer.flush(60) == 0

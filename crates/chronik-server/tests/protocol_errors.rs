@@ -529,3 +529,64 @@ fn fetch_keeps_within_max_bytes_across_partitions() {
     assert_eq!(fetch(100, 30_000), vec![one_batch, 0, 0, 0]);
     assert_eq!(fetch(1 << 20, 100), vec![one_batch, 0, 0, 0]);
 }
+
+/// The topic configs that change what a produce stores or whether it is
+/// taken: compression.type, message.timestamp.type, min.insync.replicas.
+#[test]
+fn topic_configs_shape_what_is_stored() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse};
+    use kafka_protocol::records::RecordBatchDecoder;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"), &[]);
+    common::create_topic(&broker.addr, "zstd", 1, &[("compression.type", "zstd")]);
+    common::create_topic(&broker.addr, "stamped", 1, &[("message.timestamp.type", "LogAppendTime")]);
+    common::create_topic(&broker.addr, "two-insync", 1, &[("min.insync.replicas", "2")]);
+    let mut connection = Connection::open(&broker.addr);
+    let fetch_first = |connection: &mut Connection, topic: &str| -> Bytes {
+        let request = FetchRequest::default().with_max_bytes(1 << 20).with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+        let mut body = connection.call(ApiKey::Fetch, 11, &request);
+        let response = FetchResponse::decode(&mut body, 11).unwrap();
+        response.responses[0].partitions[0].records.clone().expect("records")
+    };
+
+    let sent = batch(5, 300);
+    assert_eq!(produce_error(&mut connection, &produce_request("zstd", sent.clone(), -1)), 0);
+    let mut stored = fetch_first(&mut connection, "zstd");
+    let header = chronik_log::validate_batch(&stored).unwrap();
+    assert_eq!(header.compression(), 4, "stored as zstd");
+    assert!(stored.len() < sent.len());
+    let records = RecordBatchDecoder::decode(&mut stored).unwrap().records;
+    let sent_records = RecordBatchDecoder::decode(&mut sent.clone()).unwrap().records;
+    assert_eq!(records.len(), 5);
+    assert!(records.iter().zip(&sent_records).all(|(a, b)| a.value == b.value && a.key == b.key));
+
+    let mut body = connection.call(ApiKey::Produce, 9, &produce_request("stamped", batch(2, 10), -1));
+    let response = ProduceResponse::decode(&mut body, 9).unwrap();
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, 0);
+    assert!(partition.log_append_time_ms > 1_700_000_000_000, "{partition:?}");
+    let stored = fetch_first(&mut connection, "stamped");
+    let header = chronik_log::validate_batch(&stored).unwrap();
+    assert_eq!(header.max_timestamp, partition.log_append_time_ms);
+    assert_ne!(header.attributes & chronik_log::LOG_APPEND_TIME_FLAG, 0);
+
+    // One node cannot make two in-sync replicas: acks=all is refused (once
+    // the new partition's leader has published its ISR), acks=1 is not.
+    let refused = (0..50).any(|_| {
+        let code = produce_error(&mut connection, &produce_request("two-insync", batch(1, 10), -1));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        code == ResponseError::NotEnoughReplicas.code()
+    });
+    assert!(refused, "acks=all was taken with one in-sync replica of two required");
+    assert_eq!(produce_error(&mut connection, &produce_request("two-insync", batch(1, 10), 1)), 0);
+}
