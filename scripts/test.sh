@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command. On a fresh Debian machine it first installs
-# what the tests drive (kcat, the Python Kafka clients), then runs formatting
+# what the tests drive (kcat, the Python Kafka clients, kafkajs), then runs formatting
 # and lint checks, the Rust tests (unit, property and integration tests
 # against the real binary), the Python client tests, and a benchmark smoke run.
 set -euo pipefail
@@ -12,6 +12,7 @@ apt_packages=()
 command -v kcat >/dev/null 2>&1 || apt_packages+=(kcat)
 # Debian's python3 refuses a system-wide pip install: the clients go into a virtualenv.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_packages+=(python3 python3-venv)
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "== installing ${apt_packages[*]}"
   as_root apt-get update -qq
@@ -21,6 +22,10 @@ echo "== installing Python test dependencies into target/venv"
 venv=target/venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+echo "== installing kafkajs into target/js"
+mkdir -p target/js
+cp tests/js/package.json target/js/
+(cd target/js && npm install --no-audit --no-fund --silent)
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
