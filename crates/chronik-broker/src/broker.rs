@@ -17,6 +17,7 @@ use crate::cluster::peer_view::PeerView;
 use crate::cluster::proto::ProposeMetadataRequest;
 use crate::cluster::{admin_client, identity};
 use crate::config::BrokerConfig;
+use crate::groups::consumer_group::ConsumerGroup;
 use crate::groups::membership::Group;
 use crate::groups::registry::{GroupCoordinator, GroupLoader};
 use chronik_state::metadata::{BrokerInfo, MetadataCommand, MetadataError, MetadataReply, NodeInfo};
@@ -265,15 +266,28 @@ impl Broker {
         self.raft.describe().await
     }
 
-    /// The leader of `group` as this node knows it: from the group itself if
-    /// it has a replica here, else from what its peers report.
-    /// Runs `f` on consumer group `group`, loading it on first use.
+    /// Runs `f` on classic consumer group `group`, loading it on first use.
     pub fn with_group<R>(&self, group: &str, f: impl FnOnce(&mut Group) -> R) -> R {
-        let loader = GroupLoader {
+        self.groups.with_group(&self.group_loader(), group, f)
+    }
+
+    /// Runs `f` on consumer-protocol group `group` (KIP-848), loading or
+    /// starting it.
+    pub fn with_consumer_group<R>(&self, group: &str, f: impl FnOnce(&mut ConsumerGroup) -> R) -> R {
+        self.groups.with_consumer_group(&self.group_loader(), group, f)
+    }
+
+    /// Runs `f` on `group` if it is a consumer-protocol group.
+    pub fn consumer_group<R>(&self, group: &str, f: impl FnOnce(&ConsumerGroup) -> R) -> Option<R> {
+        self.groups.consumer_group(&self.group_loader(), group, f)
+    }
+
+    fn group_loader(&self) -> GroupLoader<'_> {
+        GroupLoader {
             offsets: &self.state.offsets,
             initial_rebalance_delay_ms: self.config.group_initial_rebalance_delay_ms,
-        };
-        self.groups.with_group(&loader, group, f)
+            consumer_session_timeout_ms: self.config.group_consumer_session_timeout_ms,
+        }
     }
 
     /// Proposes a step of a membership change of `group`, which this node
@@ -293,6 +307,8 @@ impl Broker {
         node == self.config.node_id || !self.peer_view.unreachable(node)
     }
 
+    /// The leader of `group` as this node knows it: from the group itself if
+    /// it has a replica here, else from what its peers report.
     pub fn leader_of(&self, group: GroupId) -> Option<NodeId> {
         match self.raft.status().get(group) {
             Some(status) => status.leader,

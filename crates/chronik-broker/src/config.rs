@@ -37,6 +37,10 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay_ms: i64,
     /// Kafka's offsets.retention.minutes.
     pub offsets_retention_minutes: i64,
+    /// Kafka's group.consumer.session.timeout.ms (KIP-848 groups).
+    pub group_consumer_session_timeout_ms: i64,
+    /// Kafka's group.consumer.heartbeat.interval.ms (KIP-848 groups).
+    pub group_consumer_heartbeat_interval_ms: i32,
     /// Set when this node is one of a cluster; `None` for a single node.
     pub cluster: Option<ClusterConfig>,
     /// A follower stays in the ISR while at most this many Raft entries behind.

@@ -65,6 +65,13 @@ async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKind) -
             let client_id = header.client_id.as_ref().map_or("", |c| c.as_str());
             ResponseKind::JoinGroup(handlers::groups::join(broker, r, client_id, version).await)
         }
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            let client_id = header.client_id.as_ref().map_or("", |c| c.as_str());
+            ResponseKind::ConsumerGroupHeartbeat(handlers::consumer_groups::heartbeat(broker, r, client_id).await)
+        }
+        RequestKind::ConsumerGroupDescribe(r) => {
+            ResponseKind::ConsumerGroupDescribe(handlers::consumer_groups::describe(broker, r))
+        }
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(handlers::groups::sync(broker, r, version).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(handlers::groups::heartbeat(broker, r)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(handlers::groups::leave(broker, r, version).await),

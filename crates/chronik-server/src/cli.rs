@@ -108,6 +108,14 @@ pub struct ServerArgs {
     #[arg(long, env = "CHRONIK_OFFSETS_RETENTION_MINUTES")]
     pub offsets_retention_minutes: Option<i64>,
 
+    /// A member of a consumer-protocol group (KIP-848) that does not heartbeat for this long is fenced [default: 45000].
+    #[arg(long, env = "CHRONIK_GROUP_CONSUMER_SESSION_TIMEOUT_MS")]
+    pub group_consumer_session_timeout_ms: Option<i64>,
+
+    /// How often members of consumer-protocol groups heartbeat [default: 5000].
+    #[arg(long, env = "CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
+    pub group_consumer_heartbeat_interval_ms: Option<i32>,
+
     /// A follower stays in sync while at most this many Raft entries behind its leader [default: 1000].
     #[arg(long, env = "CHRONIK_ISR_MAX_LAG_ENTRIES")]
     pub isr_max_lag_entries: Option<u64>,
@@ -168,6 +176,8 @@ struct FileConfig {
     offsets_topic_partitions: Option<i32>,
     group_initial_rebalance_delay_ms: Option<i64>,
     offsets_retention_minutes: Option<i64>,
+    group_consumer_session_timeout_ms: Option<i64>,
+    group_consumer_heartbeat_interval_ms: Option<i32>,
     isr_max_lag_entries: Option<u64>,
     raft_log_retain_entries: Option<u64>,
     log_level: Option<String>,
@@ -210,6 +220,8 @@ pub struct Settings {
     pub offsets_topic_partitions: i32,
     pub group_initial_rebalance_delay_ms: i64,
     pub offsets_retention_minutes: i64,
+    pub group_consumer_session_timeout_ms: i64,
+    pub group_consumer_heartbeat_interval_ms: i32,
     pub isr_max_lag_entries: u64,
     pub raft_log_retain_entries: u64,
     pub log_level: String,
@@ -310,6 +322,14 @@ impl Settings {
                 .offsets_retention_minutes
                 .or(file.offsets_retention_minutes)
                 .unwrap_or(10_080),
+            group_consumer_session_timeout_ms: args
+                .group_consumer_session_timeout_ms
+                .or(file.group_consumer_session_timeout_ms)
+                .unwrap_or(45_000),
+            group_consumer_heartbeat_interval_ms: args
+                .group_consumer_heartbeat_interval_ms
+                .or(file.group_consumer_heartbeat_interval_ms)
+                .unwrap_or(5_000),
             isr_max_lag_entries: args.isr_max_lag_entries.or(file.isr_max_lag_entries).unwrap_or(1000),
             raft_log_retain_entries: args
                 .raft_log_retain_entries
@@ -356,6 +376,15 @@ impl Settings {
         if self.group_initial_rebalance_delay_ms < 0 || self.offsets_retention_minutes < 1 {
             bail!("--group-initial-rebalance-delay-ms must be >= 0 and --offsets-retention-minutes >= 1");
         }
+        if self.group_consumer_heartbeat_interval_ms < 1
+            || self.group_consumer_session_timeout_ms <= i64::from(self.group_consumer_heartbeat_interval_ms)
+        {
+            bail!(
+                "--group-consumer-heartbeat-interval-ms must be >= 1 and below --group-consumer-session-timeout-ms (got {} and {})",
+                self.group_consumer_heartbeat_interval_ms,
+                self.group_consumer_session_timeout_ms
+            );
+        }
         if self.queued_max_request_bytes < self.max_request_bytes {
             bail!(
                 "--queued-max-request-bytes ({}) must be at least --max-request-bytes ({}), or no request of the largest size could be read",
@@ -400,6 +429,8 @@ impl Settings {
             offsets_topic_partitions: self.offsets_topic_partitions,
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
             offsets_retention_minutes: self.offsets_retention_minutes,
+            group_consumer_session_timeout_ms: self.group_consumer_session_timeout_ms,
+            group_consumer_heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms,
             cluster,
             isr_max_lag_entries: self.isr_max_lag_entries,
             raft_log_retain_entries: self.raft_log_retain_entries.max(1),

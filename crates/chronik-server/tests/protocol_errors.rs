@@ -541,7 +541,12 @@ fn topic_configs_shape_what_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(&dir.path().join("broker"), &[]);
     common::create_topic(&broker.addr, "zstd", 1, &[("compression.type", "zstd")]);
-    common::create_topic(&broker.addr, "stamped", 1, &[("message.timestamp.type", "LogAppendTime")]);
+    common::create_topic(
+        &broker.addr,
+        "stamped",
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
     common::create_topic(&broker.addr, "two-insync", 1, &[("min.insync.replicas", "2")]);
     let mut connection = Connection::open(&broker.addr);
     let fetch_first = |connection: &mut Connection, topic: &str| -> Bytes {
@@ -560,7 +565,10 @@ fn topic_configs_shape_what_is_stored() {
     };
 
     let sent = batch(5, 300);
-    assert_eq!(produce_error(&mut connection, &produce_request("zstd", sent.clone(), -1)), 0);
+    assert_eq!(
+        produce_error(&mut connection, &produce_request("zstd", sent.clone(), -1)),
+        0
+    );
     let mut stored = fetch_first(&mut connection, "zstd");
     let header = chronik_log::validate_batch(&stored).unwrap();
     assert_eq!(header.compression(), 4, "stored as zstd");
@@ -568,7 +576,12 @@ fn topic_configs_shape_what_is_stored() {
     let records = RecordBatchDecoder::decode(&mut stored).unwrap().records;
     let sent_records = RecordBatchDecoder::decode(&mut sent.clone()).unwrap().records;
     assert_eq!(records.len(), 5);
-    assert!(records.iter().zip(&sent_records).all(|(a, b)| a.value == b.value && a.key == b.key));
+    assert!(
+        records
+            .iter()
+            .zip(&sent_records)
+            .all(|(a, b)| a.value == b.value && a.key == b.key)
+    );
 
     let mut body = connection.call(ApiKey::Produce, 9, &produce_request("stamped", batch(2, 10), -1));
     let response = ProduceResponse::decode(&mut body, 9).unwrap();
@@ -588,5 +601,8 @@ fn topic_configs_shape_what_is_stored() {
         code == ResponseError::NotEnoughReplicas.code()
     });
     assert!(refused, "acks=all was taken with one in-sync replica of two required");
-    assert_eq!(produce_error(&mut connection, &produce_request("two-insync", batch(1, 10), 1)), 0);
+    assert_eq!(
+        produce_error(&mut connection, &produce_request("two-insync", batch(1, 10), 1)),
+        0
+    );
 }

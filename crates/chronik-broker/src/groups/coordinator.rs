@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 
+use super::consumer_group::{self, ConsumerGroupSnapshot};
 use super::membership::GroupSnapshot;
+use super::registry::Unsaved;
 use super::registry::now_ms;
 use crate::Broker;
 use crate::broker::propose_error_code;
@@ -105,16 +107,28 @@ pub async fn applied(partition: &Partition, queued: QueuedWrite) -> Result<(), R
 /// Records `group`'s membership in its offsets partition, so that a new
 /// coordinator carries on from it.
 pub async fn save_membership(broker: &Broker, group: &str, snapshot: GroupSnapshot) {
-    let Ok(partition) = offsets_partition(broker, group) else {
-        return;
-    };
-    let change = Change::GroupMetadata {
-        group: group.to_string(),
-        snapshot: serde_json::to_vec(&snapshot).expect("snapshots serialize"),
-    };
-    if let Err(e) = persist(broker, &partition, &[change]).await {
+    let bytes = serde_json::to_vec(&snapshot).expect("snapshots serialize");
+    if let Err(e) = save_group_metadata(broker, group, bytes).await {
         tracing::warn!(group, "cannot save group membership: {e:?}");
     }
+}
+
+/// Records a consumer-protocol group's state (KIP-848) in its offsets partition.
+pub async fn save_consumer_group(
+    broker: &Broker,
+    group: &str,
+    snapshot: &ConsumerGroupSnapshot,
+) -> Result<(), ResponseError> {
+    save_group_metadata(broker, group, consumer_group::encode(snapshot)).await
+}
+
+async fn save_group_metadata(broker: &Broker, group: &str, snapshot: Vec<u8>) -> Result<(), ResponseError> {
+    let partition = offsets_partition(broker, group)?;
+    let change = Change::GroupMetadata {
+        group: group.to_string(),
+        snapshot,
+    };
+    persist(broker, &partition, &[change]).await
 }
 
 /// Saves what a join or leave changed without completing a rebalance.
@@ -131,8 +145,15 @@ pub async fn run_group_timers(broker: Arc<Broker>) {
     let mut last_expiry = tokio::time::Instant::now();
     loop {
         interval.tick().await;
-        for (group, snapshot) in broker.groups.tick(|id| offsets_partition(&broker, id).is_ok()) {
-            save_membership(&broker, &group, snapshot).await;
+        for (group, unsaved) in broker.groups.tick(|id| offsets_partition(&broker, id).is_ok()) {
+            match unsaved {
+                Unsaved::Classic(snapshot) => save_membership(&broker, &group, snapshot).await,
+                Unsaved::Consumer(snapshot) => {
+                    if let Err(e) = save_consumer_group(&broker, &group, &snapshot).await {
+                        tracing::warn!(group, "cannot save consumer group: {e:?}");
+                    }
+                }
+            }
         }
         if last_expiry.elapsed() >= Duration::from_secs(60) {
             last_expiry = tokio::time::Instant::now();
@@ -150,7 +171,8 @@ async fn expire_offsets(broker: &Broker) {
         let Ok(partition) = offsets_partition(broker, &group) else {
             continue;
         };
-        let active = broker.groups.existing(&group, |g| !g.is_empty()).unwrap_or(false);
+        let active = broker.groups.existing(&group, |g| !g.is_empty()).unwrap_or(false)
+            || broker.consumer_group(&group, |g| !g.is_empty()).unwrap_or(false);
         let offsets = broker.state.offsets.offsets(&group);
         if active || offsets.is_empty() || offsets.iter().any(|(_, o)| o.commit_timestamp > cutoff) {
             continue;

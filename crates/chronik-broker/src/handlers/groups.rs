@@ -48,6 +48,10 @@ pub async fn join(broker: &Broker, request: JoinGroupRequest, client_id: &str, v
     if let Err(error) = offsets_partition(broker, &group) {
         return join_error(request.member_id.as_str(), error);
     }
+    if broker.consumer_group(&group, |g| !g.is_empty()).unwrap_or(false) {
+        // A consumer-protocol group (KIP-848) of this id has members.
+        return join_error(request.member_id.as_str(), ResponseError::InconsistentGroupProtocol);
+    }
     // v0 has no rebalance timeout: Kafka uses the session timeout.
     let rebalance_timeout_ms = if version == 0 {
         request.session_timeout_ms
@@ -211,33 +215,60 @@ fn state_of(broker: &Broker, group: &str) -> Option<(GroupState, String)> {
         .or_else(|| (!broker.state.offsets.offsets(group).is_empty()).then(|| (GroupState::Empty, String::new())))
 }
 
+/// A group as ListGroups shows it: state, protocol type and group type.
+struct Listed {
+    state: &'static str,
+    protocol_type: String,
+    group_type: &'static str,
+}
+
+fn listed(broker: &Broker, id: &str) -> Option<Listed> {
+    if let Some((state, empty)) = broker.consumer_group(id, |g| (g.state_name(), g.is_empty()))
+        && (!empty || broker.groups.existing(id, |g| g.is_empty()).unwrap_or(true))
+    {
+        return Some(Listed {
+            state,
+            protocol_type: "consumer".into(),
+            group_type: "consumer",
+        });
+    }
+    state_of(broker, id).map(|(state, protocol_type)| Listed {
+        state: state.name(),
+        protocol_type,
+        group_type: "classic",
+    })
+}
+
 pub fn list(broker: &Broker, request: ListGroupsRequest) -> ListGroupsResponse {
     let mut ids = broker.groups.group_ids();
+    ids.extend(broker.groups.consumer_group_ids());
     ids.extend(broker.state.offsets.groups());
     ids.sort();
     ids.dedup();
     let groups = ids
         .into_iter()
         .filter(|id| offsets_partition(broker, id).is_ok())
-        .filter_map(|id| state_of(broker, &id).map(|(state, protocol_type)| (id, state, protocol_type)))
-        .filter(|(_, state, _)| {
+        .filter_map(|id| listed(broker, &id).map(|group| (id, group)))
+        .filter(|(_, group)| {
             request.states_filter.is_empty()
                 || request
                     .states_filter
                     .iter()
-                    .any(|s| s.as_str().eq_ignore_ascii_case(state.name()))
+                    .any(|s| s.as_str().eq_ignore_ascii_case(group.state))
         })
-        .filter(|(_, _, protocol_type)| {
+        .filter(|(_, group)| {
             request.types_filter.is_empty()
-                || request.types_filter.iter().any(|t| t.as_str() == "classic")
-                || protocol_type.is_empty()
+                || request
+                    .types_filter
+                    .iter()
+                    .any(|t| t.as_str().eq_ignore_ascii_case(group.group_type))
         })
-        .map(|(id, state, protocol_type)| {
+        .map(|(id, group)| {
             ListedGroup::default()
                 .with_group_id(GroupId(StrBytes::from_string(id)))
-                .with_protocol_type(StrBytes::from_string(protocol_type))
-                .with_group_state(str_bytes(state.name()))
-                .with_group_type(str_bytes("classic"))
+                .with_protocol_type(StrBytes::from_string(group.protocol_type))
+                .with_group_state(str_bytes(group.state))
+                .with_group_type(str_bytes(group.group_type))
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)
@@ -252,6 +283,12 @@ pub fn describe(broker: &Broker, request: DescribeGroupsRequest) -> DescribeGrou
             let described = DescribedGroup::default().with_group_id(id);
             if let Err(e) = offsets_partition(broker, &name) {
                 return described.with_error_code(e.code()).with_group_state(str_bytes("Dead"));
+            }
+            if broker.consumer_group(&name, |g| !g.is_empty()).unwrap_or(false) {
+                // Kafka: a consumer-protocol group is described with ConsumerGroupDescribe.
+                return described
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_group_state(str_bytes("Dead"));
             }
             let in_memory = broker.groups.existing(&name, |g| {
                 let members = g
@@ -304,6 +341,9 @@ pub async fn delete(broker: &Broker, request: DeleteGroupsRequest) -> DeleteGrou
 
 async fn delete_group(broker: &Broker, group: &str) -> Result<(), ResponseError> {
     let partition = offsets_partition(broker, group)?;
+    if broker.consumer_group(group, |g| !g.is_empty()).unwrap_or(false) {
+        return Err(ResponseError::NonEmptyGroup);
+    }
     match broker.groups.existing(group, |g| g.is_empty()) {
         Some(false) => return Err(ResponseError::NonEmptyGroup),
         None if broker.state.offsets.offsets(group).is_empty()

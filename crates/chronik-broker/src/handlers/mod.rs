@@ -3,6 +3,7 @@
 
 pub mod api_versions;
 pub mod configs;
+pub mod consumer_groups;
 pub mod delete_records;
 pub mod describe_cluster;
 pub mod describe_configs;

@@ -43,6 +43,13 @@ pub async fn submit_commit(broker: Arc<Broker>, header: RequestHeader, request: 
         Err(ResponseError::InvalidGroupId)
     } else {
         offsets_partition(broker, &group).and_then(|partition| {
+            // A consumer-protocol group checks the member and its epoch.
+            let consumer = broker.consumer_group(&group, |g| {
+                g.validate_commit(request.member_id.as_str(), request.generation_id_or_member_epoch)
+            });
+            if let Some(allowed) = consumer {
+                return allowed.map(|_| partition);
+            }
             let known = broker.groups.existing(&group, |_| ()).is_some()
                 || broker.state.offsets.group_metadata(&group).is_some()
                 || !broker.state.offsets.offsets(&group).is_empty();
