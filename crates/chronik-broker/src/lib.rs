@@ -12,7 +12,7 @@ pub mod cluster;
 pub mod codec;
 mod compression;
 pub mod config;
-mod conform;
+pub mod conform;
 pub mod dispatch;
 pub mod groups;
 pub mod handlers;

@@ -240,6 +240,10 @@ impl ConsumerGroup {
             .map_or(assignor::UNIFORM, |(name, _)| name)
     }
 
+    pub fn has_unsaved(&self) -> bool {
+        self.unsaved
+    }
+
     pub fn take_unsaved(&mut self) -> Option<ConsumerGroupSnapshot> {
         std::mem::take(&mut self.unsaved).then(|| self.snapshot())
     }

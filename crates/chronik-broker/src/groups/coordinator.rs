@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 
-use super::consumer_group::{self, ConsumerGroupSnapshot};
+use super::consumer_group::{self, ConsumerGroup};
 use super::membership::GroupSnapshot;
 use super::registry::Unsaved;
 use super::registry::now_ms;
@@ -113,13 +113,31 @@ pub async fn save_membership(broker: &Broker, group: &str, snapshot: GroupSnapsh
     }
 }
 
-/// Records a consumer-protocol group's state (KIP-848) in its offsets partition.
-pub async fn save_consumer_group(
+/// Runs `f` on consumer-protocol group `group` (KIP-848) and records what
+/// it changed in the group's offsets partition, returning once the record
+/// has applied: a member acts on what it is told, so that is saved first.
+pub async fn update_consumer_group<R>(
     broker: &Broker,
     group: &str,
-    snapshot: &ConsumerGroupSnapshot,
-) -> Result<(), ResponseError> {
-    save_group_metadata(broker, group, consumer_group::encode(snapshot)).await
+    f: impl FnOnce(&mut ConsumerGroup) -> R,
+) -> Result<R, ResponseError> {
+    let ordered = broker.groups.consumer_save_order.lock().await;
+    let (result, unsaved) = broker.with_consumer_group(group, |g| {
+        let result = f(g);
+        (result, g.take_unsaved())
+    });
+    let Some(snapshot) = unsaved else {
+        return Ok(result);
+    };
+    let partition = offsets_partition(broker, group)?;
+    let change = Change::GroupMetadata {
+        group: group.to_string(),
+        snapshot: consumer_group::encode(&snapshot),
+    };
+    let queued = queue(broker, &partition, &[change]).await?;
+    drop(ordered);
+    applied(&partition, queued).await?;
+    Ok(result)
 }
 
 async fn save_group_metadata(broker: &Broker, group: &str, snapshot: Vec<u8>) -> Result<(), ResponseError> {
@@ -148,8 +166,8 @@ pub async fn run_group_timers(broker: Arc<Broker>) {
         for (group, unsaved) in broker.groups.tick(|id| offsets_partition(&broker, id).is_ok()) {
             match unsaved {
                 Unsaved::Classic(snapshot) => save_membership(&broker, &group, snapshot).await,
-                Unsaved::Consumer(snapshot) => {
-                    if let Err(e) = save_consumer_group(&broker, &group, &snapshot).await {
+                Unsaved::Consumer => {
+                    if let Err(e) = update_consumer_group(&broker, &group, |_| ()).await {
                         tracing::warn!(group, "cannot save consumer group: {e:?}");
                     }
                 }

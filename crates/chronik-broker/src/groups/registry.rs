@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::ResponseError;
 
-use super::consumer_group::{self, ConsumerGroup, ConsumerGroupSnapshot};
+use super::consumer_group::{self, ConsumerGroup};
 use super::membership::{Group, GroupSnapshot};
 use chronik_state::consumer_offsets::OffsetsView;
 
@@ -29,13 +29,19 @@ pub struct GroupLoader<'a> {
 /// A group whose membership changed and must be saved.
 pub enum Unsaved {
     Classic(GroupSnapshot),
-    Consumer(ConsumerGroupSnapshot),
+    /// A consumer-protocol group; its snapshot is taken when it is queued
+    /// for writing (`coordinator::update_consumer_group`).
+    Consumer,
 }
 
 #[derive(Default)]
 pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Group>>,
     consumer_groups: Mutex<HashMap<String, ConsumerGroup>>,
+    /// Held from taking a consumer-protocol group's snapshot until its write
+    /// is queued, so writes queue in the order the snapshots were taken and
+    /// the last one written is the newest.
+    pub consumer_save_order: tokio::sync::Mutex<()>,
 }
 
 impl GroupCoordinator {
@@ -136,8 +142,8 @@ impl GroupCoordinator {
                 return false;
             }
             group.tick(now);
-            if let Some(snapshot) = group.take_unsaved() {
-                changed.push((id.clone(), Unsaved::Consumer(snapshot)));
+            if group.has_unsaved() {
+                changed.push((id.clone(), Unsaved::Consumer));
             }
             true
         });

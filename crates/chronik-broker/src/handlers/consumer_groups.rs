@@ -18,7 +18,7 @@ use super::{str_bytes, topic_name};
 use crate::Broker;
 use crate::groups::assignor::Partitions;
 use crate::groups::consumer_group::{self, Heartbeat, Topics};
-use crate::groups::coordinator::{offsets_partition, save_consumer_group};
+use crate::groups::coordinator::{offsets_partition, update_consumer_group};
 use crate::groups::registry::now_ms;
 use chronik_state::consumer_offsets;
 
@@ -98,16 +98,10 @@ pub async fn heartbeat(
         }),
     };
     let topics = assignable_topics(broker);
-    let (outcome, unsaved) = broker.with_consumer_group(&group, |g| {
-        let outcome = g.heartbeat(heartbeat, &topics, now_ms());
-        (outcome, g.take_unsaved())
-    });
-    // The member acts on the answer, so what it is told is saved first.
-    if let Some(snapshot) = unsaved
-        && let Err(error) = save_consumer_group(broker, &group, &snapshot).await
-    {
-        return refused(error, format!("cannot save group {group}: {error:?}"));
-    }
+    let outcome = match update_consumer_group(broker, &group, |g| g.heartbeat(heartbeat, &topics, now_ms())).await {
+        Ok(outcome) => outcome,
+        Err(error) => return refused(error, format!("cannot save group {group}: {error:?}")),
+    };
     match outcome {
         Err((error, message)) => refused(error, message),
         Ok(reply) => ConsumerGroupHeartbeatResponse::default()
