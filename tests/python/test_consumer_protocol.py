@@ -173,3 +173,70 @@ def test_classic_and_consumer_protocol_groups_side_by_side(broker, topic_name):
                                                                                    TopicPartition(topic, 1)])],
         request_timeout=TIMEOUT)[modern_group].result(TIMEOUT)
     assert sorted(tp.offset for tp in committed.topic_partitions) == [10, 10]
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    import sys
+
+    from conftest import CHRONIK_BIN, REPO
+
+    sys.path.insert(0, str(REPO / "tests" / "faults"))
+    import fault_suite
+
+    cluster = fault_suite.Cluster(CHRONIK_BIN, tmp_path)
+    try:
+        assert cluster.start(), "the cluster did not start"
+        yield cluster
+    finally:
+        cluster.close()
+
+
+class ClusterBroker:
+    def __init__(self, bootstrap):
+        self.bootstrap = bootstrap
+
+
+def test_members_keep_their_partitions_across_a_coordinator_failover(cluster):
+    """The group's state is in __consumer_offsets: when the coordinator dies,
+    the new one carries on with the same members and assignments."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    broker = ClusterBroker(cluster.bootstrap())
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    topic, group = "kip848-failover", "kip848-failover-group"
+    admin.create_topics([NewTopic(topic, 4, 3)])[topic].result(30)
+    producer = producer_for(broker)
+    for i in range(400):
+        producer.produce(topic, value=str(i).encode(), partition=i % 4)
+    assert producer.flush(60) == 0
+
+    delivered = []
+    members = [Member(broker, group, topic, f"m{n}", delivered) for n in range(2)]
+
+    def settled():
+        owned = [m.assignment() for m in members]
+        return sorted(p for o in owned for p in o) == [0, 1, 2, 3] and all(owned)
+
+    try:
+        wait_until(settled, timeout=60, what="two members sharing the partitions")
+        wait_until(lambda: len(delivered) >= 400, timeout=60, what="the first records")
+        before = [set(m.assignment()) for m in members]
+        coordinator = next(filter(None, (cluster.partition_info("__consumer_offsets", 0, via)
+                                         for via in cluster.nodes)), None)
+        assert coordinator and coordinator.get("leader"), coordinator
+        cluster.nodes[coordinator["leader"]].kill()
+
+        for i in range(400, 800):
+            producer.produce(topic, value=str(i).encode(), partition=i % 4)
+        assert producer.flush(60) == 0
+        wait_until(lambda: len({(p, o) for p, o, _ in delivered}) >= 800, timeout=90,
+                   what="the records produced after the failover")
+        assert [set(m.assignment()) for m in members] == before, "a member lost or gained partitions"
+        # The new coordinator knew the members: none was sent back to rejoin.
+        for node in cluster.nodes.values():
+            log = node.log_path.read_text(errors="replace")
+            assert "refused a consumer group heartbeat" not in log, node.log_path
+    finally:
+        for member in members:
+            member.leave()

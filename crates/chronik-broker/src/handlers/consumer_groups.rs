@@ -103,7 +103,10 @@ pub async fn heartbeat(
         Err(error) => return refused(error, format!("cannot save group {group}: {error:?}")),
     };
     match outcome {
-        Err((error, message)) => refused(error, message),
+        Err((error, message)) => {
+            tracing::info!(group, "refused a consumer group heartbeat: {message} ({error:?})");
+            refused(error, message)
+        }
         Ok(reply) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(StrBytes::from_string(reply.member_id)))
             .with_member_epoch(reply.member_epoch)
