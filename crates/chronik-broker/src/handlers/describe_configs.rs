@@ -9,6 +9,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
+use crate::groups::assignor::ASSIGNORS;
 use crate::{Broker, BrokerConfig};
 use chronik_state::topic_config::{self, ConfigDef, DEFS, Kind};
 
@@ -174,6 +175,17 @@ fn broker_settings(config: &BrokerConfig, name: &str) -> Result<Vec<Described>, 
             config.offsets_retention_minutes.to_string(),
             Kind::Int,
         ),
+        (
+            "group.consumer.session.timeout.ms",
+            config.group_consumer_session_timeout_ms.to_string(),
+            Kind::Int,
+        ),
+        (
+            "group.consumer.heartbeat.interval.ms",
+            config.group_consumer_heartbeat_interval_ms.to_string(),
+            Kind::Int,
+        ),
+        ("group.consumer.assignors", ASSIGNORS.join(","), Kind::List),
     ];
     let mut described: Vec<Described> = flags
         .into_iter()
