@@ -10,6 +10,7 @@ import re
 import selectors
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -219,6 +220,21 @@ def broker_args():
 @pytest.fixture
 def broker(request, tmp_path, broker_args):
     yield from _start_broker(request, tmp_path, broker_args)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Three chronik-server nodes from the fault suite's harness
+    (tests/faults/fault_suite.py), stopped after the test."""
+    sys.path.insert(0, str(REPO / "tests" / "faults"))
+    import fault_suite
+
+    three = fault_suite.Cluster(CHRONIK_BIN, tmp_path)
+    try:
+        assert three.start(), "the cluster did not start"
+        yield three
+    finally:
+        three.close()
 
 
 @pytest.fixture

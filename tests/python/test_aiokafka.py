@@ -3,17 +3,10 @@ produce, consume in a group, commit and resume, the admin calls, and a
 leader failover on a three-node cluster."""
 
 import asyncio
-import sys
 
-import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
-from conftest import CHRONIK_BIN, REPO
-
-sys.path.insert(0, str(REPO / "tests" / "faults"))
-import fault_suite  # noqa: E402
 
 TIMEOUT = 60
 
@@ -89,15 +82,6 @@ def test_aiokafka_produce_group_commit_resume_and_admin(broker, topic_name):
 
     run(scenario())
 
-
-@pytest.fixture
-def cluster(tmp_path):
-    cluster = fault_suite.Cluster(CHRONIK_BIN, tmp_path)
-    try:
-        assert cluster.start(), "the cluster did not start"
-        yield cluster
-    finally:
-        cluster.close()
 
 
 def leader_of(cluster, topic, partition):

@@ -13,6 +13,7 @@ from confluent_kafka import (
     ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
+    TopicCollection,
     TopicPartition,
 )
 from confluent_kafka.admin import (
@@ -298,7 +299,7 @@ def test_admin_api_end_to_end(broker, topic_name):
     wait_until(lambda: topic in admin.list_topics(timeout=TIMEOUT).topics, timeout=TIMEOUT, what="topic")
     admin.create_partitions([NewPartitions(topic, 3)], request_timeout=TIMEOUT)[topic].result(timeout=TIMEOUT)
     described = admin.describe_topics(
-        __import__("confluent_kafka").TopicCollection([topic]), request_timeout=TIMEOUT)[topic].result(timeout=TIMEOUT)
+        TopicCollection([topic]), request_timeout=TIMEOUT)[topic].result(timeout=TIMEOUT)
     assert len(described.partitions) == 3
     produce(broker, topic, 90, partitions=3)
 

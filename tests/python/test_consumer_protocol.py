@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupType, KafkaError, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, ConsumerGroupType, KafkaError, TopicPartition
 
 from clients import RDKAFKA_LOG, TIMEOUT, admin_for, create_topic, producer_for, produce_retrying
 from conftest import wait_until
@@ -169,27 +169,10 @@ def test_classic_and_consumer_protocol_groups_side_by_side(broker, topic_name):
 
     # Committed offsets of the consumer-protocol group survive its members.
     committed = admin.list_consumer_group_offsets(
-        [__import__("confluent_kafka").ConsumerGroupTopicPartitions(modern_group, [TopicPartition(topic, 0),
-                                                                                   TopicPartition(topic, 1)])],
+        [ConsumerGroupTopicPartitions(modern_group, [TopicPartition(topic, 0), TopicPartition(topic, 1)])],
         request_timeout=TIMEOUT)[modern_group].result(TIMEOUT)
     assert sorted(tp.offset for tp in committed.topic_partitions) == [10, 10]
 
-
-@pytest.fixture
-def cluster(tmp_path):
-    import sys
-
-    from conftest import CHRONIK_BIN, REPO
-
-    sys.path.insert(0, str(REPO / "tests" / "faults"))
-    import fault_suite
-
-    cluster = fault_suite.Cluster(CHRONIK_BIN, tmp_path)
-    try:
-        assert cluster.start(), "the cluster did not start"
-        yield cluster
-    finally:
-        cluster.close()
 
 
 class ClusterBroker:

@@ -5,14 +5,11 @@ tests/js/kafkajs_check.js; scripts/test.sh installs kafkajs into target/js."""
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
-from conftest import CHRONIK_BIN, REPO
+from conftest import REPO
 
-sys.path.insert(0, str(REPO / "tests" / "faults"))
-import fault_suite  # noqa: E402
 
 SCRIPT = REPO / "tests" / "js" / "kafkajs_check.js"
 MODULES = REPO / "target" / "js" / "node_modules"
@@ -38,15 +35,6 @@ def test_kafkajs_produce_group_commit_resume_and_admin(broker):
     result = outcome(node("basic", broker.bootstrap, "kafkajs-basic"))
     assert result == {"ok": True, "committed": 60, "read": 60, "resumed": 20}
 
-
-@pytest.fixture
-def cluster(tmp_path):
-    cluster = fault_suite.Cluster(CHRONIK_BIN, tmp_path)
-    try:
-        assert cluster.start(), "the cluster did not start"
-        yield cluster
-    finally:
-        cluster.close()
 
 
 def test_kafkajs_through_a_leader_failover(cluster):

@@ -6,18 +6,12 @@ preferred-leader election (ElectLeaders). A three-node cluster from the
 fault suite's harness.
 """
 
-import sys
 import time
 
 import pytest
 from confluent_kafka import Consumer, ElectionType, Producer, TopicPartition as CkTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaAdminClient, TopicPartition
-
-from conftest import CHRONIK_BIN, REPO
-
-sys.path.insert(0, str(REPO / "tests" / "faults"))
-import fault_suite  # noqa: E402
 
 TOPIC = "reassigned"
 # Kafka's error codes.
@@ -27,15 +21,6 @@ ELECTION_NOT_NEEDED = 84
 NO_REASSIGNMENT_IN_PROGRESS = 85
 RECORDS = 2000
 
-
-@pytest.fixture
-def cluster(tmp_path):
-    cluster = fault_suite.Cluster(CHRONIK_BIN, tmp_path)
-    try:
-        assert cluster.start(), "the cluster did not start"
-        yield cluster
-    finally:
-        cluster.close()
 
 
 def replicas_of(admin, partition):

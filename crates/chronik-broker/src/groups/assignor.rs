@@ -72,30 +72,30 @@ fn uniform(members: &[MemberSpec<'_>], sizes: &BTreeMap<Uuid, i32>) -> BTreeMap<
         }
     }
     // Then even out: move a partition from a member with two more than
-    // another that could take it. Each move lowers the spread, so this ends.
+    // another that could take it. Each move lowers the spread, so at most
+    // one move per partition; members are scanned from both ends of the
+    // load order, so a pass stops at the first pair that is close enough.
     for _ in 0..taken.len() {
-        let mut moved = false;
-        'search: for heavy in members {
-            for light in members {
+        let mut order: Vec<&MemberSpec<'_>> = members.iter().collect();
+        order.sort_by_key(|m| (target[m.id].len(), m.id));
+        let mut chosen = None;
+        'search: for heavy in order.iter().rev() {
+            for light in &order {
                 if target[heavy.id].len() <= target[light.id].len() + 1 {
-                    continue;
+                    // The rest of the lighter members are heavier still.
+                    break;
                 }
-                let movable = target[heavy.id]
-                    .iter()
-                    .rev()
-                    .find(|tp| light.topics.contains(&tp.0))
-                    .copied();
-                if let Some(tp) = movable {
-                    target.get_mut(heavy.id).expect("listed").remove(&tp);
-                    target.get_mut(light.id).expect("listed").insert(tp);
-                    moved = true;
+                if let Some(tp) = target[heavy.id].iter().rev().find(|tp| light.topics.contains(&tp.0)) {
+                    chosen = Some((heavy.id, light.id, *tp));
                     break 'search;
                 }
             }
         }
-        if !moved {
+        let Some((from, to, tp)) = chosen else {
             break;
-        }
+        };
+        target.get_mut(from).expect("listed").remove(&tp);
+        target.get_mut(to).expect("listed").insert(tp);
     }
     target
 }
@@ -204,6 +204,23 @@ mod tests {
             counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1,
             "{target:?}"
         );
+    }
+
+    #[test]
+    fn uniform_handles_a_large_group() {
+        let t = topics(10);
+        let sizes: BTreeMap<Uuid, i32> = t.iter().map(|id| (*id, 300)).collect();
+        let ids: Vec<String> = (0..400).map(|i| format!("m{i:03}")).collect();
+        // Every member on every topic but one, so subscriptions differ.
+        let subs: Vec<(&str, Vec<Uuid>)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), t.iter().copied().filter(|x| *x != t[i % 10]).collect()))
+            .collect();
+        let target = run(UNIFORM, &subs, &sizes, &BTreeMap::new());
+        check_complete_and_disjoint(&target, &sizes);
+        let counts: Vec<usize> = target.values().map(BTreeSet::len).collect();
+        assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1);
     }
 
     #[test]

@@ -36,6 +36,15 @@ struct Client {
 }
 
 impl Client {
+    fn join(group: &mut ConsumerGroup, id: &'static str, now: i64) -> Client {
+        let reply = join(group, id, now);
+        Client {
+            id,
+            epoch: reply.member_epoch,
+            owned: reply.assignment.unwrap_or_default(),
+        }
+    }
+
     fn beat(&mut self, group: &mut ConsumerGroup, now: i64) {
         let reply = beat(group, self.id, self.epoch, &self.owned, now).unwrap();
         self.epoch = reply.member_epoch;
@@ -57,19 +66,9 @@ fn no_partition_owned_twice(clients: &[&Client]) {
 #[test]
 fn a_second_member_gets_partitions_only_after_the_first_gives_them_up() {
     let mut group = ConsumerGroup::new("g", SESSION);
-    let first = join(&mut group, "a", 0);
-    let mut a = Client {
-        id: "a",
-        epoch: first.member_epoch,
-        owned: first.assignment.unwrap(),
-    };
+    let mut a = Client::join(&mut group, "a", 0);
     assert_eq!(a.owned.len(), 6);
-    let joined = join(&mut group, "b", 1);
-    let mut b = Client {
-        id: "b",
-        epoch: joined.member_epoch,
-        owned: joined.assignment.unwrap_or_default(),
-    };
+    let mut b = Client::join(&mut group, "b", 1);
     assert!(b.owned.is_empty(), "a still owns every partition");
     no_partition_owned_twice(&[&a, &b]);
     for now in 2..10 {
@@ -103,12 +102,7 @@ fn a_second_member_gets_partitions_only_after_the_first_gives_them_up() {
 #[test]
 fn silent_members_are_fenced_and_their_partitions_freed() {
     let mut group = ConsumerGroup::new("g", SESSION);
-    let first = join(&mut group, "a", 0);
-    let mut a = Client {
-        id: "a",
-        epoch: first.member_epoch,
-        owned: first.assignment.unwrap(),
-    };
+    let mut a = Client::join(&mut group, "a", 0);
     join(&mut group, "b", 1);
     a.beat(&mut group, 2); // told to give up half
     assert_eq!(a.owned.len(), 3);
