@@ -179,3 +179,155 @@ fn a_restored_group_carries_on() {
         "a new coordinator resends the assignment"
     );
 }
+
+mod search {
+    //! Random joins, heartbeats, clean leaves, silences and clock jumps by
+    //! clients that follow the protocol: at every step no partition is held
+    //! by two members of the group, and once everyone heartbeats again the
+    //! group settles with every partition owned, evenly.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Join(usize),
+        Beat(usize),
+        /// The client acts on the assignment it was last sent: gives up the
+        /// partitions it lacks (after committing), then takes the new ones.
+        Settle(usize),
+        Leave(usize),
+        /// Time passes; members that did not heartbeat may be fenced.
+        Wait(i64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            1 => (0..5usize).prop_map(Step::Join),
+            4 => (0..5usize).prop_map(Step::Beat),
+            3 => (0..5usize).prop_map(Step::Settle),
+            1 => (0..5usize).prop_map(Step::Leave),
+            1 => (0..12_000i64).prop_map(Step::Wait),
+        ]
+    }
+
+    struct Model {
+        id: String,
+        joined: bool,
+        epoch: i32,
+        owned: Partitions,
+        /// An assignment received and not yet acted on.
+        pending: Option<Partitions>,
+    }
+
+    fn apply(client: &mut Model, reply: Result<Reply, Refusal>) {
+        match reply {
+            Ok(reply) => {
+                client.epoch = reply.member_epoch;
+                if let Some(assignment) = reply.assignment {
+                    client.pending = Some(assignment);
+                }
+            }
+            // Fenced or unknown: the client gives everything up and rejoins later.
+            Err(_) => {
+                client.joined = false;
+                client.owned.clear();
+                client.pending = None;
+            }
+        }
+    }
+
+    fn heartbeat(group: &mut ConsumerGroup, client: &mut Model, now: i64) {
+        let request = Heartbeat {
+            member_id: client.id.clone(),
+            member_epoch: client.epoch,
+            rebalance_timeout_ms: -1,
+            owned: Some(client.owned.clone()),
+            ..Heartbeat::default()
+        };
+        let reply = group.heartbeat(request, &topics(), now);
+        apply(client, reply);
+    }
+
+    fn members_hold_disjoint_partitions(group: &ConsumerGroup, clients: &[Model]) {
+        let live: BTreeSet<&str> = group.members().map(|m| m.id.as_str()).collect();
+        let mut seen = Partitions::new();
+        for client in clients.iter().filter(|c| live.contains(c.id.as_str())) {
+            for tp in &client.owned {
+                assert!(seen.insert(*tp), "{tp:?} held by two members");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn no_partition_has_two_owners(steps in proptest::collection::vec(step(), 1..120)) {
+            let mut group = ConsumerGroup::new("g", SESSION);
+            let mut clients: Vec<Model> = (0..5)
+                .map(|i| Model { id: format!("m{i}"), joined: false, epoch: 0, owned: Partitions::new(), pending: None })
+                .collect();
+            let mut now = 0;
+            for step in steps {
+                now += 10;
+                match step {
+                    Step::Join(i) if !clients[i].joined => {
+                        let reply = group.heartbeat(
+                            Heartbeat {
+                                member_id: clients[i].id.clone(),
+                                member_epoch: 0,
+                                rebalance_timeout_ms: 5_000,
+                                subscribed: Some(vec!["t".into()]),
+                                ..Heartbeat::default()
+                            },
+                            &topics(),
+                            now,
+                        );
+                        clients[i].joined = true;
+                        clients[i].owned.clear();
+                        clients[i].pending = None;
+                        apply(&mut clients[i], reply);
+                    }
+                    Step::Beat(i) if clients[i].joined => heartbeat(&mut group, &mut clients[i], now),
+                    Step::Settle(i) => {
+                        if let Some(assignment) = clients[i].pending.take() {
+                            clients[i].owned = assignment;
+                        }
+                    }
+                    Step::Leave(i) if clients[i].joined => {
+                        let request = Heartbeat { member_id: clients[i].id.clone(), member_epoch: -1, ..Heartbeat::default() };
+                        let _ = group.heartbeat(request, &topics(), now);
+                        clients[i].joined = false;
+                        clients[i].owned.clear();
+                        clients[i].pending = None;
+                    }
+                    Step::Wait(ms) => {
+                        now += ms;
+                        group.tick(now);
+                    }
+                    _ => {}
+                }
+                members_hold_disjoint_partitions(&group, &clients);
+            }
+            // Everyone still in heartbeats until the group settles.
+            for _ in 0..10 {
+                now += 10;
+                for client in clients.iter_mut().filter(|c| c.joined) {
+                    heartbeat(&mut group, client, now);
+                    if let Some(assignment) = client.pending.take() {
+                        client.owned = assignment;
+                    }
+                }
+                members_hold_disjoint_partitions(&group, &clients);
+            }
+            let live: Vec<&Model> = clients.iter().filter(|c| c.joined).collect();
+            if !live.is_empty() {
+                let owned: usize = live.iter().map(|c| c.owned.len()).sum();
+                prop_assert_eq!(owned, 6, "every partition owned once the group settles");
+                let counts: Vec<usize> = live.iter().map(|c| c.owned.len()).collect();
+                prop_assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1);
+                prop_assert_eq!(group.state_name(), "Stable");
+            }
+        }
+    }
+}
