@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
+use chronik_log::testing::{build_batch, set_producer};
+use chronik_raft::{METADATA_GROUP, StateMachine};
 use chronik_state::command::PartitionCommand;
 use chronik_state::metadata::{MetadataCommand, NodeInfo};
 use chronik_state::replicated::{Applied, BrokerStateMachine, SharedState};
-use chronik_log::testing::{build_batch, set_producer};
-use chronik_raft::{METADATA_GROUP, StateMachine};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
@@ -39,7 +39,11 @@ enum Step {
 }
 
 fn batch(spec: &Batch) -> Vec<u8> {
-    let mut batch = build_batch(u32::from(spec.records % 8), 1_700_000_000_000, usize::from(spec.payload % 64));
+    let mut batch = build_batch(
+        u32::from(spec.records % 8),
+        1_700_000_000_000,
+        usize::from(spec.payload % 64),
+    );
     if let Some((id, epoch, sequence)) = spec.producer {
         set_producer(&mut batch, i64::from(id % 4), epoch, sequence);
     }
@@ -62,7 +66,7 @@ impl Node {
     fn open(dir: tempfile::TempDir) -> Node {
         let shared = Arc::new(SharedState::default());
         let mut machine = BrokerStateMachine::open(dir.path(), 1, shared.clone()).expect("open");
-        let groups: Vec<u64> = shared.metadata().groups_of_node(1).into_iter().map(|(g, _)| g).collect();
+        let groups: Vec<u64> = shared.metadata().groups_of_node(1);
         for group in groups {
             machine.open_group(group);
         }
@@ -72,8 +76,12 @@ impl Node {
 
 fn metadata(node: &mut Node, index: u64, command: &MetadataCommand) {
     let mut effects = Vec::new();
-    node.machine
-        .apply(METADATA_GROUP, index, &serde_json::to_vec(command).unwrap(), &mut effects);
+    node.machine.apply(
+        METADATA_GROUP,
+        index,
+        &serde_json::to_vec(command).unwrap(),
+        &mut effects,
+    );
     for effect in effects {
         if let chronik_raft::Effect::CreateGroup { group, .. } = effect {
             node.machine.open_group(group);
@@ -90,7 +98,14 @@ fuzz_target!(|steps: Vec<Step>| {
     };
     let init = MetadataCommand::InitCluster {
         cluster_id: "fuzz".into(),
-        nodes: [(1, NodeInfo { raft_addr: String::new() })].into(),
+        nodes: [(
+            1,
+            NodeInfo {
+                raft_addr: String::new(),
+                pending: false,
+            },
+        )]
+        .into(),
     };
     metadata(&mut node, next(), &init);
     let mut partition_index = 0u64;
@@ -104,7 +119,9 @@ fuzz_target!(|steps: Vec<Step>| {
                 let data: Vec<u8> = batches.iter().take(4).flat_map(batch).collect();
                 let entry = PartitionCommand::Produce { batches: &data }.encode();
                 partition_index += 1;
-                let outcome = node.machine.apply(group.max(1), partition_index, &entry, &mut Vec::new());
+                let outcome = node
+                    .machine
+                    .apply(group.max(1), partition_index, &entry, &mut Vec::new());
                 if let (Applied::Produce(Ok(ack)), Some(partition)) = (&outcome, node.shared.partition(group.max(1))) {
                     let log = partition.log();
                     assert!(ack.base_offset < log.next_offset(), "acknowledged past the log end");
@@ -133,6 +150,7 @@ fuzz_target!(|steps: Vec<Step>| {
                     partitions: i32::from(*partitions % 4),
                     replication_factor: -1,
                     configs: Default::default(),
+                    assignment: None,
                 };
                 metadata(&mut node, next(), &command);
             }
