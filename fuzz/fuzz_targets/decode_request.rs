@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
                         ("message.timestamp.type".to_string(), "LogAppendTime".to_string()),
                     ]
                     .into();
-                    let _ = conform(records.clone(), &header, &produce_policy(&configs), 0, 1 << 20);
+                    let _ = conform(records.clone(), &header, &produce_policy(&configs), 0, &mut (1 << 20));
                 }
             }
         }

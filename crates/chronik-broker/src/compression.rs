@@ -28,7 +28,8 @@ pub fn decompress(id: u8, data: &[u8], limit: usize) -> Result<Vec<u8>, CodecErr
     let corrupt = |e: std::io::Error| CodecError::Corrupt(e.to_string());
     match id {
         0 => Ok(data.to_vec()),
-        1 => read_bounded(flate2::read::GzDecoder::new(data), limit),
+        // Java writes and reads gzip streams of several members.
+        1 => read_bounded(flate2::read::MultiGzDecoder::new(data), limit),
         2 => snappy(data, limit),
         3 => read_bounded(lz4::Decoder::new(data).map_err(corrupt)?, limit),
         4 => read_bounded(zstd::stream::read::Decoder::new(data).map_err(corrupt)?, limit),

@@ -12,6 +12,9 @@ use crate::compression::{CodecError, compress, decompress};
 
 const COMPRESSION_MASK: i16 = 0b111;
 
+/// A record timestamp that was not set.
+const NO_TIMESTAMP: i64 = -1;
+
 /// The batch to propose, and the append time it was stamped with, if any.
 #[derive(Debug)]
 pub struct Conformed {
@@ -20,19 +23,27 @@ pub struct Conformed {
 }
 
 /// `batch` (one validated batch with `header`) as the topic stores it.
-/// `limit` bounds what a compressed batch may expand to.
+/// `budget` is what the request's batches may still expand to when they are
+/// decompressed; it shrinks by what this one takes.
 pub fn conform(
     batch: Bytes,
     header: &BatchHeader,
     policy: &ProducePolicy,
     now_ms: i64,
-    limit: usize,
+    budget: &mut usize,
 ) -> Result<Conformed, ResponseError> {
+    // Only the broker stamps append times (Kafka refuses it from producers).
+    if header.attributes & LOG_APPEND_TIME_FLAG != 0 {
+        return Err(ResponseError::InvalidTimestamp);
+    }
     if !policy.log_append_time {
-        // Kafka checks CreateTime timestamps against the broker's clock; the
-        // header's first and largest timestamps bound the batch's.
-        let too_old = header.base_timestamp < now_ms.saturating_sub(policy.before_max_ms);
-        let too_new = header.max_timestamp > now_ms.saturating_add(policy.after_max_ms);
+        // Kafka checks CreateTime timestamps against the broker's clock,
+        // skipping records without one (-1); the header's first and largest
+        // timestamps bound the batch's.
+        let too_old = header.base_timestamp != NO_TIMESTAMP
+            && header.base_timestamp < now_ms.saturating_sub(policy.before_max_ms);
+        let too_new =
+            header.max_timestamp != NO_TIMESTAMP && header.max_timestamp > now_ms.saturating_add(policy.after_max_ms);
         if too_old || too_new {
             return Err(ResponseError::InvalidTimestamp);
         }
@@ -52,7 +63,8 @@ pub fn conform(
     }
     let records = match recompress {
         Some(codec) => {
-            let plain = decompress(header.compression(), &batch[BATCH_HEADER_LEN..], limit).map_err(refusal)?;
+            let plain = decompress(header.compression(), &batch[BATCH_HEADER_LEN..], *budget).map_err(refusal)?;
+            *budget -= plain.len();
             attributes = (attributes & !COMPRESSION_MASK) | i16::from(codec.id());
             compress(codec, policy.level, &plain).map_err(refusal)?
         }
@@ -95,7 +107,7 @@ mod tests {
     #[test]
     fn producer_compression_leaves_the_batch_alone() {
         let (bytes, header) = batch();
-        let out = conform(bytes.clone(), &header, &policy(&[]), 1_000_000, 1 << 20).unwrap();
+        let out = conform(bytes.clone(), &header, &policy(&[]), 1_000_000, &mut (1 << 20)).unwrap();
         assert_eq!(out.batch, bytes);
         assert_eq!(out.log_append_time, None);
     }
@@ -108,7 +120,7 @@ mod tests {
             &header,
             &policy(&[("compression.type", "zstd")]),
             1_000_000,
-            1 << 20,
+            &mut (1 << 20),
         )
         .unwrap();
         let new = chronik_log::validate_batch(&out.batch).unwrap();
@@ -125,7 +137,7 @@ mod tests {
             &new,
             &policy(&[("compression.type", "uncompressed")]),
             1_000_000,
-            1 << 20,
+            &mut (1 << 20),
         )
         .unwrap();
         assert_eq!(back.batch, bytes);
@@ -139,7 +151,7 @@ mod tests {
             &header,
             &policy(&[("message.timestamp.type", "LogAppendTime")]),
             7,
-            1 << 20,
+            &mut (1 << 20),
         )
         .unwrap();
         let new = chronik_log::validate_batch(&out.batch).unwrap();
@@ -156,13 +168,13 @@ mod tests {
             ("message.timestamp.after.max.ms", "1000"),
         ]);
         let now = header.base_timestamp;
-        assert!(conform(bytes.clone(), &header, &bounded, now, 1 << 20).is_ok());
+        assert!(conform(bytes.clone(), &header, &bounded, now, &mut (1 << 20)).is_ok());
         assert_eq!(
-            conform(bytes.clone(), &header, &bounded, now + 5_000, 1 << 20).unwrap_err(),
+            conform(bytes.clone(), &header, &bounded, now + 5_000, &mut (1 << 20)).unwrap_err(),
             ResponseError::InvalidTimestamp
         );
         assert_eq!(
-            conform(bytes, &header, &bounded, now - 5_000, 1 << 20).unwrap_err(),
+            conform(bytes, &header, &bounded, now - 5_000, &mut (1 << 20)).unwrap_err(),
             ResponseError::InvalidTimestamp
         );
     }

@@ -525,14 +525,11 @@ pub fn produce_policy(overrides: &BTreeMap<String, String>) -> ProducePolicy {
         _ => 0,
     } as i32;
     // Kafka 3.6+: the deprecated difference bound applies where the newer
-    // before/after bounds are not set.
+    // before/after bounds are left at their default (no bound).
     let difference = effective_i64(overrides, MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS);
-    let bound = |key: &str| {
-        if overrides.contains_key(key) {
-            effective_i64(overrides, key)
-        } else {
-            difference
-        }
+    let bound = |key: &str| match effective_i64(overrides, key) {
+        i64::MAX => difference,
+        set => set,
     };
     ProducePolicy {
         max_message_bytes: max_message_bytes(overrides),

@@ -59,7 +59,7 @@ pub enum MemberState {
     UnreleasedPartitions,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Member {
     pub id: String,
     pub instance_id: Option<String>,
@@ -74,6 +74,10 @@ pub struct Member {
     pub regex: Option<String>,
     pub assignor: Option<String>,
     pub rebalance_timeout_ms: i32,
+    /// A static member that left with epoch -2: it keeps its partitions for
+    /// its session, for the same `instance_id` to take over.
+    #[serde(default)]
+    pub away: bool,
     /// What the member owns, as the coordinator granted it.
     pub assigned: Partitions,
     /// What it was asked to give up and has not yet confirmed.
@@ -81,6 +85,9 @@ pub struct Member {
     /// What it was last sent; not persisted, so a new coordinator resends.
     #[serde(skip)]
     sent: Option<Partitions>,
+    /// `regex`, compiled.
+    #[serde(skip)]
+    compiled: Option<regex::Regex>,
     #[serde(skip)]
     session_deadline: i64,
     #[serde(skip)]
@@ -91,12 +98,20 @@ impl Member {
     /// The existing topics the member subscribes to, by name or regex: id
     /// and partition count.
     fn topics(&self, topics: &Topics) -> Vec<(Uuid, i32)> {
-        let regex = self.regex.as_deref().and_then(full_match);
         topics
             .iter()
-            .filter(|(name, _)| self.subscribed.contains(*name) || regex.as_ref().is_some_and(|r| r.is_match(name)))
+            .filter(|(name, _)| {
+                self.subscribed.contains(*name) || self.compiled.as_ref().is_some_and(|r| r.is_match(name))
+            })
             .map(|(_, topic)| *topic)
             .collect()
+    }
+}
+
+impl Member {
+    fn set_regex(&mut self, regex: Option<String>) {
+        self.compiled = regex.as_deref().and_then(full_match);
+        self.regex = regex;
     }
 }
 
@@ -106,7 +121,7 @@ pub fn full_match(regex: &str) -> Option<regex::Regex> {
 }
 
 /// What is persisted; a new coordinator carries on from it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConsumerGroupSnapshot {
     pub epoch: i32,
     pub assignment_epoch: i32,
@@ -166,6 +181,8 @@ impl ConsumerGroup {
             .into_iter()
             .map(|mut m| {
                 m.session_deadline = now_ms + session_timeout_ms;
+                let regex = m.regex.take();
+                m.set_regex(regex);
                 if m.state == MemberState::UnrevokedPartitions {
                     m.revoke_deadline = Some(now_ms + i64::from(m.rebalance_timeout_ms.max(0)));
                 }
@@ -240,6 +257,11 @@ impl ConsumerGroup {
             .map_or(assignor::UNIFORM, |(name, _)| name)
     }
 
+    /// After a failed write: the state must still be saved.
+    pub fn mark_unsaved(&mut self) {
+        self.unsaved = true;
+    }
+
     pub fn has_unsaved(&self) -> bool {
         self.unsaved
     }
@@ -263,11 +285,11 @@ impl ConsumerGroup {
         self.unsaved = true;
     }
 
-    /// Whether a commit from `member` at `epoch` may be taken. Kafka: an
-    /// empty member id with epoch -1 is an admin commit, allowed only while
-    /// the group has no members.
+    /// Whether a commit from `member` at `epoch` may be taken. Kafka: a
+    /// negative epoch is an admin (or simple consumer) commit, allowed only
+    /// while the group has no members.
     pub fn validate_commit(&self, member: &str, epoch: i32) -> Result<(), ResponseError> {
-        if member.is_empty() && epoch < 0 {
+        if epoch < 0 {
             return if self.members.is_empty() {
                 Ok(())
             } else {
@@ -303,9 +325,19 @@ impl ConsumerGroup {
     }
 
     fn leave(&mut self, request: Heartbeat) -> Reply {
-        if self.members.remove(&request.member_id).is_some() {
-            self.target.remove(&request.member_id);
-            self.bump();
+        let temporary = request.member_epoch == -2;
+        match self.members.get_mut(&request.member_id) {
+            // A static member restarting: its partitions wait for it.
+            Some(member) if temporary && member.instance_id.is_some() => {
+                member.away = true;
+                self.unsaved = true;
+            }
+            Some(_) => {
+                self.members.remove(&request.member_id);
+                self.target.remove(&request.member_id);
+                self.bump();
+            }
+            None => {}
         }
         Reply {
             member_id: request.member_id,
@@ -333,18 +365,38 @@ impl ConsumerGroup {
         } else {
             request.member_id.clone()
         };
-        // A static member that restarts takes the place of its old self.
-        if let Some(instance) = &request.instance_id {
-            let previous: Vec<String> = self
-                .members
+        // A static member that restarts takes the place of its old self,
+        // with its epoch and partitions, once that one has left with -2.
+        let previous = request.instance_id.as_ref().and_then(|instance| {
+            self.members
                 .values()
-                .filter(|m| m.instance_id.as_ref() == Some(instance) && m.id != member_id)
-                .map(|m| m.id.clone())
-                .collect();
-            for id in previous {
-                self.members.remove(&id);
-                self.target.remove(&id);
+                .find(|m| m.instance_id.as_ref() == Some(instance) && m.id != member_id)
+                .map(|m| (m.id.clone(), m.away))
+        });
+        if let Some((old, away)) = previous {
+            if !away {
+                return Err((
+                    ResponseError::UnreleasedInstanceId,
+                    format!(
+                        "instance id {} is still used by member {old}, which must leave first",
+                        request.instance_id.as_deref().unwrap_or_default()
+                    ),
+                ));
             }
+            let mut member = self.members.remove(&old).expect("found above");
+            member.id = member_id.clone();
+            member.away = false;
+            member.sent = None;
+            member.session_deadline = now_ms + self.session_timeout_ms;
+            member.client_id = request.client_id.clone();
+            member.client_host = request.client_host.clone();
+            member.rebalance_timeout_ms = request.rebalance_timeout_ms;
+            if let Some(target) = self.target.remove(&old) {
+                self.target.insert(member_id.clone(), target);
+            }
+            self.members.insert(member_id.clone(), member);
+            self.unsaved = true;
+            return Ok(self.advance(&member_id, topics, now_ms));
         }
         // Joining again (epoch 0) starts over: the member owns nothing.
         self.members.insert(
@@ -359,16 +411,20 @@ impl ConsumerGroup {
                 previous_epoch: 0,
                 state: MemberState::Stable,
                 subscribed: subscribed.into_iter().collect(),
-                regex: request.regex.clone().filter(|r| !r.is_empty()),
+                regex: None,
                 assignor: request.assignor.clone(),
                 rebalance_timeout_ms: request.rebalance_timeout_ms,
+                away: false,
                 assigned: Partitions::new(),
                 revoking: Partitions::new(),
                 sent: None,
+                compiled: None,
                 session_deadline: now_ms + self.session_timeout_ms,
                 revoke_deadline: None,
             },
         );
+        let member = self.members.get_mut(&member_id).expect("inserted above");
+        member.set_regex(request.regex.clone().filter(|r| !r.is_empty()));
         self.bump();
         Ok(self.advance(&member_id, topics, now_ms))
     }
@@ -384,7 +440,7 @@ impl ConsumerGroup {
         let owned_within = request
             .owned
             .as_ref()
-            .is_none_or(|owned| owned.is_subset(&member.assigned));
+            .is_some_and(|owned| owned.is_subset(&member.assigned));
         let epoch_ok = request.member_epoch == member.epoch
             // The reply that carried the new epoch was lost.
             || (request.member_epoch == member.previous_epoch && owned_within);
@@ -412,7 +468,7 @@ impl ConsumerGroup {
         if let Some(regex) = request.regex {
             let regex = Some(regex).filter(|r| !r.is_empty());
             if regex != member.regex {
-                member.regex = regex;
+                member.set_regex(regex);
                 changed = true;
             }
         }

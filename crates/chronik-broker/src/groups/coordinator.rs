@@ -116,6 +116,8 @@ pub async fn save_membership(broker: &Broker, group: &str, snapshot: GroupSnapsh
 /// Runs `f` on consumer-protocol group `group` (KIP-848) and records what
 /// it changed in the group's offsets partition, returning once the record
 /// has applied: a member acts on what it is told, so that is saved first.
+/// A failed write leaves the group marked unsaved, and is reported as
+/// Kafka's coordinator does, with an error a member retries.
 pub async fn update_consumer_group<R>(
     broker: &Broker,
     group: &str,
@@ -129,15 +131,31 @@ pub async fn update_consumer_group<R>(
     let Some(snapshot) = unsaved else {
         return Ok(result);
     };
-    let partition = offsets_partition(broker, group)?;
     let change = Change::GroupMetadata {
         group: group.to_string(),
         snapshot: consumer_group::encode(&snapshot),
     };
-    let queued = queue(broker, &partition, &[change]).await?;
+    let queued = match offsets_partition(broker, group) {
+        Ok(partition) => queue(broker, &partition, &[change]).await.map(|q| (partition, q)),
+        Err(e) => Err(e),
+    };
     drop(ordered);
-    applied(&partition, queued).await?;
-    Ok(result)
+    let written = match queued {
+        Ok((partition, queued)) => applied(&partition, queued).await,
+        Err(e) => Err(e),
+    };
+    match written {
+        Ok(()) => Ok(result),
+        Err(error) => {
+            broker.with_consumer_group(group, |g| g.mark_unsaved());
+            Err(match error {
+                ResponseError::NotCoordinator
+                | ResponseError::CoordinatorNotAvailable
+                | ResponseError::CoordinatorLoadInProgress => error,
+                _ => ResponseError::CoordinatorNotAvailable,
+            })
+        }
+    }
 }
 
 async fn save_group_metadata(broker: &Broker, group: &str, snapshot: Vec<u8>) -> Result<(), ResponseError> {

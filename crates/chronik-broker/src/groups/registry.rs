@@ -103,6 +103,10 @@ impl GroupCoordinator {
         groups.get(group).map(f)
     }
 
+    pub fn forget_consumer_group(&self, group: &str) {
+        self.lock_consumer().remove(group);
+    }
+
     pub fn consumer_group_ids(&self) -> Vec<String> {
         self.lock_consumer().keys().cloned().collect()
     }

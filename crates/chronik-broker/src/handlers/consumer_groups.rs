@@ -32,10 +32,10 @@ fn refused(error: ResponseError, message: String) -> ConsumerGroupHeartbeatRespo
         .with_member_epoch(-1)
 }
 
-/// Whether `group` is a classic group with members, which a
-/// consumer-protocol member may not join.
+/// Whether `group` is a classic group with members (loaded from its saved
+/// membership if need be), which a consumer-protocol member may not join.
 fn classic_in_use(broker: &Broker, group: &str) -> bool {
-    broker.groups.existing(group, |g| !g.is_empty()).unwrap_or(false)
+    broker.with_group(group, |g| !g.is_empty())
 }
 
 /// The topics a group may be assigned, by name.
@@ -57,7 +57,7 @@ pub async fn heartbeat(
 ) -> ConsumerGroupHeartbeatResponse {
     let group = request.group_id.0.to_string();
     if group.is_empty() {
-        return refused(ResponseError::InvalidGroupId, "the group id is empty".into());
+        return refused(ResponseError::InvalidRequest, "the group id is empty".into());
     }
     if let Err(error) = offsets_partition(broker, &group) {
         return refused(error, format!("this node does not coordinate group {group}"));

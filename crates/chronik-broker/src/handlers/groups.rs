@@ -48,9 +48,12 @@ pub async fn join(broker: &Broker, request: JoinGroupRequest, client_id: &str, v
     if let Err(error) = offsets_partition(broker, &group) {
         return join_error(request.member_id.as_str(), error);
     }
-    if broker.consumer_group(&group, |g| !g.is_empty()).unwrap_or(false) {
+    match broker.consumer_group(&group, |g| g.is_empty()) {
         // A consumer-protocol group (KIP-848) of this id has members.
-        return join_error(request.member_id.as_str(), ResponseError::InconsistentGroupProtocol);
+        Some(false) => return join_error(request.member_id.as_str(), ResponseError::InconsistentGroupProtocol),
+        // An empty one gives the id up to the classic group.
+        Some(true) => broker.groups.forget_consumer_group(&group),
+        None => {}
     }
     // v0 has no rebalance timeout: Kafka uses the session timeout.
     let rebalance_timeout_ms = if version == 0 {

@@ -43,10 +43,18 @@ pub async fn submit_commit(broker: Arc<Broker>, header: RequestHeader, request: 
         Err(ResponseError::InvalidGroupId)
     } else {
         offsets_partition(broker, &group).and_then(|partition| {
-            // A consumer-protocol group checks the member and its epoch.
-            let consumer = broker.consumer_group(&group, |g| {
-                g.validate_commit(request.member_id.as_str(), request.generation_id_or_member_epoch)
-            });
+            // A consumer-protocol group with members checks the member and
+            // its epoch; its members commit with OffsetCommit v9 or later.
+            let consumer = broker
+                .consumer_group(&group, |g| {
+                    (!g.is_empty()).then(|| {
+                        if header.request_api_version < 9 && request.generation_id_or_member_epoch >= 0 {
+                            return Err(ResponseError::UnsupportedVersion);
+                        }
+                        g.validate_commit(request.member_id.as_str(), request.generation_id_or_member_epoch)
+                    })
+                })
+                .flatten();
             if let Some(allowed) = consumer {
                 return allowed.map(|_| partition);
             }

@@ -40,6 +40,9 @@ pub async fn submit(broker: Arc<Broker>, header: RequestHeader, request: Produce
     let acks = request.acks;
     // One measurement per request: cheap (a statvfs), and current.
     let disk_full = broker.disk.check();
+    // What the request's batches may expand to, all together, where the
+    // topic has the broker recompress them.
+    let mut decompression_budget = broker.config.max_request_bytes;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
@@ -58,7 +61,17 @@ pub async fn submit(broker: Arc<Broker>, header: RequestHeader, request: Produce
             } else if let Some(error) = topic_error {
                 Pending::Failed(error)
             } else if let Some(policy) = &policy {
-                propose(&broker, &name, partition.index, partition.records, acks, policy).await
+                let records = partition.records;
+                propose(
+                    &broker,
+                    &name,
+                    partition.index,
+                    records,
+                    acks,
+                    policy,
+                    &mut decompression_budget,
+                )
+                .await
             } else {
                 Pending::Failed(ResponseError::UnknownTopicOrPartition)
             };
@@ -102,6 +115,7 @@ async fn propose(
     records: Option<bytes::Bytes>,
     acks: i16,
     policy: &ProducePolicy,
+    decompression_budget: &mut usize,
 ) -> Pending {
     let Some(group) = broker.state.metadata().group_of(topic, index) else {
         return Pending::Failed(ResponseError::UnknownTopicOrPartition);
@@ -123,7 +137,7 @@ async fn propose(
         Ok(header) => header,
         Err(error) => return Pending::Failed(error),
     };
-    let conformed = match conform(records, &header, policy, now_ms(), broker.config.max_request_bytes) {
+    let conformed = match conform(records, &header, policy, now_ms(), decompression_budget) {
         Ok(conformed) => conformed,
         Err(error) => return Pending::Failed(error),
     };

@@ -157,6 +157,61 @@ fn epochs_are_checked() {
     assert_eq!(refused.unwrap_err().0, ResponseError::UnsupportedAssignor);
 }
 
+fn join_static(group: &mut ConsumerGroup, id: &str, instance: &str, now: i64) -> Result<Reply, Refusal> {
+    let request = Heartbeat {
+        member_id: id.into(),
+        member_epoch: 0,
+        instance_id: Some(instance.into()),
+        rebalance_timeout_ms: 5_000,
+        subscribed: Some(vec!["t".into()]),
+        ..Heartbeat::default()
+    };
+    group.heartbeat(request, &topics(), now)
+}
+
+#[test]
+fn a_static_member_takes_over_its_old_self_only_after_it_left() {
+    let mut group = ConsumerGroup::new("g", SESSION);
+    let first = join_static(&mut group, "a", "instance-1", 0).unwrap();
+    let owned = first.assignment.clone().unwrap();
+    let refused = join_static(&mut group, "b", "instance-1", 1).unwrap_err();
+    assert_eq!(refused.0, ResponseError::UnreleasedInstanceId);
+    // A restart: the old process leaves with -2 and keeps its partitions...
+    let left = group
+        .heartbeat(
+            Heartbeat {
+                member_id: "a".into(),
+                member_epoch: -2,
+                ..Heartbeat::default()
+            },
+            &topics(),
+            2,
+        )
+        .unwrap();
+    assert_eq!(left.member_epoch, -2);
+    let epoch = group.epoch();
+    // ...and the new one gets them back with the same member epoch, without a rebalance.
+    let back = join_static(&mut group, "b", "instance-1", 3).unwrap();
+    assert_eq!(back.member_epoch, first.member_epoch);
+    assert_eq!(back.assignment, Some(owned));
+    assert_eq!(group.epoch(), epoch);
+    assert_eq!(group.members().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["b"]);
+    // A static member that never comes back is let go when its session ends.
+    group
+        .heartbeat(
+            Heartbeat {
+                member_id: "b".into(),
+                member_epoch: -2,
+                ..Heartbeat::default()
+            },
+            &topics(),
+            4,
+        )
+        .unwrap();
+    group.tick(4 + SESSION + 1);
+    assert!(group.is_empty());
+}
+
 #[test]
 fn a_restored_group_carries_on() {
     let mut group = ConsumerGroup::new("g", SESSION);
