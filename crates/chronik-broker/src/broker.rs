@@ -282,6 +282,12 @@ impl Broker {
         self.groups.consumer_group(&self.group_loader(), group, f)
     }
 
+    /// Whether `group` is a consumer-protocol group with members, which
+    /// keeps the id from classic use.
+    pub fn consumer_group_in_use(&self, group: &str) -> bool {
+        self.consumer_group(group, |g| !g.is_empty()).unwrap_or(false)
+    }
+
     fn group_loader(&self) -> GroupLoader<'_> {
         GroupLoader {
             offsets: &self.state.offsets,

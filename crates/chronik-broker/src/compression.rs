@@ -72,10 +72,11 @@ fn snappy(data: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
     let mut rest = data.get(XERIAL_HEADER_LEN..).unwrap_or_default();
     while !rest.is_empty() {
         let truncated = || CodecError::Corrupt("truncated snappy block".into());
-        let len = u32::from_be_bytes(rest.get(..4).ok_or_else(truncated)?.try_into().expect("4 bytes")) as usize;
-        let raw = rest.get(4..4 + len).ok_or_else(truncated)?;
+        let (prefix, tail) = rest.split_first_chunk::<4>().ok_or_else(truncated)?;
+        let len = u32::from_be_bytes(*prefix) as usize;
+        let raw = tail.get(..len).ok_or_else(truncated)?;
         block(raw, &mut out)?;
-        rest = &rest[4 + len..];
+        rest = &tail[len..];
     }
     Ok(out)
 }

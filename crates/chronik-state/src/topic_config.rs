@@ -460,16 +460,6 @@ fn effective_i64(overrides: &BTreeMap<String, String>, key: &str) -> i64 {
     effective(overrides, key).parse().unwrap_or(-1)
 }
 
-pub fn max_message_bytes(overrides: &BTreeMap<String, String>) -> usize {
-    effective_i64(overrides, MAX_MESSAGE_BYTES).max(0) as usize
-}
-
-/// `min.insync.replicas`: acks=all writes are refused while fewer replicas
-/// than this are in sync.
-pub fn min_insync_replicas(overrides: &BTreeMap<String, String>) -> usize {
-    effective_i64(overrides, MIN_INSYNC_REPLICAS).max(1) as usize
-}
-
 /// A codec the broker stores batches in, whatever the producer used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
@@ -506,6 +496,7 @@ pub struct ProducePolicy {
     /// How far a CreateTime timestamp may lie before or after the broker's clock.
     pub before_max_ms: i64,
     pub after_max_ms: i64,
+    /// acks=all writes are refused while fewer replicas than this are in sync.
     pub min_insync_replicas: usize,
 }
 
@@ -532,13 +523,13 @@ pub fn produce_policy(overrides: &BTreeMap<String, String>) -> ProducePolicy {
         set => set,
     };
     ProducePolicy {
-        max_message_bytes: max_message_bytes(overrides),
+        max_message_bytes: effective_i64(overrides, MAX_MESSAGE_BYTES).max(0) as usize,
         codec,
         level,
         log_append_time: effective(overrides, MESSAGE_TIMESTAMP_TYPE) == "LogAppendTime",
         before_max_ms: bound(MESSAGE_TIMESTAMP_BEFORE_MAX_MS),
         after_max_ms: bound(MESSAGE_TIMESTAMP_AFTER_MAX_MS),
-        min_insync_replicas: min_insync_replicas(overrides),
+        min_insync_replicas: effective_i64(overrides, MIN_INSYNC_REPLICAS).max(1) as usize,
     }
 }
 
@@ -614,7 +605,7 @@ mod tests {
         assert_eq!(config.retention_ms, None);
         assert_eq!(config.retention_bytes, Some(5000));
         assert_eq!(config.segment_bytes, 1024);
-        assert_eq!(max_message_bytes(&overrides), 1_048_588);
+        assert_eq!(produce_policy(&overrides).max_message_bytes, 1_048_588);
         overrides.insert(CLEANUP_POLICY.to_string(), "compact".to_string());
         assert_eq!(
             log_config(&overrides).retention_bytes,

@@ -107,9 +107,19 @@ pub async fn applied(partition: &Partition, queued: QueuedWrite) -> Result<(), R
 /// Records `group`'s membership in its offsets partition, so that a new
 /// coordinator carries on from it.
 pub async fn save_membership(broker: &Broker, group: &str, snapshot: GroupSnapshot) {
-    let bytes = serde_json::to_vec(&snapshot).expect("snapshots serialize");
-    if let Err(e) = save_group_metadata(broker, group, bytes).await {
+    let Ok(partition) = offsets_partition(broker, group) else {
+        return;
+    };
+    let change = membership_record(group, serde_json::to_vec(&snapshot).expect("snapshots serialize"));
+    if let Err(e) = persist(broker, &partition, &[change]).await {
         tracing::warn!(group, "cannot save group membership: {e:?}");
+    }
+}
+
+fn membership_record(group: &str, snapshot: Vec<u8>) -> Change {
+    Change::GroupMetadata {
+        group: group.to_string(),
+        snapshot,
     }
 }
 
@@ -131,10 +141,7 @@ pub async fn update_consumer_group<R>(
     let Some(snapshot) = unsaved else {
         return Ok(result);
     };
-    let change = Change::GroupMetadata {
-        group: group.to_string(),
-        snapshot: consumer_group::encode(&snapshot),
-    };
+    let change = membership_record(group, consumer_group::encode(&snapshot));
     let queued = match offsets_partition(broker, group) {
         Ok(partition) => queue(broker, &partition, &[change]).await.map(|q| (partition, q)),
         Err(e) => Err(e),
@@ -156,15 +163,6 @@ pub async fn update_consumer_group<R>(
             })
         }
     }
-}
-
-async fn save_group_metadata(broker: &Broker, group: &str, snapshot: Vec<u8>) -> Result<(), ResponseError> {
-    let partition = offsets_partition(broker, group)?;
-    let change = Change::GroupMetadata {
-        group: group.to_string(),
-        snapshot,
-    };
-    persist(broker, &partition, &[change]).await
 }
 
 /// Saves what a join or leave changed without completing a rebalance.
@@ -207,8 +205,8 @@ async fn expire_offsets(broker: &Broker) {
         let Ok(partition) = offsets_partition(broker, &group) else {
             continue;
         };
-        let active = broker.groups.existing(&group, |g| !g.is_empty()).unwrap_or(false)
-            || broker.consumer_group(&group, |g| !g.is_empty()).unwrap_or(false);
+        let active =
+            broker.groups.existing(&group, |g| !g.is_empty()).unwrap_or(false) || broker.consumer_group_in_use(&group);
         let offsets = broker.state.offsets.offsets(&group);
         if active || offsets.is_empty() || offsets.iter().any(|(_, o)| o.commit_timestamp > cutoff) {
             continue;

@@ -43,7 +43,7 @@ async fn alter_resource(
     }
     let command = command?;
     if validate_only {
-        return Ok(());
+        return broker.validate_metadata(command);
     }
     broker.propose_metadata(command).await
 }

@@ -287,7 +287,7 @@ pub fn describe(broker: &Broker, request: DescribeGroupsRequest) -> DescribeGrou
             if let Err(e) = offsets_partition(broker, &name) {
                 return described.with_error_code(e.code()).with_group_state(str_bytes("Dead"));
             }
-            if broker.consumer_group(&name, |g| !g.is_empty()).unwrap_or(false) {
+            if broker.consumer_group_in_use(&name) {
                 // Kafka: a consumer-protocol group is described with ConsumerGroupDescribe.
                 return described
                     .with_error_code(ResponseError::GroupIdNotFound.code())
@@ -344,7 +344,7 @@ pub async fn delete(broker: &Broker, request: DeleteGroupsRequest) -> DeleteGrou
 
 async fn delete_group(broker: &Broker, group: &str) -> Result<(), ResponseError> {
     let partition = offsets_partition(broker, group)?;
-    if broker.consumer_group(group, |g| !g.is_empty()).unwrap_or(false) {
+    if broker.consumer_group_in_use(group) {
         return Err(ResponseError::NonEmptyGroup);
     }
     match broker.groups.existing(group, |g| g.is_empty()) {

@@ -61,12 +61,11 @@ pub async fn submit(broker: Arc<Broker>, header: RequestHeader, request: Produce
             } else if let Some(error) = topic_error {
                 Pending::Failed(error)
             } else if let Some(policy) = &policy {
-                let records = partition.records;
                 propose(
                     &broker,
                     &name,
                     partition.index,
-                    records,
+                    partition.records,
                     acks,
                     policy,
                     &mut decompression_budget,
