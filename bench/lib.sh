@@ -5,10 +5,12 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # start_cluster DIR [server flags...]: starts nodes 1-3 of a new cluster with
 # their data under DIR and waits until each serves. Sets the arrays
-# cluster_kafka and cluster_raft (ports) and cluster_pids.
+# cluster_kafka and cluster_raft (ports) and cluster_pids. The nodes (and the
+# cluster CLI run from this shell) share a random cluster secret.
 start_cluster() {
   local dir=$1 i j peers
   shift
+  export CHRONIK_CLUSTER_SECRET="${CHRONIK_CLUSTER_SECRET:-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
   cluster_kafka=() cluster_raft=() cluster_pids=()
   for i in 1 2 3; do cluster_kafka+=("$(free_port)"); cluster_raft+=("$(free_port)"); done
   for i in 1 2 3; do

@@ -4,7 +4,9 @@
 For one seed the suite
 
 1. starts three `chronik-server` processes on 127.0.0.1 (fresh data
-   directories, fixed ports so a restarted node keeps its addresses). Every
+   directories, fixed ports so a restarted node keeps its addresses, and a
+   random CHRONIK_CLUSTER_SECRET shared by the nodes and the `cluster ...`
+   CLI calls, since cluster nodes require peer security). Every
    node reaches each peer's Raft port through a TCP proxy owned by this
    script, one proxy per directed link: `links[(1, 2)]` is what node 1 dials
    to reach node 2. The Raft transport sends each node's messages over the
@@ -69,6 +71,7 @@ import json
 import logging
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -294,11 +297,19 @@ class LinkProxy:
 # --------------------------------------------------------------------------
 
 
+def node_env(secret):
+    """The environment of a chronik-server process of the cluster (a node or
+    a `cluster ...` CLI call): nodes require peer security, here the shared
+    cluster secret."""
+    return dict(os.environ, NO_COLOR="1", CHRONIK_CLUSTER_SECRET=secret)
+
+
 class Node:
     """One chronik-server process; restarts keep its data dir and ports."""
 
-    def __init__(self, binary, node_id, kafka_port, raft_port, peers, data_dir, log_path):
+    def __init__(self, binary, node_id, kafka_port, raft_port, peers, data_dir, log_path, secret):
         self.binary = binary
+        self.secret = secret
         self.id = node_id
         self.kafka_port = kafka_port
         self.raft_port = raft_port
@@ -338,9 +349,8 @@ class Node:
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(args)} =====\n".encode())
             log.flush()
-            env = dict(os.environ, NO_COLOR="1")
             self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log,
-                                         stdin=subprocess.DEVNULL, env=env)
+                                         stdin=subprocess.DEVNULL, env=node_env(self.secret))
         with _PROCESSES_LOCK:
             _PROCESSES.add(self.proc)
         self.paused = False
@@ -406,7 +416,10 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, binary, workdir):
+    def __init__(self, binary, workdir, secret=None):
+        # The peer-authentication secret every node and CLI call shares;
+        # a fresh random one unless given.
+        self.secret = secret or secrets.token_hex(16)
         kafka_ports = {n: free_port() for n in NODES}
         raft_ports = {n: free_port() for n in NODES}
         self.links = {(a, b): LinkProxy(a, b, raft_ports[b])
@@ -415,7 +428,8 @@ class Cluster:
         for n in NODES:
             peers = ",".join(f"{m}@127.0.0.1:{self.links[(n, m)].port}" for m in NODES if m != n)
             self.nodes[n] = Node(binary, n, kafka_ports[n], raft_ports[n], peers,
-                                 Path(workdir) / f"node{n}", Path(workdir) / f"node{n}.log")
+                                 Path(workdir) / f"node{n}", Path(workdir) / f"node{n}.log",
+                                 self.secret)
 
     def start(self):
         for node in self.nodes.values():
@@ -443,7 +457,8 @@ class Cluster:
                 "--partition", str(partition), "--addr", self.nodes[via].raft_addr,
                 "--timeout-ms", "3000", "--json"]
         try:
-            out = subprocess.run(args, capture_output=True, timeout=20, text=True)
+            out = subprocess.run(args, capture_output=True, timeout=20, text=True,
+                                 env=node_env(self.secret))
         except subprocess.TimeoutExpired:
             return None
         try:

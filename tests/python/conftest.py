@@ -7,6 +7,7 @@ for each test.  The binary comes from $CHRONIK_BIN, defaulting to
 
 import os
 import re
+import secrets
 import selectors
 import signal
 import subprocess
@@ -22,7 +23,10 @@ CHRONIK_BIN = os.environ.get(
     "CHRONIK_BIN", str(REPO / "target" / "debug" / "chronik-server")
 )
 
-READY_RE = re.compile(r"^chronik-server ready: kafka=(\S+):(\d+) node=(\d+)\s*$")
+# With more than one --listeners entry the line ends in
+# ` listeners=NAME=HOST:PORT,NAME=HOST:PORT`; kafka= is the first listener.
+READY_RE = re.compile(
+    r"^chronik-server ready: kafka=(\S+):(\d+) node=(\d+)(?: listeners=(\S+))?\s*$")
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
@@ -37,6 +41,10 @@ class Broker:
         self.proc = None
         self.host = None
         self.port = None
+        # {listener name: "host:port"}: every listener from the ready line,
+        # or {first --listeners name: bootstrap} with a single listener, or
+        # {} without --listeners.
+        self.listeners = {}
         self.starts = 0
 
     @property
@@ -80,7 +88,24 @@ class Broker:
                 + self.log_tail()
             )
         self.host, self.port = m.group(1), int(m.group(2))
+        if m.group(4):
+            self.listeners = parse_listeners(m.group(4))
+        else:
+            name = self._first_listener_name()
+            self.listeners = {name: self.bootstrap} if name else {}
         return self
+
+    def _first_listener_name(self):
+        """The name of the first --listeners entry in the arguments, if any."""
+        value = None
+        for i, arg in enumerate(self.extra_args):
+            if arg == "--listeners" and i + 1 < len(self.extra_args):
+                value = self.extra_args[i + 1]
+            elif arg.startswith("--listeners="):
+                value = arg.split("=", 1)[1]
+        if not value or "://" not in value:
+            return None
+        return value.split(",")[0].split("://", 1)[0].strip()
 
     def _read_ready_line(self, timeout):
         sel = selectors.DefaultSelector()
@@ -174,11 +199,52 @@ class Broker:
             return ""
 
 
+def parse_listeners(text):
+    """`NAME=HOST:PORT,NAME=HOST:PORT` -> {NAME: "HOST:PORT"}."""
+    out = {}
+    for item in text.split(","):
+        name, sep, addr = item.partition("=")
+        if not sep or not name or not addr:
+            raise RuntimeError(f"cannot parse listeners={text!r} from the ready line")
+        out[name] = addr
+    return out
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+def run_failed(request):
+    """Whether the test owning `request` failed in setup or call so far."""
+    return any(
+        getattr(getattr(request.node, "rep_" + w, None), "failed", False)
+        for w in ("setup", "call")
+    )
+
+
+def finish_broker(b, failed, check_errors=True):
+    """Stop `b` (SIGTERM) and check it exited cleanly, printing its log tail
+    if the test failed or the stop did. With `check_errors`, the broker must
+    not have logged an ERROR line; it must never have panicked."""
+    rc = None
+    stop_error = None
+    try:
+        rc = b.stop()
+    except AssertionError as e:
+        stop_error = e
+    if failed or stop_error:
+        print(b.log_tail())
+    if stop_error:
+        raise stop_error
+    assert rc == 0, f"chronik-server exited with {rc} after SIGTERM\n{b.log_tail()}"
+    # The broker must not log errors (e.g. undecodable requests) or panic
+    # while serving well-behaved clients.
+    bad = [line for line in b.log_text().splitlines()
+           if (check_errors and " ERROR " in line) or "panicked" in line]
+    assert not bad, "broker logged errors:\n" + "\n".join(bad[:20])
 
 
 def _start_broker(request, tmp_path, extra_args):
@@ -189,26 +255,7 @@ def _start_broker(request, tmp_path, extra_args):
     try:
         yield b
     finally:
-        rc = None
-        stop_error = None
-        try:
-            rc = b.stop()
-        except AssertionError as e:
-            stop_error = e
-        failed = any(
-            getattr(getattr(request.node, "rep_" + w, None), "failed", False)
-            for w in ("setup", "call")
-        )
-        if failed or stop_error:
-            print(b.log_tail())
-        if stop_error:
-            raise stop_error
-        assert rc == 0, f"chronik-server exited with {rc} after SIGTERM\n{b.log_tail()}"
-        # The broker must not log errors (e.g. undecodable requests) or panic
-        # while serving well-behaved clients.
-        bad = [line for line in b.log_text().splitlines()
-               if " ERROR " in line or "panicked" in line]
-        assert not bad, "broker logged errors:\n" + "\n".join(bad[:20])
+        finish_broker(b, run_failed(request))
 
 
 @pytest.fixture
@@ -225,11 +272,13 @@ def broker(request, tmp_path, broker_args):
 @pytest.fixture
 def cluster(tmp_path):
     """Three chronik-server nodes from the fault suite's harness
-    (tests/faults/fault_suite.py), stopped after the test."""
+    (tests/faults/fault_suite.py), stopped after the test. Cluster nodes need
+    peer security: every node (and every `cluster ...` CLI call the harness
+    makes) gets the same random CHRONIK_CLUSTER_SECRET, new for each test."""
     sys.path.insert(0, str(REPO / "tests" / "faults"))
     import fault_suite
 
-    three = fault_suite.Cluster(CHRONIK_BIN, tmp_path)
+    three = fault_suite.Cluster(CHRONIK_BIN, tmp_path, secret=secrets.token_hex(16))
     try:
         assert three.start(), "the cluster did not start"
         yield three

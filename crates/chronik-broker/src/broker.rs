@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chronik_raft::grpc::{ClusterId, GrpcTransport, PeerAddresses, REQUEST_TIMEOUT};
+use chronik_raft::grpc::{ClusterId, GrpcTransport, PeerAddresses, PeerSecurity, REQUEST_TIMEOUT};
 use chronik_raft::{
     DiskSpace, GroupId, GroupReport, METADATA_GROUP, Mailbox, MembershipChange, MultiRaft, MultiRaftConfig, NoPeers,
     NodeId, ProposeError, SharedTransport,
@@ -20,8 +20,12 @@ use crate::config::BrokerConfig;
 use crate::groups::consumer_group::ConsumerGroup;
 use crate::groups::membership::Group;
 use crate::groups::registry::{GroupCoordinator, GroupLoader};
+use crate::security::scram;
+use crate::security::session::Session;
+use chronik_state::acl::{self, Operation, ResourceType};
 use chronik_state::metadata::{BrokerInfo, MetadataCommand, MetadataError, MetadataReply, NodeInfo};
 use chronik_state::replicated::{Applied, BrokerStateMachine, SharedState};
+use chronik_state::users::{CredentialChange, ScramMechanism};
 use chronik_state::{consumer_offsets, topic_config};
 
 /// How long a request waits for a new partition to elect its leader.
@@ -31,6 +35,9 @@ const LEADER_WAIT: Duration = Duration::from_secs(10);
 const STARTUP_WAIT: Duration = Duration::from_secs(120);
 /// How long a metadata write may take, retries while leadership moves included.
 const METADATA_WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// SCRAM iterations of the users created at startup (Kafka's minimum).
+const BOOTSTRAP_ITERATIONS: i32 = 4096;
 
 /// Producer ids a broker reserves at a time.
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -57,6 +64,8 @@ pub struct Broker {
     pub request_budget: Arc<tokio::sync::Semaphore>,
     /// Free space on the data directory's volume.
     pub disk: Arc<DiskSpace>,
+    /// How this node authenticates to its peers' gRPC ports, and they to it.
+    pub peer_security: PeerSecurity,
 }
 
 impl Broker {
@@ -100,11 +109,21 @@ impl Broker {
                 } else {
                     Vec::new()
                 };
-                Arc::new(GrpcTransport::new(config.node_id, cluster_id.clone(), peers.clone()))
+                Arc::new(GrpcTransport::new(
+                    config.node_id,
+                    cluster_id.clone(),
+                    peers.clone(),
+                    cluster.peer_security.clone(),
+                ))
             }
         };
         let raft = MultiRaft::start(&config.data_dir.join("raft"), raft_config, state_machine, transport)?;
         let config_budget = config.queued_max_request_bytes;
+        let peer_security = config
+            .cluster
+            .as_ref()
+            .map(|c| c.peer_security.clone())
+            .unwrap_or_default();
         Ok(Arc::new(Broker {
             config,
             state,
@@ -118,6 +137,7 @@ impl Broker {
                 config_budget.min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
             disk,
+            peer_security,
         }))
     }
 
@@ -129,13 +149,7 @@ impl Broker {
             Some(member) if self.state.metadata().cluster_id.is_empty() => self.await_membership(&member).await?,
             _ => self.wait_for_leader_within(METADATA_GROUP, STARTUP_WAIT).await?,
         };
-        if self.state.metadata().cluster_id.is_empty() {
-            let command = MetadataCommand::InitCluster {
-                cluster_id: uuid::Uuid::new_v4().simple().to_string(),
-                nodes: self.initial_nodes(),
-            };
-            self.propose_metadata(command).await?;
-        }
+        self.init_cluster().await?;
         let cluster_id = self.state.metadata().cluster_id.clone();
         self.cluster_id.set(&cluster_id);
         for (id, node) in &self.state.metadata().nodes {
@@ -143,9 +157,16 @@ impl Broker {
                 self.peers.set(*id, node.raft_addr.clone());
             }
         }
+        let main = self.config.main_listener();
         let info = BrokerInfo {
-            host: self.config.advertised_host.clone(),
-            port: self.config.advertised_port,
+            host: main.advertised_host.clone(),
+            port: main.advertised_port,
+            listeners: self
+                .config
+                .listeners
+                .iter()
+                .map(|l| (l.name.clone(), (l.advertised_host.clone(), l.advertised_port)))
+                .collect(),
         };
         if self.state.metadata().brokers.get(&self.config.node_id) != Some(&info) {
             let node = self.config.node_id;
@@ -153,6 +174,58 @@ impl Broker {
                 .await?;
         }
         self.ensure_offsets_topic().await?;
+        self.create_bootstrap_users().await?;
+        Ok(())
+    }
+
+    /// A new cluster gets its id from its first metadata leader. The other
+    /// nodes wait to learn it through Raft: until they know it, their
+    /// requests to members that do would be refused.
+    async fn init_cluster(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + STARTUP_WAIT;
+        while self.state.metadata().cluster_id.is_empty() {
+            if self.leader_of(METADATA_GROUP) == Some(self.config.node_id) {
+                let command = MetadataCommand::InitCluster {
+                    cluster_id: uuid::Uuid::new_v4().simple().to_string(),
+                    nodes: self.initial_nodes(),
+                };
+                // Leadership may move while it is proposed; the loop retries.
+                if let Err(e) = self.propose_metadata(command).await {
+                    tracing::debug!("cannot give the cluster its id yet: {e}");
+                }
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!("the metadata leader did not give the new cluster an id within {STARTUP_WAIT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Creates the users given at startup (`--bootstrap-user`) that do not
+    /// exist yet, with both SCRAM mechanisms. An existing user keeps its
+    /// password: it may have been changed since.
+    async fn create_bootstrap_users(&self) -> anyhow::Result<()> {
+        let changes: Vec<CredentialChange> = self
+            .config
+            .security
+            .bootstrap_users
+            .iter()
+            .filter(|(user, _)| self.state.metadata().users.mechanisms_of(user).is_none())
+            .flat_map(|(user, password)| {
+                ScramMechanism::ALL
+                    .into_iter()
+                    .map(|mechanism| CredentialChange::Upsert {
+                        user: user.clone(),
+                        mechanism,
+                        credential: scram::new_credential(mechanism, password, BOOTSTRAP_ITERATIONS),
+                    })
+            })
+            .collect();
+        if !changes.is_empty() {
+            self.propose_metadata(MetadataCommand::AlterUsers { changes }).await?;
+            tracing::info!("created the bootstrap users");
+        }
         Ok(())
     }
 
@@ -164,7 +237,7 @@ impl Broker {
         let mut told = Instant::now() - Duration::from_secs(3600);
         loop {
             if self.cluster_id.get().is_empty() {
-                match crate::cluster::describe_node(member, REQUEST_TIMEOUT).await {
+                match crate::cluster::describe_node(member, REQUEST_TIMEOUT, &self.peer_security).await {
                     Ok(report) if !report.cluster_id.is_empty() => {
                         self.cluster_id.set(&report.cluster_id);
                         for entry in &report.nodes {
@@ -188,8 +261,8 @@ impl Broker {
                 tracing::info!(
                     "waiting to be added to the cluster; run `chronik-server cluster add-node --id {node} \
                      --addr {}:{} --raft-port {}` against a member",
-                    self.config.advertised_host,
-                    self.config.advertised_port,
+                    self.config.main_listener().advertised_host,
+                    self.config.main_listener().advertised_port,
                     raft.rsplit(':').next().unwrap_or("PORT"),
                 );
                 told = Instant::now();
@@ -305,6 +378,40 @@ impl Broker {
     /// Asks this node, leader of `group`, to hand the leadership to `to`.
     pub async fn transfer_leader(&self, group: GroupId, to: NodeId) -> Result<(), ProposeError> {
         self.raft.transfer_leader(group, to).await
+    }
+
+    /// Whether `session` may do `operation` on the resource `name` (Kafka's
+    /// authorizer: super-users, then the cluster's ACLs, then the default).
+    pub fn allows(&self, session: &Session, operation: Operation, resource: ResourceType, name: &str) -> bool {
+        self.config
+            .security
+            .authorizer
+            .allows(&self.state.metadata().acls, session, operation, resource, name)
+    }
+
+    pub fn allows_topic(&self, session: &Session, operation: Operation, topic: &str) -> bool {
+        self.allows(session, operation, ResourceType::Topic, topic)
+    }
+
+    pub fn allows_group(&self, session: &Session, operation: Operation, group: &str) -> bool {
+        self.allows(session, operation, ResourceType::Group, group)
+    }
+
+    pub fn allows_cluster(&self, session: &Session, operation: Operation) -> bool {
+        self.allows(session, operation, ResourceType::Cluster, acl::CLUSTER_NAME)
+    }
+
+    /// Whether `session` may do `operation` on at least one resource of the type.
+    pub fn allows_some(&self, session: &Session, operation: Operation, resource: ResourceType) -> bool {
+        self.config
+            .security
+            .authorizer
+            .allows_some(&self.state.metadata().acls, session, operation, resource)
+    }
+
+    /// Kafka's rule for creating a topic: CREATE on the cluster, or on the topic.
+    pub fn may_create_topic(&self, session: &Session, topic: &str) -> bool {
+        self.allows_cluster(session, Operation::Create) || self.allows_topic(session, Operation::Create, topic)
     }
 
     /// Whether `node` should be offered to clients: a member that is this
@@ -452,7 +559,7 @@ impl Broker {
 
     async fn forward_metadata(&self, leader: NodeId, command: &MetadataCommand) -> Result<MetadataOutcome, String> {
         let addr = self.leader_addr(leader)?;
-        let mut client = admin_client(&addr, REQUEST_TIMEOUT).await?;
+        let mut client = admin_client(&addr, REQUEST_TIMEOUT, &self.peer_security).await?;
         let request = ProposeMetadataRequest {
             cluster_id: self.cluster_id.get(),
             command: serde_json::to_vec(command).expect("metadata commands serialize"),
@@ -481,7 +588,7 @@ impl Broker {
             }
             Some(leader) => {
                 let addr = self.leader_addr(leader)?;
-                let channel = chronik_raft::grpc::connect_channel(&addr, REQUEST_TIMEOUT)
+                let channel = chronik_raft::grpc::connect_channel(&addr, REQUEST_TIMEOUT, &self.peer_security)
                     .await
                     .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
                 let request = chronik_raft::grpc::proto::ReadIndexRequest {

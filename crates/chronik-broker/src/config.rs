@@ -5,16 +5,20 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chronik_raft::NodeId;
+use chronik_raft::grpc::PeerSecurity;
+
+use crate::security::SecurityConfig;
+use crate::security::listener::ListenerConfig;
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub node_id: NodeId,
     pub data_dir: PathBuf,
-    /// Where the Kafka listener binds.
-    pub listen: SocketAddr,
-    /// Host and port clients are told to connect to.
-    pub advertised_host: String,
-    pub advertised_port: u16,
+    /// The Kafka listeners, bound; the first is the one the node registers
+    /// as its main address.
+    pub listeners: Vec<ListenerConfig>,
+    /// TLS, SASL and authorization settings of the Kafka listeners.
+    pub security: SecurityConfig,
     /// Create a topic when a client asks for metadata of, or produces to, an unknown one.
     pub auto_create_topics: bool,
     pub default_partitions: i32,
@@ -49,6 +53,13 @@ pub struct BrokerConfig {
     pub raft_log_retain_entries: u64,
 }
 
+impl BrokerConfig {
+    /// The listener clients reach this node on first.
+    pub fn main_listener(&self) -> &ListenerConfig {
+        self.listeners.first().expect("a broker has at least one listener")
+    }
+}
+
 /// How a node finds and joins its cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -63,4 +74,6 @@ pub struct ClusterConfig {
     /// Join a running cluster through this member's Raft address if the data
     /// directory is empty.
     pub join: Option<String>,
+    /// How nodes prove to each other that they belong to the cluster.
+    pub peer_security: PeerSecurity,
 }

@@ -4,11 +4,15 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, RequestHeader, RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse,
+};
 
 use crate::Broker;
 use crate::codec::{Decoded, Deferred, Response, decode, encode};
 use crate::handlers;
+use crate::security::session::Session;
 
 fn done(response: Response) -> Deferred {
     Box::pin(std::future::ready(response))
@@ -17,79 +21,112 @@ fn done(response: Response) -> Deferred {
 /// Decodes and routes one frame. Work that must happen in request order (a
 /// produce or offset commit queueing its proposals) is done before this
 /// returns; the rest is in the returned future.
-pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Deferred {
+pub async fn dispatch(broker: &Arc<Broker>, session: &Arc<Session>, frame: Bytes) -> Deferred {
     let (header, request) = match decode(frame) {
         Decoded::Request(header, request) => (header, request),
         Decoded::Rejected(response) => return done(response),
     };
     match request {
-        RequestKind::Produce(request) => return handlers::produce::submit(broker.clone(), header, request).await,
+        RequestKind::Produce(request) => {
+            return handlers::produce::submit(broker.clone(), session, header, request).await;
+        }
         RequestKind::OffsetCommit(request) => {
-            return handlers::offsets::submit_commit(broker.clone(), header, request).await;
+            return handlers::offsets::submit_commit(broker.clone(), session, header, request).await;
         }
         _ => {}
     }
     let broker = broker.clone();
+    let session = session.clone();
     Box::pin(async move {
-        let response = handle(&broker, &header, request).await;
+        let response = handle(&broker, &session, &header, request).await;
         let key = ApiKey::try_from(header.request_api_key).expect("decode admitted only known APIs");
         encode(header.correlation_id, key, header.request_api_version, response)
     })
 }
 
-async fn handle(broker: &Broker, header: &RequestHeader, request: RequestKind) -> ResponseKind {
+async fn handle(broker: &Broker, session: &Session, header: &RequestHeader, request: RequestKind) -> ResponseKind {
     let version = header.request_api_version;
     match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(handlers::api_versions::handle()),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(handlers::metadata::handle(broker, r, version).await),
-        RequestKind::Fetch(r) => ResponseKind::Fetch(handlers::fetch::handle(broker, r).await),
-        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(handlers::list_offsets::handle(broker, r)),
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(handlers::topics::create(broker, r).await),
-        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(handlers::topics::delete(broker, r, version).await),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(handlers::metadata::handle(broker, session, r, version).await)
+        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(handlers::fetch::handle(broker, session, r).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(handlers::list_offsets::handle(broker, session, r)),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(handlers::topics::create(broker, session, r).await),
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(handlers::topics::delete(broker, session, r, version).await)
+        }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(handlers::topics::create_partitions(broker, r).await)
+            ResponseKind::CreatePartitions(handlers::topics::create_partitions(broker, session, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(handlers::describe_configs::describe(broker, r, version))
+            ResponseKind::DescribeConfigs(handlers::describe_configs::describe(broker, session, r, version))
         }
-        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(handlers::configs::alter(broker, r).await),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(handlers::configs::alter(broker, session, r).await),
         RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(handlers::configs::incremental_alter(broker, r).await)
+            ResponseKind::IncrementalAlterConfigs(handlers::configs::incremental_alter(broker, session, r).await)
         }
-        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(handlers::delete_records::handle(broker, r).await),
-        RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(handlers::describe_cluster::handle(broker)),
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(handlers::delete_records::handle(broker, session, r).await)
+        }
+        RequestKind::DescribeCluster(_) => {
+            ResponseKind::DescribeCluster(handlers::describe_cluster::handle(broker, session))
+        }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(handlers::find_coordinator::handle(broker, r, version))
+            ResponseKind::FindCoordinator(handlers::find_coordinator::handle(broker, session, r, version))
         }
         RequestKind::JoinGroup(r) => {
             let client_id = header.client_id.as_ref().map_or("", |c| c.as_str());
-            ResponseKind::JoinGroup(handlers::groups::join(broker, r, client_id, version).await)
+            ResponseKind::JoinGroup(handlers::groups::join(broker, session, r, client_id, version).await)
         }
         RequestKind::ConsumerGroupHeartbeat(r) => {
             let client_id = header.client_id.as_ref().map_or("", |c| c.as_str());
-            ResponseKind::ConsumerGroupHeartbeat(handlers::consumer_groups::heartbeat(broker, r, client_id).await)
+            ResponseKind::ConsumerGroupHeartbeat(
+                handlers::consumer_groups::heartbeat(broker, session, r, client_id).await,
+            )
         }
         RequestKind::ConsumerGroupDescribe(r) => {
-            ResponseKind::ConsumerGroupDescribe(handlers::consumer_groups::describe(broker, r))
+            ResponseKind::ConsumerGroupDescribe(handlers::consumer_groups::describe(broker, session, r))
         }
-        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(handlers::groups::sync(broker, r, version).await),
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(handlers::groups::heartbeat(broker, r)),
-        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(handlers::groups::leave(broker, r, version).await),
-        RequestKind::ListGroups(r) => ResponseKind::ListGroups(handlers::groups::list(broker, r)),
-        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(handlers::groups::describe(broker, r)),
-        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(handlers::groups::delete(broker, r).await),
-        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(handlers::offsets::fetch(broker, r, version)),
-        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(handlers::offsets::delete(broker, r).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(handlers::groups::sync(broker, session, r, version).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(handlers::groups::heartbeat(broker, session, r)),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(handlers::groups::leave(broker, session, r, version).await)
+        }
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(handlers::groups::list(broker, session, r)),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(handlers::groups::describe(broker, session, r)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(handlers::groups::delete(broker, session, r).await),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(handlers::offsets::fetch(broker, session, r, version)),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(handlers::offsets::delete(broker, session, r).await),
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(handlers::init_producer_id::handle(broker, r).await)
+            ResponseKind::InitProducerId(handlers::init_producer_id::handle(broker, session, r).await)
         }
         RequestKind::AlterPartitionReassignments(r) => {
-            ResponseKind::AlterPartitionReassignments(handlers::reassignments::alter(broker, r).await)
+            ResponseKind::AlterPartitionReassignments(handlers::reassignments::alter(broker, session, r).await)
         }
         RequestKind::ListPartitionReassignments(r) => {
-            ResponseKind::ListPartitionReassignments(handlers::reassignments::list(broker, r))
+            ResponseKind::ListPartitionReassignments(handlers::reassignments::list(broker, session, r))
         }
-        RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(handlers::reassignments::elect(broker, r).await),
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(handlers::reassignments::elect(broker, session, r).await)
+        }
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(handlers::acls::create(broker, session, r).await),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(handlers::acls::describe(broker, session, r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(handlers::acls::delete(broker, session, r).await),
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(handlers::scram_users::describe(broker, session, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(handlers::scram_users::alter(broker, session, r).await)
+        }
+        // On a listener without SASL; SASL listeners answer these before dispatch.
+        RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(
+            SaslHandshakeResponse::default().with_error_code(ResponseError::IllegalSaslState.code()),
+        ),
+        RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(
+            SaslAuthenticateResponse::default().with_error_code(ResponseError::IllegalSaslState.code()),
+        ),
         other => unreachable!("dispatch admitted an unsupported request: {other:?}"),
     }
 }

@@ -7,6 +7,7 @@
 //! reads come from the applied state.
 
 pub mod apis;
+mod authenticate;
 mod broker;
 pub mod cluster;
 pub mod codec;
@@ -17,6 +18,7 @@ pub mod dispatch;
 pub mod groups;
 pub mod handlers;
 mod retention;
+pub mod security;
 pub mod server;
 
 pub use broker::{Broker, MetadataOutcome};

@@ -1,34 +1,58 @@
-//! The Kafka listener: accepts connections, reads size-prefixed frames, and
+//! A Kafka listener: accepts connections (with TLS on SSL listeners), reads
+//! size-prefixed frames, runs the SASL exchange on SASL listeners, and
 //! writes responses back in request order.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use kafka_protocol::messages::ApiKey;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::Broker;
 use crate::codec::{self, Response};
-use crate::dispatch;
+use crate::security::listener::ListenerConfig;
+use crate::security::sasl::{Outcome, SaslExchange};
+use crate::security::session::Session;
+use crate::security::tls::{self, TlsAcceptorCell};
+use crate::{authenticate, dispatch};
 
 /// Requests one connection may have in flight before the broker stops reading
 /// from it. Kafka clients pipeline (librdkafka sends up to 5 produce requests
 /// per partition), so this is well above what they use.
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 128;
 
+/// A client that has not finished its TLS handshake by then is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A Kafka listener with what its connections need: its name and protocol,
+/// and the TLS acceptor if it speaks TLS.
+pub struct KafkaListener {
+    pub config: ListenerConfig,
+    pub tls: Option<Arc<TlsAcceptorCell>>,
+}
+
 /// Serves Kafka clients on `listener` until `shutdown` resolves.
-pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn serve(
+    broker: Arc<Broker>,
+    tcp: TcpListener,
+    listener: Arc<KafkaListener>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
+            accepted = tcp.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let broker = broker.clone();
+                    let listener = listener.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = handle_connection(broker, stream).await {
+                        if let Err(e) = handle_connection(broker, stream, peer, listener).await {
                             tracing::debug!(%peer, "connection closed: {e}");
                         }
                     });
@@ -42,22 +66,74 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl st
     }
 }
 
-async fn handle_connection(broker: Arc<Broker>, stream: TcpStream) -> std::io::Result<()> {
+async fn handle_connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<KafkaListener>,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    let (mut reader, writer) = stream.into_split();
+    let mut session = Session::new(&listener.config.name, peer.ip());
+    let sasl = listener
+        .config
+        .protocol
+        .sasl()
+        .then(|| SaslExchange::new(broker.config.security.sasl_mechanisms.clone()));
+    let Some(tls) = &listener.tls else {
+        let (reader, writer) = stream.into_split();
+        return run_connection(broker, session, sasl, reader, writer).await;
+    };
+    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, listener = %listener.config.name, "TLS handshake failed: {e}");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::info!(%peer, listener = %listener.config.name, "TLS handshake timed out");
+            return Ok(());
+        }
+    };
+    if let Some(principal) = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(tls::principal_of)
+    {
+        session.principal = principal;
+    }
+    let (reader, writer) = tokio::io::split(stream);
+    run_connection(broker, session, sasl, reader, writer).await
+}
+
+async fn run_connection<R, W>(
+    broker: Arc<Broker>,
+    session: Session,
+    sasl: Option<SaslExchange>,
+    mut reader: R,
+    writer: W,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (pending_tx, pending_rx) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION);
     let writer_task = tokio::spawn(write_responses(writer, pending_rx));
-    let result = read_requests(&broker, &mut reader, pending_tx).await;
+    let result = read_requests(&broker, session, sasl, &mut reader, pending_tx).await;
     // The writer drains what is in flight, then stops when the channel closes.
     let _ = writer_task.await;
     result
 }
 
-async fn read_requests(
+async fn read_requests<R: AsyncRead + Unpin>(
     broker: &Arc<Broker>,
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    session: Session,
+    mut sasl: Option<SaslExchange>,
+    reader: &mut R,
     pending: mpsc::Sender<JoinHandle<Response>>,
 ) -> std::io::Result<()> {
+    let mut session = Arc::new(session);
     loop {
         let size = match reader.read_i32().await {
             Ok(size) => size,
@@ -90,7 +166,39 @@ async fn read_requests(
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
         }
-        let deferred = dispatch::dispatch(broker, frame.freeze()).await;
+        let frame = frame.freeze();
+        let api_key = frame.get(..2).map(|k| i16::from_be_bytes([k[0], k[1]]));
+        let sasl_frame =
+            matches!(api_key, Some(k) if k == ApiKey::SaslHandshake as i16 || k == ApiKey::SaslAuthenticate as i16);
+        let sasl_step = match sasl.as_mut() {
+            Some(exchange) if exchange.expects_raw_token() => {
+                Some(authenticate::raw_step(broker, exchange, frame.clone()))
+            }
+            Some(exchange) if sasl_frame => Some(authenticate::step(broker, exchange, frame.clone())),
+            _ => None,
+        };
+        if let Some((response, outcome)) = sasl_step {
+            let _ = pending.send(tokio::spawn(async move { response })).await;
+            match outcome {
+                Outcome::Continue => {}
+                Outcome::Authenticated(principal) => {
+                    tracing::debug!(%principal, host = %session.host, "authenticated");
+                    session = Arc::new(Session {
+                        principal,
+                        ..(*session).clone()
+                    });
+                }
+                Outcome::Close => return Err(std::io::Error::other("SASL authentication failed")),
+            }
+            continue;
+        }
+        if sasl.as_ref().is_some_and(|s| !s.is_authenticated()) && api_key != Some(ApiKey::ApiVersions as i16) {
+            // Kafka's rule: before authentication only ApiVersions and SASL.
+            return Err(std::io::Error::other(format!(
+                "request of API {api_key:?} before SASL authentication"
+            )));
+        }
+        let deferred = dispatch::dispatch(broker, &session, frame).await;
         // The request's bytes count against the node's budget until it is answered.
         let answered = async move {
             let _budget = budget;
@@ -102,7 +210,7 @@ async fn read_requests(
     }
 }
 
-async fn write_responses(writer: tokio::net::tcp::OwnedWriteHalf, mut pending: mpsc::Receiver<JoinHandle<Response>>) {
+async fn write_responses<W: AsyncWrite + Unpin>(writer: W, mut pending: mpsc::Receiver<JoinHandle<Response>>) {
     let mut writer = BufWriter::new(writer);
     let mut next = pending.recv().await;
     while let Some(handle) = next {
@@ -140,7 +248,7 @@ async fn write_responses(writer: tokio::net::tcp::OwnedWriteHalf, mut pending: m
     let _ = writer.flush().await;
 }
 
-async fn write_frame(writer: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>, bytes: Bytes) -> std::io::Result<()> {
+async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut BufWriter<W>, bytes: Bytes) -> std::io::Result<()> {
     writer.write_i32(bytes.len() as i32).await?;
     writer.write_all(&bytes).await
 }

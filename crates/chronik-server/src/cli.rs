@@ -9,10 +9,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chronik_broker::BrokerConfig;
 use chronik_broker::config::ClusterConfig;
+use chronik_broker::security::listener::{ListenerConfig, SecurityProtocol};
+use chronik_raft::grpc::PeerSecurity;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::cluster_cli::ClusterCommand;
+use crate::security_args::{FileSecurity, KafkaSecurity, ListenerArgs, PeerSecurityArgs};
+use crate::user_cli::UserCommand;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,12 +39,15 @@ pub enum Command {
     /// Ask a running cluster about its state (over its admin gRPC service).
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Manage SASL users (over a member's admin gRPC service).
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// A TOML file with these settings (keys as the flags, with '_' for '-';
-    /// cluster settings in a [raft_cluster] table).
+    /// cluster settings in a [raft_cluster] table, listeners and security in [security]).
     #[arg(long, env = "CHRONIK_CONFIG")]
     pub config: Option<PathBuf>,
 
@@ -128,6 +135,12 @@ pub struct ServerArgs {
     /// Log filter when RUST_LOG is unset (e.g. info, debug, chronik_broker=debug) [default: info].
     #[arg(long, env = "CHRONIK_LOG")]
     pub log_level: Option<String>,
+
+    #[command(flatten)]
+    pub listener: ListenerArgs,
+
+    #[command(flatten)]
+    pub peer: PeerSecurityArgs,
 }
 
 #[derive(Debug, Args, Default)]
@@ -182,6 +195,8 @@ struct FileConfig {
     raft_log_retain_entries: Option<u64>,
     log_level: Option<String>,
     raft_cluster: Option<FileCluster>,
+    /// Listeners, TLS, SASL, ACL defaults and peer authentication.
+    security: Option<FileSecurity>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,6 +241,7 @@ pub struct Settings {
     pub raft_log_retain_entries: u64,
     pub log_level: String,
     pub cluster: Option<ClusterSettings>,
+    pub kafka_security: KafkaSecurity,
 }
 
 #[derive(Debug)]
@@ -235,6 +251,15 @@ pub struct ClusterSettings {
     pub peers: Vec<(u64, String)>,
     pub bootstrap: bool,
     pub join: Option<String>,
+    pub peer_security: PeerSecurity,
+}
+
+/// A Kafka listener to bind.
+#[derive(Debug)]
+pub struct ListenerBinding {
+    pub name: String,
+    pub protocol: SecurityProtocol,
+    pub addr: SocketAddr,
 }
 
 impl Settings {
@@ -249,6 +274,12 @@ impl Settings {
             None => FileConfig::default(),
         };
         let node_id = args.node_id.or(file.node_id).unwrap_or(1);
+        let file_security = file.security.unwrap_or_default();
+        let kafka_security = args.listener.resolve(&file_security)?;
+        if kafka_security.listeners.is_some() && (args.listen.is_some() || file.listen.is_some()) {
+            bail!("give the Kafka listeners with --listeners or --listen, not both");
+        }
+        let peer_security = args.peer.resolve(&file_security)?;
         let cluster = match (cluster, file.raft_cluster) {
             (None, None) => None,
             (flags, from_file) => {
@@ -273,12 +304,20 @@ impl Settings {
                 if bootstrap && join.is_some() {
                     bail!("--bootstrap forms a new cluster and --join joins a running one: give only one");
                 }
+                if peer_security.secret.is_none() && peer_security.tls.is_none() {
+                    bail!(
+                        "a cluster node needs to know its peers: give the cluster a shared secret \
+                         (--cluster-secret-file, or CHRONIK_CLUSTER_SECRET) or mutual TLS \
+                         (--peer-tls-cert, --peer-tls-key and --peer-tls-ca)"
+                    );
+                }
                 Some(ClusterSettings {
                     raft_addr,
                     advertised_raft_addr: flags.advertised_raft_addr.or(from_file.advertised_raft_addr),
                     peers,
                     bootstrap,
                     join,
+                    peer_security,
                 })
             }
         };
@@ -337,16 +376,38 @@ impl Settings {
                 .unwrap_or(10_000),
             log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".to_string()),
             cluster,
+            kafka_security,
         })
     }
 
-    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
-        let mut addr =
-            resolve(&self.listen).with_context(|| format!("--listen '{}' is not a host:port address", self.listen))?;
+    /// The Kafka listeners to bind: those of --listeners, or one PLAINTEXT
+    /// listener at --listen. --kafka-port sets the port of the first.
+    pub fn listener_bindings(&self) -> anyhow::Result<Vec<ListenerBinding>> {
+        let mut bindings = match &self.kafka_security.listeners {
+            None => vec![ListenerBinding {
+                name: SecurityProtocol::Plaintext.name().to_string(),
+                protocol: SecurityProtocol::Plaintext,
+                addr: resolve(&self.listen)
+                    .with_context(|| format!("--listen '{}' is not a host:port address", self.listen))?,
+            }],
+            Some(specs) => specs
+                .iter()
+                .map(|spec| {
+                    let addr = resolve(&format!("{}:{}", spec.host, spec.port))
+                        .or_else(|_| resolve(&format!("[{}]:{}", spec.host, spec.port)))
+                        .with_context(|| format!("listener {}: '{}' does not resolve", spec.name, spec.host))?;
+                    Ok(ListenerBinding {
+                        name: spec.name.clone(),
+                        protocol: spec.protocol,
+                        addr,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        };
         if let Some(port) = self.kafka_port {
-            addr.set_port(port);
+            bindings[0].addr.set_port(port);
         }
-        Ok(addr)
+        Ok(bindings)
     }
 
     pub fn raft_listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
@@ -357,7 +418,11 @@ impl Settings {
     }
 
     /// The broker's settings, given the addresses the listeners actually bound.
-    pub fn broker_config(&self, bound: SocketAddr, raft_bound: Option<SocketAddr>) -> anyhow::Result<BrokerConfig> {
+    pub fn broker_config(
+        &self,
+        bound: &[(ListenerBinding, SocketAddr)],
+        raft_bound: Option<SocketAddr>,
+    ) -> anyhow::Result<BrokerConfig> {
         if self.node_id == 0 || self.node_id > i32::MAX as u64 {
             bail!("--node-id must be between 1 and {}, got {}", i32::MAX, self.node_id);
         }
@@ -395,7 +460,23 @@ impl Settings {
         if self.fetch_max_bytes == 0 {
             bail!("--fetch-max-bytes must be at least 1");
         }
-        let (host, port) = self.advertised(bound)?;
+        let mut listeners = Vec::with_capacity(bound.len());
+        for (i, (binding, addr)) in bound.iter().enumerate() {
+            let (advertised_host, advertised_port) = match self.kafka_security.advertised.get(&binding.name) {
+                Some((host, port)) => (host.clone(), *port),
+                // --advertised-addr describes the first listener, as it did the only one.
+                None if i == 0 => self.advertised(*addr)?,
+                None => default_advertised(*addr),
+            };
+            listeners.push(ListenerConfig {
+                name: binding.name.clone(),
+                protocol: binding.protocol,
+                bound: *addr,
+                advertised_host,
+                advertised_port,
+            });
+        }
+        let host = listeners[0].advertised_host.clone();
         let cluster = match (&self.cluster, raft_bound) {
             (Some(cluster), Some(raft_bound)) => {
                 let raft_advertised = match &cluster.advertised_raft_addr {
@@ -409,6 +490,7 @@ impl Settings {
                     peers: cluster.peers.clone(),
                     bootstrap: cluster.bootstrap,
                     join: cluster.join.clone(),
+                    peer_security: cluster.peer_security.clone(),
                 })
             }
             _ => None,
@@ -416,9 +498,8 @@ impl Settings {
         Ok(BrokerConfig {
             node_id: self.node_id,
             data_dir: self.data_dir.clone(),
-            listen: bound,
-            advertised_host: host,
-            advertised_port: port,
+            listeners,
+            security: self.kafka_security.config.clone(),
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
             max_request_bytes: self.max_request_bytes,
@@ -439,12 +520,7 @@ impl Settings {
 
     fn advertised(&self, bound: SocketAddr) -> anyhow::Result<(String, u16)> {
         let Some(addr) = &self.advertised_addr else {
-            let ip = if bound.ip().is_unspecified() {
-                IpAddr::V4(Ipv4Addr::LOCALHOST)
-            } else {
-                bound.ip()
-            };
-            return Ok((ip.to_string(), bound.port()));
+            return Ok(default_advertised(bound));
         };
         match addr.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
@@ -456,6 +532,17 @@ impl Settings {
             _ => Ok((addr.clone(), bound.port())),
         }
     }
+}
+
+/// Where clients reach a listener that binds `bound`: that address, with
+/// localhost for one that binds every interface.
+fn default_advertised(bound: SocketAddr) -> (String, u16) {
+    let ip = if bound.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        bound.ip()
+    };
+    (ip.to_string(), bound.port())
 }
 
 /// Parses `ID@HOST:PORT,...`, refusing what cannot form a cluster.
@@ -517,10 +604,16 @@ mod tests {
     fn the_config_file_fills_what_flags_leave_unset() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.toml");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "a-secret-of-some-length\n").unwrap();
         std::fs::write(
             &path,
-            "node_id = 2\nkafka_port = 9093\n[raft_cluster]\nraft_addr = \"127.0.0.1:5002\"\n\
-             peers = [\"1@127.0.0.1:5001\"]\nbootstrap = true\n",
+            format!(
+                "node_id = 2\nkafka_port = 9093\n[raft_cluster]\nraft_addr = \"127.0.0.1:5002\"\n\
+                 peers = [\"1@127.0.0.1:5001\"]\nbootstrap = true\n[security]\ncluster_secret_file = {:?}\n\
+                 listeners = \"SASL_PLAINTEXT://127.0.0.1:0\"\n",
+                secret.display().to_string()
+            ),
         )
         .unwrap();
         let cli = Cli::try_parse_from([
@@ -534,9 +627,26 @@ mod tests {
         let settings = Settings::resolve(cli.server, None).unwrap();
         assert_eq!(settings.node_id, 2);
         assert_eq!(settings.kafka_port, Some(9999), "a flag wins over the file");
+        assert_eq!(
+            settings.listener_bindings().unwrap()[0].protocol,
+            SecurityProtocol::SaslPlaintext
+        );
         let cluster = settings.cluster.unwrap();
         assert_eq!(cluster.peers, vec![(1, "127.0.0.1:5001".to_string())]);
         assert!(cluster.bootstrap);
+        assert_eq!(
+            cluster.peer_security.secret.as_deref(),
+            Some("a-secret-of-some-length"),
+            "the secret file is read and trimmed"
+        );
+
+        std::fs::write(&path, "[raft_cluster]\nraft_addr = \"127.0.0.1:5002\"\n").unwrap();
+        let cli = Cli::try_parse_from(["chronik-server", "--config", path.to_str().unwrap()]).unwrap();
+        let error = format!("{:#}", Settings::resolve(cli.server, None).unwrap_err());
+        assert!(
+            error.contains("--cluster-secret-file"),
+            "a cluster needs peer security: {error}"
+        );
 
         std::fs::write(&path, "node_idd = 2\n").unwrap();
         let cli = Cli::try_parse_from(["chronik-server", "--config", path.to_str().unwrap()]).unwrap();

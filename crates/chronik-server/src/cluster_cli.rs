@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chronik_broker::cluster::proto::DescribeRequest;
+use chronik_raft::grpc::PeerSecurity;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
@@ -63,17 +64,17 @@ pub struct Target {
 
 /// Runs a command; the exit code is 0 on success, 1 when `health` finds the
 /// cluster unhealthy, and `membership_cli`'s codes for its refusals.
-pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
+pub async fn run(command: ClusterCommand, security: PeerSecurity) -> anyhow::Result<u8> {
     match command {
-        ClusterCommand::AddNode(args) => membership_cli::add_node(args).await,
-        ClusterCommand::RemoveNode(args) => membership_cli::remove_node(args).await,
-        ClusterCommand::Rebalance(args) => membership_cli::rebalance(args).await,
-        command => report(command).await,
+        ClusterCommand::AddNode(args) => membership_cli::add_node(args, security).await,
+        ClusterCommand::RemoveNode(args) => membership_cli::remove_node(args, security).await,
+        ClusterCommand::Rebalance(args) => membership_cli::rebalance(args, security).await,
+        command => report(command, &security).await,
     }
 }
 
 /// The read-only commands: gather the nodes' views and print them.
-async fn report(command: ClusterCommand) -> anyhow::Result<u8> {
+async fn report(command: ClusterCommand, security: &PeerSecurity) -> anyhow::Result<u8> {
     let (target, name) = match &command {
         ClusterCommand::Status(t) => (t, "status"),
         ClusterCommand::ListNodes(t) => (t, "list-nodes"),
@@ -89,6 +90,7 @@ async fn report(command: ClusterCommand) -> anyhow::Result<u8> {
     let entry = describe(
         &target.via,
         timeout,
+        security,
         DescribeRequest {
             linearizable: true,
             ..Default::default()
@@ -107,9 +109,9 @@ async fn report(command: ClusterCommand) -> anyhow::Result<u8> {
                 .partition(topic, *partition)
                 .with_context(|| format!("the cluster has no partition {partition} of topic '{topic}'"))?
                 .group;
-            ClusterView::gather(entry, &target.via, timeout, vec![group], true).await
+            ClusterView::gather(entry, &target.via, timeout, security, vec![group], true).await
         }
-        _ => ClusterView::gather(entry, &target.via, timeout, Vec::new(), false).await,
+        _ => ClusterView::gather(entry, &target.via, timeout, security, Vec::new(), false).await,
     };
     let json = target.json;
     match command {

@@ -9,10 +9,18 @@ use anyhow::Context;
 use chronik_broker::cluster::admin_client;
 use chronik_broker::cluster::proto::DescribeRequest;
 use chronik_broker::cluster::report::{NodeReport, ReplicaReport};
+use chronik_raft::grpc::PeerSecurity;
 use serde::Serialize;
 
-pub(crate) async fn describe(addr: &str, timeout: Duration, request: DescribeRequest) -> anyhow::Result<NodeReport> {
-    let mut client = admin_client(addr, timeout).await.map_err(anyhow::Error::msg)?;
+pub(crate) async fn describe(
+    addr: &str,
+    timeout: Duration,
+    security: &PeerSecurity,
+    request: DescribeRequest,
+) -> anyhow::Result<NodeReport> {
+    let mut client = admin_client(addr, timeout, security)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let report = client
         .describe(request)
         .await
@@ -42,6 +50,7 @@ impl ClusterView {
         entry: NodeReport,
         entry_addr: &str,
         timeout: Duration,
+        security: &PeerSecurity,
         groups: Vec<u64>,
         checksums: bool,
     ) -> Self {
@@ -58,7 +67,7 @@ impl ClusterView {
                 checksums,
                 ..Default::default()
             };
-            match describe(&addr, timeout, request).await {
+            match describe(&addr, timeout, security, request).await {
                 Ok(report) => {
                     reports.insert(node.id, report);
                 }

@@ -7,10 +7,13 @@ mod cli;
 mod cluster_cli;
 mod cluster_view;
 mod membership_cli;
+mod security_args;
+mod user_cli;
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use chronik_broker::security::tls::TlsAcceptorCell;
 use chronik_broker::{Broker, cluster, server};
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -28,7 +31,16 @@ fn main() -> std::process::ExitCode {
         }
     };
     let outcome = match cli.command {
-        Some(Command::Cluster(command)) => runtime.block_on(cluster_cli::run(command)),
+        Some(Command::Cluster(command)) => cli
+            .server
+            .peer
+            .resolve(&Default::default())
+            .and_then(|security| runtime.block_on(cluster_cli::run(command, security))),
+        Some(Command::User(command)) => cli
+            .server
+            .peer
+            .resolve(&Default::default())
+            .and_then(|security| runtime.block_on(user_cli::run(command, security))),
         Some(Command::RaftCluster(cluster)) => run_server(&runtime, cli.server, Some(cluster)),
         None => run_server(&runtime, cli.server, None),
     };
@@ -69,21 +81,37 @@ fn stop_the_process_on_panic() {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let listen = settings.listen_addr()?;
-    let listener = TcpListener::bind(listen).await.with_context(|| {
-        format!(
-            "cannot listen on {listen}; is another broker running there? Pick another with --kafka-port or --listen"
-        )
-    })?;
+    let mut bound = Vec::new();
+    for binding in settings.listener_bindings()? {
+        let addr = binding.addr;
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "cannot listen on {addr} for listener {}; is another broker running there? \
+                 Pick another with --kafka-port, --listen or --listeners",
+                binding.name
+            )
+        })?;
+        let local = listener.local_addr()?;
+        bound.push((listener, binding, local));
+    }
     let raft_listener = match settings.raft_listen_addr()? {
         Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen on {addr} for Raft; is another node running there? Pick another --raft-addr")
         })?),
         None => None,
     };
-    let bound = listener.local_addr()?;
     let raft_bound = raft_listener.as_ref().map(TcpListener::local_addr).transpose()?;
-    let config = settings.broker_config(bound, raft_bound)?;
+    let (tcp_listeners, bindings): (Vec<TcpListener>, Vec<_>) = bound
+        .into_iter()
+        .map(|(tcp, binding, local)| (tcp, (binding, local)))
+        .unzip();
+    let config = settings.broker_config(&bindings, raft_bound)?;
+    let tls = match &config.security.tls {
+        Some(tls) => Some(Arc::new(
+            TlsAcceptorCell::load(tls.clone()).context("cannot set up TLS for the Kafka listeners")?,
+        )),
+        None => None,
+    };
     let broker = Broker::start(config).context("cannot start the broker")?;
     if let Some(raft_listener) = raft_listener {
         tokio::spawn(cluster::serve(broker.clone(), raft_listener));
@@ -95,19 +123,71 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tokio::spawn(chronik_broker::run_retention(broker.clone()));
     tokio::spawn(chronik_broker::groups::coordinator::run_group_timers(broker.clone()));
-    tracing::info!(listen = %bound, data_dir = %broker.config.data_dir.display(), "Chronik is serving Kafka clients");
-    // A line on stdout that scripts and tests wait for.
-    match raft_bound {
-        Some(raft) => println!(
-            "chronik-server ready: kafka={bound} raft={raft} node={}",
-            broker.config.node_id
-        ),
-        None => println!("chronik-server ready: kafka={bound} node={}", broker.config.node_id),
+    if let Some(tls) = &tls {
+        tokio::spawn(reload_tls_on_sighup(tls.clone()));
     }
-    server::serve(Arc::clone(&broker), listener, shutdown_signal()).await;
+    let main = broker.config.main_listener().bound;
+    tracing::info!(listen = %main, data_dir = %broker.config.data_dir.display(), "Chronik is serving Kafka clients");
+    // A line on stdout that scripts and tests wait for.
+    let mut ready = format!("chronik-server ready: kafka={main}");
+    if let Some(raft) = raft_bound {
+        ready.push_str(&format!(" raft={raft}"));
+    }
+    ready.push_str(&format!(" node={}", broker.config.node_id));
+    if broker.config.listeners.len() > 1 {
+        let listeners: Vec<String> = broker
+            .config
+            .listeners
+            .iter()
+            .map(|l| format!("{}={}", l.name, l.bound))
+            .collect();
+        ready.push_str(&format!(" listeners={}", listeners.join(",")));
+    }
+    println!("{ready}");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut serving = Vec::new();
+    for (tcp, listener) in tcp_listeners.into_iter().zip(&broker.config.listeners) {
+        let listener = Arc::new(server::KafkaListener {
+            config: listener.clone(),
+            tls: listener.protocol.tls().then(|| tls.clone()).flatten(),
+        });
+        let mut stopped = stopped.clone();
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        serving.push(tokio::spawn(server::serve(
+            Arc::clone(&broker),
+            tcp,
+            listener,
+            shutdown,
+        )));
+    }
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    for listener in serving {
+        let _ = listener.await;
+    }
     tracing::info!("shutting down");
     broker.shutdown().await;
     Ok(())
+}
+
+/// Kafka listeners' certificates are re-read on SIGHUP; a bad file leaves
+/// the ones in use.
+async fn reload_tls_on_sighup(tls: Arc<TlsAcceptorCell>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => signal,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP; TLS files will not be reloaded: {e}");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("reloaded the TLS certificate and key"),
+            Err(e) => tracing::error!("cannot reload TLS, keeping the files in use: {e:#}"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

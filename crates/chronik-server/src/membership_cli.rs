@@ -11,6 +11,7 @@ use chronik_broker::cluster::admin_client;
 use chronik_broker::cluster::proto::{DescribeRequest, RetireRequest, SubmitRequest, TransferLeaderRequest};
 use chronik_broker::cluster::report::NodeReport;
 use chronik_raft::METADATA_GROUP;
+use chronik_raft::grpc::PeerSecurity;
 use chronik_state::metadata::{MetadataCommand, Reassignment};
 use chronik_state::placement::{self, Assignment, Move, Plan};
 use clap::Args;
@@ -99,18 +100,20 @@ pub struct MoveArgs {
 }
 
 /// A connection to the cluster through one member.
-struct Cluster {
+pub(crate) struct Cluster {
     via: String,
     timeout: Duration,
+    security: PeerSecurity,
     cluster_id: String,
 }
 
 impl Cluster {
-    async fn connect(via: &Via) -> anyhow::Result<(Cluster, NodeReport)> {
+    pub(crate) async fn connect(via: &Via, security: PeerSecurity) -> anyhow::Result<(Cluster, NodeReport)> {
         let timeout = Duration::from_millis(via.timeout_ms.max(1));
         let cluster = Cluster {
             via: via.via.clone(),
             timeout,
+            security,
             cluster_id: String::new(),
         };
         let entry = cluster.entry().await?;
@@ -129,22 +132,24 @@ impl Cluster {
             linearizable: true,
             ..Default::default()
         };
-        describe(&self.via, self.timeout, request).await.with_context(|| {
-            format!(
-                "cannot reach the member at {}; give the --raft-addr of a running member with --via",
-                self.via
-            )
-        })
+        describe(&self.via, self.timeout, &self.security, request)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the member at {}; give the --raft-addr of a running member with --via",
+                    self.via
+                )
+            })
     }
 
     async fn view(&self) -> anyhow::Result<ClusterView> {
         let entry = self.entry().await?;
-        Ok(ClusterView::gather(entry, &self.via, self.timeout, Vec::new(), false).await)
+        Ok(ClusterView::gather(entry, &self.via, self.timeout, &self.security, Vec::new(), false).await)
     }
 
     /// Applies a metadata command through the metadata leader.
-    async fn submit(&self, command: &MetadataCommand) -> anyhow::Result<()> {
-        let mut client = admin_client(&self.via, self.timeout)
+    pub(crate) async fn submit(&self, command: &MetadataCommand) -> anyhow::Result<()> {
+        let mut client = admin_client(&self.via, self.timeout, &self.security)
             .await
             .map_err(anyhow::Error::msg)?;
         let response = client
@@ -184,8 +189,8 @@ fn metadata_members(view: &ClusterView) -> Option<(Vec<u64>, Vec<u64>, bool)> {
         .map(|(_, r)| (r.raft.voters.clone(), r.raft.learners.clone(), r.raft.joint))
 }
 
-pub async fn add_node(args: AddNode) -> anyhow::Result<u8> {
-    let (cluster, _) = Cluster::connect(&args.via).await?;
+pub async fn add_node(args: AddNode, security: PeerSecurity) -> anyhow::Result<u8> {
+    let (cluster, _) = Cluster::connect(&args.via, security).await?;
     let host = args
         .addr
         .rsplit_once(':')
@@ -263,8 +268,8 @@ pub async fn add_node(args: AddNode) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-pub async fn remove_node(args: RemoveNode) -> anyhow::Result<u8> {
-    let (cluster, _) = Cluster::connect(&args.via).await?;
+pub async fn remove_node(args: RemoveNode, security: PeerSecurity) -> anyhow::Result<u8> {
+    let (cluster, _) = Cluster::connect(&args.via, security).await?;
     let view = cluster.view().await?;
     let members: Vec<u64> = view.entry.nodes.iter().map(|n| n.id).collect();
     let leaving = args.id;
@@ -381,7 +386,9 @@ async fn retire(cluster: &Cluster, view: &ClusterView, node: u64) -> anyhow::Res
         .find(|n| n.id == node)
         .map(|n| n.raft_addr.clone())
         .context("its address is unknown")?;
-    let mut client = admin_client(&addr, cluster.timeout).await.map_err(anyhow::Error::msg)?;
+    let mut client = admin_client(&addr, cluster.timeout, &cluster.security)
+        .await
+        .map_err(anyhow::Error::msg)?;
     client
         .retire(RetireRequest {
             cluster_id: cluster.cluster_id.clone(),
@@ -392,8 +399,8 @@ async fn retire(cluster: &Cluster, view: &ClusterView, node: u64) -> anyhow::Res
     Ok(())
 }
 
-pub async fn rebalance(args: Rebalance) -> anyhow::Result<u8> {
-    let (cluster, _) = Cluster::connect(&args.via).await?;
+pub async fn rebalance(args: Rebalance, security: PeerSecurity) -> anyhow::Result<u8> {
+    let (cluster, _) = Cluster::connect(&args.via, security).await?;
     let view = cluster.view().await?;
     let members = answering_nodes(&view, args.via.json);
     let plan = placement::rebalance(&assignments(&view.entry), &members);
@@ -624,7 +631,9 @@ async fn elect_preferred_leaders(cluster: &Cluster) -> anyhow::Result<usize> {
         else {
             continue;
         };
-        let mut client = admin_client(&addr, cluster.timeout).await.map_err(anyhow::Error::msg)?;
+        let mut client = admin_client(&addr, cluster.timeout, &cluster.security)
+            .await
+            .map_err(anyhow::Error::msg)?;
         let request = TransferLeaderRequest {
             cluster_id: cluster.cluster_id.clone(),
             group: p.group,

@@ -398,6 +398,8 @@ fn bad_cluster_settings_and_commands_say_what_is_wrong() {
             data,
             "--kafka-port",
             "0",
+            "--cluster-secret",
+            "0123456789abcdef",
             "raft-cluster",
             "--raft-addr",
             "127.0.0.1:0",
@@ -405,7 +407,15 @@ fn bad_cluster_settings_and_commands_say_what_is_wrong() {
         args.extend_from_slice(problem);
         args
     };
-    let cases: [(Vec<&str>, &str); 7] = [
+    let cases: [(Vec<&str>, &str); 9] = [
+        (
+            vec!["--data-dir", data, "raft-cluster", "--raft-addr", "127.0.0.1:0"],
+            "give the cluster a shared secret",
+        ),
+        (
+            vec!["--cluster-secret", "short", "cluster", "status"],
+            "at least 16 characters",
+        ),
         (node(&["--peers", "2localhost:5002"]), "is not ID@HOST:PORT"),
         (node(&["--bootstrap"]), "needs --peers"),
         (

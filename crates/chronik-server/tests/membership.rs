@@ -230,7 +230,8 @@ fn moves_survive_kill_9_of_the_joining_node_and_of_a_leader() {
 
     // The rebalance runs one move at a time while nodes die under it.
     let via = cluster.raft_addrs[0].clone();
-    let mut rebalance = std::process::Command::new(env!("CARGO_BIN_EXE_chronik-server"))
+    let mut rebalance = cluster
+        .command()
         .args([
             "cluster",
             "rebalance",

@@ -2,7 +2,7 @@
 //! from the committed entries of its Raft groups.
 //!
 //! - [`metadata`]: the cluster's nodes, topics, partitions and configs (the
-//!   metadata group);
+//!   metadata group), with its [`acl`]s and SASL [`users`];
 //! - [`partition`]: a partition's log with its high watermark and apply
 //!   checkpoint; [`producer_state`]: idempotent producers' sequences;
 //! - [`consumer_offsets`]: committed offsets and group membership, kept as
@@ -18,6 +18,7 @@
 //! (chronik-broker) validates requests and proposes entries; a simulation
 //! (chronik-sim) drives this state directly.
 
+pub mod acl;
 mod checkpointer;
 pub mod command;
 pub mod consumer_offsets;
@@ -29,3 +30,4 @@ pub mod reconfigure;
 pub mod replicated;
 mod test_hooks;
 pub mod topic_config;
+pub mod users;

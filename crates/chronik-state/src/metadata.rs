@@ -9,6 +9,8 @@ use chronik_raft::{Effect, GroupId, NodeId};
 use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
 
+use crate::acl::{AclBinding, AclSet};
+use crate::users::{CredentialChange, Users};
 use crate::{consumer_offsets, topic_config};
 
 /// Longest topic name Kafka accepts.
@@ -32,8 +34,23 @@ pub struct NodeInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerInfo {
+    /// The address on the first listener.
     pub host: String,
     pub port: u16,
+    /// The advertised address of each named listener, so that a client is
+    /// told the addresses of the listener it connected to.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub listeners: BTreeMap<String, (String, u16)>,
+}
+
+impl BrokerInfo {
+    /// The address to give a client that connected to `listener`.
+    pub fn address_on(&self, listener: &str) -> (&str, u16) {
+        match self.listeners.get(listener) {
+            Some((host, port)) => (host, *port),
+            None => (&self.host, self.port),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +128,11 @@ pub struct MetadataState {
     pub next_producer_id: i64,
     /// The last metadata Raft entry reflected here.
     pub applied_index: u64,
+    #[serde(default, skip_serializing_if = "AclSet::is_empty")]
+    pub acls: AclSet,
+    /// SASL users and their SCRAM credentials.
+    #[serde(default)]
+    pub users: Users,
 }
 
 /// A change to the metadata, proposed to the metadata group.
@@ -189,6 +211,18 @@ pub enum MetadataCommand {
     ReplicaDeleted {
         group: GroupId,
         node: NodeId,
+    },
+    /// Adds ACLs (checked at the edge; those already present are kept once).
+    CreateAcls {
+        bindings: Vec<AclBinding>,
+    },
+    /// Removes these exact ACLs; absent ones are ignored.
+    DeleteAcls {
+        bindings: Vec<AclBinding>,
+    },
+    /// Creates, replaces or deletes users' SCRAM credentials, in order.
+    AlterUsers {
+        changes: Vec<CredentialChange>,
     },
 }
 
@@ -440,6 +474,24 @@ impl MetadataState {
                 }
                 Ok(())
             }
+            MetadataCommand::CreateAcls { bindings } => {
+                if let Some(message) = bindings.iter().find_map(|b| b.validate().err()) {
+                    return Err(MetadataError::new(ResponseError::InvalidRequest, message));
+                }
+                self.acls
+                    .insert_all(bindings)
+                    .map_err(|m| MetadataError::new(ResponseError::PolicyViolation, m))
+            }
+            MetadataCommand::DeleteAcls { bindings } => {
+                for binding in &bindings {
+                    self.acls.remove(binding);
+                }
+                Ok(())
+            }
+            MetadataCommand::AlterUsers { changes } => self
+                .users
+                .apply(changes)
+                .map_err(|m| MetadataError::new(ResponseError::UnacceptableCredential, m)),
         }
         .map(|()| MetadataReply::Done)
     }
@@ -1046,6 +1098,7 @@ mod tests {
         let info = BrokerInfo {
             host: "h".into(),
             port: 1,
+            listeners: BTreeMap::new(),
         };
         state
             .apply(4, MetadataCommand::RegisterBroker { node: 6, info }, &mut Vec::new())

@@ -10,7 +10,7 @@ use super::proto::{
     DescribeRequest, DescribeResponse, ProposeMetadataRequest, ProposeMetadataResponse, RetireRequest, RetireResponse,
     SubmitRequest, SubmitResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
-use super::report::{DiskReport, NodeEntry, NodeReport, PartitionEntry, ReplicaReport, TopicEntry};
+use super::report::{DiskReport, NodeEntry, NodeReport, PartitionEntry, ReplicaReport, TopicEntry, UserEntry};
 use crate::Broker;
 use chronik_state::metadata::MetadataCommand;
 
@@ -206,5 +206,16 @@ async fn node_report(broker: &Arc<Broker>, request: &DescribeRequest) -> NodeRep
             free_bytes: broker.disk.free_bytes(),
             min_free_bytes: broker.disk.min_free_bytes(),
         },
+        users: metadata
+            .users
+            .iter()
+            .map(|(name, mechanisms)| UserEntry {
+                name: name.clone(),
+                mechanisms: mechanisms
+                    .iter()
+                    .map(|(m, c)| (m.name().to_string(), c.iterations))
+                    .collect(),
+            })
+            .collect(),
     }
 }

@@ -8,10 +8,13 @@
 //! - [`reconciler`]: on each node, the groups it leads are brought to the
 //!   members the metadata wants (joins, moves, removals);
 //! - [`identity`]: the node id a data directory belongs to, and whether the
-//!   node was removed.
+//!   node was removed;
+//! - `peer_tls`: the TLS handshakes of the gRPC port, where peers show a
+//!   certificate of the cluster CA.
 
 pub mod admin_service;
 pub mod identity;
+mod peer_tls;
 pub mod peer_view;
 pub mod reconciler;
 pub mod report;
@@ -23,12 +26,16 @@ pub mod proto {
 
 use std::time::Duration;
 
+use chronik_raft::grpc::{PeerChannel, PeerSecurity};
 use proto::cluster_admin_client::ClusterAdminClient;
-use tonic::transport::Channel;
 
 /// A client of the admin service of the node at `addr` (its Raft address).
-pub async fn admin_client(addr: &str, timeout: Duration) -> Result<ClusterAdminClient<Channel>, String> {
-    let channel = chronik_raft::grpc::connect_channel(addr, timeout)
+pub async fn admin_client(
+    addr: &str,
+    timeout: Duration,
+    security: &PeerSecurity,
+) -> Result<ClusterAdminClient<PeerChannel>, String> {
+    let channel = chronik_raft::grpc::connect_channel(addr, timeout, security)
         .await
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     Ok(ClusterAdminClient::new(channel)
@@ -37,8 +44,12 @@ pub async fn admin_client(addr: &str, timeout: Duration) -> Result<ClusterAdminC
 }
 
 /// The view of the node at `addr` (its Raft address), as it stands there.
-pub async fn describe_node(addr: &str, timeout: Duration) -> Result<report::NodeReport, String> {
-    let mut client = admin_client(addr, timeout).await?;
+pub async fn describe_node(
+    addr: &str,
+    timeout: Duration,
+    security: &PeerSecurity,
+) -> Result<report::NodeReport, String> {
+    let mut client = admin_client(addr, timeout, security).await?;
     let report = client
         .describe(proto::DescribeRequest::default())
         .await
@@ -65,7 +76,7 @@ pub async fn transfer_leadership(
         .peers
         .get(leader)
         .ok_or_else(|| format!("no address known for node {leader}"))?;
-    let mut client = admin_client(&addr, chronik_raft::grpc::REQUEST_TIMEOUT).await?;
+    let mut client = admin_client(&addr, chronik_raft::grpc::REQUEST_TIMEOUT, &broker.peer_security).await?;
     client
         .transfer_leader(proto::TransferLeaderRequest {
             cluster_id: broker.cluster_id.get(),
@@ -78,24 +89,40 @@ pub async fn transfer_leadership(
 }
 
 /// Serves the Raft transport and the admin service on `listener` until the
-/// process ends.
+/// process ends: behind mutual TLS when the cluster uses it, and behind the
+/// cluster secret check when it has one.
 pub async fn serve(broker: std::sync::Arc<crate::Broker>, listener: tokio::net::TcpListener) {
     let raft = chronik_raft::grpc::RaftService::new(
         broker.config.node_id,
         broker.cluster_id.clone(),
+        broker.peers.clone(),
         broker.mailbox(),
         broker.config.data_dir.join("raft-snapshots"),
     );
     use chronik_raft::grpc::{CONNECTION_WINDOW_BYTES, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES};
-    let served = tonic::transport::Server::builder()
+    let security = broker.peer_security.clone();
+    let router = tonic::transport::Server::builder()
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .tcp_nodelay(true)
+        .layer(tonic::service::InterceptorLayer::new(security.checker()))
         .add_service(raft.into_server())
-        .add_service(admin_service::AdminService::server(broker))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-        .await;
+        .add_service(admin_service::AdminService::server(broker));
+    let served = match &security.tls {
+        None => {
+            router
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+        }
+        Some(tls) => match crate::security::tls::peer_acceptor(tls) {
+            Ok(acceptor) => router.serve_with_incoming(peer_tls::incoming(listener, acceptor)).await,
+            Err(e) => {
+                tracing::error!("cannot serve Raft over TLS: {e:#}");
+                return;
+            }
+        },
+    };
     if let Err(e) = served {
         tracing::error!("the Raft and admin gRPC server stopped: {e}");
     }

@@ -5,6 +5,7 @@
 //! Metadata offers clients only live brokers, and keeps the transport's
 //! peer addresses up to date with the members.
 
+use chronik_raft::grpc::PeerSecurity;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -57,8 +58,8 @@ impl PeerView {
     }
 }
 
-async fn describe_peer(addr: &str) -> Result<NodeReport, String> {
-    let mut client = admin_client(addr, PEER_TIMEOUT).await?;
+async fn describe_peer(addr: &str, security: &PeerSecurity) -> Result<NodeReport, String> {
+    let mut client = admin_client(addr, PEER_TIMEOUT, security).await?;
     let report = client
         .describe(DescribeRequest {
             leading_only: true,
@@ -81,7 +82,7 @@ pub async fn run_peer_view(broker: Arc<Broker>) {
         let mut leaders: HashMap<GroupId, RemoteLeader> = HashMap::new();
         let mut unreachable = HashSet::new();
         for (id, addr) in broker.peers.all() {
-            let Ok(report) = describe_peer(&addr).await else {
+            let Ok(report) = describe_peer(&addr, &broker.peer_security).await else {
                 tracing::debug!(peer = id, "peer did not answer a describe");
                 unreachable.insert(id);
                 continue;

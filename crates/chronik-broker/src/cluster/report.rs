@@ -18,6 +18,16 @@ pub struct NodeReport {
     /// Free space on the node's data volume.
     #[serde(default)]
     pub disk: DiskReport,
+    /// The SASL users, with their SCRAM mechanisms and iterations.
+    #[serde(default)]
+    pub users: Vec<UserEntry>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEntry {
+    pub name: String,
+    /// (mechanism, iterations)
+    pub mechanisms: Vec<(String, i32)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

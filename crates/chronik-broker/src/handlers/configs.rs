@@ -12,6 +12,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::describe_configs::RESOURCE_TOPIC;
 use crate::Broker;
+use crate::security::session::Session;
+use chronik_state::acl::Operation;
 use chronik_state::metadata::{MetadataCommand, MetadataError, validate_configs};
 use chronik_state::topic_config::{self, Kind};
 
@@ -24,6 +26,7 @@ const OP_SUBTRACT: i8 = 3;
 /// Applies (or, with `validate_only`, checks) a change to one resource.
 async fn alter_resource(
     broker: &Broker,
+    session: &Session,
     resource_type: i8,
     name: &str,
     validate_only: bool,
@@ -33,6 +36,12 @@ async fn alter_resource(
         return Err(MetadataError {
             error: ResponseError::InvalidRequest,
             message: "only topic configs can be altered; broker settings are chronik-server flags".into(),
+        });
+    }
+    if !broker.allows_topic(session, Operation::AlterConfigs, name) {
+        return Err(MetadataError {
+            error: ResponseError::TopicAuthorizationFailed,
+            message: format!("not authorized to ALTER_CONFIGS topic '{name}'"),
         });
     }
     if broker.state.metadata().topic(name).is_none() {
@@ -55,7 +64,7 @@ fn error_parts(outcome: &Result<(), MetadataError>) -> (i16, Option<StrBytes>) {
     }
 }
 
-pub async fn alter(broker: &Broker, request: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn alter(broker: &Broker, session: &Session, request: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
         let name = resource.resource_name.to_string();
@@ -70,7 +79,15 @@ pub async fn alter(broker: &Broker, request: AlterConfigsRequest) -> AlterConfig
                 configs,
             }
         });
-        let outcome = alter_resource(broker, resource.resource_type, &name, request.validate_only, command).await;
+        let outcome = alter_resource(
+            broker,
+            session,
+            resource.resource_type,
+            &name,
+            request.validate_only,
+            command,
+        )
+        .await;
         let (code, message) = error_parts(&outcome);
         responses.push(
             alter_configs_response::AlterConfigsResourceResponse::default()
@@ -85,6 +102,7 @@ pub async fn alter(broker: &Broker, request: AlterConfigsRequest) -> AlterConfig
 
 pub async fn incremental_alter(
     broker: &Broker,
+    session: &Session,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(request.resources.len());
@@ -107,7 +125,15 @@ pub async fn incremental_alter(
                 changes,
             })
         });
-        let outcome = alter_resource(broker, resource.resource_type, &name, request.validate_only, command).await;
+        let outcome = alter_resource(
+            broker,
+            session,
+            resource.resource_type,
+            &name,
+            request.validate_only,
+            command,
+        )
+        .await;
         let (code, message) = error_parts(&outcome);
         responses.push(
             incremental_alter_configs_response::AlterConfigsResourceResponse::default()

@@ -20,6 +20,8 @@ use crate::groups::assignor::Partitions;
 use crate::groups::consumer_group::{self, Heartbeat, Topics};
 use crate::groups::coordinator::{offsets_partition, update_consumer_group};
 use crate::groups::registry::now_ms;
+use crate::security::session::Session;
+use chronik_state::acl::Operation;
 use chronik_state::consumer_offsets;
 
 /// Member type of a consumer-protocol member (ConsumerGroupDescribe v1).
@@ -52,10 +54,17 @@ fn assignable_topics(broker: &Broker) -> Topics {
 
 pub async fn heartbeat(
     broker: &Broker,
+    session: &Session,
     request: ConsumerGroupHeartbeatRequest,
     client_id: &str,
 ) -> ConsumerGroupHeartbeatResponse {
     let group = request.group_id.0.to_string();
+    if !broker.allows_group(session, Operation::Read, &group) {
+        return refused(
+            ResponseError::GroupAuthorizationFailed,
+            format!("not authorized to READ group {group}"),
+        );
+    }
     if group.is_empty() {
         return refused(ResponseError::InvalidRequest, "the group id is empty".into());
     }
@@ -134,7 +143,11 @@ fn by_topic(partitions: &Partitions) -> BTreeMap<uuid::Uuid, Vec<i32>> {
     topics
 }
 
-pub fn describe(broker: &Broker, request: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse {
+pub fn describe(
+    broker: &Broker,
+    session: &Session,
+    request: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
     let names: BTreeMap<uuid::Uuid, String> = broker
         .state
         .metadata()
@@ -161,6 +174,9 @@ pub fn describe(broker: &Broker, request: ConsumerGroupDescribeRequest) -> Consu
         .map(|id| {
             let name = id.0.to_string();
             let described = DescribedGroup::default().with_group_id(GroupId(id.0.clone()));
+            if !broker.allows_group(session, Operation::Describe, &name) {
+                return described.with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
             if let Err(error) = offsets_partition(broker, &name) {
                 return described.with_error_code(error.code());
             }

@@ -9,22 +9,29 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use crate::Broker;
 use crate::broker::propose_error_code;
+use crate::security::session::Session;
+use chronik_state::acl::Operation;
 use chronik_state::command::PartitionCommand;
 use chronik_state::replicated::Applied;
 
 /// Offset -1 in a request means "up to the high watermark".
 const HIGH_WATERMARK: i64 = -1;
 
-pub async fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub async fn handle(broker: &Broker, session: &Session, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
+        let allowed = broker.allows_topic(session, Operation::Delete, &topic.name.0);
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
             let result = DeleteRecordsPartitionResult::default()
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
-            let outcome = delete_before(broker, topic.name.0.as_str(), p.partition_index, p.offset, timeout).await;
+            let outcome = if allowed {
+                delete_before(broker, topic.name.0.as_str(), p.partition_index, p.offset, timeout).await
+            } else {
+                Err(ResponseError::TopicAuthorizationFailed)
+            };
             partitions.push(match outcome {
                 Ok(low_watermark) => result.with_low_watermark(low_watermark),
                 Err(error) => result.with_error_code(error.code()),

@@ -1,12 +1,22 @@
-//! DescribeCluster: the cluster id and the live member brokers.
+//! DescribeCluster: the cluster id and the live member brokers, at the
+//! addresses of the listener the client connected to.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterResponse};
 
+use kafka_protocol::ResponseError;
+
 use super::str_bytes;
 use crate::Broker;
+use crate::security::session::Session;
+use chronik_state::acl::Operation;
 
-pub fn handle(broker: &Broker) -> DescribeClusterResponse {
+pub fn handle(broker: &Broker, session: &Session) -> DescribeClusterResponse {
+    if !broker.allows_cluster(session, Operation::Describe) {
+        return DescribeClusterResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_controller_id(BrokerId(-1));
+    }
     let metadata = broker.state.metadata();
     let brokers = metadata
         .brokers
@@ -15,10 +25,11 @@ pub fn handle(broker: &Broker) -> DescribeClusterResponse {
         // trying to connect to a removed or dead node.
         .filter(|(id, _)| (metadata.nodes.is_empty() || metadata.nodes.contains_key(id)) && broker.is_live(**id))
         .map(|(id, info)| {
+            let (host, port) = info.address_on(&session.listener);
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(*id as i32))
-                .with_host(str_bytes(&info.host))
-                .with_port(info.port as i32)
+                .with_host(str_bytes(host))
+                .with_port(i32::from(port))
         })
         .collect();
     let controller = broker

@@ -10,7 +10,10 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
 use crate::groups::assignor::ASSIGNORS;
+use crate::security::listener::ListenerConfig;
+use crate::security::session::Session;
 use crate::{Broker, BrokerConfig};
+use chronik_state::acl::Operation;
 use chronik_state::topic_config::{self, ConfigDef, DEFS, Kind};
 
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -33,7 +36,12 @@ struct Described {
     documentation: Option<&'static str>,
 }
 
-pub fn describe(broker: &Broker, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+pub fn describe(
+    broker: &Broker,
+    session: &Session,
+    request: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
     let options = Options {
         synonyms: request.include_synonyms,
         documentation: request.include_documentation,
@@ -45,9 +53,18 @@ pub fn describe(broker: &Broker, request: DescribeConfigsRequest, version: i16) 
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
+            let name = resource.resource_name.as_str();
             let described = match resource.resource_type {
-                RESOURCE_TOPIC => topic(broker, resource.resource_name.as_str()),
-                RESOURCE_BROKER => broker_settings(&broker.config, resource.resource_name.as_str()),
+                RESOURCE_TOPIC if !broker.allows_topic(session, Operation::DescribeConfigs, name) => Err((
+                    ResponseError::TopicAuthorizationFailed,
+                    format!("not authorized to DESCRIBE_CONFIGS topic '{name}'"),
+                )),
+                RESOURCE_BROKER if !broker.allows_cluster(session, Operation::DescribeConfigs) => Err((
+                    ResponseError::ClusterAuthorizationFailed,
+                    "not authorized to DESCRIBE_CONFIGS the cluster".to_string(),
+                )),
+                RESOURCE_TOPIC => topic(broker, name),
+                RESOURCE_BROKER => broker_settings(&broker.config, name),
                 other => Err((
                     ResponseError::InvalidRequest,
                     format!("config resource type {other} is not supported; topics (2) and brokers (4) are"),
@@ -129,13 +146,36 @@ fn broker_settings(config: &BrokerConfig, name: &str) -> Result<Vec<Described>, 
             format!("unexpected broker id, expected {id} or empty string, but received {name}"),
         ));
     }
-    let listener = format!("PLAINTEXT://{}", config.listen);
-    let advertised = format!("PLAINTEXT://{}:{}", config.advertised_host, config.advertised_port);
+    let listed = |address: &dyn Fn(&ListenerConfig) -> String| {
+        config
+            .listeners
+            .iter()
+            .map(|l| format!("{}://{}", l.name, address(l)))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let listeners = listed(&|l| l.bound.to_string());
+    let advertised = listed(&|l| format!("{}:{}", l.advertised_host, l.advertised_port));
+    let protocols = config
+        .listeners
+        .iter()
+        .map(|l| format!("{}:{}", l.name, l.protocol.name()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mechanisms = config
+        .security
+        .sasl_mechanisms
+        .iter()
+        .map(|m| m.name())
+        .collect::<Vec<_>>()
+        .join(",");
     let flags: Vec<(&'static str, String, Kind)> = vec![
         ("broker.id", id, Kind::Int),
         ("node.id", config.node_id.to_string(), Kind::Int),
-        ("listeners", listener, Kind::String),
+        ("listeners", listeners, Kind::String),
         ("advertised.listeners", advertised, Kind::String),
+        ("listener.security.protocol.map", protocols, Kind::String),
+        ("sasl.enabled.mechanisms", mechanisms, Kind::List),
         ("log.dirs", config.data_dir.display().to_string(), Kind::String),
         (
             "auto.create.topics.enable",

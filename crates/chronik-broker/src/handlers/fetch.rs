@@ -1,6 +1,7 @@
 //! Fetch: read committed batches straight from the partition logs, long-polling
 //! until `min_bytes` are available or `max_wait_ms` has passed.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::future::select_all;
@@ -10,15 +11,23 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::sync::watch;
 
 use crate::Broker;
+use crate::security::session::Session;
+use chronik_state::acl::Operation;
 
 /// Longest a fetch waits, whatever the client asks for.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
-pub async fn handle(broker: &Broker, request: FetchRequest) -> FetchResponse {
+pub async fn handle(broker: &Broker, session: &Session, request: FetchRequest) -> FetchResponse {
+    let denied: HashSet<String> = request
+        .topics
+        .iter()
+        .map(|t| t.topic.0.to_string())
+        .filter(|name| !broker.allows_topic(session, Operation::Read, name))
+        .collect();
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let (response, bytes, mut watches) = read(broker, &request);
+        let (response, bytes, mut watches) = read(broker, &request, &denied);
         let has_error = response
             .responses
             .iter()
@@ -33,14 +42,18 @@ pub async fn handle(broker: &Broker, request: FetchRequest) -> FetchResponse {
         }
         let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            return read(broker, &request).0;
+            return read(broker, &request, &denied).0;
         }
     }
 }
 
 /// One pass over the requested partitions. Returns the response, the bytes it
 /// carries, and watches on the partitions' high watermarks.
-fn read(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, Vec<watch::Receiver<i64>>) {
+fn read(
+    broker: &Broker,
+    request: &FetchRequest,
+    denied: &HashSet<String>,
+) -> (FetchResponse, usize, Vec<watch::Receiver<i64>>) {
     let mut remaining = (request.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
     let mut total = 0;
     let mut watches = Vec::new();
@@ -54,6 +67,10 @@ fn read(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, Vec<w
                 .with_high_watermark(-1)
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1);
+            if denied.contains(name) {
+                partitions.push(data.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let partition = match broker.state.local_partition(name, wanted.partition) {
                 Ok(partition) => partition,
                 Err(error) => {

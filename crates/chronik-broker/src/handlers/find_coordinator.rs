@@ -9,16 +9,23 @@ use kafka_protocol::protocol::StrBytes;
 use super::str_bytes;
 use crate::Broker;
 use crate::groups::coordinator::coordinator_of;
+use crate::security::session::Session;
+use chronik_state::acl::Operation;
 
 const KEY_TYPE_GROUP: i8 = 0;
 
-pub fn handle(broker: &Broker, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+pub fn handle(
+    broker: &Broker,
+    session: &Session,
+    request: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
     if version >= 4 {
         let coordinators = request
             .coordinator_keys
             .iter()
             .map(|key| {
-                let found = locate(broker, request.key_type, key.as_str());
+                let found = locate(broker, session, request.key_type, key.as_str());
                 let coordinator = Coordinator::default().with_key(key.clone());
                 match found {
                     Ok((node, host, port)) => coordinator.with_node_id(node).with_host(host).with_port(port),
@@ -32,7 +39,7 @@ pub fn handle(broker: &Broker, request: FindCoordinatorRequest, version: i16) ->
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let response = FindCoordinatorResponse::default();
-    match locate(broker, request.key_type, request.key.as_str()) {
+    match locate(broker, session, request.key_type, request.key.as_str()) {
         Ok((node, host, port)) => response.with_node_id(node).with_host(host).with_port(port),
         Err(error) => {
             let response = response.with_node_id(BrokerId(-1)).with_error_code(error.code());
@@ -55,9 +62,17 @@ fn message(error: ResponseError) -> String {
     }
 }
 
-fn locate(broker: &Broker, key_type: i8, key: &str) -> Result<(BrokerId, StrBytes, i32), ResponseError> {
+fn locate(
+    broker: &Broker,
+    session: &Session,
+    key_type: i8,
+    key: &str,
+) -> Result<(BrokerId, StrBytes, i32), ResponseError> {
     if key_type != KEY_TYPE_GROUP {
         return Err(ResponseError::InvalidRequest);
+    }
+    if !broker.allows_group(session, Operation::Describe, key) {
+        return Err(ResponseError::GroupAuthorizationFailed);
     }
     let node = coordinator_of(broker, key)?;
     let metadata = broker.state.metadata();
@@ -65,5 +80,6 @@ fn locate(broker: &Broker, key_type: i8, key: &str) -> Result<(BrokerId, StrByte
         .brokers
         .get(&node)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    Ok((BrokerId(node as i32), str_bytes(&info.host), info.port as i32))
+    let (host, port) = info.address_on(&session.listener);
+    Ok((BrokerId(node as i32), str_bytes(host), i32::from(port)))
 }

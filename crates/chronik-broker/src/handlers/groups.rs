@@ -23,6 +23,8 @@ use crate::Broker;
 use crate::groups::coordinator::{offsets_partition, persist, save_membership, save_unsaved_membership};
 use crate::groups::membership::{GroupState, JoinRequest, JoinResponse, SyncResponse};
 use crate::groups::registry::now_ms;
+use crate::security::session::Session;
+use chronik_state::acl::Operation;
 use chronik_state::consumer_offsets::Change;
 
 /// Added to a member's rebalance timeout when waiting for its join to
@@ -40,8 +42,17 @@ fn join_error(member_id: &str, error: ResponseError) -> JoinGroupResponse {
         .with_member_id(str_bytes(member_id))
 }
 
-pub async fn join(broker: &Broker, request: JoinGroupRequest, client_id: &str, version: i16) -> JoinGroupResponse {
+pub async fn join(
+    broker: &Broker,
+    session: &Session,
+    request: JoinGroupRequest,
+    client_id: &str,
+    version: i16,
+) -> JoinGroupResponse {
     let group = request.group_id.0.to_string();
+    if !broker.allows_group(session, Operation::Read, &group) {
+        return join_error(request.member_id.as_str(), ResponseError::GroupAuthorizationFailed);
+    }
     if group.is_empty() {
         return join_error(request.member_id.as_str(), ResponseError::InvalidGroupId);
     }
@@ -108,9 +119,12 @@ pub async fn join(broker: &Broker, request: JoinGroupRequest, client_id: &str, v
     }
 }
 
-pub async fn sync(broker: &Broker, request: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+pub async fn sync(broker: &Broker, session: &Session, request: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let group = request.group_id.0.to_string();
     let error = |e: ResponseError| SyncGroupResponse::default().with_error_code(e.code());
+    if !broker.allows_group(session, Operation::Read, &group) {
+        return error(ResponseError::GroupAuthorizationFailed);
+    }
     if let Err(e) = offsets_partition(broker, &group) {
         return error(e);
     }
@@ -153,8 +167,11 @@ pub async fn sync(broker: &Broker, request: SyncGroupRequest, version: i16) -> S
     }
 }
 
-pub fn heartbeat(broker: &Broker, request: HeartbeatRequest) -> HeartbeatResponse {
+pub fn heartbeat(broker: &Broker, session: &Session, request: HeartbeatRequest) -> HeartbeatResponse {
     let group = request.group_id.0.to_string();
+    if !broker.allows_group(session, Operation::Read, &group) {
+        return HeartbeatResponse::default().with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let code = match offsets_partition(broker, &group) {
         Err(e) => e.code(),
         Ok(_) => broker.with_group(&group, |g| {
@@ -169,8 +186,11 @@ pub fn heartbeat(broker: &Broker, request: HeartbeatRequest) -> HeartbeatRespons
     HeartbeatResponse::default().with_error_code(code)
 }
 
-pub async fn leave(broker: &Broker, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub async fn leave(broker: &Broker, session: &Session, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group = request.group_id.0.to_string();
+    if !broker.allows_group(session, Operation::Read, &group) {
+        return LeaveGroupResponse::default().with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     if let Err(e) = offsets_partition(broker, &group) {
         return LeaveGroupResponse::default().with_error_code(e.code());
     }
@@ -242,7 +262,10 @@ fn listed(broker: &Broker, id: &str) -> Option<Listed> {
     })
 }
 
-pub fn list(broker: &Broker, request: ListGroupsRequest) -> ListGroupsResponse {
+pub fn list(broker: &Broker, session: &Session, request: ListGroupsRequest) -> ListGroupsResponse {
+    // Kafka: DESCRIBE on the cluster lists every group, else those the
+    // principal may describe.
+    let all = broker.allows_cluster(session, Operation::Describe);
     let mut ids = broker.groups.group_ids();
     ids.extend(broker.groups.consumer_group_ids());
     ids.extend(broker.state.offsets.groups());
@@ -250,6 +273,7 @@ pub fn list(broker: &Broker, request: ListGroupsRequest) -> ListGroupsResponse {
     ids.dedup();
     let groups = ids
         .into_iter()
+        .filter(|id| all || broker.allows_group(session, Operation::Describe, id))
         .filter(|id| offsets_partition(broker, id).is_ok())
         .filter_map(|id| listed(broker, &id).map(|group| (id, group)))
         .filter(|(_, group)| {
@@ -277,13 +301,18 @@ pub fn list(broker: &Broker, request: ListGroupsRequest) -> ListGroupsResponse {
     ListGroupsResponse::default().with_groups(groups)
 }
 
-pub fn describe(broker: &Broker, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub fn describe(broker: &Broker, session: &Session, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let groups = request
         .groups
         .into_iter()
         .map(|id| {
             let name = id.0.to_string();
             let described = DescribedGroup::default().with_group_id(id);
+            if !broker.allows_group(session, Operation::Describe, &name) {
+                return described
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+                    .with_group_state(str_bytes("Dead"));
+            }
             if let Err(e) = offsets_partition(broker, &name) {
                 return described.with_error_code(e.code()).with_group_state(str_bytes("Dead"));
             }
@@ -328,11 +357,15 @@ pub fn describe(broker: &Broker, request: DescribeGroupsRequest) -> DescribeGrou
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-pub async fn delete(broker: &Broker, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn delete(broker: &Broker, session: &Session, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(request.groups_names.len());
     for id in request.groups_names {
         let name = id.0.to_string();
-        let outcome = delete_group(broker, &name).await;
+        let outcome = if broker.allows_group(session, Operation::Delete, &name) {
+            delete_group(broker, &name).await
+        } else {
+            Err(ResponseError::GroupAuthorizationFailed)
+        };
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(id)

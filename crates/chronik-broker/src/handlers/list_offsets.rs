@@ -8,17 +8,20 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 
 use crate::Broker;
+use crate::security::session::Session;
+use chronik_state::acl::Operation;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-pub fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffsetsResponse {
+pub fn handle(broker: &Broker, session: &Session, request: ListOffsetsRequest) -> ListOffsetsResponse {
     let topics = request
         .topics
         .iter()
         .map(|topic| {
             let name = topic.name.0.as_str();
+            let allowed = broker.allows_topic(session, Operation::Describe, name);
             let partitions = topic
                 .partitions
                 .iter()
@@ -27,6 +30,9 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest) -> ListOffsetsRespon
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
+                    if !allowed {
+                        return response.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     match lookup(broker, name, p.partition_index, p.timestamp) {
                         Ok((timestamp, offset)) => response.with_timestamp(timestamp).with_offset(offset),
                         Err(error) => response.with_error_code(error.code()),

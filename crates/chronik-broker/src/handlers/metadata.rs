@@ -9,10 +9,12 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
 use super::{str_bytes, topic_name};
 use crate::Broker;
+use crate::security::session::Session;
+use chronik_state::acl::{Operation, ResourceType};
 use chronik_state::consumer_offsets;
 use chronik_state::metadata::TopicInfo;
 
-pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(broker: &Broker, session: &Session, request: MetadataRequest, version: i16) -> MetadataResponse {
     let wanted: Option<Vec<String>> = match &request.topics {
         // v0 asks for every topic with an empty list; later versions with null.
         Some(topics) if !(version == 0 && topics.is_empty()) => Some(
@@ -31,20 +33,27 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         _ => None,
     };
     let auto_create = broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
-    let mut creation_errors = Vec::new();
+    let mut errors = Vec::new();
     if let Some(names) = &wanted {
         for name in names {
+            if !broker.allows_topic(session, Operation::Describe, name) {
+                errors.push((name.clone(), ResponseError::TopicAuthorizationFailed));
+                continue;
+            }
             let missing = broker.state.metadata().topic(name).is_none();
-            if auto_create
-                && missing
-                && let Err(e) = broker.auto_create_topic(name).await
-            {
-                creation_errors.push((name.clone(), e.error));
+            if !(auto_create && missing) {
+                continue;
+            }
+            if !broker.may_create_topic(session, name) {
+                errors.push((name.clone(), ResponseError::TopicAuthorizationFailed));
+            } else if let Err(e) = broker.auto_create_topic(name).await {
+                errors.push((name.clone(), e.error));
             }
         }
     }
 
     let metadata = broker.state.metadata();
+    let authorizer = &broker.config.security.authorizer;
     let brokers = metadata
         .brokers
         .iter()
@@ -52,32 +61,36 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         // trying to connect to a removed or dead node.
         .filter(|(id, _)| (metadata.nodes.is_empty() || metadata.nodes.contains_key(id)) && broker.is_live(**id))
         .map(|(id, info)| {
+            let (host, port) = info.address_on(&session.listener);
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(*id as i32))
-                .with_host(str_bytes(&info.host))
-                .with_port(info.port as i32)
+                .with_host(str_bytes(host))
+                .with_port(i32::from(port))
         })
         .collect();
     let topics = match wanted {
+        // Every topic: those the principal may not describe are left out.
         None => metadata
             .topics
             .iter()
+            .filter(|(name, _)| {
+                authorizer.allows(&metadata.acls, session, Operation::Describe, ResourceType::Topic, name)
+            })
             .map(|(name, info)| describe_topic(broker, name, info))
             .collect(),
         Some(names) => names
             .iter()
-            .map(|name| match metadata.topic(name) {
-                Some(info) => describe_topic(broker, name, info),
-                None => {
-                    let error = creation_errors
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map_or(ResponseError::UnknownTopicOrPartition, |(_, e)| *e);
-                    MetadataResponseTopic::default()
-                        .with_name(Some(topic_name(name)))
-                        .with_error_code(error.code())
-                }
-            })
+            .map(
+                |name| match (errors.iter().find(|(n, _)| n == name), metadata.topic(name)) {
+                    (None, Some(info)) => describe_topic(broker, name, info),
+                    (error, _) => {
+                        let error = error.map_or(ResponseError::UnknownTopicOrPartition, |(_, e)| *e);
+                        MetadataResponseTopic::default()
+                            .with_name(Some(topic_name(name)))
+                            .with_error_code(error.code())
+                    }
+                },
+            )
             .collect(),
     };
     let controller = broker

@@ -1,6 +1,7 @@
 //! One module per Kafka API: each takes a decoded request and builds its
 //! response.
 
+pub mod acls;
 pub mod api_versions;
 pub mod configs;
 pub mod consumer_groups;
@@ -16,6 +17,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod reassignments;
+pub mod scram_users;
 pub mod topics;
 
 use kafka_protocol::messages::TopicName;

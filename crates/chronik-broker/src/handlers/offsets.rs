@@ -24,6 +24,8 @@ use crate::codec::{Deferred, encode};
 use crate::groups::coordinator::{applied, offsets_partition, persist, queue};
 use crate::groups::membership::GroupState;
 use crate::groups::registry::now_ms;
+use crate::security::session::Session;
+use chronik_state::acl::Operation;
 use chronik_state::consumer_offsets::{Change, CommittedOffset};
 
 /// Kafka's offset.metadata.max.bytes.
@@ -35,11 +37,18 @@ type PartitionOutcome = (i32, Option<ResponseError>);
 /// Validates a commit and queues its write before the connection's next
 /// request is read, so that commits sent in order on one connection take
 /// effect in that order; the returned future waits for the write.
-pub async fn submit_commit(broker: Arc<Broker>, header: RequestHeader, request: OffsetCommitRequest) -> Deferred {
+pub async fn submit_commit(
+    broker: Arc<Broker>,
+    session: &Session,
+    header: RequestHeader,
+    request: OffsetCommitRequest,
+) -> Deferred {
     let broker = &*broker;
     let group = request.group_id.0.to_string();
     let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
-    let checked = if group.is_empty() {
+    let checked = if !broker.allows_group(session, Operation::Read, &group) {
+        Err(ResponseError::GroupAuthorizationFailed)
+    } else if group.is_empty() {
         Err(ResponseError::InvalidGroupId)
     } else {
         offsets_partition(broker, &group).and_then(|partition| {
@@ -82,10 +91,13 @@ pub async fn submit_commit(broker: Arc<Broker>, header: RequestHeader, request: 
     let mut results: Vec<(String, Vec<PartitionOutcome>)> = Vec::new();
     for topic in &request.topics {
         let name = topic.name.0.to_string();
+        let readable = broker.allows_topic(session, Operation::Read, &name);
         let mut partitions = Vec::new();
         for p in &topic.partitions {
             let error = if let Err(e) = &checked {
                 Some(*e)
+            } else if !readable {
+                Some(ResponseError::TopicAuthorizationFailed)
             } else if broker.state.metadata().group_of(&name, p.partition_index).is_none() {
                 Some(ResponseError::UnknownTopicOrPartition)
             } else if p
@@ -156,37 +168,75 @@ fn commit_response(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// (topic, partition, committed offset or -1, metadata, leader epoch) for the
-/// requested partitions, or for every committed one when `wanted` is None.
-type FetchedOffset = (String, i32, i64, Option<String>, i32);
+/// One partition's committed offset (-1 without one), as OffsetFetch reports it.
+struct FetchedOffset {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    metadata: Option<String>,
+    leader_epoch: i32,
+    error: i16,
+}
 
+impl FetchedOffset {
+    fn new(topic: String, partition: i32, committed: Option<CommittedOffset>) -> FetchedOffset {
+        let (offset, metadata, leader_epoch) =
+            committed.map_or((-1, None, -1), |o| (o.offset, o.metadata, o.leader_epoch));
+        FetchedOffset {
+            topic,
+            partition,
+            offset,
+            metadata,
+            leader_epoch,
+            error: 0,
+        }
+    }
+
+    fn missing(topic: String, partition: i32, error: ResponseError) -> FetchedOffset {
+        FetchedOffset {
+            error: error.code(),
+            ..FetchedOffset::new(topic, partition, None)
+        }
+    }
+}
+
+/// The offsets of the requested partitions, or of every committed one the
+/// principal may describe when `wanted` is None.
 fn fetch_group(
     broker: &Broker,
+    session: &Session,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
 ) -> Result<Vec<FetchedOffset>, ResponseError> {
+    if !broker.allows_group(session, Operation::Describe, group) {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
     offsets_partition(broker, group)?;
     let view = &broker.state.offsets;
-    let found = |o: Option<CommittedOffset>| o.map_or((-1, None, -1), |o| (o.offset, o.metadata, o.leader_epoch));
     Ok(match wanted {
         Some(topics) => topics
             .into_iter()
             .flat_map(|(topic, partitions)| {
+                let allowed = broker.allows_topic(session, Operation::Describe, &topic);
                 partitions.into_iter().map(move |p| {
-                    let (offset, metadata, epoch) = found(view.offset(group, &topic, p));
-                    (topic.clone(), p, offset, metadata, epoch)
+                    if allowed {
+                        FetchedOffset::new(topic.clone(), p, view.offset(group, &topic, p))
+                    } else {
+                        FetchedOffset::missing(topic.clone(), p, ResponseError::TopicAuthorizationFailed)
+                    }
                 })
             })
             .collect(),
         None => view
             .offsets(group)
             .into_iter()
-            .map(|((topic, p), o)| (topic, p, o.offset, o.metadata, o.leader_epoch))
+            .filter(|((topic, _), _)| broker.allows_topic(session, Operation::Describe, topic))
+            .map(|((topic, p), o)| FetchedOffset::new(topic, p, Some(o)))
             .collect(),
     })
 }
 
-pub fn fetch(broker: &Broker, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub fn fetch(broker: &Broker, session: &Session, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     if version >= 8 {
         let groups = request
             .groups
@@ -198,7 +248,7 @@ pub fn fetch(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Offs
                         .collect()
                 });
                 let response = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch_group(broker, g.group_id.0.as_str(), wanted) {
+                match fetch_group(broker, session, g.group_id.0.as_str(), wanted) {
                     Ok(offsets) => response.with_topics(group_topics(offsets)),
                     Err(error) => response.with_error_code(error.code()),
                 }
@@ -211,7 +261,7 @@ pub fn fetch(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Offs
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect::<Vec<_>>()
     });
-    match fetch_group(broker, request.group_id.0.as_str(), wanted.clone()) {
+    match fetch_group(broker, session, request.group_id.0.as_str(), wanted.clone()) {
         Ok(offsets) => OffsetFetchResponse::default().with_topics(legacy_topics(offsets, version)),
         Err(error) if version >= 2 => OffsetFetchResponse::default().with_error_code(error.code()),
         // v0-v1 have no top-level error: every partition carries it.
@@ -219,7 +269,7 @@ pub fn fetch(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Offs
             let offsets = wanted
                 .unwrap_or_default()
                 .into_iter()
-                .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p, -1, None, -1)))
+                .flat_map(|(t, ps)| ps.into_iter().map(move |p| FetchedOffset::missing(t.clone(), p, error)))
                 .collect();
             let mut topics = legacy_topics(offsets, version);
             topics
@@ -234,7 +284,7 @@ pub fn fetch(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Offs
 fn grouped<T>(offsets: Vec<FetchedOffset>, make: impl Fn(FetchedOffset) -> T) -> Vec<(String, Vec<T>)> {
     let mut topics: Vec<(String, Vec<T>)> = Vec::new();
     for entry in offsets {
-        let topic = entry.0.clone();
+        let topic = entry.topic.clone();
         let item = make(entry);
         match topics.iter_mut().find(|(t, _)| *t == topic) {
             Some((_, items)) => items.push(item),
@@ -245,13 +295,14 @@ fn grouped<T>(offsets: Vec<FetchedOffset>, make: impl Fn(FetchedOffset) -> T) ->
 }
 
 fn legacy_topics(offsets: Vec<FetchedOffset>, version: i16) -> Vec<OffsetFetchResponseTopic> {
-    grouped(offsets, |(_, p, offset, metadata, epoch)| {
+    grouped(offsets, |o| {
         let partition = OffsetFetchResponsePartition::default()
-            .with_partition_index(p)
-            .with_committed_offset(offset)
-            .with_metadata(Some(metadata.map_or_else(|| str_bytes(""), StrBytes::from_string)));
+            .with_partition_index(o.partition)
+            .with_committed_offset(o.offset)
+            .with_error_code(o.error)
+            .with_metadata(Some(o.metadata.map_or_else(|| str_bytes(""), StrBytes::from_string)));
         if version >= 5 {
-            partition.with_committed_leader_epoch(epoch)
+            partition.with_committed_leader_epoch(o.leader_epoch)
         } else {
             partition
         }
@@ -266,12 +317,13 @@ fn legacy_topics(offsets: Vec<FetchedOffset>, version: i16) -> Vec<OffsetFetchRe
 }
 
 fn group_topics(offsets: Vec<FetchedOffset>) -> Vec<OffsetFetchResponseTopics> {
-    grouped(offsets, |(_, p, offset, metadata, epoch)| {
+    grouped(offsets, |o| {
         OffsetFetchResponsePartitions::default()
-            .with_partition_index(p)
-            .with_committed_offset(offset)
-            .with_committed_leader_epoch(epoch)
-            .with_metadata(Some(metadata.map_or_else(|| str_bytes(""), StrBytes::from_string)))
+            .with_partition_index(o.partition)
+            .with_committed_offset(o.offset)
+            .with_committed_leader_epoch(o.leader_epoch)
+            .with_error_code(o.error)
+            .with_metadata(Some(o.metadata.map_or_else(|| str_bytes(""), StrBytes::from_string)))
     })
     .into_iter()
     .map(|(t, ps)| {
@@ -304,8 +356,11 @@ fn subscribed_topics(broker: &Broker, group: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-pub async fn delete(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn delete(broker: &Broker, session: &Session, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group = request.group_id.0.to_string();
+    if !broker.allows_group(session, Operation::Delete, &group) {
+        return OffsetDeleteResponse::default().with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let partition = match offsets_partition(broker, &group) {
         Ok(partition) => partition,
         Err(error) => return OffsetDeleteResponse::default().with_error_code(error.code()),
@@ -320,11 +375,15 @@ pub async fn delete(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDele
     let mut topics = Vec::new();
     for topic in &request.topics {
         let name = topic.name.0.to_string();
+        let readable = broker.allows_topic(session, Operation::Read, &name);
         let partitions = topic
             .partitions
             .iter()
             .map(|p| {
                 let response = OffsetDeleteResponsePartition::default().with_partition_index(p.partition_index);
+                if !readable {
+                    return response.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                }
                 if subscribed.contains(&name) {
                     return response.with_error_code(ResponseError::GroupSubscribedToTopic.code());
                 }

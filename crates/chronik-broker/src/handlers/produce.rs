@@ -26,6 +26,8 @@ use chronik_state::topic_config::{self, ProducePolicy};
 
 use crate::conform::conform;
 use crate::groups::registry::now_ms;
+use crate::security::session::Session;
+use chronik_state::acl::Operation;
 
 type Outcome = oneshot::Receiver<Result<Applied, ProposeError>>;
 
@@ -36,7 +38,12 @@ enum Pending {
     Proposed(Outcome, Option<i64>),
 }
 
-pub async fn submit(broker: Arc<Broker>, header: RequestHeader, request: ProduceRequest) -> Deferred {
+pub async fn submit(
+    broker: Arc<Broker>,
+    session: &Session,
+    header: RequestHeader,
+    request: ProduceRequest,
+) -> Deferred {
     let acks = request.acks;
     // One measurement per request: cheap (a statvfs), and current.
     let disk_full = broker.disk.check();
@@ -46,7 +53,11 @@ pub async fn submit(broker: Arc<Broker>, header: RequestHeader, request: Produce
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
-        let topic_error = ensure_topic(&broker, &name).await.err();
+        let topic_error = if broker.allows_topic(session, Operation::Write, &name) {
+            ensure_topic(&broker, session, &name).await.err()
+        } else {
+            Some(ResponseError::TopicAuthorizationFailed)
+        };
         let policy = broker
             .state
             .metadata()
@@ -93,7 +104,7 @@ pub async fn submit(broker: Arc<Broker>, header: RequestHeader, request: Produce
     })
 }
 
-async fn ensure_topic(broker: &Broker, name: &str) -> Result<(), ResponseError> {
+async fn ensure_topic(broker: &Broker, session: &Session, name: &str) -> Result<(), ResponseError> {
     if name == consumer_offsets::TOPIC {
         // Only the group coordinator writes there.
         return Err(ResponseError::InvalidTopicException);
@@ -101,7 +112,7 @@ async fn ensure_topic(broker: &Broker, name: &str) -> Result<(), ResponseError> 
     if broker.state.metadata().topic(name).is_some() {
         return Ok(());
     }
-    if !broker.config.auto_create_topics {
+    if !broker.config.auto_create_topics || !broker.may_create_topic(session, name) {
         return Err(ResponseError::UnknownTopicOrPartition);
     }
     broker.auto_create_topic(name).await.map_err(|e| e.error)

@@ -17,6 +17,8 @@ use kafka_protocol::messages::{
 
 use super::{str_bytes, topic_name};
 use crate::Broker;
+use crate::security::session::Session;
+use chronik_state::acl::Operation;
 use chronik_state::metadata::{MetadataCommand, MetadataError, Reassignment};
 
 /// Kafka's election types: 0 preferred, 1 unclean.
@@ -24,8 +26,14 @@ const PREFERRED_ELECTION: i8 = 0;
 
 pub async fn alter(
     broker: &Broker,
+    session: &Session,
     request: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
+    if !broker.allows_cluster(session, Operation::Alter) {
+        return AlterPartitionReassignmentsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes("not authorized to ALTER the cluster")));
+    }
     // Each partition is checked against this node's view first, so one bad
     // partition does not refuse the others.
     let mut results: Vec<(String, i32, Result<(), MetadataError>)> = Vec::new();
@@ -97,7 +105,16 @@ pub async fn alter(
     AlterPartitionReassignmentsResponse::default().with_responses(responses)
 }
 
-pub fn list(broker: &Broker, request: ListPartitionReassignmentsRequest) -> ListPartitionReassignmentsResponse {
+pub fn list(
+    broker: &Broker,
+    session: &Session,
+    request: ListPartitionReassignmentsRequest,
+) -> ListPartitionReassignmentsResponse {
+    if !broker.allows_cluster(session, Operation::Describe) {
+        return ListPartitionReassignmentsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes("not authorized to DESCRIBE the cluster")));
+    }
     let metadata = broker.state.metadata();
     let wanted = |topic: &str, partition: i32| match &request.topics {
         None => true,
@@ -134,7 +151,10 @@ pub fn list(broker: &Broker, request: ListPartitionReassignmentsRequest) -> List
 /// Preferred-leader election: each partition's leadership goes to its first
 /// replica when that replica is in sync. Unclean elections do not exist
 /// under Raft.
-pub async fn elect(broker: &Broker, request: ElectLeadersRequest) -> ElectLeadersResponse {
+pub async fn elect(broker: &Broker, session: &Session, request: ElectLeadersRequest) -> ElectLeadersResponse {
+    if !broker.allows_cluster(session, Operation::Alter) {
+        return ElectLeadersResponse::default().with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let targets: Vec<(String, i32)> = match &request.topic_partitions {
         Some(topics) => topics
             .iter()

@@ -15,7 +15,9 @@ use kafka_protocol::messages::{
 
 use super::{str_bytes, topic_name};
 use crate::Broker;
+use crate::security::session::Session;
 use chronik_raft::NodeId;
+use chronik_state::acl::Operation;
 use chronik_state::metadata::{self, MetadataCommand, MetadataError};
 
 fn refuse(error: ResponseError, message: impl Into<String>) -> MetadataError {
@@ -25,12 +27,21 @@ fn refuse(error: ResponseError, message: impl Into<String>) -> MetadataError {
     }
 }
 
-pub async fn create(broker: &Broker, request: CreateTopicsRequest) -> CreateTopicsResponse {
+fn denied(topic: &str, operation: &str) -> MetadataError {
+    refuse(
+        ResponseError::TopicAuthorizationFailed,
+        format!("not authorized to {operation} topic '{topic}'"),
+    )
+}
+
+pub async fn create(broker: &Broker, session: &Session, request: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
+        let allowed = broker.may_create_topic(session, &name);
         let outcome = match creation(broker, &topic) {
+            Ok(_) if !allowed => Err(denied(&name, "CREATE")),
             Ok(command) if request.validate_only => broker.validate_metadata(command.clone()).map(|_| command),
             Ok(command) => broker.propose_metadata(command.clone()).await.map(|_| command),
             Err(e) => Err(e),
@@ -157,14 +168,23 @@ fn node_ids(brokers: &[BrokerId]) -> Result<Vec<NodeId>, MetadataError> {
         .collect()
 }
 
-pub async fn delete(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn delete(
+    broker: &Broker,
+    session: &Session,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     let mut responses = Vec::with_capacity(request.topic_names.len());
     for name in request.topic_names {
-        let outcome = broker
-            .propose_metadata(MetadataCommand::DeleteTopic {
-                name: name.0.to_string(),
-            })
-            .await;
+        let outcome = if broker.allows_topic(session, Operation::Delete, &name.0) {
+            broker
+                .propose_metadata(MetadataCommand::DeleteTopic {
+                    name: name.0.to_string(),
+                })
+                .await
+        } else {
+            Err(denied(&name.0, "DELETE"))
+        };
         let mut result = DeletableTopicResult::default().with_name(Some(name));
         if let Err(e) = outcome {
             result = result.with_error_code(e.error.code());
@@ -177,7 +197,11 @@ pub async fn delete(broker: &Broker, request: DeleteTopicsRequest, version: i16)
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub async fn create_partitions(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn create_partitions(
+    broker: &Broker,
+    session: &Session,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
@@ -188,6 +212,7 @@ pub async fn create_partitions(broker: &Broker, request: CreatePartitionsRequest
             .map(|a| a.iter().map(|a| node_ids(&a.broker_ids)).collect::<Result<Vec<_>, _>>())
             .transpose();
         let outcome = match assignment {
+            _ if !broker.allows_topic(session, Operation::Alter, &name) => Err(denied(&name, "ALTER")),
             Err(e) => Err(e),
             Ok(assignment) => {
                 let command = MetadataCommand::CreatePartitions {

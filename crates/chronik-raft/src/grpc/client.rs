@@ -11,8 +11,9 @@ use protobuf::Message as _;
 use raft::eraftpb::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
+use super::peer_auth::{PeerChannel, PeerSecurity};
 use super::proto::raft_transport_client::RaftTransportClient;
 use super::proto::{GroupMessage, SnapshotChunk, SnapshotProgressRequest, StepBatchRequest, StepStreamClosed};
 use super::{CONNECTION_WINDOW_BYTES, ClusterId, MAX_MESSAGE_BYTES, SNAPSHOT_STALL_TIMEOUT, STREAM_WINDOW_BYTES};
@@ -79,6 +80,7 @@ struct Shared {
     node_id: NodeId,
     cluster_id: ClusterId,
     peers: PeerAddresses,
+    security: PeerSecurity,
 }
 
 pub struct GrpcTransport {
@@ -89,12 +91,13 @@ pub struct GrpcTransport {
 
 impl GrpcTransport {
     /// Must be called inside the tokio runtime that will run the senders.
-    pub fn new(node_id: NodeId, cluster_id: ClusterId, peers: PeerAddresses) -> Self {
+    pub fn new(node_id: NodeId, cluster_id: ClusterId, peers: PeerAddresses, security: PeerSecurity) -> Self {
         GrpcTransport {
             shared: Arc::new(Shared {
                 node_id,
                 cluster_id,
                 peers,
+                security,
             }),
             runtime: tokio::runtime::Handle::current(),
             queues: Mutex::new(HashMap::new()),
@@ -145,8 +148,9 @@ impl Transport for GrpcTransport {
 }
 
 /// A node's gRPC port (`host:port`) with the cluster's connection settings.
-fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+fn endpoint(addr: &str, security: &PeerSecurity) -> Result<Endpoint, String> {
+    Ok(security
+        .endpoint(addr)?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
@@ -154,22 +158,39 @@ fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
 }
 
 /// A connection for requests that each end within `timeout`.
-pub async fn connect_channel(addr: &str, timeout: Duration) -> Result<Channel, tonic::transport::Error> {
-    endpoint(addr)?.timeout(timeout).connect().await
+pub async fn connect_channel(addr: &str, timeout: Duration, security: &PeerSecurity) -> Result<PeerChannel, String> {
+    let channel = endpoint(addr, security)?
+        .timeout(timeout)
+        .connect()
+        .await
+        .map_err(|e| connect_error(&e))?;
+    Ok(security.channel(channel))
 }
 
 /// A connection for streams without a deadline (Raft messages, snapshots):
 /// HTTP/2 pings find a peer that stopped answering.
-async fn connect_stream(addr: &str) -> Result<RaftTransportClient<Channel>, tonic::transport::Error> {
-    let channel = endpoint(addr)?
+async fn connect_stream(addr: &str, security: &PeerSecurity) -> Result<RaftTransportClient<PeerChannel>, String> {
+    let channel = endpoint(addr, security)?
         .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .connect()
-        .await?;
-    Ok(transport_client(channel))
+        .await
+        .map_err(|e| connect_error(&e))?;
+    Ok(transport_client(security.channel(channel)))
 }
 
-fn transport_client(channel: Channel) -> RaftTransportClient<Channel> {
+/// A connection error with its causes: a TLS refusal is only in the source chain.
+fn connect_error(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}
+
+fn transport_client(channel: PeerChannel) -> RaftTransportClient<PeerChannel> {
     RaftTransportClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
@@ -262,7 +283,7 @@ async fn stream_to_peer(shared: &Shared, to: NodeId, queue: &mut Received) -> Re
         .peers
         .get(to)
         .ok_or_else(|| format!("no Raft address known for node {to}"))?;
-    let mut client = connect_stream(&addr)
+    let mut client = connect_stream(&addr, &shared.security)
         .await
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let (items, outgoing) = mpsc::channel(STREAM_ITEMS_BUFFERED);
@@ -314,7 +335,7 @@ async fn send_snapshot(shared: &Shared, to: NodeId, group: GroupId, message: Mes
         .peers
         .get(to)
         .ok_or_else(|| format!("no Raft address known for node {to}"))?;
-    let mut client = connect_stream(&addr)
+    let mut client = connect_stream(&addr, &shared.security)
         .await
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let staged = staged_on_peer(
@@ -397,7 +418,7 @@ async fn send_snapshot(shared: &Shared, to: NodeId, group: GroupId, message: Mes
 /// What an earlier attempt staged on `to` of the snapshot of `group` at
 /// `index`, per file; nothing if the peer cannot tell.
 async fn staged_on_peer(
-    client: &mut RaftTransportClient<Channel>,
+    client: &mut RaftTransportClient<PeerChannel>,
     shared: &Shared,
     to: NodeId,
     group: GroupId,
@@ -405,6 +426,7 @@ async fn staged_on_peer(
 ) -> HashMap<String, u64> {
     let request = SnapshotProgressRequest {
         cluster_id: shared.cluster_id.get(),
+        from: shared.node_id,
         to,
         group,
         index,
@@ -463,7 +485,9 @@ mod tests {
             disk: None,
         };
         let staging = dir.path().join("staging");
-        let service = RaftService::new(2, ClusterId::default(), mailbox, staging.clone());
+        let known = PeerAddresses::default();
+        known.set(1, "127.0.0.1:1".into());
+        let service = RaftService::new(2, ClusterId::default(), known, mailbox, staging.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         tokio::spawn(
@@ -486,7 +510,7 @@ mod tests {
             data: vec![0xAB; CHUNK_BYTES].into(),
             ..Default::default()
         };
-        let mut client = connect_stream(&addr).await.unwrap();
+        let mut client = connect_stream(&addr, &PeerSecurity::default()).await.unwrap();
         let refused = client
             .install_snapshot(tokio_stream::iter([header, marker]))
             .await
@@ -500,6 +524,7 @@ mod tests {
             node_id: 1,
             cluster_id: ClusterId::default(),
             peers,
+            security: PeerSecurity::default(),
         };
         send_snapshot(&shared, 2, 5, message).await.unwrap();
         let staged = std::fs::read(staging_dir(&staging, 5, 7).join("a.log")).unwrap();

@@ -1,11 +1,13 @@
 //! The Raft transport over gRPC (tonic): one long-lived HTTP/2 connection per
-//! peer for message batches, a stream per snapshot, and the server side that
-//! feeds a node's loop.
+//! peer for message batches, a stream per snapshot, the server side that
+//! feeds a node's loop, and how peers authenticate to each other.
 
 mod client;
+mod peer_auth;
 mod server;
 
 pub use client::{GrpcTransport, PeerAddresses, REQUEST_TIMEOUT, connect_channel};
+pub use peer_auth::{PeerChannel, PeerSecurity, PeerTls};
 pub use server::RaftService;
 
 /// Generated from `proto/transport.proto`.
@@ -32,8 +34,8 @@ pub const SNAPSHOT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::fro
 pub const MAX_FRAME_BYTES: u32 = 1 << 20;
 
 /// The id of the cluster this node belongs to, sent with every request. It is
-/// empty while a new cluster forms (the metadata group picks it), and then
-/// requests from a node of another cluster are refused.
+/// empty while a new cluster forms (the metadata group picks it); once it is
+/// set, requests without it or with another are refused.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterId(std::sync::Arc<std::sync::RwLock<String>>);
 
@@ -46,11 +48,17 @@ impl ClusterId {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = id.to_string();
     }
 
-    /// Refuses a request from another cluster, with a message saying which.
+    /// Refuses a request from another cluster, or without a cluster id once
+    /// this node has one, with a message saying which.
     pub fn check(&self, theirs: &str) -> Result<(), tonic::Status> {
         let ours = self.get();
-        if ours.is_empty() || theirs.is_empty() || ours == theirs {
+        if ours.is_empty() || ours == theirs {
             return Ok(());
+        }
+        if theirs.is_empty() {
+            return Err(tonic::Status::failed_precondition(format!(
+                "this node belongs to cluster '{ours}'; requests must carry its id"
+            )));
         }
         Err(tonic::Status::failed_precondition(format!(
             "this node belongs to cluster '{ours}', the request comes from cluster '{theirs}'"
@@ -71,10 +79,7 @@ mod tests {
         );
         ours.set("abc");
         assert!(ours.check("abc").is_ok());
-        assert!(
-            ours.check("").is_ok(),
-            "a node still forming the cluster does not know the id"
-        );
+        assert!(ours.check("").is_err(), "a member refuses requests without the id");
         let refused = ours.check("xyz").unwrap_err();
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
         assert!(refused.message().contains("'abc'") && refused.message().contains("'xyz'"));

@@ -19,7 +19,7 @@ use super::proto::{
     InstallSnapshotResponse, ReadIndexRequest, ReadIndexResponse, SnapshotChunk, SnapshotProgressRequest,
     SnapshotProgressResponse, StagedFile, StepBatchRequest, StepStreamClosed,
 };
-use super::{ClusterId, MAX_MESSAGE_BYTES, SNAPSHOT_STALL_TIMEOUT};
+use super::{ClusterId, MAX_MESSAGE_BYTES, PeerAddresses, SNAPSHOT_STALL_TIMEOUT};
 use crate::mailbox::Mailbox;
 use crate::snapshot::{SnapshotManifest, staging_dir};
 use crate::{NodeId, ProposeError};
@@ -27,16 +27,27 @@ use crate::{NodeId, ProposeError};
 pub struct RaftService {
     node_id: NodeId,
     cluster_id: ClusterId,
+    /// The nodes this one knows as peers: the only senders of Raft messages
+    /// it accepts without the cluster id (while the cluster forms, or from a
+    /// member that has not learnt the id yet).
+    peers: PeerAddresses,
     mailbox: Mailbox,
     snapshot_dir: PathBuf,
     receiving: Receiving,
 }
 
 impl RaftService {
-    pub fn new(node_id: NodeId, cluster_id: ClusterId, mailbox: Mailbox, snapshot_dir: PathBuf) -> Self {
+    pub fn new(
+        node_id: NodeId,
+        cluster_id: ClusterId,
+        peers: PeerAddresses,
+        mailbox: Mailbox,
+        snapshot_dir: PathBuf,
+    ) -> Self {
         RaftService {
             node_id,
             cluster_id,
+            peers,
             mailbox,
             snapshot_dir,
             receiving: Receiving::default(),
@@ -49,8 +60,18 @@ impl RaftService {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    fn check_peer(&self, cluster_id: &str, to: NodeId) -> Result<(), Status> {
-        self.cluster_id.check(cluster_id)?;
+    fn check_peer(&self, cluster_id: &str, from: NodeId, to: NodeId) -> Result<(), Status> {
+        if cluster_id.is_empty() {
+            if self.peers.get(from).is_none() {
+                tracing::warn!(from, "refused Raft messages from a node that is not a known peer");
+                return Err(Status::permission_denied(format!(
+                    "node {from} is not a peer of node {}: list it in --peers, or add it with `cluster add-node`",
+                    self.node_id
+                )));
+            }
+        } else {
+            self.cluster_id.check(cluster_id)?;
+        }
         if to != self.node_id {
             return Err(Status::failed_precondition(format!(
                 "this is node {}, the request is for node {to}; check the peer addresses",
@@ -75,7 +96,7 @@ impl RaftTransport for RaftService {
     ) -> Result<Response<StepStreamClosed>, Status> {
         let mut batches = request.into_inner();
         while let Some(batch) = batches.message().await? {
-            self.check_peer(&batch.cluster_id, batch.to)?;
+            self.check_peer(&batch.cluster_id, batch.from, batch.to)?;
             let messages = batch
                 .messages
                 .iter()
@@ -97,7 +118,7 @@ impl RaftTransport for RaftService {
         let header = next_chunk(&mut chunks)
             .await?
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
-        self.check_peer(&header.cluster_id, header.to)?;
+        self.check_peer(&header.cluster_id, header.from, header.to)?;
         let message = decode(&header.message)?;
         if message.get_msg_type() != MessageType::MsgSnapshot {
             return Err(Status::invalid_argument(
@@ -181,7 +202,7 @@ impl RaftTransport for RaftService {
         request: Request<SnapshotProgressRequest>,
     ) -> Result<Response<SnapshotProgressResponse>, Status> {
         let request = request.into_inner();
-        self.check_peer(&request.cluster_id, request.to)?;
+        self.check_peer(&request.cluster_id, request.from, request.to)?;
         let partial = staging_dir(&self.snapshot_dir, request.group, request.index).with_extension("partial");
         let mut files = Vec::new();
         if let Ok(mut entries) = tokio::fs::read_dir(&partial).await {
@@ -200,7 +221,7 @@ impl RaftTransport for RaftService {
 
     async fn read_index(&self, request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
         let request = request.into_inner();
-        self.check_peer(&request.cluster_id, self.node_id)?;
+        self.cluster_id.check(&request.cluster_id)?;
         match self.mailbox.read_index(request.group).await {
             Ok(index) => Ok(Response::new(ReadIndexResponse { index })),
             Err(ProposeError::NotLeader { leader, .. }) => Err(Status::failed_precondition(format!(

@@ -12,6 +12,7 @@ use rdkafka::{ClientConfig, Offset};
 use serde_json::Value;
 
 use super::Broker;
+use super::certs::Ca;
 use super::proxy::Proxy;
 
 /// The tests share two cores: one cluster at a time in a test binary.
@@ -96,6 +97,25 @@ pub struct Cluster {
     /// nodes that joined later.
     links: Vec<Vec<Option<Proxy>>>,
     dir: std::path::PathBuf,
+    /// The mutual-TLS flags every node and CLI call uses: the nodes of test
+    /// clusters authenticate to each other with certificates of one CA.
+    peer_tls: Vec<String>,
+}
+
+/// A CA for the cluster in `dir` and one certificate for its nodes and CLI;
+/// the flags that use them.
+fn peer_tls_flags(dir: &Path) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let ca = Ca::new(dir, "cluster");
+    let node = ca.issue(dir, "chronik-node");
+    [
+        ("--peer-tls-cert", node.cert),
+        ("--peer-tls-key", node.key),
+        ("--peer-tls-ca", ca.cert_path),
+    ]
+    .into_iter()
+    .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+    .collect()
 }
 
 fn free_port() -> u16 {
@@ -110,6 +130,7 @@ impl Cluster {
     /// Starts `size` nodes that bootstrap one cluster, each with `extra`
     /// server flags, and waits until all of them serve.
     pub fn start(dir: &Path, size: usize, extra: &[&str]) -> Cluster {
+        let peer_tls = peer_tls_flags(dir);
         let raft_addrs: Vec<String> = (0..size).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let links: Vec<Vec<Option<Proxy>>> = (0..size)
             .map(|from| {
@@ -133,6 +154,7 @@ impl Cluster {
                 let id = (i + 1).to_string();
                 let peers = peers.join(",");
                 let mut args: Vec<&str> = vec!["--node-id", &id];
+                args.extend(peer_tls.iter().map(String::as_str));
                 args.extend_from_slice(extra);
                 args.extend([
                     "raft-cluster",
@@ -153,6 +175,7 @@ impl Cluster {
             raft_addrs,
             links,
             dir: dir.to_path_buf(),
+            peer_tls,
         }
     }
 
@@ -163,7 +186,9 @@ impl Cluster {
         let id = self.nodes.len() as u64 + 1;
         let raft_addr = format!("127.0.0.1:{}", free_port());
         let id_arg = id.to_string();
+        let peer_tls = self.peer_tls.clone();
         let mut args: Vec<&str> = vec!["--node-id", &id_arg];
+        args.extend(peer_tls.iter().map(String::as_str));
         args.extend_from_slice(extra);
         args.extend(["raft-cluster", "--raft-addr", &raft_addr, "--join", &self.raft_addrs[0]]);
         let node = Broker::spawn_on_port(&self.dir.join(format!("node{id}")), free_port(), &args);
@@ -237,7 +262,8 @@ impl Cluster {
     /// Runs `chronik-server cluster <args> --via <node id's Raft address>`;
     /// returns the exit code and stdout.
     pub fn cli(&self, via: u64, args: &[&str]) -> (i32, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
+        let output = self
+            .command()
             .arg("cluster")
             .args(args)
             .args(["--via", &self.raft_addrs[via as usize - 1], "--timeout-ms", "3000"])
@@ -246,6 +272,13 @@ impl Cluster {
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr);
         (output.status.code().unwrap_or(-1), format!("{stdout}{stderr}"))
+    }
+
+    /// `chronik-server` with the flags that let it talk to this cluster's nodes.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chronik-server"));
+        command.args(&self.peer_tls);
+        command
     }
 
     /// A CLI command's `--json` output.
