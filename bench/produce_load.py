@@ -7,6 +7,9 @@ At full speed the latency is mostly time queued in the client; measure
 latency at a fixed rate below saturation.
 
 Usage: produce_load.py BOOTSTRAP TOPIC (--seconds N | --until FILE) [--rate R] [--warmup S]
+                       [--config KEY=VALUE]...
+--config adds a setting to the producer's configuration (repeatable), e.g.
+security.protocol=SSL, ssl.ca.location=ca.pem, sasl.mechanism=SCRAM-SHA-512.
 """
 
 import argparse
@@ -28,14 +31,22 @@ def main():
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--rate", type=float, help="records per second; full speed without it")
     parser.add_argument("--max-seconds", type=float, default=900.0)
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                        help="a producer setting added to the configuration; repeatable")
     args = parser.parse_args()
-    producer = Producer({
+    config = {
         "bootstrap.servers": args.bootstrap,
         "acks": "all",
         "linger.ms": 5,
         "enable.idempotence": True,
         "queue.buffering.max.messages": 200000,
-    })
+    }
+    for pair in args.config:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            parser.error(f"--config wants KEY=VALUE, got {pair!r}")
+        config[key] = value
+    producer = Producer(config)
     latencies = []
     failed = [0]
     window = {"start": None}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command. On a fresh Debian machine it first installs
-# what the tests drive (kcat, the Python Kafka clients, kafkajs), then runs formatting
+# what the tests drive (kcat, openssl, the Python Kafka clients, kafkajs), then runs formatting
 # and lint checks, the Rust tests (unit, property and integration tests
 # against the real binary), the Python client tests, and a benchmark smoke run.
 set -euo pipefail
@@ -10,6 +10,10 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_packages=()
 command -v kcat >/dev/null 2>&1 || apt_packages+=(kcat)
+# The Rust tests' rdkafka speaks TLS and SCRAM through OpenSSL; the tests make certificates with openssl.
+command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
+command -v pkg-config >/dev/null 2>&1 || apt_packages+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || apt_packages+=(libssl-dev)
 # Debian's python3 refuses a system-wide pip install: the clients go into a virtualenv.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_packages+=(python3 python3-venv)
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)

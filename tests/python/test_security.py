@@ -1252,3 +1252,39 @@ def test_each_listener_advertises_its_own_address(start_broker, pki):
     topic = unique("mixed")
     create_topic(secure, topic)
     assert topic not in anonymous.list_topics(timeout=TIMEOUT).topics
+
+
+# --------------------------------------------------------------------------
+# the cluster's gRPC port
+# --------------------------------------------------------------------------
+
+
+def run_cli(cluster, env, *args):
+    node = cluster.nodes[1]
+    return subprocess.run([node.binary, *args, "--via", node.raft_addr, "--timeout-ms", "3000"],
+                          capture_output=True, text=True, timeout=30, env=env)
+
+
+def test_the_cluster_port_refuses_a_wrong_or_missing_secret(cluster):
+    """The `cluster` fixture's nodes share a secret. The CLI without it, or
+    with another, is refused (read-only and mutating calls alike), the node
+    logs each refusal, and the cluster keeps serving."""
+    right = dict(os.environ, CHRONIK_CLUSTER_SECRET=cluster.secret)
+    wrong = dict(os.environ, CHRONIK_CLUSTER_SECRET="not-the-cluster-secret")
+    missing = {k: v for k, v in os.environ.items() if k != "CHRONIK_CLUSTER_SECRET"}
+    for env, why in ((wrong, "a wrong cluster secret"), (missing, "no cluster secret")):
+        for args in (("cluster", "status"),
+                     ("cluster", "add-node", "--id", "9", "--addr", "127.0.0.1:1", "--raft-port", "1"),
+                     ("user", "create", "--name", "mallory", "--password", "mallory-password")):
+            out = run_cli(cluster, env, *args)
+            assert out.returncode != 0, (args, out.stdout)
+            assert why in out.stderr, (args, out.stderr)
+    log = cluster.nodes[1].log_path.read_text()
+    assert "refused a gRPC request with a wrong cluster secret" in log
+    assert "refused a gRPC request with no cluster secret" in log
+
+    listed = run_cli(cluster, right, "user", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "mallory" not in listed.stdout, "a refused call changed the users"
+    health = run_cli(cluster, right, "cluster", "health")
+    assert health.returncode == 0, health.stdout + health.stderr

@@ -19,7 +19,7 @@ use super::str_bytes;
 use crate::Broker;
 use crate::security::session::Session;
 use chronik_state::acl::{AclBinding, AclFilter, Operation, PatternFilter, PatternType, Permission, ResourceType};
-use chronik_state::metadata::MetadataCommand;
+use chronik_state::metadata::{MetadataCommand, MetadataError};
 
 /// The filter code that matches anything.
 const ANY: i8 = 1;
@@ -79,26 +79,31 @@ fn filter(
     })
 }
 
-pub async fn create(broker: &Broker, session: &Session, request: CreateAclsRequest) -> CreateAclsResponse {
-    let refusal = |error: ResponseError, message: String| {
-        AclCreationResult::default()
-            .with_error_code(error.code())
-            .with_error_message(Some(StrBytes::from_string(message)))
-    };
-    if !broker.allows_cluster(session, Operation::Alter) {
-        let results = request
-            .creations
-            .iter()
-            .map(|_| {
-                refusal(
-                    ResponseError::ClusterAuthorizationFailed,
-                    "not authorized to ALTER the cluster".into(),
-                )
-            })
-            .collect();
-        return CreateAclsResponse::default().with_results(results);
+/// Why one creation or filter was refused.
+type Refusal = (ResponseError, String);
+
+fn may_alter(broker: &Broker, session: &Session) -> Result<(), Refusal> {
+    if broker.allows_cluster(session, Operation::Alter) {
+        Ok(())
+    } else {
+        Err((
+            ResponseError::ClusterAuthorizationFailed,
+            "not authorized to ALTER the cluster".into(),
+        ))
     }
-    let parsed: Vec<Result<AclBinding, String>> = request.creations.iter().map(binding).collect();
+}
+
+fn invalid(message: String) -> Refusal {
+    (ResponseError::InvalidRequest, message)
+}
+
+pub async fn create(broker: &Broker, session: &Session, request: CreateAclsRequest) -> CreateAclsResponse {
+    let allowed = may_alter(broker, session);
+    let parsed: Vec<Result<AclBinding, Refusal>> = request
+        .creations
+        .iter()
+        .map(|c| allowed.clone().and_then(|()| binding(c).map_err(invalid)))
+        .collect();
     let valid: Vec<AclBinding> = parsed.iter().filter_map(|b| b.as_ref().ok().cloned()).collect();
     let outcome = if valid.is_empty() {
         Ok(())
@@ -109,10 +114,15 @@ pub async fn create(broker: &Broker, session: &Session, request: CreateAclsReque
     };
     let results = parsed
         .into_iter()
-        .map(|parsed| match (parsed, &outcome) {
-            (Err(message), _) => refusal(ResponseError::InvalidRequest, message),
-            (Ok(_), Err(e)) => refusal(e.error, e.message.clone()),
-            (Ok(_), Ok(())) => AclCreationResult::default(),
+        .map(|parsed| {
+            let refusal = match (parsed, &outcome) {
+                (Err(refusal), _) => refusal,
+                (Ok(_), Err(e)) => (e.error, e.message.clone()),
+                (Ok(_), Ok(())) => return AclCreationResult::default(),
+            };
+            AclCreationResult::default()
+                .with_error_code(refusal.0.code())
+                .with_error_message(Some(StrBytes::from_string(refusal.1)))
         })
         .collect();
     CreateAclsResponse::default().with_results(results)
@@ -170,30 +180,14 @@ pub fn describe(broker: &Broker, session: &Session, request: DescribeAclsRequest
 }
 
 pub async fn delete(broker: &Broker, session: &Session, request: DeleteAclsRequest) -> DeleteAclsResponse {
-    let refusal = |error: ResponseError, message: String| {
-        DeleteAclsFilterResult::default()
-            .with_error_code(error.code())
-            .with_error_message(Some(StrBytes::from_string(message)))
-    };
-    if !broker.allows_cluster(session, Operation::Alter) {
-        let results = request
-            .filters
-            .iter()
-            .map(|_| {
-                refusal(
-                    ResponseError::ClusterAuthorizationFailed,
-                    "not authorized to ALTER the cluster".into(),
-                )
-            })
-            .collect();
-        return DeleteAclsResponse::default().with_filter_results(results);
-    }
-    let matched: Vec<Result<Vec<AclBinding>, String>> = {
+    let allowed = may_alter(broker, session);
+    let matched: Vec<Result<Vec<AclBinding>, Refusal>> = {
         let metadata = broker.state.metadata();
         request
             .filters
             .iter()
             .map(|f| {
+                allowed.clone()?;
                 let filter = filter(
                     f.resource_type_filter,
                     f.resource_name_filter.as_ref(),
@@ -202,7 +196,8 @@ pub async fn delete(broker: &Broker, session: &Session, request: DeleteAclsReque
                     f.host_filter.as_ref(),
                     f.operation,
                     f.permission_type,
-                )?;
+                )
+                .map_err(invalid)?;
                 Ok(metadata.acls.matching(&filter).cloned().collect())
             })
             .collect()
@@ -216,12 +211,14 @@ pub async fn delete(broker: &Broker, session: &Session, request: DeleteAclsReque
         broker
             .propose_metadata(MetadataCommand::DeleteAcls { bindings: doomed })
             .await
-    };
+    }
+    .map_err(|MetadataError { error, message }| (error, message));
     let results = matched
         .into_iter()
-        .map(|matched| match (matched, &outcome) {
-            (Err(message), _) => refusal(ResponseError::InvalidRequest, message),
-            (Ok(_), Err(e)) => refusal(e.error, e.message.clone()),
+        .map(|matched| match (matched, outcome.clone()) {
+            (Err((error, message)), _) | (Ok(_), Err((error, message))) => DeleteAclsFilterResult::default()
+                .with_error_code(error.code())
+                .with_error_message(Some(StrBytes::from_string(message))),
             (Ok(bindings), Ok(())) => DeleteAclsFilterResult::default().with_matching_acls(
                 bindings
                     .iter()

@@ -285,3 +285,33 @@ impl Drop for ReceivingGuard {
 fn io_status(e: std::io::Error) -> Status {
     Status::internal(format!("cannot stage snapshot: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raft_messages_without_the_cluster_id_come_only_from_known_peers() {
+        let (inbound, _delivered) = tokio::sync::mpsc::channel(1);
+        let mailbox = Mailbox {
+            inbound,
+            queued_bytes: Default::default(),
+            disk: None,
+        };
+        let known = PeerAddresses::default();
+        known.set(2, "127.0.0.1:1".into());
+        let cluster = ClusterId::default();
+        let service = RaftService::new(1, cluster.clone(), known, mailbox, PathBuf::from("unused"));
+        assert!(service.check_peer("", 2, 1).is_ok(), "a peer of the forming cluster");
+        let stranger = service.check_peer("", 9, 1).unwrap_err();
+        assert_eq!(stranger.code(), tonic::Code::PermissionDenied, "{stranger}");
+        assert!(service.check_peer("", 2, 3).is_err(), "addressed to another node");
+        cluster.set("abc");
+        assert!(service.check_peer("abc", 9, 1).is_ok());
+        assert!(service.check_peer("xyz", 2, 1).is_err(), "another cluster");
+        assert!(
+            service.check_peer("", 2, 1).is_ok(),
+            "a peer that has not learnt the id yet"
+        );
+    }
+}

@@ -27,6 +27,8 @@ pub struct Broker {
     child: Option<Child>,
     ready: Option<mpsc::Receiver<String>>,
     pub addr: String,
+    /// `NAME=HOST:PORT` of each listener, when it has more than one.
+    listeners: Vec<(String, String)>,
     /// The Kafka port it listens on; 0 for one the system picks.
     pub kafka_port: u16,
     pub data_dir: PathBuf,
@@ -70,6 +72,7 @@ impl Broker {
             child: None,
             ready: None,
             addr: String::new(),
+            listeners: Vec::new(),
             kafka_port: 0,
             data_dir: data_dir.to_path_buf(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
@@ -105,8 +108,7 @@ impl Broker {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("chronik-server ready: kafka=") {
-                    let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
-                    let _ = tx.send(addr);
+                    let _ = tx.send(rest.to_string());
                 }
             }
         });
@@ -118,12 +120,31 @@ impl Broker {
     pub fn wait_ready(&mut self) {
         let Some(ready) = self.ready.take() else { return };
         match ready.recv_timeout(READY_TIMEOUT) {
-            Ok(addr) => self.addr = addr,
+            Ok(line) => {
+                self.addr = line.split_whitespace().next().unwrap_or_default().to_string();
+                self.listeners = line
+                    .split_whitespace()
+                    .find_map(|field| field.strip_prefix("listeners="))
+                    .into_iter()
+                    .flat_map(|list| list.split(','))
+                    .filter_map(|item| item.split_once('='))
+                    .map(|(name, addr)| (name.to_string(), addr.to_string()))
+                    .collect();
+            }
             Err(_) => {
                 self.kill9();
                 panic!("broker did not become ready; log:\n{}", self.log_tail());
             }
         }
+    }
+
+    /// The address of the listener named `name`.
+    pub fn listener(&self, name: &str) -> String {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, addr)| addr.clone())
+            .unwrap_or_else(|| panic!("no listener {name} in {:?}", self.listeners))
     }
 
     /// Restarts on the same data directory without waiting for it to serve.
