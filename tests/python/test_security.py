@@ -822,6 +822,25 @@ def test_plaintext_client_on_the_tls_port_is_disconnected(sasl_broker, pki):
     assert_delivered(produce(conf, topic, [b"still-served"]))
 
 
+def test_a_huge_frame_before_authentication_is_refused_at_once(sasl_broker, pki):
+    """Before SASL authentication a client may send frames of at most 512 KiB
+    (Kafka's sasl.server.max.receive.size), which take nothing of the
+    broker's request budget. Connections announcing 100 MiB frames and
+    sending nothing are closed at once, and clients keep being served."""
+    host, port = split_addr(sasl_broker.bootstrap)
+    ctx = client_context(pki)
+    for _ in range(4):
+        with socket.create_connection((host, port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=host) as s:
+                s.sendall(struct.pack(">i", 100 << 20))
+                assert read_until_closed(s, timeout=10) == b"", "the broker answered a huge frame"
+    assert tls_api_versions(sasl_broker.bootstrap, ctx)[0] == "ok"
+    conf = sasl_conf(sasl_broker.bootstrap, pki)
+    topic = unique("after-huge")
+    create_topic(AdminClient(conf), topic)
+    assert_delivered(produce(conf, topic, [b"still-served"]))
+
+
 def test_produce_without_write_is_refused_and_writes_nothing(sasl_broker, pki):
     admin_conf = sasl_conf(sasl_broker.bootstrap, pki)
     admin = AdminClient(admin_conf)

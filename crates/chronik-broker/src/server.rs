@@ -26,6 +26,12 @@ use crate::{authenticate, dispatch};
 /// per partition), so this is well above what they use.
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 128;
 
+/// A SASL client that has not authenticated by then is dropped.
+const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest frame read before SASL authentication (Kafka's
+/// sasl.server.max.receive.size).
+const MAX_UNAUTHENTICATED_FRAME: i32 = 512 * 1024;
+
 /// A client that has not finished its TLS handshake by then is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -134,12 +140,29 @@ async fn read_requests<R: AsyncRead + Unpin>(
     pending: mpsc::Sender<JoinHandle<Response>>,
 ) -> std::io::Result<()> {
     let mut session = Arc::new(session);
+    let authentication_deadline = tokio::time::Instant::now() + AUTHENTICATION_TIMEOUT;
     loop {
-        let size = match reader.read_i32().await {
+        let authenticating = sasl.as_ref().is_some_and(|s| !s.is_authenticated());
+        // A client that has not authenticated gets a deadline, and small
+        // frames that take nothing of the node's request budget.
+        let size = if authenticating {
+            match tokio::time::timeout_at(authentication_deadline, reader.read_i32()).await {
+                Ok(read) => read,
+                Err(_) => return Err(std::io::Error::other("SASL authentication did not finish in time")),
+            }
+        } else {
+            reader.read_i32().await
+        };
+        let size = match size {
             Ok(size) => size,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         };
+        if authenticating && !(0..=MAX_UNAUTHENTICATED_FRAME).contains(&size) {
+            return Err(std::io::Error::other(format!(
+                "a frame of {size} bytes before SASL authentication"
+            )));
+        }
         if size < 0 || size as usize > broker.config.max_request_bytes {
             let mut head = [0u8; 8];
             let available = (size.max(0) as usize).min(head.len());
@@ -161,23 +184,41 @@ async fn read_requests<R: AsyncRead + Unpin>(
         // stops at the frame's end even if the buffer has room for more.
         let mut frame = BytesMut::with_capacity(size as usize);
         let mut body = (&mut *reader).take(size as u64);
-        while frame.len() < size as usize {
-            if body.read_buf(&mut frame).await? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
+        let filled = async {
+            while frame.len() < size as usize {
+                if body.read_buf(&mut frame).await? == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                }
             }
+            Ok(())
+        };
+        if authenticating {
+            tokio::time::timeout_at(authentication_deadline, filled)
+                .await
+                .map_err(|_| std::io::Error::other("SASL authentication did not finish in time"))??;
+        } else {
+            filled.await?;
         }
         let frame = frame.freeze();
         let api_key = frame.get(..2).map(|k| i16::from_be_bytes([k[0], k[1]]));
         let sasl_frame =
             matches!(api_key, Some(k) if k == ApiKey::SaslHandshake as i16 || k == ApiKey::SaslAuthenticate as i16);
-        let sasl_step = match sasl.as_mut() {
-            Some(exchange) if exchange.expects_raw_token() => {
-                Some(authenticate::raw_step(broker, exchange, frame.clone()))
-            }
-            Some(exchange) if sasl_frame => Some(authenticate::step(broker, exchange, frame.clone())),
-            _ => None,
-        };
-        if let Some((response, outcome)) = sasl_step {
+        let raw_token = sasl.as_ref().is_some_and(SaslExchange::expects_raw_token);
+        if let Some(mut exchange) = sasl.take_if(|_| raw_token || sasl_frame) {
+            // PLAIN stretches the password: off the async workers.
+            let broker = broker.clone();
+            let frame = frame.clone();
+            let ((response, outcome), exchange) = tokio::task::spawn_blocking(move || {
+                let step = if raw_token {
+                    authenticate::raw_step(&broker, &mut exchange, frame)
+                } else {
+                    authenticate::step(&broker, &mut exchange, frame)
+                };
+                (step, exchange)
+            })
+            .await
+            .map_err(|e| std::io::Error::other(format!("the SASL step failed: {e}")))?;
+            sasl = Some(exchange);
             let _ = pending.send(tokio::spawn(async move { response })).await;
             match outcome {
                 Outcome::Continue => {}

@@ -44,12 +44,14 @@ pub struct BrokerInfo {
 }
 
 impl BrokerInfo {
-    /// The address to give a client that connected to `listener`.
-    pub fn address_on(&self, listener: &str) -> (&str, u16) {
-        match self.listeners.get(listener) {
-            Some((host, port)) => (host, *port),
-            None => (&self.host, self.port),
+    /// The address to give a client that connected to `listener`; `None`
+    /// if this broker has no such listener (Kafka leaves it out then). A
+    /// broker that registered no names has its one address on every one.
+    pub fn address_on(&self, listener: &str) -> Option<(&str, u16)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
         }
+        self.listeners.get(listener).map(|(host, port)| (host.as_str(), *port))
     }
 }
 

@@ -4,19 +4,11 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterResponse};
 
-use kafka_protocol::ResponseError;
-
 use super::str_bytes;
 use crate::Broker;
 use crate::security::session::Session;
-use chronik_state::acl::Operation;
 
 pub fn handle(broker: &Broker, session: &Session) -> DescribeClusterResponse {
-    if !broker.allows_cluster(session, Operation::Describe) {
-        return DescribeClusterResponse::default()
-            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
-            .with_controller_id(BrokerId(-1));
-    }
     let metadata = broker.state.metadata();
     let brokers = metadata
         .brokers
@@ -24,12 +16,14 @@ pub fn handle(broker: &Broker, session: &Session) -> DescribeClusterResponse {
         // Members only, and only those that answer: clients would keep
         // trying to connect to a removed or dead node.
         .filter(|(id, _)| (metadata.nodes.is_empty() || metadata.nodes.contains_key(id)) && broker.is_live(**id))
-        .map(|(id, info)| {
-            let (host, port) = info.address_on(&session.listener);
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(*id as i32))
-                .with_host(str_bytes(host))
-                .with_port(i32::from(port))
+        .filter_map(|(id, info)| {
+            let (host, port) = info.address_on(&session.listener)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(*id as i32))
+                    .with_host(str_bytes(host))
+                    .with_port(i32::from(port)),
+            )
         })
         .collect();
     let controller = broker

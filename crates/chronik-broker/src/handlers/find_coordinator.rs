@@ -80,6 +80,8 @@ fn locate(
         .brokers
         .get(&node)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    let (host, port) = info.address_on(&session.listener);
+    let (host, port) = info
+        .address_on(&session.listener)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
     Ok((BrokerId(node as i32), str_bytes(host), i32::from(port)))
 }

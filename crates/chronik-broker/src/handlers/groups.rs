@@ -309,9 +309,7 @@ pub fn describe(broker: &Broker, session: &Session, request: DescribeGroupsReque
             let name = id.0.to_string();
             let described = DescribedGroup::default().with_group_id(id);
             if !broker.allows_group(session, Operation::Describe, &name) {
-                return described
-                    .with_error_code(ResponseError::GroupAuthorizationFailed.code())
-                    .with_group_state(str_bytes("Dead"));
+                return described.with_error_code(ResponseError::GroupAuthorizationFailed.code());
             }
             if let Err(e) = offsets_partition(broker, &name) {
                 return described.with_error_code(e.code()).with_group_state(str_bytes("Dead"));

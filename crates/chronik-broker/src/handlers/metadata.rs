@@ -60,12 +60,14 @@ pub async fn handle(broker: &Broker, session: &Session, request: MetadataRequest
         // Members only, and only those that answer: clients would keep
         // trying to connect to a removed or dead node.
         .filter(|(id, _)| (metadata.nodes.is_empty() || metadata.nodes.contains_key(id)) && broker.is_live(**id))
-        .map(|(id, info)| {
-            let (host, port) = info.address_on(&session.listener);
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(*id as i32))
-                .with_host(str_bytes(host))
-                .with_port(i32::from(port))
+        .filter_map(|(id, info)| {
+            let (host, port) = info.address_on(&session.listener)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(*id as i32))
+                    .with_host(str_bytes(host))
+                    .with_port(i32::from(port)),
+            )
         })
         .collect();
     let topics = match wanted {

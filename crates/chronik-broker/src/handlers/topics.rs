@@ -39,9 +39,9 @@ pub async fn create(broker: &Broker, session: &Session, request: CreateTopicsReq
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
-        let allowed = broker.may_create_topic(session, &name);
+        // Kafka checks the permission first: a refusal tells nothing about the topic.
         let outcome = match creation(broker, &topic) {
-            Ok(_) if !allowed => Err(denied(&name, "CREATE")),
+            _ if !broker.may_create_topic(session, &name) => Err(denied(&name, "CREATE")),
             Ok(command) if request.validate_only => broker.validate_metadata(command.clone()).map(|_| command),
             Ok(command) => broker.propose_metadata(command.clone()).await.map(|_| command),
             Err(e) => Err(e),

@@ -21,7 +21,9 @@ impl Session {
         Session {
             listener: listener.to_string(),
             principal: ANONYMOUS.to_string(),
-            host: peer.to_string(),
+            // An IPv4 client of a dual-stack listener is named as IPv4, as
+            // Kafka names it, so that ACL hosts match.
+            host: peer.to_canonical().to_string(),
         }
     }
 }

@@ -141,8 +141,15 @@ pub fn principal_of(cert: &CertificateDer<'_>) -> Option<String> {
                 let key = x509_parser::objects::oid2abbrev(attribute.attr_type(), registry)
                     .map(str::to_string)
                     .unwrap_or_else(|_| attribute.attr_type().to_id_string());
-                let value = attribute.as_str().unwrap_or_default();
-                format!("{key}={}", escape_dn_value(value))
+                // A value that is not a plain string is written as RFC 2253's
+                // '#' and hex, so no two subjects share a principal.
+                match attribute.as_str() {
+                    Ok(value) => format!("{key}={}", escape_dn_value(value)),
+                    Err(_) => {
+                        let hex: String = attribute.as_slice().iter().map(|b| format!("{b:02x}")).collect();
+                        format!("{key}=#{hex}")
+                    }
+                }
             })
             .collect();
         parts.push(attributes.join("+"));
@@ -152,9 +159,10 @@ pub fn principal_of(cert: &CertificateDer<'_>) -> Option<String> {
 
 fn escape_dn_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
     for (i, c) in value.chars().enumerate() {
-        let leading = i == 0 && (c == '#' || c == ' ');
-        if leading || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';') {
+        let edge = (i == 0 && (c == '#' || c == ' ')) || (i == last && c == ' ');
+        if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';') {
             out.push('\\');
         }
         out.push(c);
