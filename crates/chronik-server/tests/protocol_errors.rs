@@ -86,11 +86,11 @@ fn versions_and_frames() {
         !versions
             .api_keys
             .iter()
-            .any(|k| k.api_key == ApiKey::DescribeAcls as i16)
+            .any(|k| k.api_key == ApiKey::DescribeDelegationToken as i16)
     );
 
     // An API Chronik does not implement, and an unknown API key.
-    let frame = connection.header(ApiKey::DescribeAcls, 1);
+    let frame = connection.header(ApiKey::DescribeDelegationToken, 1);
     connection.send_raw(&frame);
     let correlation = connection.correlation;
     assert_eq!(
