@@ -35,9 +35,19 @@ pub fn consumer(bootstrap: &str) -> BaseConsumer {
 /// Every record of `topic`/`partition` as (offset, key), read from its leader.
 pub fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<(i64, u64)> {
     let consumer = consumer(bootstrap);
-    let (low, high) = consumer
-        .fetch_watermarks(topic, partition, Duration::from_secs(10))
-        .expect("watermarks");
+    // Leadership may move under load (a new leader answers NOT_LEADER until
+    // it is ready); clients retry that, and so does this, for a bounded time.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (low, high) = loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok(watermarks) => break watermarks,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("{topic}-{partition}: watermarks not yet available ({e}); retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("{topic}-{partition}: no watermarks within 30 s: {e}"),
+        }
+    };
     let mut records = Vec::new();
     super::consume_partition(
         &consumer,
