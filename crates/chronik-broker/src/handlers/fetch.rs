@@ -18,11 +18,12 @@ use chronik_state::acl::Operation;
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
 pub async fn handle(broker: &Broker, session: &Session, request: FetchRequest) -> FetchResponse {
+    // Only refused topics are copied: an allowed fetch allocates nothing here.
     let denied: HashSet<String> = request
         .topics
         .iter()
+        .filter(|t| !broker.allows_topic(session, Operation::Read, &t.topic.0))
         .map(|t| t.topic.0.to_string())
-        .filter(|name| !broker.allows_topic(session, Operation::Read, name))
         .collect();
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
