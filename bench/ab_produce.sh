@@ -7,6 +7,8 @@
 # Prints one line per run: binary, chronik-bench records/s, confluent-kafka
 # records/s and its p99 / max latency in ms.
 set -euo pipefail
+# Its own free port for the HTTP endpoint, whatever else runs here.
+export CHRONIK_HTTP_ADDR="${CHRONIK_HTTP_ADDR:-127.0.0.1:0}"
 cd "$(dirname "$0")/.."
 old=$1
 new=$2

@@ -15,6 +15,7 @@ Usage: group_rebalance.py BINARY [--sizes 3,4,5,6] [--rounds 3] [--json FILE]
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -34,7 +35,8 @@ class Broker:
     def __init__(self, binary, args):
         self.dir = tempfile.TemporaryDirectory()
         self.proc = subprocess.Popen([binary, "--data-dir", self.dir.name, "--kafka-port", "0", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     env=dict(os.environ, CHRONIK_HTTP_ADDR="127.0.0.1:0"))
         line = self.proc.stdout.readline()
         self.bootstrap = READY.match(line).group(1)
 

@@ -1,6 +1,9 @@
 # Shared by the bench scripts (sourced, not run): free ports, and a local
 # 3-node cluster. Scripts keep every process they start in the array `pids`.
 
+# Brokers side by side: each its own free port for the HTTP endpoint.
+export CHRONIK_HTTP_ADDR="${CHRONIK_HTTP_ADDR:-127.0.0.1:0}"
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_cluster DIR [server flags...]: starts nodes 1-3 of a new cluster with

@@ -3,6 +3,8 @@
 # the disk's fsync rate and fsync'd write bandwidth, all measured in one run.
 # Usage: bench/single-node.sh [records]
 set -euo pipefail
+# Its own free port for the HTTP endpoint, whatever else runs here.
+export CHRONIK_HTTP_ADDR="${CHRONIK_HTTP_ADDR:-127.0.0.1:0}"
 cd "$(dirname "$0")/.."
 records=${1:-300000}
 cargo build --release -j 2 --workspace --bins >&2

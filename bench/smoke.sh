@@ -2,6 +2,8 @@
 # Keeps chronik-bench working: a few thousand records through a real broker.
 # Usage: bench/smoke.sh [target dir with chronik-server and chronik-bench]
 set -euo pipefail
+# Its own free port for the HTTP endpoint, whatever else runs here.
+export CHRONIK_HTTP_ADDR="${CHRONIK_HTTP_ADDR:-127.0.0.1:0}"
 cd "$(dirname "$0")/.."
 bin=${1:-target/debug}
 work=$(mktemp -d)

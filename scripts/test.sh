@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command. On a fresh Debian machine it first installs
-# what the tests drive (kcat, openssl, the Python Kafka clients, kafkajs), then runs formatting
+# what the tests drive (kcat, openssl, the Python Kafka clients, kafkajs, Chromium), then runs formatting
 # and lint checks, the Rust tests (unit, property and integration tests
 # against the real binary), the Python client tests, and a benchmark smoke run.
 set -euo pipefail
@@ -17,6 +17,8 @@ command -v pkg-config >/dev/null 2>&1 || apt_packages+=(pkg-config)
 # Debian's python3 refuses a system-wide pip install: the clients go into a virtualenv.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_packages+=(python3 python3-venv)
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
+# The console test renders the broker's web page in headless Chromium.
+command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "== installing ${apt_packages[*]}"
   as_root apt-get update -qq

@@ -2,14 +2,15 @@
 //! the Raft loop applies them: produce entries holding valid, corrupted or
 //! garbage batches from idempotent and plain producers, DeleteRecords,
 //! metadata commands, undecodable bytes, checkpoints, snapshots and
-//! restarts. Apply must never panic, and what it reports must match the log.
+//! restarts. Apply must never panic, what it reports must match the log, and
+//! a leader's acks=1 prediction of a produce entry must match apply.
 #![no_main]
 
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
 use chronik_log::testing::{build_batch, set_producer};
-use chronik_raft::{METADATA_GROUP, StateMachine};
+use chronik_raft::{METADATA_GROUP, Proposed, StateMachine};
 use chronik_state::command::PartitionCommand;
 use chronik_state::metadata::{MetadataCommand, NodeInfo};
 use chronik_state::replicated::{Applied, BrokerStateMachine, SharedState};
@@ -79,6 +80,7 @@ fn metadata(node: &mut Node, index: u64, command: &MetadataCommand) {
     node.machine.apply(
         METADATA_GROUP,
         index,
+        1,
         &serde_json::to_vec(command).unwrap(),
         &mut effects,
     );
@@ -119,9 +121,25 @@ fuzz_target!(|steps: Vec<Step>| {
                 let data: Vec<u8> = batches.iter().take(4).flat_map(batch).collect();
                 let entry = PartitionCommand::Produce { batches: &data }.encode();
                 partition_index += 1;
+                // What a leader would answer an acks=1 producer must be what
+                // apply does (apply checks it too, and panics if not).
+                let proposed = Proposed {
+                    index: partition_index,
+                    term: 1,
+                    applied: partition_index - 1,
+                    leader_ready: true,
+                };
+                let predicted = node.machine.predict(group.max(1), proposed, &entry);
                 let outcome = node
                     .machine
-                    .apply(group.max(1), partition_index, &entry, &mut Vec::new());
+                    .apply(group.max(1), partition_index, 1, &entry, &mut Vec::new());
+                if let (Some(Applied::Produce(predicted)), Applied::Produce(applied)) = (&predicted, &outcome) {
+                    assert_eq!(
+                        predicted.map(|ack| ack.base_offset),
+                        applied.map(|ack| ack.base_offset),
+                        "the acks=1 prediction differs from apply"
+                    );
+                }
                 if let (Applied::Produce(Ok(ack)), Some(partition)) = (&outcome, node.shared.partition(group.max(1))) {
                     let log = partition.log();
                     assert!(ack.base_offset < log.next_offset(), "acknowledged past the log end");
@@ -132,16 +150,16 @@ fuzz_target!(|steps: Vec<Step>| {
                 partition_index += 1;
                 let entry = PartitionCommand::DeleteRecords { offset: *offset }.encode();
                 node.machine
-                    .apply(u64::from(group % 4).max(1), partition_index, &entry, &mut Vec::new());
+                    .apply(u64::from(group % 4).max(1), partition_index, 1, &entry, &mut Vec::new());
             }
             Step::PartitionBytes { group, bytes } => {
                 partition_index += 1;
                 node.machine
-                    .apply(u64::from(group % 4).max(1), partition_index, bytes, &mut Vec::new());
+                    .apply(u64::from(group % 4).max(1), partition_index, 1, bytes, &mut Vec::new());
             }
             Step::MetadataBytes(bytes) => {
                 let index = next();
-                node.machine.apply(METADATA_GROUP, index, bytes, &mut Vec::new());
+                node.machine.apply(METADATA_GROUP, index, 1, bytes, &mut Vec::new());
             }
             Step::CreateTopic { name, partitions } => {
                 let command = MetadataCommand::CreateTopic {

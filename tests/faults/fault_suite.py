@@ -301,7 +301,7 @@ def node_env(secret):
     """The environment of a chronik-server process of the cluster (a node or
     a `cluster ...` CLI call): nodes require peer security, here the shared
     cluster secret."""
-    return dict(os.environ, NO_COLOR="1", CHRONIK_CLUSTER_SECRET=secret)
+    return dict(os.environ, NO_COLOR="1", CHRONIK_CLUSTER_SECRET=secret, CHRONIK_HTTP_ADDR="127.0.0.1:0")
 
 
 class Node:
@@ -318,6 +318,8 @@ class Node:
         self.log_path = Path(log_path)
         self.proc = None
         self.ready = threading.Event()
+        # host:port of the HTTP endpoint (metrics, probes), from the ready line.
+        self.http = None
         self.paused = False
         self.starts = 0
 
@@ -358,10 +360,12 @@ class Node:
         threading.Thread(target=self._read_stdout, args=(self.proc, self.ready),
                          daemon=True).start()
 
-    @staticmethod
-    def _read_stdout(proc, ready):
+    def _read_stdout(self, proc, ready):
         for line in proc.stdout:
             if line.startswith(b"chronik-server ready:"):
+                for field in line.decode().split():
+                    if field.startswith("http="):
+                        self.http = field[len("http="):]
                 ready.set()
         proc.stdout.close()
 

@@ -26,7 +26,7 @@ CHRONIK_BIN = os.environ.get(
 # With more than one --listeners entry the line ends in
 # ` listeners=NAME=HOST:PORT,NAME=HOST:PORT`; kafka= is the first listener.
 READY_RE = re.compile(
-    r"^chronik-server ready: kafka=(\S+):(\d+) node=(\d+)(?: listeners=(\S+))?\s*$")
+    r"^chronik-server ready: kafka=(\S+):(\d+) node=(\d+)(?: listeners=(\S+))?(?: http=(\S+))?\s*$")
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
@@ -63,6 +63,8 @@ class Broker:
         log.flush()
         env = dict(os.environ)
         env.setdefault("NO_COLOR", "1")
+        # Brokers side by side: each its own free port for the HTTP endpoint.
+        env.setdefault("CHRONIK_HTTP_ADDR", "127.0.0.1:0")
         args = [
             CHRONIK_BIN,
             "--data-dir",
@@ -88,6 +90,7 @@ class Broker:
                 + self.log_tail()
             )
         self.host, self.port = m.group(1), int(m.group(2))
+        self.http = m.group(5)
         if m.group(4):
             self.listeners = parse_listeners(m.group(4))
         else:

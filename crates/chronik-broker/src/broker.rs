@@ -2,6 +2,7 @@
 //! request handlers share.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chronik_raft::grpc::{ClusterId, GrpcTransport, PeerAddresses, PeerSecurity, REQUEST_TIMEOUT};
@@ -20,9 +21,11 @@ use crate::config::BrokerConfig;
 use crate::groups::consumer_group::ConsumerGroup;
 use crate::groups::membership::Group;
 use crate::groups::registry::{GroupCoordinator, GroupLoader};
+use crate::ops::telemetry::Telemetry;
 use crate::security::scram;
 use crate::security::session::Session;
 use chronik_state::acl::{self, Operation, ResourceType};
+use chronik_state::leader_epochs::epoch_of_term;
 use chronik_state::metadata::{BrokerInfo, MetadataCommand, MetadataError, MetadataReply, NodeInfo};
 use chronik_state::replicated::{Applied, BrokerStateMachine, SharedState};
 use chronik_state::users::{CredentialChange, ScramMechanism};
@@ -66,6 +69,10 @@ pub struct Broker {
     pub disk: Arc<DiskSpace>,
     /// How this node authenticates to its peers' gRPC ports, and they to it.
     pub peer_security: PeerSecurity,
+    /// What the Kafka front end records for metrics and the console.
+    pub telemetry: Telemetry,
+    /// `join` has finished: the node is a registered member.
+    joined: AtomicBool,
 }
 
 impl Broker {
@@ -138,6 +145,8 @@ impl Broker {
             )),
             disk,
             peer_security,
+            telemetry: Telemetry::default(),
+            joined: AtomicBool::new(false),
         }))
     }
 
@@ -175,7 +184,13 @@ impl Broker {
         }
         self.ensure_offsets_topic().await?;
         self.create_bootstrap_users().await?;
+        self.joined.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Whether [`Broker::join`] has finished.
+    pub fn is_joined(&self) -> bool {
+        self.joined.load(Ordering::Acquire)
     }
 
     /// A new cluster gets its id from its first metadata leader. The other
@@ -423,10 +438,34 @@ impl Broker {
     /// The leader of `group` as this node knows it: from the group itself if
     /// it has a replica here, else from what its peers report.
     pub fn leader_of(&self, group: GroupId) -> Option<NodeId> {
+        self.leader_and_epoch(group).map(|(leader, _)| leader)
+    }
+
+    /// The leader of `group` with its leader epoch (the Raft term it was
+    /// elected in), as [`Broker::leader_of`] knows it.
+    pub fn leader_and_epoch(&self, group: GroupId) -> Option<(NodeId, i32)> {
         match self.raft.status().get(group) {
-            Some(status) => status.leader,
-            None => self.peer_view.get(group).map(|remote| remote.leader),
+            Some(status) => status.leader.map(|leader| (leader, epoch_of_term(status.term))),
+            None => self
+                .peer_view
+                .get(group)
+                .map(|remote| (remote.leader, epoch_of_term(remote.term))),
         }
+    }
+
+    /// This node's leader epoch of `group` if it leads the group and may
+    /// serve it (see [`Broker::is_leader`]).
+    pub fn serving_epoch(&self, group: GroupId) -> Option<i32> {
+        self.raft
+            .status()
+            .get(group)
+            .filter(|s| s.serves(self.config.node_id, Instant::now()))
+            .map(|s| epoch_of_term(s.term))
+    }
+
+    /// When the loop last finished an iteration.
+    pub fn raft_pulse(&self) -> &chronik_raft::LoopPulse {
+        self.raft.pulse()
     }
 
     /// The in-sync replicas of `group`, if its leader has reported them.
@@ -629,6 +668,17 @@ impl Broker {
     /// connection can pipeline requests without reordering them.
     pub async fn submit(&self, group: GroupId, data: Vec<u8>) -> oneshot::Receiver<Result<Applied, ProposeError>> {
         self.raft.submit(group, data).await
+    }
+
+    /// As [`Broker::submit`], answered once the entry is in this leader's
+    /// own log (Kafka's acks=1): it is lost if this node fails before a
+    /// quorum has it, as with Kafka.
+    pub async fn submit_local(
+        &self,
+        group: GroupId,
+        data: Vec<u8>,
+    ) -> oneshot::Receiver<Result<Applied, ProposeError>> {
+        self.raft.submit_local(group, data).await
     }
 
     /// Creates `topic` with the default partition count, waiting for its

@@ -12,6 +12,7 @@ use kafka_protocol::messages::{
 use crate::Broker;
 use crate::codec::{Decoded, Deferred, Response, decode, encode};
 use crate::handlers;
+use crate::ops::errors;
 use crate::security::session::Session;
 
 fn done(response: Response) -> Deferred {
@@ -40,6 +41,9 @@ pub async fn dispatch(broker: &Arc<Broker>, session: &Arc<Session>, frame: Bytes
     Box::pin(async move {
         let response = handle(&broker, &session, &header, request).await;
         let key = ApiKey::try_from(header.request_api_key).expect("decode admitted only known APIs");
+        if errors::failed(&response) {
+            broker.telemetry.requests.failed(key);
+        }
         encode(header.correlation_id, key, header.request_api_version, response)
     })
 }
@@ -52,7 +56,21 @@ async fn handle(broker: &Broker, session: &Session, header: &RequestHeader, requ
             ResponseKind::Metadata(handlers::metadata::handle(broker, session, r, version).await)
         }
         RequestKind::Fetch(r) => ResponseKind::Fetch(handlers::fetch::handle(broker, session, r).await),
-        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(handlers::list_offsets::handle(broker, session, r)),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(handlers::list_offsets::handle(broker, session, r, version))
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(handlers::leader_epochs::offset_for_leader_epoch(broker, session, r))
+        }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(handlers::log_dirs::handle(broker, session, r))
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(handlers::producers::handle(broker, session, r))
+        }
+        RequestKind::DescribeTopicPartitions(r) => {
+            ResponseKind::DescribeTopicPartitions(handlers::topic_partitions::handle(broker, session, r))
+        }
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(handlers::topics::create(broker, session, r).await),
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(handlers::topics::delete(broker, session, r, version).await)

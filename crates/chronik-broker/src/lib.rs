@@ -17,6 +17,7 @@ pub mod conform;
 pub mod dispatch;
 pub mod groups;
 pub mod handlers;
+pub mod ops;
 mod retention;
 pub mod security;
 pub mod server;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::Broker;
+use crate::ops::telemetry::RETENTION_DELETED_SEGMENTS;
 
 /// Enforces retention on every partition each `retention_check_interval`, forever.
 pub async fn run_retention(broker: Arc<Broker>) {
@@ -20,6 +21,7 @@ pub async fn run_retention(broker: Arc<Broker>) {
             match result {
                 Ok(0) => {}
                 Ok(deleted) => {
+                    metrics::counter!(RETENTION_DELETED_SEGMENTS).increment(deleted as u64);
                     tracing::info!(topic = %partition.topic, partition = partition.index, deleted, "retention deleted segments")
                 }
                 Err(e) => {

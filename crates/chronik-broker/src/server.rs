@@ -4,7 +4,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
@@ -79,6 +80,7 @@ async fn handle_connection(
     listener: Arc<KafkaListener>,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    let _open = OpenConnection::new(&broker);
     let mut session = Session::new(&listener.config.name, peer.ip());
     let sasl = listener
         .config
@@ -239,11 +241,17 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 "request of API {api_key:?} before SASL authentication"
             )));
         }
+        let read_at = Instant::now();
         let deferred = dispatch::dispatch(broker, &session, frame).await;
         // The request's bytes count against the node's budget until it is answered.
+        let counted = broker.clone();
         let answered = async move {
             let _budget = budget;
-            deferred.await
+            let response = deferred.await;
+            if let Some(key) = api_key {
+                counted.telemetry.requests.answered(key, read_at.elapsed());
+            }
+            response
         };
         if pending.send(tokio::spawn(answered)).await.is_err() {
             return Ok(());
@@ -292,4 +300,20 @@ async fn write_responses<W: AsyncWrite + Unpin>(writer: W, mut pending: mpsc::Re
 async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut BufWriter<W>, bytes: Bytes) -> std::io::Result<()> {
     writer.write_i32(bytes.len() as i32).await?;
     writer.write_all(&bytes).await
+}
+
+/// Counts a client connection in the node's traffic while it is open.
+struct OpenConnection(Arc<Broker>);
+
+impl OpenConnection {
+    fn new(broker: &Arc<Broker>) -> Self {
+        broker.telemetry.traffic.connections.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(broker.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.telemetry.traffic.connections.fetch_sub(1, Ordering::Relaxed);
+    }
 }

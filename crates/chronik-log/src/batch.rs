@@ -255,6 +255,14 @@ pub fn set_base_offset(buf: &mut [u8], base_offset: i64) {
     buf[..8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
+/// Overwrites `partitionLeaderEpoch`, which is outside the CRC too.
+///
+/// # Panics
+/// If `buf` is shorter than 16 bytes.
+pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
+    buf[12..16].copy_from_slice(&epoch.to_be_bytes());
+}
+
 /// Attribute bit 3: the batch carries the broker's append time (Kafka's
 /// LogAppendTime) in `maxTimestamp`, for all its records.
 pub const LOG_APPEND_TIME_FLAG: i16 = 1 << 3;

@@ -24,7 +24,7 @@ impl StateMachine for Discard {
         Vec::new()
     }
 
-    fn apply(&mut self, _group: GroupId, _index: u64, data: &[u8], effects: &mut Vec<Effect>) {
+    fn apply(&mut self, _group: GroupId, _index: u64, _term: u64, data: &[u8], effects: &mut Vec<Effect>) {
         if data == b"create" {
             effects.push(Effect::CreateGroup {
                 group: 1,

@@ -31,9 +31,10 @@ use crate::fail_stop::fail_stop;
 use crate::logger::raft_logger;
 use crate::membership::MembershipChange;
 use crate::snapshot::{SnapshotManifest, discard_staged, staging_dir};
-use crate::state_machine::{Effect, StateMachine};
+use crate::state_machine::{Effect, Proposed, StateMachine};
 use crate::status::{GroupReport, GroupStatus, StatusBoard};
 use crate::storage::{EntryExt, GroupStorage, INIT_INDEX, SnapshotRequests, put_hard_state};
+use crate::telemetry;
 use crate::transport::{SharedTransport, SnapshotDone, SnapshotReports};
 use crate::{GroupId, METADATA_GROUP, NodeId};
 
@@ -60,6 +61,10 @@ struct PendingProposal<O> {
     index: u64,
     term: u64,
     reply: Reply<O>,
+    /// Answer as soon as the entry is in this leader's own log, with this
+    /// outcome the state machine predicted (Kafka's acks=1); else once it
+    /// is applied.
+    local: Option<O>,
 }
 
 /// A membership change this node proposed, answered once it is applied.
@@ -415,24 +420,49 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
 
     /// Proposes `data` to group `id`; `reply` gets the applied outcome.
     pub fn propose(&mut self, id: GroupId, data: Vec<u8>, reply: Reply<S::Output>) {
-        let group = match self.led_group(id) {
-            Ok(group) => group,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
+        self.propose_with(id, data, reply, false);
+    }
+
+    /// Proposes `data` to group `id`; `reply` gets the outcome the state
+    /// machine predicts as soon as the entry is in this leader's own log and
+    /// fsynced, before a quorum has it (Kafka's acks=1: the entry is lost if
+    /// this leader fails first). Without a prediction, the applied outcome.
+    pub fn propose_local(&mut self, id: GroupId, data: Vec<u8>, reply: Reply<S::Output>) {
+        self.propose_with(id, data, reply, true);
+    }
+
+    fn propose_with(&mut self, id: GroupId, data: Vec<u8>, reply: Reply<S::Output>, local: bool) {
+        if let Err(e) = self.led_group(id) {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        // Borrowed apart from the state machine, which sees the proposal below.
+        let group = self.groups.get_mut(&id).expect("led above");
+        let ready = group.status.leader_ready;
         let before = group.node.raft.raft_log.last_index();
         if group.node.propose(Vec::new(), data).is_err() {
             let _ = reply.send(Err(ProposeError::Dropped));
             return;
         }
-        let index = group.node.raft.raft_log.last_index();
+        let raft = &group.node.raft;
+        let index = raft.raft_log.last_index();
         debug_assert_eq!(index, before + 1, "one proposal appends one entry");
+        let entry = raft.raft_log.unstable.entries.last().expect("the entry just proposed");
+        debug_assert_eq!(entry.index, index);
+        // Every proposal is shown to the state machine, in log order, so
+        // that each prediction accounts for all the entries before it.
+        let proposed = Proposed {
+            index,
+            term: raft.term,
+            applied: raft.raft_log.applied,
+            leader_ready: ready,
+        };
+        let predicted = self.state_machine.predict(id, proposed, &entry.data);
         group.pending.push_back(PendingProposal {
             index,
-            term: group.node.raft.term,
+            term: proposed.term,
             reply,
+            local: predicted.filter(|_| local),
         });
     }
 
@@ -593,6 +623,12 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         }
         for (id, isr) in changed {
             let group = self.groups.get_mut(&id).expect("listed above");
+            let before = group.status.isr.len();
+            if isr.len() < before {
+                metrics::counter!(telemetry::ISR_SHRINKS).increment(1);
+            } else if isr.len() > before && before > 0 {
+                metrics::counter!(telemetry::ISR_EXPANDS).increment(1);
+            }
             group.status.isr = isr;
             self.status.set(id, group.status.clone());
         }
@@ -682,7 +718,13 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             let mut ready = group.node.ready();
             let mut stepped_down = false;
             if let Some(soft) = ready.ss() {
+                if soft.raft_state == StateRole::Candidate {
+                    metrics::counter!(telemetry::ELECTIONS).increment(1);
+                }
                 group.status.leader = known_leader(soft.leader_id);
+                if group.status.term != group.node.raft.term {
+                    metrics::counter!(telemetry::TERM_CHANGES).increment(1);
+                }
                 group.status.term = group.node.raft.term;
                 // A new leader, or none: readiness and the lease are earned again.
                 group.status.leader_ready = false;
@@ -730,18 +772,34 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                 }
                 group.persisted_commit = hs.commit;
             }
-            group.status.term = group.node.raft.term;
+            if group.status.term != group.node.raft.term {
+                // A new term under the same leader changes no soft state;
+                // the term is the leader epoch clients see, so publish it.
+                metrics::counter!(telemetry::TERM_CHANGES).increment(1);
+                group.status.term = group.node.raft.term;
+                self.status.set(id, group.status.clone());
+            }
             readies.push((id, ready, stepped_down));
         }
         self.flush_outbox();
         if !batch.is_empty() {
             // Losing the Raft log is losing acknowledged data: stop rather than go on.
             let sync = self.config.planted_bug != Some(PlantedBug::AckBeforeFsync);
+            let bytes = batch.approximate_size();
+            // Timed for metrics only: the reading reaches no state.
+            let started = Instant::now();
             if let Err(e) = self.engine.write(&mut batch, sync) {
                 fail_stop("cannot write the Raft log", &e);
             }
+            metrics::histogram!(telemetry::FSYNC_SECONDS).record(started.elapsed());
+            metrics::histogram!(telemetry::FSYNC_BYTES).record(bytes as f64);
         }
         self.log_batch = batch;
+        for (id, ready, _) in &readies {
+            if let Some(last) = ready.entries().last() {
+                self.answer_local(*id, last.index);
+            }
+        }
         for (id, mut ready, stepped_down) in readies {
             let persisted = ready.take_persisted_messages();
             self.route(id, persisted);
@@ -773,6 +831,28 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         for effect in effects {
             self.carry_out(effect);
         }
+    }
+
+    /// Answers the proposals that asked to be answered once in this node's
+    /// own log, up to `persisted`, with their predicted outcomes.
+    fn answer_local(&mut self, id: GroupId, persisted: u64) {
+        let Some(group) = self.groups.get_mut(&id) else { return };
+        if !group.pending.iter().any(|p| p.local.is_some()) {
+            return;
+        }
+        let mut waiting = VecDeque::with_capacity(group.pending.len());
+        let mut answered = 0;
+        for proposal in group.pending.drain(..) {
+            match proposal.local {
+                Some(outcome) if proposal.index <= persisted => {
+                    let _ = proposal.reply.send(Ok(outcome));
+                    answered += 1;
+                }
+                _ => waiting.push_back(proposal),
+            }
+        }
+        group.pending = waiting;
+        metrics::counter!(telemetry::LOCAL_ANSWERS).increment(answered);
     }
 
     /// Publishes that this node, newly leader, may serve reads (see
@@ -965,6 +1045,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             return;
         }
         let group = self.groups.get_mut(&id).expect("applying a running group");
+        metrics::counter!(telemetry::ENTRIES_APPLIED).increment(entries.len() as u64);
         for entry in entries {
             if entry.get_entry_type() != EntryType::EntryNormal {
                 apply_conf_change(id, group, &self.status, &entry);
@@ -972,8 +1053,10 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                 continue;
             }
             // Leader no-ops carry nothing to apply.
-            let output =
-                (!entry.data.is_empty()).then(|| self.state_machine.apply(id, entry.index, &entry.data, effects));
+            let output = (!entry.data.is_empty()).then(|| {
+                self.state_machine
+                    .apply(id, entry.index, entry.term, &entry.data, effects)
+            });
             complete(&mut group.pending, &entry, output);
         }
         let applied = group.node.raft.raft_log.applied;

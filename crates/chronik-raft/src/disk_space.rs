@@ -23,6 +23,8 @@ pub struct DiskSpace {
     min_free: u64,
     free: AtomicU64,
     low: AtomicBool,
+    /// The volume's size, as of the start.
+    total: u64,
 }
 
 impl DiskSpace {
@@ -34,6 +36,7 @@ impl DiskSpace {
             min_free: min_free.unwrap_or_else(|| default_min_free_bytes(total)),
             free: AtomicU64::new(free),
             low: AtomicBool::new(false),
+            total,
         };
         space.check();
         Ok(space)
@@ -82,6 +85,10 @@ impl DiskSpace {
 
     pub fn free_bytes(&self) -> u64 {
         self.free.load(Ordering::Relaxed)
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.total
     }
 
     pub fn min_free_bytes(&self) -> u64 {

@@ -35,6 +35,7 @@ pub mod snapshot;
 mod state_machine;
 mod status;
 mod storage;
+pub mod telemetry;
 mod transport;
 
 pub use config::{MultiRaftConfig, PlantedBug};
@@ -45,8 +46,9 @@ pub use fail_stop::{IO_ERROR_EXIT_CODE, fail_stop};
 pub use mailbox::Mailbox;
 pub use membership::MembershipChange;
 pub use multi_raft::MultiRaft;
+pub use shell::LoopPulse;
 pub use snapshot::{SnapshotFile, SnapshotManifest};
-pub use state_machine::{Effect, StateMachine};
+pub use state_machine::{Effect, Proposed, StateMachine};
 pub use status::{GroupReport, GroupStatus, StatusBoard};
 pub use transport::{NoPeers, SharedTransport, SnapshotDone, Transport};
 

@@ -15,7 +15,7 @@ use crate::error::{ProposeError, StartError};
 use crate::log_files::UncachedLogFiles;
 use crate::mailbox::Mailbox;
 use crate::membership::MembershipChange;
-use crate::shell::{Command, Control, Shell};
+use crate::shell::{Command, Control, LoopPulse, Shell};
 use crate::state_machine::StateMachine;
 use crate::status::{GroupReport, StatusBoard};
 use crate::transport::SharedTransport;
@@ -31,6 +31,7 @@ pub struct MultiRaft<O> {
     inbound_bytes: Arc<AtomicUsize>,
     disk: Option<Arc<DiskSpace>>,
     status: StatusBoard,
+    pulse: LoopPulse,
     thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -42,6 +43,7 @@ impl<O> Clone for MultiRaft<O> {
             inbound_bytes: self.inbound_bytes.clone(),
             disk: self.disk.clone(),
             status: self.status.clone(),
+            pulse: self.pulse.clone(),
             thread: self.thread.clone(),
         }
     }
@@ -63,12 +65,14 @@ impl<O: Send + 'static> MultiRaft<O> {
         let (controls, control_rx) = mpsc::channel(CONTROL_QUEUE_DEPTH);
         let inbound_bytes = Arc::new(AtomicUsize::new(0));
         let disk = config.disk.clone();
+        let pulse = LoopPulse::new();
         let shell = Shell {
             commands: command_rx,
             controls: control_rx,
             inbound_bytes: inbound_bytes.clone(),
             tick_interval: config.tick_interval,
             batch: config.proposal_queue_depth,
+            pulse: pulse.clone(),
         };
         let files = Arc::new(UncachedLogFiles::new());
         let core = RaftCore::open(dir, files, config, state_machine, transport, Instant::now())?;
@@ -82,6 +86,7 @@ impl<O: Send + 'static> MultiRaft<O> {
             inbound_bytes,
             disk,
             status,
+            pulse,
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
         })
     }
@@ -99,13 +104,38 @@ impl<O: Send + 'static> MultiRaft<O> {
     /// submitted one after another reach the group in that order. Waits only
     /// while the queue is full (backpressure).
     pub async fn submit(&self, group: GroupId, data: Vec<u8>) -> oneshot::Receiver<Result<O, ProposeError>> {
+        self.submit_with(group, data, false).await
+    }
+
+    /// As [`MultiRaft::submit`], answered as soon as the entry is in this
+    /// leader's own log when the state machine predicts its outcome (see
+    /// `RaftCore::propose_local`).
+    pub async fn submit_local(&self, group: GroupId, data: Vec<u8>) -> oneshot::Receiver<Result<O, ProposeError>> {
+        self.submit_with(group, data, true).await
+    }
+
+    async fn submit_with(
+        &self,
+        group: GroupId,
+        data: Vec<u8>,
+        local: bool,
+    ) -> oneshot::Receiver<Result<O, ProposeError>> {
         let (reply, response) = oneshot::channel();
-        if let Err(mpsc::error::SendError(Command::Propose { reply, .. })) =
-            self.commands.send(Command::Propose { group, data, reply }).await
-        {
+        let command = Command::Propose {
+            group,
+            data,
+            reply,
+            local,
+        };
+        if let Err(mpsc::error::SendError(Command::Propose { reply, .. })) = self.commands.send(command).await {
             let _ = reply.send(Err(ProposeError::Stopped));
         }
         response
+    }
+
+    /// When the loop last finished an iteration.
+    pub fn pulse(&self) -> &LoopPulse {
+        &self.pulse
     }
 
     /// Where the transport's server delivers what peers send.

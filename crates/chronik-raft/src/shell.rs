@@ -6,7 +6,7 @@
 //! fsync, and hands it all to the core with the time of day.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use raft::eraftpb::Message;
@@ -18,6 +18,7 @@ use crate::error::ProposeError;
 use crate::membership::MembershipChange;
 use crate::state_machine::StateMachine;
 use crate::status::GroupReport;
+use crate::telemetry;
 use crate::{GroupId, NodeId};
 
 /// Proposal bytes one iteration takes in: the rest waits for the next, so
@@ -32,6 +33,8 @@ pub(crate) enum Command<O> {
         group: GroupId,
         data: Vec<u8>,
         reply: Reply<O>,
+        /// Answer once in the leader's own log (see `RaftCore::propose_local`).
+        local: bool,
     },
     Shutdown,
 }
@@ -63,6 +66,35 @@ pub(crate) enum Control {
     },
 }
 
+/// When the loop last finished an iteration, for health checks: a loop that
+/// stops finishing them is hung (an fsync that never returns, a deadlock).
+#[derive(Debug, Clone)]
+pub struct LoopPulse {
+    origin: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl LoopPulse {
+    pub(crate) fn new() -> Self {
+        LoopPulse {
+            origin: Instant::now(),
+            last_ms: Arc::default(),
+        }
+    }
+
+    fn beat(&self, at: Instant) {
+        let ms = at.saturating_duration_since(self.origin).as_millis();
+        self.last_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// How long ago the loop last finished an iteration (or started).
+    pub fn since_last(&self) -> Duration {
+        let last = self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        Instant::now().saturating_duration_since(last)
+    }
+}
+
 /// The loop's inputs and limits.
 pub(crate) struct Shell<O> {
     pub(crate) commands: mpsc::Receiver<Command<O>>,
@@ -72,6 +104,7 @@ pub(crate) struct Shell<O> {
     pub(crate) tick_interval: Duration,
     /// Queued items one iteration takes at most, per kind.
     pub(crate) batch: usize,
+    pub(crate) pulse: LoopPulse,
 }
 
 impl<O: Send + 'static> Shell<O> {
@@ -127,11 +160,15 @@ impl<O: Send + 'static> Shell<O> {
                 // Read after the messages that queued meanwhile, so a stall
                 // does not look like silence from the peers.
                 let started = Instant::now();
+                metrics::gauge!(telemetry::PROPOSALS_QUEUED).set(self.commands.len() as f64);
                 core.advance(started);
                 if stop {
                     break;
                 }
-                let took = started.elapsed();
+                let finished = Instant::now();
+                self.pulse.beat(finished);
+                let took = finished.duration_since(started);
+                metrics::histogram!(telemetry::LOOP_ITERATION_SECONDS).record(took);
                 if took >= SLOW_ITERATION {
                     // Heartbeats wait as long: near an election timeout, followers campaign.
                     tracing::warn!(?took, "a Raft loop iteration was slow");
@@ -162,7 +199,18 @@ impl<O: Send + 'static> Shell<O> {
 /// Returns false when the loop should stop.
 fn handle<S: StateMachine, F: FileSystem>(core: &mut RaftCore<S, F>, command: Command<S::Output>) -> bool {
     match command {
-        Command::Propose { group, data, reply } => core.propose(group, data, reply),
+        Command::Propose {
+            group,
+            data,
+            reply,
+            local: false,
+        } => core.propose(group, data, reply),
+        Command::Propose {
+            group,
+            data,
+            reply,
+            local: true,
+        } => core.propose_local(group, data, reply),
         Command::Shutdown => return false,
     }
     true

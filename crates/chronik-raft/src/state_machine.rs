@@ -21,6 +21,17 @@ pub enum Effect {
     RemoveGroup { group: GroupId },
 }
 
+/// A proposal the leader just appended to its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proposed {
+    pub index: u64,
+    pub term: u64,
+    /// The group's applied index on this node now.
+    pub applied: u64,
+    /// This leader has committed an entry of its term and applied up to it.
+    pub leader_ready: bool,
+}
+
 /// The replicated state of all groups of a node.
 ///
 /// Entries are applied in index order, per group. After a crash, entries
@@ -42,9 +53,18 @@ pub trait StateMachine: Send + 'static {
     /// the entry that assigned a group and creating it.
     fn assigned_groups(&self) -> Vec<Effect>;
 
-    /// Applies one committed entry. Must be deterministic: every replica
-    /// reaches the same state from the same entries.
-    fn apply(&mut self, group: GroupId, index: u64, data: &[u8], effects: &mut Vec<Effect>) -> Self::Output;
+    /// Applies one committed entry, of Raft `term`. Must be deterministic:
+    /// every replica reaches the same state from the same entries.
+    fn apply(&mut self, group: GroupId, index: u64, term: u64, data: &[u8], effects: &mut Vec<Effect>) -> Self::Output;
+
+    /// Sees every proposal of this leader, in log order, before it commits,
+    /// and may predict its outcome: what `apply` will return if the entry
+    /// commits at this index. A prediction must equal that outcome; the
+    /// loop may answer the proposer with it before a quorum has the entry.
+    /// The default predicts nothing.
+    fn predict(&mut self, _group: GroupId, _proposed: Proposed, _data: &[u8]) -> Option<Self::Output> {
+        None
+    }
 
     /// Makes applied state durable and reports, per group, the index up to
     /// which it is. The loop may then drop Raft log entries up to that index.

@@ -26,7 +26,7 @@ impl StateMachine for Nothing {
         Vec::new()
     }
 
-    fn apply(&mut self, _group: GroupId, _index: u64, _data: &[u8], _effects: &mut Vec<Effect>) {}
+    fn apply(&mut self, _group: GroupId, _index: u64, _term: u64, _data: &[u8], _effects: &mut Vec<Effect>) {}
 
     fn checkpoint(&mut self) -> Vec<(GroupId, u64)> {
         Vec::new()

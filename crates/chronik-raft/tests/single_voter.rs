@@ -39,7 +39,7 @@ impl StateMachine for Recorder {
             .collect()
     }
 
-    fn apply(&mut self, group: GroupId, index: u64, data: &[u8], effects: &mut Vec<Effect>) -> u64 {
+    fn apply(&mut self, group: GroupId, index: u64, _term: u64, data: &[u8], effects: &mut Vec<Effect>) -> u64 {
         if let Some(new_group) = data.strip_prefix(b"create:") {
             let group: u64 = std::str::from_utf8(new_group).unwrap().parse().unwrap();
             effects.push(Effect::CreateGroup { group, voters: vec![1] });

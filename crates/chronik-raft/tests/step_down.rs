@@ -24,7 +24,7 @@ impl StateMachine for Indexes {
         Vec::new()
     }
 
-    fn apply(&mut self, _group: GroupId, index: u64, _data: &[u8], _effects: &mut Vec<Effect>) -> u64 {
+    fn apply(&mut self, _group: GroupId, index: u64, _term: u64, _data: &[u8], _effects: &mut Vec<Effect>) -> u64 {
         index
     }
 

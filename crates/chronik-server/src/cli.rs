@@ -136,6 +136,19 @@ pub struct ServerArgs {
     #[arg(long, env = "CHRONIK_LOG")]
     pub log_level: Option<String>,
 
+    /// How log lines are written to stderr: text, or json (one object per line) [default: text].
+    #[arg(long, env = "CHRONIK_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Where the HTTP endpoint listens: /metrics (Prometheus), /health, /ready and the
+    /// console at /. "off" turns it off [default: 127.0.0.1:9644].
+    #[arg(long, env = "CHRONIK_HTTP_ADDR")]
+    pub http_addr: Option<String>,
+
+    /// Record Prometheus metrics; when false, /metrics answers 404 [default: true].
+    #[arg(long, env = "CHRONIK_METRICS")]
+    pub metrics: Option<bool>,
+
     #[command(flatten)]
     pub listener: ListenerArgs,
 
@@ -173,7 +186,7 @@ pub struct RaftClusterArgs {
 /// The `--config` file. Unknown keys are an error, so typos do not pass silently.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+pub(crate) struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     kafka_port: Option<u16>,
@@ -194,6 +207,9 @@ struct FileConfig {
     isr_max_lag_entries: Option<u64>,
     raft_log_retain_entries: Option<u64>,
     log_level: Option<String>,
+    log_format: Option<LogFormat>,
+    http_addr: Option<String>,
+    metrics: Option<bool>,
     raft_cluster: Option<FileCluster>,
     /// Listeners, TLS, SASL, ACL defaults and peer authentication.
     security: Option<FileSecurity>,
@@ -215,6 +231,19 @@ struct FileCluster {
 enum Peers {
     Joined(String),
     List(Vec<String>),
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+pub(crate) fn parse_config_file(text: &str) -> Result<FileConfig, toml::de::Error> {
+    toml::from_str(text)
 }
 
 /// Server settings after flags, environment, file and defaults are combined.
@@ -240,6 +269,10 @@ pub struct Settings {
     pub isr_max_lag_entries: u64,
     pub raft_log_retain_entries: u64,
     pub log_level: String,
+    pub log_format: LogFormat,
+    /// `None` when the HTTP endpoint is off.
+    pub http_addr: Option<String>,
+    pub metrics: bool,
     pub cluster: Option<ClusterSettings>,
     pub kafka_security: KafkaSecurity,
 }
@@ -268,8 +301,7 @@ impl Settings {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read the config file {}", path.display()))?;
-                toml::from_str::<FileConfig>(&text)
-                    .with_context(|| format!("the config file {} is not valid", path.display()))?
+                parse_config_file(&text).with_context(|| format!("the config file {} is not valid", path.display()))?
             }
             None => FileConfig::default(),
         };
@@ -375,6 +407,14 @@ impl Settings {
                 .or(file.raft_log_retain_entries)
                 .unwrap_or(10_000),
             log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".to_string()),
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            http_addr: Some(
+                args.http_addr
+                    .or(file.http_addr)
+                    .unwrap_or_else(|| "127.0.0.1:9644".to_string()),
+            )
+            .filter(|addr| addr != "off"),
+            metrics: args.metrics.or(file.metrics).unwrap_or(true),
             cluster,
             kafka_security,
         })
@@ -408,6 +448,13 @@ impl Settings {
             bindings[0].addr.set_port(port);
         }
         Ok(bindings)
+    }
+
+    pub fn http_listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let Some(addr) = &self.http_addr else { return Ok(None) };
+        resolve(addr)
+            .with_context(|| format!("--http-addr '{addr}' is not a host:port address (or \"off\")"))
+            .map(Some)
     }
 
     pub fn raft_listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {

@@ -6,6 +6,8 @@
 mod cli;
 mod cluster_cli;
 mod cluster_view;
+#[cfg(test)]
+mod config_reference;
 mod membership_cli;
 mod security_args;
 mod user_cli;
@@ -19,7 +21,7 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, Settings};
+use crate::cli::{Cli, Command, LogFormat, Settings};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -60,10 +62,14 @@ fn run_server(
 ) -> anyhow::Result<u8> {
     let settings = Settings::resolve(args, cluster)?;
     stop_the_process_on_panic();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level)))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     runtime.block_on(serve(settings))?;
     Ok(0)
 }
@@ -101,6 +107,22 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     let raft_bound = raft_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    let http_listener = match settings.http_listen_addr()? {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "cannot listen on {addr} for HTTP (metrics, probes, console); is another broker running there? \
+                 Pick another --http-addr, or --http-addr off"
+            )
+        })?),
+        None => None,
+    };
+    let http_bound = http_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    // Before the broker starts: metric handles bind to the recorder installed when they are made.
+    let prometheus = if settings.metrics {
+        Some(chronik_broker::ops::telemetry::install()?)
+    } else {
+        None
+    };
     let (tcp_listeners, bindings): (Vec<TcpListener>, Vec<_>) = bound
         .into_iter()
         .map(|(tcp, binding, local)| (tcp, (binding, local)))
@@ -113,6 +135,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     let broker = Broker::start(config).context("cannot start the broker")?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    if let Some(http) = http_listener {
+        let mut stopped = stopped.clone();
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            if let Err(e) = chronik_broker::ops::http::serve(broker, http, prometheus, shutdown).await {
+                tracing::error!("the HTTP endpoint stopped: {e}");
+            }
+        });
+    }
     if let Some(raft_listener) = raft_listener {
         tokio::spawn(cluster::serve(broker.clone(), raft_listener));
         tokio::spawn(cluster::peer_view::run_peer_view(broker.clone()));
@@ -143,8 +178,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .collect();
         ready.push_str(&format!(" listeners={}", listeners.join(",")));
     }
+    if let Some(http) = http_bound {
+        ready.push_str(&format!(" http={http}"));
+    }
     println!("{ready}");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut serving = Vec::new();
     for (tcp, listener) in tcp_listeners.into_iter().zip(&broker.config.listeners) {
         let listener = Arc::new(server::KafkaListener {

@@ -12,6 +12,9 @@ pub type TopicPartition = (String, i32);
 pub struct Checker {
     /// Acknowledged records: offset → value, per partition.
     acked: BTreeMap<TopicPartition, BTreeMap<i64, Bytes>>,
+    /// Records acknowledged from a leader's own log (acks=1): value → the
+    /// offset it was given. They may be lost, but never stored elsewhere.
+    acked_locally: BTreeMap<TopicPartition, BTreeMap<Bytes, i64>>,
     /// Every record a reader was given: offset → value, per partition.
     observed: BTreeMap<TopicPartition, BTreeMap<i64, Bytes>>,
     /// Values idempotent producers wrote; none may be stored twice.
@@ -25,6 +28,8 @@ pub struct Checker {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
     pub acked_records: u64,
+    /// Records acknowledged with acks=1.
+    pub acked_locally: u64,
     pub read_records: u64,
     pub commits_acked: u64,
     pub offset_checks: u64,
@@ -55,6 +60,16 @@ impl Checker {
                 self.idempotent_values.insert(value.clone());
             }
             self.stats.acked_records += 1;
+        }
+    }
+
+    /// An acks=1 produce was acknowledged: `values` were given offsets from
+    /// `base_offset` on.
+    pub fn acked_locally(&mut self, tp: &TopicPartition, base_offset: i64, values: &[Bytes]) {
+        let acked = self.acked_locally.entry(tp.clone()).or_default();
+        for (offset, value) in (base_offset..).zip(values) {
+            acked.insert(value.clone(), offset);
+            self.stats.acked_locally += 1;
         }
     }
 
@@ -116,8 +131,17 @@ impl Checker {
                 ));
             }
         }
+        let locally = self.acked_locally.get(tp);
         let mut seen = BTreeSet::new();
         for (offset, value) in log {
+            if let Some(&given) = locally.and_then(|acked| acked.get(value))
+                && given != *offset
+            {
+                self.violations.push(format!(
+                    "{}-{} offset {offset}: {:?} was acknowledged (acks=1) at offset {given}",
+                    tp.0, tp.1, value
+                ));
+            }
             if self.idempotent_values.contains(value) && !seen.insert(value.clone()) {
                 self.violations.push(format!(
                     "{}-{} offset {offset}: idempotent value {:?} stored twice",
@@ -151,5 +175,22 @@ mod tests {
         let log = BTreeMap::from([(0, a.clone()), (2, a.clone())]);
         checker.check_final(&tp(), &log);
         assert_eq!(checker.violations().len(), 5, "{:#?}", checker.violations());
+    }
+
+    #[test]
+    fn an_acks_1_record_may_be_lost_but_not_moved() {
+        let mut checker = Checker::default();
+        let (c, d, e) = (
+            Bytes::from_static(b"c"),
+            Bytes::from_static(b"d"),
+            Bytes::from_static(b"e"),
+        );
+        checker.acked_locally(&tp(), 3, &[c.clone(), d.clone()]);
+        checker.acked_locally(&tp(), 7, std::slice::from_ref(&e));
+        // `c` where it was acknowledged, `d` lost (its offset reused), `e` moved.
+        let log = BTreeMap::from([(3, c), (4, Bytes::from_static(b"other")), (5, e)]);
+        checker.check_final(&tp(), &log);
+        assert_eq!(checker.violations().len(), 1, "{:#?}", checker.violations());
+        assert!(checker.violations()[0].contains("acknowledged (acks=1) at offset 7"));
     }
 }

@@ -119,11 +119,12 @@ fn main() -> ExitCode {
 
 fn print_summary(report: &Report) {
     println!(
-        "seed {} nodes {}: {} faults, {} records acked, {} read, {} commits, {} poison entries refused, {:.1?} simulated, history {:016x} ({} events): {}",
+        "seed {} nodes {}: {} faults, {} records acked, {} more with acks=1, {} read, {} commits, {} poison entries refused, {:.1?} simulated, history {:016x} ({} events): {}",
         report.seed,
         report.nodes,
         report.faults,
         report.stats.acked_records,
+        report.stats.acked_locally,
         report.stats.read_records,
         report.stats.commits_acked,
         report.poison_refused,

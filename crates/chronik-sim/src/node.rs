@@ -302,6 +302,16 @@ impl SimNode {
         Some(outcome)
     }
 
+    /// As `propose`, answered once the entry is in this node's own log
+    /// (acks=1), with the outcome its state machine predicts.
+    pub fn propose_local(&mut self, group: GroupId, data: Vec<u8>) -> Option<Outcome> {
+        self.running.as_ref()?;
+        let (reply, outcome) = oneshot::channel();
+        self.worker
+            .call(move |core| core.as_mut().map(|c| c.propose_local(group, data, reply)));
+        Some(outcome)
+    }
+
     /// The Raft state of every group here; empty when the node is down.
     pub fn describe(&mut self) -> Vec<GroupReport> {
         if self.running.is_none() {

@@ -91,8 +91,10 @@ fn a_leader_serving_reads_without_a_lease_is_caught() {
 
 #[test]
 fn acknowledging_before_fsync_is_caught() {
-    let caught = first_catch(PlantedBug::AckBeforeFsync, 3);
-    assert!(caught.is_some(), "3 seeds did not catch acks before fsync");
+    // acks=1 records are not promised to survive a leader's loss, so only
+    // the acks=all ones can show it: seed 4 is the first that does.
+    let caught = first_catch(PlantedBug::AckBeforeFsync, 5);
+    assert!(caught.is_some(), "5 seeds did not catch acks before fsync");
 }
 
 /// Seeds that found a defect, kept with the code before its fix planted.
@@ -106,10 +108,11 @@ fn regression_seeds_fail_with_their_defect_and_pass_without_it() {
         // on waking, a high watermark below what readers had seen (first
         // found as seed 106 on 5 nodes). Fixed by leadership leases, and no
         // votes for an election timeout after a restart, which leases count on.
-        (9, 3, 20, PlantedBug::ReadWithoutLease),
+        // (Seeds found anew when the workload began to send acks=1 batches.)
+        (2, 3, 20, PlantedBug::ReadWithoutLease),
         // The defect of the safety round: a new leader served reads before
         // it had committed in its term and applied up to its commit.
-        (2, 3, 20, PlantedBug::ReadWithoutGate),
+        (1, 3, 20, PlantedBug::ReadWithoutGate),
         // A node removed from a partition and added back granted votes
         // before the leader's snapshot gave it a configuration, forgetting
         // its earlier self's vote: a leader without the latest entries was
@@ -117,8 +120,8 @@ fn regression_seeds_fail_with_their_defect_and_pass_without_it() {
         // Found as seed 212 in a 5-node sweep with partition moves (it also
         // panicked on heartbeats committing beyond its empty log). Since a
         // node is added back only once its old replica is gone, few seeds
-        // reach it: 166 of 101-179 does.
-        (166, 5, 10, PlantedBug::StaleIncarnation),
+        // reach it: 113 of 101-113 does (and 166 did before acks=1 batches).
+        (113, 5, 10, PlantedBug::StaleIncarnation),
     ];
     for (seed, nodes, seconds, defect) in seeds {
         let mut with_defect = config(seed, nodes, seconds);

@@ -22,6 +22,7 @@ pub mod acl;
 mod checkpointer;
 pub mod command;
 pub mod consumer_offsets;
+pub mod leader_epochs;
 pub mod metadata;
 pub mod partition;
 pub mod placement;

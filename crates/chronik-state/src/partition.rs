@@ -10,6 +10,7 @@ use chronik_raft::GroupId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::leader_epochs::LeaderEpochs;
 use crate::producer_state::ProducerStates;
 
 pub struct Partition {
@@ -20,6 +21,10 @@ pub struct Partition {
     log: RwLock<PartitionLog>,
     /// The high watermark: every record below it is committed and applied.
     high_watermark: watch::Sender<i64>,
+    /// Where each leader epoch's batches start; changed by apply only.
+    leader_epochs: RwLock<LeaderEpochs>,
+    /// The idempotent producers' state; changed by apply only.
+    producers: RwLock<ProducerStates>,
     /// Set once another `Partition` (a restored snapshot) or nothing (a
     /// deleted topic) owns the directory; checkpoints of this one must not
     /// be written there any more. Held while a checkpoint is written.
@@ -43,6 +48,8 @@ impl Partition {
             dir,
             log: RwLock::new(log),
             high_watermark,
+            leader_epochs: RwLock::default(),
+            producers: RwLock::default(),
             retired: std::sync::Mutex::new(false),
         })
     }
@@ -57,6 +64,29 @@ impl Partition {
 
     pub fn log_mut(&self) -> RwLockWriteGuard<'_, PartitionLog> {
         self.log.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn leader_epochs(&self) -> RwLockReadGuard<'_, LeaderEpochs> {
+        self.leader_epochs.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the epochs of a checkpoint, less those past the log's end
+    /// (applied again from the Raft log).
+    pub(crate) fn restore_leader_epochs(&self, mut epochs: LeaderEpochs) {
+        epochs.truncate_to(self.log().next_offset());
+        *self.leader_epochs_mut() = epochs;
+    }
+
+    pub fn producers(&self) -> RwLockReadGuard<'_, ProducerStates> {
+        self.producers.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn producers_mut(&self) -> RwLockWriteGuard<'_, ProducerStates> {
+        self.producers.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn leader_epochs_mut(&self) -> RwLockWriteGuard<'_, LeaderEpochs> {
+        self.leader_epochs.write().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn high_watermark(&self) -> i64 {
@@ -126,6 +156,9 @@ pub struct ApplyCheckpoint {
     pub index: u64,
     pub next_offset: i64,
     pub producers: ProducerStates,
+    /// Absent in checkpoints written before epochs were kept.
+    #[serde(default)]
+    pub leader_epochs: LeaderEpochs,
 }
 
 const CHECKPOINT_FILE: &str = "apply-checkpoint.json";

@@ -29,6 +29,18 @@ struct Producer {
     batches: VecDeque<WrittenBatch>,
     /// Apply order of its last write, to forget the stalest producer first.
     last_write: u64,
+    /// The max timestamp of its last batch (absent in older checkpoints).
+    #[serde(default)]
+    last_timestamp: i64,
+}
+
+/// What DescribeProducers reports of one producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +111,16 @@ impl ProducerStates {
         }
     }
 
+    /// The producers this partition remembers, by id.
+    pub fn summaries(&self) -> impl Iterator<Item = ProducerSummary> + '_ {
+        self.producers.iter().map(|(id, p)| ProducerSummary {
+            producer_id: *id,
+            epoch: p.epoch,
+            last_sequence: p.batches.back().map_or(-1, |b| b.last_sequence),
+            last_timestamp: p.last_timestamp,
+        })
+    }
+
     /// Records a batch that was appended at `base_offset`.
     pub fn record(&mut self, header: &BatchHeader, base_offset: i64) {
         if header.producer_id < 0 {
@@ -109,12 +131,14 @@ impl ProducerStates {
             epoch: header.producer_epoch,
             batches: VecDeque::new(),
             last_write: 0,
+            last_timestamp: -1,
         });
         if header.producer_epoch != producer.epoch {
             producer.epoch = header.producer_epoch;
             producer.batches.clear();
         }
         producer.last_write = self.writes;
+        producer.last_timestamp = header.max_timestamp;
         producer.batches.push_back(WrittenBatch {
             first_sequence: header.base_sequence,
             last_sequence: last_sequence(header),

@@ -7,17 +7,21 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use chronik_log::LogError;
-use chronik_raft::{Effect, GroupId, METADATA_GROUP, NodeId, SnapshotFile, SnapshotManifest, StateMachine, fail_stop};
+use chronik_raft::{
+    Effect, GroupId, METADATA_GROUP, NodeId, Proposed, SnapshotFile, SnapshotManifest, StateMachine, fail_stop,
+};
 use kafka_protocol::ResponseError;
 
 use crate::checkpointer::{Checkpointer, Job};
 use crate::command::PartitionCommand;
 use crate::consumer_offsets::{self, OffsetsView};
+use crate::leader_epochs::epoch_of_term;
 use crate::metadata::{MetadataCommand, MetadataError, MetadataReply, MetadataState};
 use crate::partition::{ApplyCheckpoint, Partition};
-use crate::producer_state::{ProducerStates, SequenceCheck};
 use crate::test_hooks::crash_point;
 use crate::topic_config;
+use append::{LogSink, append_batches};
+use forecast::{Ended, Forecast};
 use serde::{Deserialize, Serialize};
 
 /// State shared between the Raft loop (which writes it) and request handlers.
@@ -87,12 +91,10 @@ pub struct ProduceAck {
     pub log_start_offset: i64,
 }
 
-/// Where applying a partition group stands, and the producer state that
-/// applying it builds.
+/// Where applying a partition group stands.
 struct ApplyCursor {
     applied: u64,
     durable: u64,
-    producers: ProducerStates,
     /// A checkpoint of this partition is being made durable.
     saving: bool,
 }
@@ -106,6 +108,8 @@ pub struct BrokerStateMachine {
     /// Hard links to the files of snapshots being sent to followers.
     snapshot_links_dir: PathBuf,
     cursors: BTreeMap<GroupId, ApplyCursor>,
+    /// The outcomes of proposals this node leads and has not applied yet.
+    forecasts: BTreeMap<GroupId, Forecast>,
 }
 
 impl BrokerStateMachine {
@@ -146,6 +150,7 @@ impl BrokerStateMachine {
             partitions_dir,
             snapshot_links_dir,
             cursors: BTreeMap::new(),
+            forecasts: BTreeMap::new(),
         })
     }
 
@@ -177,6 +182,8 @@ impl BrokerStateMachine {
             .log_mut()
             .truncate_to(checkpoint.next_offset)
             .map_err(|e| e.to_string())?;
+        partition.restore_leader_epochs(checkpoint.leader_epochs);
+        *partition.producers_mut() = checkpoint.producers;
         partition.publish_high_watermark(partition.log().next_offset());
         if topic == consumer_offsets::TOPIC {
             load_offsets(&self.shared.offsets, &partition)?;
@@ -186,7 +193,6 @@ impl BrokerStateMachine {
             ApplyCursor {
                 applied: checkpoint.index,
                 durable: checkpoint.index,
-                producers: checkpoint.producers,
                 saving: false,
             },
         );
@@ -289,6 +295,7 @@ impl BrokerStateMachine {
     fn remove_partition(&mut self, group: GroupId) {
         self.drop_snapshot_links(group);
         self.cursors.remove(&group);
+        self.forecasts.remove(&group);
         let Some(partition) = self.shared.partitions_mut().remove(&group) else {
             return;
         };
@@ -310,7 +317,7 @@ impl BrokerStateMachine {
         }
     }
 
-    fn apply_partition(&mut self, group: GroupId, index: u64, data: &[u8]) -> Applied {
+    fn apply_partition(&mut self, group: GroupId, index: u64, term: u64, data: &[u8]) -> Applied {
         let Some(partition) = self.shared.partition(group) else {
             return Applied::Produce(Err(ResponseError::UnknownTopicOrPartition));
         };
@@ -320,110 +327,84 @@ impl BrokerStateMachine {
             return Applied::Replayed;
         }
         cursor.applied = index;
-        match PartitionCommand::decode(data) {
+        let (applied, produced) = match PartitionCommand::decode(data) {
             Some(PartitionCommand::Produce { batches }) => {
                 let offsets = (partition.topic == consumer_offsets::TOPIC).then_some(&self.shared.offsets);
-                Applied::Produce(append(&partition, &mut cursor.producers, batches, |stored| {
-                    // Every replica keeps the group view of what it applies.
-                    if let Some(view) = offsets {
-                        view.apply_batches(Bytes::copy_from_slice(stored));
-                    }
-                }))
+                let mut sink = LogSink {
+                    partition: &partition,
+                    log: partition.log_mut(),
+                    epoch: epoch_of_term(term),
+                    buffer: Vec::new(),
+                    on_stored: |stored: &[u8]| {
+                        // Every replica keeps the group view of what it applies.
+                        if let Some(view) = offsets {
+                            view.apply_batches(Bytes::copy_from_slice(stored));
+                        }
+                    },
+                };
+                let result = append_batches(&mut sink, &mut partition.producers_mut(), batches);
+                // Whatever was appended before a refusal is committed and readable.
+                partition.publish_high_watermark(sink.log.next_offset());
+                let log_start_offset = sink.log.log_start_offset();
+                let ack = result.map(|base_offset| ProduceAck {
+                    base_offset,
+                    log_start_offset,
+                });
+                (Applied::Produce(ack), Some(result))
             }
             Some(PartitionCommand::DeleteRecords { offset }) => {
                 let result = partition.log_mut().delete_records_before(offset);
-                Applied::DeleteRecords(result.map_err(|e| log_error(&partition, e)))
+                (
+                    Applied::DeleteRecords(result.map_err(|e| log_error(&partition, e))),
+                    None,
+                )
             }
             None => {
                 tracing::error!(group, index, "undecodable partition entry");
-                Applied::Produce(Err(ResponseError::CorruptMessage))
+                (Applied::Produce(Err(ResponseError::CorruptMessage)), None)
             }
-        }
-    }
-}
-
-/// Appends the batches of one produce entry, after the idempotent-producer
-/// checks, handing each batch as stored (offsets assigned) to `on_stored`. A
-/// duplicate is answered with the offset it was first written at.
-///
-/// Every failure but an I/O error is a pure function of the entry and the
-/// state before it, so every replica reaches the same result. Batches are
-/// checked before any is appended: an entry the leader should have refused
-/// changes nothing. An I/O error stops the process (fail-stop).
-fn append(
-    partition: &Partition,
-    producers: &mut ProducerStates,
-    batches: &[u8],
-    mut on_stored: impl FnMut(&[u8]),
-) -> Result<ProduceAck, ResponseError> {
-    let ranges = chronik_log::frame_batches(batches).map_err(|_| ResponseError::CorruptMessage)?;
-    if ranges.is_empty() {
-        return Err(ResponseError::CorruptMessage);
-    }
-    let headers = ranges
-        .iter()
-        .map(|range| chronik_log::parse_header(&batches[range.clone()]))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| ResponseError::CorruptMessage)?;
-    if ranges.len() > 1 {
-        // Several batches (the edge sends one): all are checked before any is
-        // appended. A single batch is checked by the append itself.
-        for range in &ranges {
-            chronik_log::check_appendable(&batches[range.clone()]).map_err(|e| batch_error(&e))?;
-        }
-    }
-    let mut log = partition.log_mut();
-    let mut first = None;
-    let mut outcome = Ok(());
-    let mut buffer = Vec::new();
-    for (range, header) in ranges.into_iter().zip(headers) {
-        let base_offset = match producers.check(&header) {
-            SequenceCheck::Reject(error) => {
-                outcome = Err(error);
-                break;
-            }
-            SequenceCheck::Duplicate { base_offset } => {
-                tracing::info!(
-                    topic = %partition.topic,
-                    partition = partition.index,
-                    producer = header.producer_id,
-                    sequence = header.base_sequence,
-                    base_offset,
-                    "duplicate batch from an idempotent producer; answered with its original offset"
-                );
-                first.get_or_insert(base_offset);
-                continue;
-            }
-            SequenceCheck::Append => log.next_offset(),
         };
-        buffer.clear();
-        buffer.extend_from_slice(&batches[range]);
-        match log.append(&mut buffer) {
-            Ok(_) => {}
-            Err(e) if e.is_io() => fail_stop(&format!("cannot append to {}-{}", partition.topic, partition.index), &e),
-            Err(e) => {
-                // Deterministic (a malformed batch, an offset overflow): the
-                // same on every replica.
-                tracing::warn!(topic = %partition.topic, partition = partition.index, "batch refused: {e}");
-                outcome = Err(match e {
-                    LogError::Batch(e) => batch_error(&e),
-                    _ => ResponseError::InvalidRecord,
-                });
-                break;
+        if let Some(forecast) = self.forecasts.get_mut(&group)
+            && let Err(ended) = forecast.applied(index, term, produced)
+        {
+            // Proposals are answered once applied until a new forecast starts.
+            self.forecasts.remove(&group);
+            if let Ended::Mispredicted(what) = ended {
+                tracing::error!(group, "an acks=1 forecast was wrong: {what}");
+                // Tests and the simulator stop at it; production goes on.
+                if cfg!(debug_assertions) {
+                    panic!("an acks=1 forecast was wrong: {what}");
+                }
             }
         }
-        producers.record(&header, base_offset);
-        on_stored(&buffer);
-        first.get_or_insert(base_offset);
+        applied
     }
-    // Whatever was appended before a refusal is committed and readable.
-    partition.publish_high_watermark(log.next_offset());
-    outcome?;
-    let base_offset = first.ok_or(ResponseError::CorruptMessage)?;
-    Ok(ProduceAck {
-        base_offset,
-        log_start_offset: log.log_start_offset(),
-    })
+
+    /// Sees a proposal of this node as leader of `group`; predicts the
+    /// outcome of a produce entry while the forecast holds.
+    fn forecast(&mut self, group: GroupId, proposed: Proposed, data: &[u8]) -> Option<Applied> {
+        let partition = self.shared.partition(group)?;
+        if !self.forecasts.get(&group).is_some_and(|f| f.continues(proposed)) {
+            self.forecasts.remove(&group);
+            let forecast = Forecast::start(&partition, proposed)?;
+            self.forecasts.insert(group, forecast);
+        }
+        let forecast = self.forecasts.get_mut(&group).expect("inserted above");
+        match PartitionCommand::decode(data) {
+            Some(PartitionCommand::Produce { batches }) => {
+                let result = forecast.produce(proposed, batches);
+                let log_start_offset = partition.log().log_start_offset();
+                Some(Applied::Produce(result.map(|base_offset| ProduceAck {
+                    base_offset,
+                    log_start_offset,
+                })))
+            }
+            _ => {
+                forecast.skip(proposed);
+                None
+            }
+        }
+    }
 }
 
 /// The Kafka error for a batch the log refuses: a damaged one is corrupt,
@@ -483,12 +464,19 @@ impl StateMachine for BrokerStateMachine {
         self.shared.metadata().creation_effects(self.node_id)
     }
 
-    fn apply(&mut self, group: GroupId, index: u64, data: &[u8], effects: &mut Vec<Effect>) -> Applied {
+    fn apply(&mut self, group: GroupId, index: u64, term: u64, data: &[u8], effects: &mut Vec<Effect>) -> Applied {
         if group == METADATA_GROUP {
             self.apply_metadata(index, data, effects)
         } else {
-            self.apply_partition(group, index, data)
+            self.apply_partition(group, index, term, data)
         }
+    }
+
+    fn predict(&mut self, group: GroupId, proposed: Proposed, data: &[u8]) -> Option<Applied> {
+        if group == METADATA_GROUP {
+            return None;
+        }
+        self.forecast(group, proposed, data)
     }
 
     fn checkpoint(&mut self) -> Vec<(GroupId, u64)> {
@@ -520,7 +508,8 @@ impl StateMachine for BrokerStateMachine {
                             checkpoint: ApplyCheckpoint {
                                 index: cursor.applied,
                                 next_offset,
-                                producers: cursor.producers.clone(),
+                                producers: partition.producers().clone(),
+                                leader_epochs: partition.leader_epochs().clone(),
                             },
                         });
                     }
@@ -555,7 +544,8 @@ impl StateMachine for BrokerStateMachine {
             checkpoint: ApplyCheckpoint {
                 index: cursor.applied,
                 next_offset: log.next_offset(),
-                producers: cursor.producers.clone(),
+                producers: partition.producers().clone(),
+                leader_epochs: partition.leader_epochs().clone(),
             },
             log_start_offset: log.log_start_offset(),
         };
@@ -578,6 +568,7 @@ impl StateMachine for BrokerStateMachine {
         dir: &std::path::Path,
         effects: &mut Vec<Effect>,
     ) -> Result<(), String> {
+        self.forecasts.remove(&group);
         if group == METADATA_GROUP {
             return self.restore_metadata(index, manifest, effects);
         }
@@ -621,6 +612,8 @@ impl StateMachine for BrokerStateMachine {
             }
             partition.publish_high_watermark(log.next_offset());
         }
+        partition.restore_leader_epochs(checkpoint.leader_epochs);
+        *partition.producers_mut() = checkpoint.producers;
         if topic == consumer_offsets::TOPIC {
             load_offsets(&self.shared.offsets, &partition)?;
         }
@@ -629,7 +622,6 @@ impl StateMachine for BrokerStateMachine {
             ApplyCursor {
                 applied: index,
                 durable: index,
-                producers: checkpoint.producers,
                 saving: false,
             },
         );
@@ -721,5 +713,7 @@ impl BrokerStateMachine {
     }
 }
 
+mod append;
+mod forecast;
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::assignor::{self, ASSIGNORS, MemberSpec, Partitions};
+use crate::ops::telemetry;
 
 /// One heartbeat, as the member sent it.
 #[derive(Debug, Clone, Default)]
@@ -282,6 +283,7 @@ impl ConsumerGroup {
 
     fn bump(&mut self) {
         self.epoch += 1;
+        telemetry::rebalanced(&self.id);
         self.unsaved = true;
     }
 

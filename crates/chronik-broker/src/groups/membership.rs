@@ -21,6 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::ops::telemetry;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
@@ -678,6 +679,7 @@ impl Group {
         }
         self.elect_leader();
         self.generation_id += 1;
+        telemetry::rebalanced(&self.id);
         if self.members.is_empty() {
             return self.become_empty();
         }

@@ -10,6 +10,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::sync::watch;
 
+use super::leader_epochs::serving_partition;
 use crate::Broker;
 use crate::security::session::Session;
 use chronik_state::acl::Operation;
@@ -39,11 +40,11 @@ pub async fn handle(broker: &Broker, session: &Session, request: FetchRequest) -
             || watches.is_empty()
             || tokio::time::Instant::now() >= deadline
         {
-            return response;
+            return counted(broker, response);
         }
         let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            return read(broker, &request, &denied).0;
+            return counted(broker, read(broker, &request, &denied).0);
         }
     }
 }
@@ -72,17 +73,13 @@ fn read(
                 partitions.push(data.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
                 continue;
             }
-            let partition = match broker.state.local_partition(name, wanted.partition) {
-                Ok(partition) => partition,
+            let partition = match serving_partition(broker, name, wanted.partition, wanted.current_leader_epoch) {
+                Ok((partition, _)) => partition,
                 Err(error) => {
                     partitions.push(data.with_error_code(error.code()));
                     continue;
                 }
             };
-            if !broker.is_leader(partition.group) {
-                partitions.push(data.with_error_code(ResponseError::NotLeaderOrFollower.code()));
-                continue;
-            }
             watches.push(partition.watch_high_watermark());
             let log = partition.log();
             let high_watermark = log.next_offset();
@@ -116,4 +113,26 @@ fn read(
         );
     }
     (FetchResponse::default().with_responses(topics), total, watches)
+}
+
+/// Counts the records a response carries, per topic, in the node's traffic.
+fn counted(broker: &Broker, response: FetchResponse) -> FetchResponse {
+    for topic in &response.responses {
+        let (mut bytes, mut records) = (0u64, 0u64);
+        for records_of in topic.partitions.iter().filter_map(|p| p.records.as_ref()) {
+            bytes += records_of.len() as u64;
+            let Ok(ranges) = chronik_log::split_batches(records_of) else {
+                continue;
+            };
+            for range in ranges {
+                if let Ok(header) = chronik_log::parse_header(&records_of[range]) {
+                    records += u64::try_from(header.record_count).unwrap_or(0);
+                }
+            }
+        }
+        if bytes > 0 {
+            broker.telemetry.fetched(&topic.topic.0, bytes, records);
+        }
+    }
+    response
 }

@@ -7,6 +7,7 @@ use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionRespon
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 
+use super::leader_epochs::serving_partition;
 use crate::Broker;
 use crate::security::session::Session;
 use chronik_state::acl::Operation;
@@ -15,7 +16,10 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-pub fn handle(broker: &Broker, session: &Session, request: ListOffsetsRequest) -> ListOffsetsResponse {
+/// The first version whose answer carries a leader epoch.
+const EPOCH_VERSION: i16 = 4;
+
+pub fn handle(broker: &Broker, session: &Session, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let topics = request
         .topics
         .iter()
@@ -33,8 +37,11 @@ pub fn handle(broker: &Broker, session: &Session, request: ListOffsetsRequest) -
                     if !allowed {
                         return response.with_error_code(ResponseError::TopicAuthorizationFailed.code());
                     }
-                    match lookup(broker, name, p.partition_index, p.timestamp) {
-                        Ok((timestamp, offset)) => response.with_timestamp(timestamp).with_offset(offset),
+                    match lookup(broker, name, p.partition_index, p.current_leader_epoch, p.timestamp) {
+                        Ok((timestamp, offset, epoch)) => response
+                            .with_timestamp(timestamp)
+                            .with_offset(offset)
+                            .with_leader_epoch(if version >= EPOCH_VERSION { epoch } else { -1 }),
                         Err(error) => response.with_error_code(error.code()),
                     }
                 })
@@ -47,21 +54,32 @@ pub fn handle(broker: &Broker, session: &Session, request: ListOffsetsRequest) -
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-/// (timestamp, offset) for one partition; (-1, -1) when no record qualifies.
-fn lookup(broker: &Broker, topic: &str, index: i32, timestamp: i64) -> Result<(i64, i64), ResponseError> {
-    let partition = broker.state.local_partition(topic, index)?;
-    if !broker.is_leader(partition.group) {
-        return Err(ResponseError::NotLeaderOrFollower);
-    }
+/// (timestamp, offset, leader epoch) for one partition; (-1, -1) when no
+/// record qualifies. The epoch is the leader's for the log end, else unknown.
+fn lookup(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    current_leader_epoch: i32,
+    timestamp: i64,
+) -> Result<(i64, i64, i32), ResponseError> {
+    let (partition, epoch) = serving_partition(broker, topic, index, current_leader_epoch)?;
     let log = partition.log();
+    if timestamp == LATEST {
+        return Ok((-1, log.next_offset(), epoch));
+    }
+    let (timestamp, offset) = find(&log, timestamp)?;
+    Ok((timestamp, offset, -1))
+}
+
+fn find(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), ResponseError> {
     match timestamp {
-        LATEST => Ok((-1, log.next_offset())),
         EARLIEST => Ok((-1, log.log_start_offset())),
         MAX_TIMESTAMP => match log.max_timestamp() {
             // The log knows the batch; the record is found inside it.
             Some((max, batch_offset)) => {
                 let from = batch_offset.max(log.log_start_offset());
-                first_record(&log, from, |r| r.timestamp == max)
+                first_record(log, from, |r| r.timestamp == max)
             }
             None => Ok((-1, -1)),
         },
@@ -72,7 +90,7 @@ fn lookup(broker: &Broker, topic: &str, index: i32, timestamp: i64) -> Result<(i
             match found {
                 Some((batch_offset, _)) => {
                     let from = batch_offset.max(log.log_start_offset());
-                    first_record(&log, from, |r| r.timestamp >= target)
+                    first_record(log, from, |r| r.timestamp >= target)
                 }
                 None => Ok((-1, -1)),
             }

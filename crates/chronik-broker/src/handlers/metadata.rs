@@ -10,6 +10,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use super::{str_bytes, topic_name};
 use crate::Broker;
 use crate::security::session::Session;
+use chronik_raft::{GroupId, NodeId};
 use chronik_state::acl::{Operation, ResourceType};
 use chronik_state::consumer_offsets;
 use chronik_state::metadata::TopicInfo;
@@ -105,6 +106,18 @@ pub async fn handle(broker: &Broker, session: &Session, request: MetadataRequest
         .with_topics(topics)
 }
 
+/// The leader of a partition's group with its epoch, and its in-sync
+/// replicas. Only the leader knows those; without word from it, the leader
+/// itself is the one replica known to be in sync.
+pub(crate) fn leadership(broker: &Broker, group: GroupId) -> (Option<(NodeId, i32)>, Vec<NodeId>) {
+    let leader = broker.leader_and_epoch(group);
+    let isr = broker
+        .in_sync_replicas(group)
+        .filter(|isr| !isr.is_empty())
+        .unwrap_or_else(|| leader.map(|(id, _)| id).into_iter().collect());
+    (leader, isr)
+}
+
 fn describe_topic(broker: &Broker, name: &str, info: &TopicInfo) -> MetadataResponseTopic {
     let partitions = info
         .partitions
@@ -112,20 +125,16 @@ fn describe_topic(broker: &Broker, name: &str, info: &TopicInfo) -> MetadataResp
         .enumerate()
         .map(|(index, p)| {
             let replicas: Vec<BrokerId> = p.replicas.iter().map(|id| BrokerId(*id as i32)).collect();
-            let leader = broker.leader_of(p.group);
-            // Only the leader knows its in-sync replicas; without word from
-            // it, the leader itself is the one replica known to be in sync.
-            let isr = broker
-                .in_sync_replicas(p.group)
-                .filter(|isr| !isr.is_empty())
-                .unwrap_or_else(|| leader.into_iter().collect());
+            let (leader, isr) = leadership(broker, p.group);
             let partition = MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
                 .with_replica_nodes(replicas)
                 .with_isr_nodes(isr.iter().map(|id| BrokerId(*id as i32)).collect())
                 .with_leader_epoch(-1);
             match leader {
-                Some(leader) => partition.with_leader_id(BrokerId(leader as i32)),
+                Some((leader, epoch)) => partition
+                    .with_leader_id(BrokerId(leader as i32))
+                    .with_leader_epoch(epoch),
                 None => partition
                     .with_leader_id(BrokerId(-1))
                     .with_error_code(ResponseError::LeaderNotAvailable.code()),

@@ -12,12 +12,16 @@ pub mod fetch;
 pub mod find_coordinator;
 pub mod groups;
 pub mod init_producer_id;
+pub mod leader_epochs;
 pub mod list_offsets;
+pub mod log_dirs;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod producers;
 pub mod reassignments;
 pub mod scram_users;
+pub mod topic_partitions;
 pub mod topics;
 
 use kafka_protocol::messages::TopicName;

@@ -1,12 +1,14 @@
 //! Produce: validate the record batches, propose them to each partition's
-//! Raft group, and answer once they are committed and applied.
+//! Raft group, and answer once they are committed and applied (acks=all),
+//! or once they are in the leader's own log (acks=1, with the offset the
+//! leader's forecast predicts; see `chronik_state::replicated`).
 //!
 //! Proposals are queued before `submit` returns, so requests pipelined on one
 //! connection reach each partition in the order they were sent. Waiting for
 //! commit happens in the returned future, off the connection's read path.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chronik_raft::ProposeError;
 use kafka_protocol::ResponseError;
@@ -26,6 +28,8 @@ use chronik_state::topic_config::{self, ProducePolicy};
 
 use crate::conform::conform;
 use crate::groups::registry::now_ms;
+use crate::ops::errors;
+use crate::ops::telemetry::PRODUCE_COMMIT_SECONDS;
 use crate::security::session::Session;
 use chronik_state::acl::Operation;
 
@@ -34,8 +38,18 @@ type Outcome = oneshot::Receiver<Result<Applied, ProposeError>>;
 /// A partition's answer: known at once (an error), or awaited from Raft.
 enum Pending {
     Failed(ResponseError),
-    /// With the append time the batch was stamped with, under LogAppendTime.
-    Proposed(Outcome, Option<i64>),
+    Proposed(Proposal),
+}
+
+struct Proposal {
+    outcome: Outcome,
+    /// The append time the batch was stamped with, under LogAppendTime.
+    append_time: Option<i64>,
+    proposed_at: Instant,
+    /// Answered from the leader's own log (acks=1), not after commit.
+    local: bool,
+    bytes: u64,
+    records: u64,
 }
 
 pub async fn submit(
@@ -94,7 +108,10 @@ pub async fn submit(
         if acks == 0 {
             return None;
         }
-        let response = collect(topics, timeout).await;
+        let response = collect(&broker, topics, timeout).await;
+        if errors::produce_failed(&response) {
+            broker.telemetry.requests.failed(ApiKey::Produce);
+        }
         encode(
             header.correlation_id,
             ApiKey::Produce,
@@ -155,7 +172,20 @@ async fn propose(
         batches: &conformed.batch,
     }
     .encode();
-    Pending::Proposed(broker.submit(group, data).await, conformed.log_append_time)
+    let proposed_at = Instant::now();
+    let outcome = if acks == 1 {
+        broker.submit_local(group, data).await
+    } else {
+        broker.submit(group, data).await
+    };
+    Pending::Proposed(Proposal {
+        outcome,
+        local: acks == 1,
+        append_time: conformed.log_append_time,
+        proposed_at,
+        bytes: conformed.batch.len() as u64,
+        records: u64::try_from(header.record_count).unwrap_or(0),
+    })
 }
 
 /// Checks what the partition log will store, before it is proposed: nothing
@@ -180,7 +210,7 @@ pub fn validate(records: &[u8], max_message_bytes: usize) -> Result<BatchHeader,
     Ok(header)
 }
 
-async fn collect(topics: Vec<(String, Vec<(i32, Pending)>)>, timeout: Duration) -> ProduceResponse {
+async fn collect(broker: &Broker, topics: Vec<(String, Vec<(i32, Pending)>)>, timeout: Duration) -> ProduceResponse {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut responses = Vec::with_capacity(topics.len());
     for (name, partitions) in topics {
@@ -194,12 +224,18 @@ async fn collect(topics: Vec<(String, Vec<(i32, Pending)>)>, timeout: Duration) 
             let mut append_time = None;
             let outcome = match pending {
                 Pending::Failed(error) => Err(error),
-                Pending::Proposed(outcome, stamped) => match tokio::time::timeout_at(deadline, outcome).await {
+                Pending::Proposed(proposal) => match tokio::time::timeout_at(deadline, proposal.outcome).await {
                     Err(_) => Err(ResponseError::RequestTimedOut),
                     Ok(Err(_)) => Err(ResponseError::NotLeaderOrFollower),
                     Ok(Ok(Err(e))) => Err(propose_error_code(&e)),
                     Ok(Ok(Ok(Applied::Produce(result)))) => {
-                        append_time = stamped;
+                        if !proposal.local {
+                            metrics::histogram!(PRODUCE_COMMIT_SECONDS).record(proposal.proposed_at.elapsed());
+                        }
+                        if result.is_ok() {
+                            broker.telemetry.produced(&name, proposal.bytes, proposal.records);
+                        }
+                        append_time = proposal.append_time;
                         result
                     }
                     Ok(Ok(Ok(other))) => unreachable!("a produce entry applied as {other:?}"),

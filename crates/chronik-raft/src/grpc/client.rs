@@ -18,6 +18,7 @@ use super::proto::raft_transport_client::RaftTransportClient;
 use super::proto::{GroupMessage, SnapshotChunk, SnapshotProgressRequest, StepBatchRequest, StepStreamClosed};
 use super::{CONNECTION_WINDOW_BYTES, ClusterId, MAX_MESSAGE_BYTES, SNAPSHOT_STALL_TIMEOUT, STREAM_WINDOW_BYTES};
 use crate::snapshot::{CHUNK_BYTES, SnapshotManifest};
+use crate::telemetry;
 use crate::transport::{SnapshotDone, Transport, message_bytes};
 use crate::{GroupId, NodeId};
 
@@ -74,6 +75,8 @@ type Batch = Vec<(GroupId, Message)>;
 struct PeerQueue {
     batches: mpsc::Sender<(Batch, usize)>,
     bytes: Arc<AtomicUsize>,
+    depth: metrics::Gauge,
+    dropped: metrics::Counter,
 }
 
 struct Shared {
@@ -116,7 +119,13 @@ impl GrpcTransport {
                     bytes: bytes.clone(),
                 };
                 self.runtime.spawn(send_to_peer(self.shared.clone(), to, received));
-                PeerQueue { batches, bytes }
+                let peer = to.to_string();
+                PeerQueue {
+                    batches,
+                    bytes,
+                    depth: metrics::gauge!(telemetry::PEER_QUEUE_BYTES, "peer" => peer.clone()),
+                    dropped: metrics::counter!(telemetry::PEER_MESSAGES_DROPPED, "peer" => peer),
+                }
             })
             .clone()
     }
@@ -129,18 +138,23 @@ impl Transport for GrpcTransport {
         let queued = queue.bytes.fetch_add(bytes, Ordering::Relaxed);
         if (queued > 0 && queued + bytes > PEER_QUEUE_BYTES) || queue.batches.try_send((messages, bytes)).is_err() {
             queue.bytes.fetch_sub(bytes, Ordering::Relaxed);
+            queue.dropped.increment(1);
             tracing::debug!(to, "peer queue full; Raft messages dropped");
         }
+        queue.depth.set(queue.bytes.load(Ordering::Relaxed) as f64);
     }
 
     fn send_snapshot(&self, to: NodeId, group: GroupId, message: Message, done: SnapshotDone) {
         let shared = self.shared.clone();
         self.runtime.spawn(async move {
             let result = send_snapshot(&shared, to, group, message).await;
-            if let Err(e) = &result {
-                tracing::warn!(to, group, "cannot send snapshot: {e}");
-            } else {
-                tracing::info!(to, group, "snapshot sent");
+            match &result {
+                Err(e) => tracing::warn!(to, group, "cannot send snapshot: {e}"),
+                Ok(bytes) => {
+                    metrics::counter!(telemetry::SNAPSHOTS_SENT).increment(1);
+                    metrics::counter!(telemetry::SNAPSHOT_BYTES_SENT).increment(*bytes);
+                    tracing::info!(to, group, bytes, "snapshot sent");
+                }
             }
             done.finish(result.is_ok());
         });
@@ -328,7 +342,8 @@ async fn stream_to_peer(shared: &Shared, to: NodeId, queue: &mut Received) -> Re
 /// attempt staged there. There is no deadline for the whole transfer, which
 /// may be tens of GB; a transfer that makes no progress for
 /// `SNAPSHOT_STALL_TIMEOUT` is given up instead.
-async fn send_snapshot(shared: &Shared, to: NodeId, group: GroupId, message: Message) -> Result<(), String> {
+/// Returns the bytes of file data sent.
+async fn send_snapshot(shared: &Shared, to: NodeId, group: GroupId, message: Message) -> Result<u64, String> {
     let manifest = SnapshotManifest::decode(&message.get_snapshot().data)
         .ok_or_else(|| "the snapshot carries no valid manifest".to_string())?;
     let addr = shared
@@ -364,8 +379,9 @@ async fn send_snapshot(shared: &Shared, to: NodeId, group: GroupId, message: Mes
                 )),
             }
         };
+        let mut sent = 0u64;
         if !send(header).await? {
-            return Ok(());
+            return Ok(sent);
         }
         for file in manifest.files {
             let mut offset = staged.get(&file.name).copied().unwrap_or(0).min(file.len);
@@ -388,12 +404,13 @@ async fn send_snapshot(shared: &Shared, to: NodeId, group: GroupId, message: Mes
                     ..Default::default()
                 };
                 offset += want as u64;
+                sent += want as u64;
                 if !send(chunk).await? {
-                    return Ok(());
+                    return Ok(sent);
                 }
             }
         }
-        Ok::<(), String>(())
+        Ok::<u64, String>(sent)
     });
     let request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     let call = client.install_snapshot(request);
@@ -403,12 +420,12 @@ async fn send_snapshot(shared: &Shared, to: NodeId, group: GroupId, message: Mes
         answered = &mut call => {
             // The receiver answered before everything was sent: it refused.
             reader.abort();
-            answered.map(|_| ()).map_err(refused)
+            answered.map(|_| 0).map_err(refused)
         }
         read = &mut reader => {
-            read.map_err(|e| e.to_string())??;
+            let sent = read.map_err(|e| e.to_string())??;
             match tokio::time::timeout(SNAPSHOT_STALL_TIMEOUT, call).await {
-                Ok(answered) => answered.map(|_| ()).map_err(refused),
+                Ok(answered) => answered.map(|_| sent).map_err(refused),
                 Err(_) => Err(format!("node {to} did not confirm the snapshot within {SNAPSHOT_STALL_TIMEOUT:?}")),
             }
         }

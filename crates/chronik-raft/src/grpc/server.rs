@@ -22,6 +22,7 @@ use super::proto::{
 use super::{ClusterId, MAX_MESSAGE_BYTES, PeerAddresses, SNAPSHOT_STALL_TIMEOUT};
 use crate::mailbox::Mailbox;
 use crate::snapshot::{SnapshotManifest, staging_dir};
+use crate::telemetry;
 use crate::{NodeId, ProposeError};
 
 pub struct RaftService {
@@ -143,6 +144,7 @@ impl RaftTransport for RaftService {
         // the sender resumes after it (see `snapshot_progress`).
         let mut written = staged_files(&partial, &expected).await.map_err(io_status)?;
         let mut open: Option<(String, tokio::fs::File)> = None;
+        let mut received = 0u64;
         while let Some(chunk) = next_chunk(&mut chunks).await? {
             let Some(&len) = expected.get(&chunk.file) else {
                 return Err(Status::invalid_argument(format!(
@@ -172,6 +174,7 @@ impl RaftTransport for RaftService {
             let (_, file) = open.as_mut().expect("opened above");
             file.write_all(&chunk.data).await.map_err(io_status)?;
             *done += chunk.data.len() as u64;
+            received += chunk.data.len() as u64;
         }
         if let Some((_, file)) = open.take() {
             file.sync_all().await.map_err(io_status)?;
@@ -194,6 +197,8 @@ impl RaftTransport for RaftService {
         if !self.mailbox.deliver(header.from, vec![(header.group, message)]) {
             return Err(Status::unavailable("the Raft loop is saturated; snapshot dropped"));
         }
+        metrics::counter!(telemetry::SNAPSHOTS_RECEIVED).increment(1);
+        metrics::counter!(telemetry::SNAPSHOT_BYTES_RECEIVED).increment(received);
         Ok(Response::new(InstallSnapshotResponse {}))
     }
 

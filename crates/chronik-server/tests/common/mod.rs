@@ -98,6 +98,8 @@ impl Broker {
             .args(["--kafka-port", &self.kafka_port.to_string()])
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
+            // Brokers side by side: each its own free port for the HTTP endpoint.
+            .env("CHRONIK_HTTP_ADDR", "127.0.0.1:0")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
@@ -358,4 +360,16 @@ fn with_admin<T: Send, F: std::future::Future<Output = T>>(
             .join()
             .unwrap()
     })
+}
+
+/// Calls `attempt` until it returns a value, every 50 ms, for at most `timeout`.
+pub fn retry_until<T>(timeout: Duration, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = attempt() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "no success within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -22,7 +22,13 @@ fn with_topic() -> (tempfile::TempDir, BrokerStateMachine, Arc<SharedState>) {
         )]
         .into(),
     };
-    machine.apply(METADATA_GROUP, 1, &serde_json::to_vec(&init).unwrap(), &mut Vec::new());
+    machine.apply(
+        METADATA_GROUP,
+        1,
+        1,
+        &serde_json::to_vec(&init).unwrap(),
+        &mut Vec::new(),
+    );
     let create = MetadataCommand::CreateTopic {
         name: "t".into(),
         id: uuid::Uuid::new_v4(),
@@ -32,7 +38,13 @@ fn with_topic() -> (tempfile::TempDir, BrokerStateMachine, Arc<SharedState>) {
         assignment: None,
     };
     let mut effects = Vec::new();
-    let applied = machine.apply(METADATA_GROUP, 2, &serde_json::to_vec(&create).unwrap(), &mut effects);
+    let applied = machine.apply(
+        METADATA_GROUP,
+        2,
+        1,
+        &serde_json::to_vec(&create).unwrap(),
+        &mut effects,
+    );
     assert_eq!(applied, Applied::Metadata(Ok(MetadataReply::Done)));
     assert_eq!(
         effects,
@@ -47,7 +59,7 @@ fn with_topic() -> (tempfile::TempDir, BrokerStateMachine, Arc<SharedState>) {
 
 fn produce(machine: &mut BrokerStateMachine, index: u64, batches: &[u8]) -> Applied {
     let entry = PartitionCommand::Produce { batches }.encode();
-    machine.apply(1, index, &entry, &mut Vec::new())
+    machine.apply(1, index, 1, &entry, &mut Vec::new())
 }
 
 #[test]
@@ -66,7 +78,7 @@ fn entries_the_edge_refuses_are_refused_again_at_apply_and_change_nothing() {
         assert_eq!(produce(&mut machine, index, batches), Applied::Produce(Err(error)));
     }
     assert_eq!(
-        machine.apply(1, 5, &[9, 9], &mut Vec::new()),
+        machine.apply(1, 5, 1, &[9, 9], &mut Vec::new()),
         Applied::Produce(Err(ResponseError::CorruptMessage))
     );
     let partition = shared.partition(1).unwrap();
@@ -129,7 +141,7 @@ fn a_snapshot_manifest_survives_the_deletion_of_its_segments() {
     assert!(manifest.files.len() > 2, "several segments: {:?}", manifest.files);
     let entry = PartitionCommand::DeleteRecords { offset: 9 }.encode();
     assert_eq!(
-        machine.apply(1, 11, &entry, &mut Vec::new()),
+        machine.apply(1, 11, 1, &entry, &mut Vec::new()),
         Applied::DeleteRecords(Ok(9))
     );
     for file in &manifest.files {
@@ -187,7 +199,13 @@ fn a_snapshot_for_a_partition_deleted_in_the_same_iteration_is_ignored() {
     let (_, manifest) = machine.snapshot(1).expect("a snapshot");
     let delete = MetadataCommand::DeleteTopic { name: "t".into() };
     let mut effects = Vec::new();
-    machine.apply(METADATA_GROUP, 3, &serde_json::to_vec(&delete).unwrap(), &mut effects);
+    machine.apply(
+        METADATA_GROUP,
+        3,
+        1,
+        &serde_json::to_vec(&delete).unwrap(),
+        &mut effects,
+    );
     assert_eq!(effects, [Effect::RemoveGroup { group: 1 }]);
     let staged = dir.path().join("staged");
     std::fs::create_dir(&staged).unwrap();

@@ -1,0 +1,148 @@
+//! Applying a produce entry: the idempotent-producer checks and the appends,
+//! written once for two sinks. One is the partition log; the other counts
+//! offsets only, for the leader's forecast of entries not yet committed
+//! (`forecast`). Both take the same decisions from the same state.
+
+use std::sync::RwLockWriteGuard;
+
+use chronik_log::{LogError, PartitionLog};
+use chronik_raft::fail_stop;
+use kafka_protocol::ResponseError;
+
+use super::batch_error;
+use crate::partition::Partition;
+use crate::producer_state::{ProducerStates, SequenceCheck};
+
+/// Where the batches of a produce entry go.
+pub(crate) trait BatchSink {
+    fn next_offset(&self) -> i64;
+
+    /// Appends one batch at `next_offset()`. A refusal is deterministic:
+    /// the same on every replica and in a forecast.
+    fn append(&mut self, batch: &[u8]) -> Result<(), ResponseError>;
+
+    /// A batch an idempotent producer sent again, first written at `base_offset`.
+    fn duplicate(&mut self, _header: &chronik_log::BatchHeader, _base_offset: i64) {}
+}
+
+/// Appends the batches of one produce entry after the idempotent-producer
+/// checks; returns the base offset of the first. A duplicate is answered
+/// with the offset it was first written at.
+///
+/// Every failure is a pure function of the entry and the state before it.
+/// Batches are checked before any is appended, so an entry the leader should
+/// have refused changes nothing; what was appended before a later refusal
+/// stays.
+pub(crate) fn append_batches(
+    sink: &mut impl BatchSink,
+    producers: &mut ProducerStates,
+    batches: &[u8],
+) -> Result<i64, ResponseError> {
+    let ranges = chronik_log::frame_batches(batches).map_err(|_| ResponseError::CorruptMessage)?;
+    if ranges.is_empty() {
+        return Err(ResponseError::CorruptMessage);
+    }
+    let headers = ranges
+        .iter()
+        .map(|range| chronik_log::parse_header(&batches[range.clone()]))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| ResponseError::CorruptMessage)?;
+    if ranges.len() > 1 {
+        // Several batches (the edge sends one): all are checked before any is
+        // appended. A single batch is checked by the append itself.
+        for range in &ranges {
+            chronik_log::check_appendable(&batches[range.clone()]).map_err(|e| batch_error(&e))?;
+        }
+    }
+    let mut first = None;
+    for (range, header) in ranges.into_iter().zip(headers) {
+        let base_offset = match producers.check(&header) {
+            SequenceCheck::Reject(error) => return Err(error),
+            SequenceCheck::Duplicate { base_offset } => {
+                sink.duplicate(&header, base_offset);
+                first.get_or_insert(base_offset);
+                continue;
+            }
+            SequenceCheck::Append => sink.next_offset(),
+        };
+        sink.append(&batches[range])?;
+        producers.record(&header, base_offset);
+        first.get_or_insert(base_offset);
+    }
+    first.ok_or(ResponseError::CorruptMessage)
+}
+
+/// The partition log as a sink: each batch is stamped with the leader
+/// `epoch`, appended, noted in the partition's leader epochs, and handed as
+/// stored to `on_stored`. An I/O error stops the process (fail-stop).
+pub(crate) struct LogSink<'a, F: FnMut(&[u8])> {
+    pub partition: &'a Partition,
+    pub log: RwLockWriteGuard<'a, PartitionLog>,
+    pub epoch: i32,
+    pub buffer: Vec<u8>,
+    pub on_stored: F,
+}
+
+impl<F: FnMut(&[u8])> BatchSink for LogSink<'_, F> {
+    fn next_offset(&self) -> i64 {
+        self.log.next_offset()
+    }
+
+    fn append(&mut self, batch: &[u8]) -> Result<(), ResponseError> {
+        let partition = self.partition;
+        self.buffer.clear();
+        self.buffer.extend_from_slice(batch);
+        chronik_log::set_partition_leader_epoch(&mut self.buffer, self.epoch);
+        match self.log.append(&mut self.buffer) {
+            Ok(info) => {
+                partition.leader_epochs_mut().record(self.epoch, info.base_offset);
+                (self.on_stored)(&self.buffer);
+                Ok(())
+            }
+            Err(e) if e.is_io() => fail_stop(&format!("cannot append to {}-{}", partition.topic, partition.index), &e),
+            Err(e) => {
+                // Deterministic (a malformed batch, an offset overflow): the
+                // same on every replica.
+                tracing::warn!(topic = %partition.topic, partition = partition.index, "batch refused: {e}");
+                Err(match e {
+                    LogError::Batch(e) => batch_error(&e),
+                    _ => ResponseError::InvalidRecord,
+                })
+            }
+        }
+    }
+
+    fn duplicate(&mut self, header: &chronik_log::BatchHeader, base_offset: i64) {
+        tracing::info!(
+            topic = %self.partition.topic,
+            partition = self.partition.index,
+            producer = header.producer_id,
+            sequence = header.base_sequence,
+            base_offset,
+            "duplicate batch from an idempotent producer; answered with its original offset"
+        );
+    }
+}
+
+/// Offsets only: what the log would do, for a forecast.
+pub(crate) struct OffsetSink {
+    pub next_offset: i64,
+}
+
+impl BatchSink for OffsetSink {
+    fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    fn append(&mut self, batch: &[u8]) -> Result<(), ResponseError> {
+        // The log's own checks, in its order: the batch, then the offsets.
+        let header = chronik_log::check_appendable(batch).map_err(|e| batch_error(&e))?;
+        let last = self
+            .next_offset
+            .checked_add(i64::from(header.last_offset_delta))
+            .filter(|&last| last < i64::MAX)
+            .ok_or(ResponseError::InvalidRecord)?;
+        self.next_offset = last + 1;
+        Ok(())
+    }
+}
