@@ -17,33 +17,16 @@ python=${PYTHON:-target/venv/bin/python}
 [ -x target/release/chronik-server ] || { echo "build it first: cargo build --release -j 2 -p chronik-server" >&2; exit 1; }
 [ -x "$python" ] || { echo "no python at $python (it needs confluent-kafka); set PYTHON" >&2; exit 1; }
 
+. bench/lib.sh
 work=$(mktemp -d)
 pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
+cleanup() { stop_pids; rm -rf "$work"; }
 trap cleanup EXIT
-. bench/lib.sh
-
-create() { # bootstrap replicas topics...
-  local bootstrap=$1 replicas=$2
-  shift 2
-  timeout 90 "$python" - "$bootstrap" "$replicas" "$@" <<'PY'
-import sys
-from confluent_kafka.admin import AdminClient, NewTopic
-admin = AdminClient({"bootstrap.servers": sys.argv[1]})
-for f in admin.create_topics([NewTopic(t, 1, int(sys.argv[2])) for t in sys.argv[3:]], request_timeout=30).values():
-    f.result(timeout=60)
-PY
-}
 
 measure() { # label bootstrap replicas
   local label=$1 bootstrap=$2 replicas=$3 r acks names=()
   for r in $(seq 1 "$rounds"); do for acks in all 1; do names+=("acks-$label-$acks-r$r"); done; done
-  create "$bootstrap" "$replicas" "${names[@]}"
+  create_topics "$bootstrap" "$replicas" "${names[@]}"
   for r in $(seq 1 "$rounds"); do
     for acks in all 1; do
       timeout $((warmup + seconds + 180)) "$python" bench/produce_load.py "$bootstrap" "acks-$label-$acks-r$r" \

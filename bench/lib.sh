@@ -4,6 +4,42 @@
 # Brokers side by side: each its own free port for the HTTP endpoint.
 export CHRONIK_HTTP_ADDR="${CHRONIK_HTTP_ADDR:-127.0.0.1:0}"
 
+# stop_pids: SIGTERM every process in the array `pids`, and SIGKILL those
+# still running 10 s later.
+stop_pids() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+}
+
+# create_topics BOOTSTRAP REPLICAS TOPIC...: one-partition topics, made with
+# confluent-kafka's admin client ($python) so that no run pays for a creation.
+create_topics() {
+  timeout 90 "$python" - "$@" <<'PY'
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+topics = [NewTopic(t, 1, int(sys.argv[2])) for t in sys.argv[3:]]
+for future in admin.create_topics(topics, request_timeout=30).values():
+    future.result(timeout=60)
+PY
+}
+
+# delete_topics BOOTSTRAP TOPIC...: frees a run's disk space.
+delete_topics() {
+  timeout 90 "$python" - "$@" <<'PY'
+import sys
+from confluent_kafka.admin import AdminClient
+admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+for future in admin.delete_topics(sys.argv[2:], operation_timeout=30).values():
+    future.result(timeout=60)
+PY
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_cluster DIR [server flags...]: starts nodes 1-3 of a new cluster with

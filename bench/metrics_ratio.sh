@@ -4,11 +4,14 @@
 # run. Both brokers (release build) run side by side on fresh data
 # directories; a confluent-kafka producer (an independent client,
 # bench/produce_load.py: 1 KiB records, acks=all, linger 5 ms, full speed)
-# writes to each in turn, to a fresh 1-partition topic per run, rounds
-# interleaved (on, off, on, off, ...). The ratio is taken per round, then
-# the median over rounds. During the "on" runs /metrics is scraped every
-# second, as Prometheus would (more often than its usual 15 s).
+# writes to each in turn, to a fresh 1-partition topic per run (deleted
+# after it), rounds interleaved and the order flipped every round (on, off,
+# off, on, ...) so that neither broker always runs after the other's
+# writeback. The ratio is taken per round, then the median over rounds.
+# During the "on" runs /metrics is scraped every SCRAPE_SECONDS (default 15,
+# Prometheus' default; 0 scrapes not at all).
 # Usage: bench/metrics_ratio.sh [seconds-per-round] [rounds]   (defaults 10 and 5)
+# SCRAPE_SECONDS: how often /metrics is scraped during the "on" runs.
 # CHRONIK_BIN picks the broker (default target/release/chronik-server); it is
 # never built here. PYTHON is the interpreter with confluent-kafka (default
 # target/venv/bin/python). Exits non-zero if any run fails.
@@ -24,20 +27,11 @@ case "$seconds$rounds" in *[!0-9]*) echo "usage: $0 [seconds-per-round] [rounds]
 [ -x "$bin" ] || { echo "no broker binary at $bin; build it with: cargo build --release -j 2 -p chronik-server" >&2; exit 1; }
 [ -x "$python" ] || { echo "no python at $python (it needs confluent-kafka); set PYTHON" >&2; exit 1; }
 
+. bench/lib.sh
 work=$(mktemp -d)
 pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
+cleanup() { stop_pids; rm -rf "$work"; }
 trap cleanup EXIT
-. bench/lib.sh
 
 declare -A kafka http
 for mode in on off; do
@@ -55,21 +49,17 @@ topic() { echo "metrics-$1-r$2"; }
 for mode in on off; do
   names=()
   for r in $(seq 1 "$rounds"); do names+=("$(topic "$mode" "$r")"); done
-  timeout 90 "$python" - "${kafka[$mode]}" "${names[@]}" <<'PY'
-import sys
-from confluent_kafka.admin import AdminClient, NewTopic
-admin = AdminClient({"bootstrap.servers": sys.argv[1]})
-for future in admin.create_topics([NewTopic(t, 1, 1) for t in sys.argv[2:]], request_timeout=30).values():
-    future.result(timeout=60)
-PY
+  create_topics "${kafka[$mode]}" 1 "${names[@]}"
 done
 
 failed=0
 for r in $(seq 1 "$rounds"); do
-  for mode in on off; do
+  order=(on off)
+  [ $((r % 2)) -eq 0 ] && order=(off on)
+  for mode in "${order[@]}"; do
     scraper=""
-    if [ "$mode" = on ]; then
-      ( while :; do curl -s -o /dev/null "http://${http[on]}/metrics"; sleep 1; done ) &
+    if [ "$mode" = on ] && [ "${SCRAPE_SECONDS:-15}" -gt 0 ]; then
+      ( while :; do curl -s -o /dev/null "http://${http[on]}/metrics"; sleep "${SCRAPE_SECONDS:-15}"; done ) &
       scraper=$!
     fi
     if ! timeout $((warmup + seconds + 180)) "$python" bench/produce_load.py "${kafka[$mode]}" "$(topic "$mode" "$r")" \
@@ -80,6 +70,7 @@ for r in $(seq 1 "$rounds"); do
     fi
     [ -n "$scraper" ] && { kill "$scraper"; wait "$scraper" 2>/dev/null || true; }
     echo "round $r metrics $mode: $(cat "$work/$mode-$r.json")" >&2
+    delete_topics "${kafka[$mode]}" "$(topic "$mode" "$r")"
     sync
     sleep 2
   done

@@ -31,21 +31,11 @@ fi
 [ -x "$python" ] || { echo "no python at $python (it needs confluent-kafka); set PYTHON" >&2; exit 1; }
 command -v openssl >/dev/null || { echo "the openssl CLI is needed to make the certificates" >&2; exit 1; }
 
+. bench/lib.sh
 work=$(mktemp -d)
 pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
+cleanup() { stop_pids; rm -rf "$work"; }
 trap cleanup EXIT
-
-. bench/lib.sh
 
 # A CA and a server certificate for 127.0.0.1 it signs, EC P-256 keys.
 ssl() { openssl "$@" >>"$work/openssl.log" 2>&1 || { cat "$work/openssl.log" >&2; return 1; }; }
@@ -105,14 +95,7 @@ topics=()
 for r in $(seq 1 "$rounds"); do
   for l in "${listeners[@]}"; do topics+=("$(topic "$l" "$r")"); done
 done
-timeout 90 "$python" - "${addr[PLAINTEXT]}" "${topics[@]}" <<'PY' || broker_failed "creating the topics failed"
-import sys
-from confluent_kafka.admin import AdminClient, NewTopic
-admin = AdminClient({"bootstrap.servers": sys.argv[1]})
-futures = admin.create_topics([NewTopic(t, 1, 1) for t in sys.argv[2:]], request_timeout=30)
-for name, future in futures.items():
-    future.result(timeout=60)
-PY
+create_topics "${addr[PLAINTEXT]}" 1 "${topics[@]}" || broker_failed "creating the topics failed"
 
 failed=0
 for r in $(seq 1 "$rounds"); do

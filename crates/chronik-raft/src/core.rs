@@ -34,7 +34,7 @@ use crate::snapshot::{SnapshotManifest, discard_staged, staging_dir};
 use crate::state_machine::{Effect, Proposed, StateMachine};
 use crate::status::{GroupReport, GroupStatus, StatusBoard};
 use crate::storage::{EntryExt, GroupStorage, INIT_INDEX, SnapshotRequests, put_hard_state};
-use crate::telemetry;
+use crate::telemetry::{self, LoopMeters};
 use crate::transport::{SharedTransport, SnapshotDone, SnapshotReports};
 use crate::{GroupId, METADATA_GROUP, NodeId};
 
@@ -101,6 +101,7 @@ struct Group<O, F: FileSystem> {
 
 pub struct RaftCore<S: StateMachine, F: FileSystem> {
     config: MultiRaftConfig,
+    meters: LoopMeters,
     engine: Arc<Engine<F>>,
     groups: BTreeMap<GroupId, Group<S::Output, F>>,
     state_machine: S,
@@ -177,6 +178,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             last_tick: now,
             last_checkpoint: now,
             log_batch: LogBatch::default(),
+            meters: LoopMeters::new(),
         };
         core.load_groups()?;
         Ok(core)
@@ -791,8 +793,8 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             if let Err(e) = self.engine.write(&mut batch, sync) {
                 fail_stop("cannot write the Raft log", &e);
             }
-            metrics::histogram!(telemetry::FSYNC_SECONDS).record(started.elapsed());
-            metrics::histogram!(telemetry::FSYNC_BYTES).record(bytes as f64);
+            self.meters.fsync_seconds.record(started.elapsed());
+            self.meters.fsync_bytes.record(bytes as f64);
         }
         self.log_batch = batch;
         for (id, ready, _) in &readies {
@@ -834,17 +836,22 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     }
 
     /// Answers the proposals that asked to be answered once in this node's
-    /// own log, up to `persisted`, with their predicted outcomes.
+    /// own log, up to `persisted`, with their predicted outcomes. Only while
+    /// it still leads in their term: a successor may have replaced an entry
+    /// before it was written here, and the loser's proposals then wait to
+    /// be failed.
     fn answer_local(&mut self, id: GroupId, persisted: u64) {
         let Some(group) = self.groups.get_mut(&id) else { return };
-        if !group.pending.iter().any(|p| p.local.is_some()) {
+        let raft = &group.node.raft;
+        let (leading, term) = (raft.state == StateRole::Leader, raft.term);
+        if !leading || !group.pending.iter().any(|p| p.local.is_some()) {
             return;
         }
         let mut waiting = VecDeque::with_capacity(group.pending.len());
         let mut answered = 0;
         for proposal in group.pending.drain(..) {
             match proposal.local {
-                Some(outcome) if proposal.index <= persisted => {
+                Some(outcome) if proposal.index <= persisted && proposal.term == term => {
                     let _ = proposal.reply.send(Ok(outcome));
                     answered += 1;
                 }
@@ -852,7 +859,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             }
         }
         group.pending = waiting;
-        metrics::counter!(telemetry::LOCAL_ANSWERS).increment(answered);
+        self.meters.local_answers.increment(answered);
     }
 
     /// Publishes that this node, newly leader, may serve reads (see
@@ -1045,7 +1052,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             return;
         }
         let group = self.groups.get_mut(&id).expect("applying a running group");
-        metrics::counter!(telemetry::ENTRIES_APPLIED).increment(entries.len() as u64);
+        self.meters.entries_applied.increment(entries.len() as u64);
         for entry in entries {
             if entry.get_entry_type() != EntryType::EntryNormal {
                 apply_conf_change(id, group, &self.status, &entry);

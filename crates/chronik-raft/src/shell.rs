@@ -18,7 +18,7 @@ use crate::error::ProposeError;
 use crate::membership::MembershipChange;
 use crate::state_machine::StateMachine;
 use crate::status::GroupReport;
-use crate::telemetry;
+use crate::telemetry::ShellMeters;
 use crate::{GroupId, NodeId};
 
 /// Proposal bytes one iteration takes in: the rest waits for the next, so
@@ -122,6 +122,7 @@ impl<O: Send + 'static> Shell<O> {
             }
         };
         runtime.block_on(async move {
+            let meters = ShellMeters::new();
             let mut ticker = tokio::time::interval(self.tick_interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -160,7 +161,7 @@ impl<O: Send + 'static> Shell<O> {
                 // Read after the messages that queued meanwhile, so a stall
                 // does not look like silence from the peers.
                 let started = Instant::now();
-                metrics::gauge!(telemetry::PROPOSALS_QUEUED).set(self.commands.len() as f64);
+                meters.proposals_queued.set(self.commands.len() as f64);
                 core.advance(started);
                 if stop {
                     break;
@@ -168,7 +169,7 @@ impl<O: Send + 'static> Shell<O> {
                 let finished = Instant::now();
                 self.pulse.beat(finished);
                 let took = finished.duration_since(started);
-                metrics::histogram!(telemetry::LOOP_ITERATION_SECONDS).record(took);
+                meters.iteration_seconds.record(took);
                 if took >= SLOW_ITERATION {
                     // Heartbeats wait as long: near an election timeout, followers campaign.
                     tracing::warn!(?took, "a Raft loop iteration was slow");

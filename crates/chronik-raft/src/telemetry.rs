@@ -2,7 +2,9 @@
 //! binary installs a Prometheus recorder; without one (unit tests, the
 //! simulator) recording costs next to nothing and changes nothing.
 
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics::{
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 
 pub const FSYNC_SECONDS: &str = "chronik_raft_fsync_seconds";
 pub const FSYNC_BYTES: &str = "chronik_raft_fsync_bytes";
@@ -67,4 +69,39 @@ pub fn describe() {
         PEER_MESSAGES_DROPPED,
         "Batches of Raft messages dropped because a peer's queue was full (Raft retransmits)"
     );
+}
+
+/// Handles of what the loop records every iteration, made once: a handle
+/// records with an atomic add, where the macros look the metric up.
+pub(crate) struct LoopMeters {
+    pub fsync_seconds: Histogram,
+    pub fsync_bytes: Histogram,
+    pub entries_applied: Counter,
+    pub local_answers: Counter,
+}
+
+/// What the shell records every iteration.
+pub(crate) struct ShellMeters {
+    pub iteration_seconds: Histogram,
+    pub proposals_queued: Gauge,
+}
+
+impl ShellMeters {
+    pub(crate) fn new() -> Self {
+        ShellMeters {
+            iteration_seconds: histogram!(LOOP_ITERATION_SECONDS),
+            proposals_queued: gauge!(PROPOSALS_QUEUED),
+        }
+    }
+}
+
+impl LoopMeters {
+    pub(crate) fn new() -> Self {
+        LoopMeters {
+            fsync_seconds: histogram!(FSYNC_SECONDS),
+            fsync_bytes: histogram!(FSYNC_BYTES),
+            entries_applied: counter!(ENTRIES_APPLIED),
+            local_answers: counter!(LOCAL_ANSWERS),
+        }
+    }
 }

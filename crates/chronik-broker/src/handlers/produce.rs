@@ -29,7 +29,6 @@ use chronik_state::topic_config::{self, ProducePolicy};
 use crate::conform::conform;
 use crate::groups::registry::now_ms;
 use crate::ops::errors;
-use crate::ops::telemetry::PRODUCE_COMMIT_SECONDS;
 use crate::security::session::Session;
 use chronik_state::acl::Operation;
 
@@ -230,7 +229,7 @@ async fn collect(broker: &Broker, topics: Vec<(String, Vec<(i32, Pending)>)>, ti
                     Ok(Ok(Err(e))) => Err(propose_error_code(&e)),
                     Ok(Ok(Ok(Applied::Produce(result)))) => {
                         if !proposal.local {
-                            metrics::histogram!(PRODUCE_COMMIT_SECONDS).record(proposal.proposed_at.elapsed());
+                            broker.telemetry.produce_commit.record(proposal.proposed_at.elapsed());
                         }
                         if result.is_ok() {
                             broker.telemetry.produced(&name, proposal.bytes, proposal.records);

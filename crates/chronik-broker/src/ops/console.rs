@@ -5,8 +5,8 @@
 use std::fmt::Write;
 
 use crate::Broker;
-use crate::groups::coordinator::offsets_partition;
 use crate::handlers::metadata::leadership;
+use crate::ops::gauges::coordinated_groups;
 use crate::ops::rates::{SAMPLE_EVERY, Sample};
 use chronik_raft::METADATA_GROUP;
 use chronik_state::consumer_offsets;
@@ -158,22 +158,12 @@ fn topics(broker: &Broker, page: &mut String) {
 }
 
 fn groups(broker: &Broker, page: &mut String) {
-    let mut ids: Vec<String> = broker.groups.group_ids();
-    ids.extend(broker.groups.consumer_group_ids());
-    ids.extend(broker.state.offsets.groups());
-    ids.sort();
-    ids.dedup();
     page.push_str(
         "<h2>Consumer groups</h2><p class=\"muted\">Those this node coordinates.</p>\
          <table><tr><th>group</th><th>members</th><th>topic</th><th>partition</th>\
          <th>committed</th><th>lag</th></tr>",
     );
-    for group in ids.into_iter().filter(|id| offsets_partition(broker, id).is_ok()) {
-        let members = broker
-            .consumer_group(&group, |g| g.members().count())
-            .filter(|n| *n > 0)
-            .or_else(|| broker.groups.existing(&group, |g| g.members().len()))
-            .unwrap_or(0);
+    for (group, members) in coordinated_groups(broker) {
         let offsets = broker.state.offsets.offsets(&group);
         if offsets.is_empty() {
             let _ = write!(

@@ -95,19 +95,30 @@ async fn collect_raft(broker: &Broker) {
     gauge!(OFFLINE).set(offline as f64);
 }
 
-/// Members and lag of the groups this node coordinates. The lag of a
-/// partition is known where its log is: on a replica of it.
-fn collect_groups(broker: &Broker) {
+/// The groups this node coordinates, by id, with their members (of either
+/// protocol).
+pub(crate) fn coordinated_groups(broker: &Broker) -> Vec<(String, usize)> {
     let mut ids: BTreeSet<String> = broker.groups.group_ids().into_iter().collect();
     ids.extend(broker.groups.consumer_group_ids());
     ids.extend(broker.state.offsets.groups());
+    ids.into_iter()
+        .filter(|id| offsets_partition(broker, id).is_ok())
+        .map(|group| {
+            let members = broker
+                .consumer_group(&group, |g| g.members().count())
+                .filter(|n| *n > 0)
+                .or_else(|| broker.groups.existing(&group, |g| g.members().len()))
+                .unwrap_or(0);
+            (group, members)
+        })
+        .collect()
+}
+
+/// Members and lag of the groups this node coordinates. The lag of a
+/// partition is known where its log is: on a replica of it.
+fn collect_groups(broker: &Broker) {
     let mut series = 0;
-    for group in ids.into_iter().filter(|id| offsets_partition(broker, id).is_ok()) {
-        let members = broker
-            .consumer_group(&group, |g| g.members().count())
-            .filter(|n| *n > 0)
-            .or_else(|| broker.groups.existing(&group, |g| g.members().len()))
-            .unwrap_or(0);
+    for (group, members) in coordinated_groups(broker) {
         gauge!(GROUP_MEMBERS, "group" => group.clone()).set(members as f64);
         for ((topic, index), committed) in broker.state.offsets.offsets(&group) {
             if series >= MAX_SERIES {

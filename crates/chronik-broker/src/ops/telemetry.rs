@@ -153,6 +153,47 @@ impl BoundedLabels {
     }
 }
 
+/// One topic's traffic counters.
+#[derive(Clone)]
+struct TopicCounters {
+    bytes_in: Counter,
+    records_in: Counter,
+    bytes_out: Counter,
+    records_out: Counter,
+}
+
+impl TopicCounters {
+    fn new(label: &str) -> Self {
+        TopicCounters {
+            bytes_in: counter!(BYTES_IN, "topic" => label.to_string()),
+            records_in: counter!(RECORDS_IN, "topic" => label.to_string()),
+            bytes_out: counter!(BYTES_OUT, "topic" => label.to_string()),
+            records_out: counter!(RECORDS_OUT, "topic" => label.to_string()),
+        }
+    }
+}
+
+/// Per-topic counters, made once per topic: the first [`MAX_LABELLED`]
+/// topics get their own, the rest share those of [`OTHER`].
+#[derive(Default)]
+struct TopicMeters {
+    by_topic: RwLock<HashMap<String, TopicCounters>>,
+}
+
+impl TopicMeters {
+    fn of(&self, topic: &str) -> TopicCounters {
+        if let Some(counters) = self.by_topic.read().unwrap_or_else(|e| e.into_inner()).get(topic) {
+            return counters.clone();
+        }
+        let mut by_topic = self.by_topic.write().unwrap_or_else(|e| e.into_inner());
+        let name = if by_topic.len() >= MAX_LABELLED { OTHER } else { topic };
+        by_topic
+            .entry(name.to_string())
+            .or_insert_with(|| TopicCounters::new(name))
+            .clone()
+    }
+}
+
 /// Node-wide totals of client traffic, sampled for the console's chart.
 #[derive(Default)]
 pub struct Traffic {
@@ -163,13 +204,26 @@ pub struct Traffic {
     pub connections: AtomicI64,
 }
 
-/// What the front end records, held by the broker.
-#[derive(Default)]
+/// What the front end records, held by the broker. Made after the recorder
+/// is installed: its handles bind to the recorder present then.
 pub struct Telemetry {
     pub requests: RequestMetrics,
     pub traffic: Traffic,
     pub rates: Rates,
-    topics: BoundedLabels,
+    pub produce_commit: Histogram,
+    topics: TopicMeters,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry {
+            requests: RequestMetrics::default(),
+            traffic: Traffic::default(),
+            rates: Rates::default(),
+            produce_commit: histogram!(PRODUCE_COMMIT_SECONDS),
+            topics: TopicMeters::default(),
+        }
+    }
 }
 
 /// Counts a rebalance of `group`: a new generation of a classic group, a
@@ -183,16 +237,16 @@ impl Telemetry {
     pub fn produced(&self, topic: &str, bytes: u64, records: u64) {
         self.traffic.produced_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.traffic.produced_records.fetch_add(records, Ordering::Relaxed);
-        let topic = self.topics.label(topic);
-        counter!(BYTES_IN, "topic" => topic.clone()).increment(bytes);
-        counter!(RECORDS_IN, "topic" => topic).increment(records);
+        let counters = self.topics.of(topic);
+        counters.bytes_in.increment(bytes);
+        counters.records_in.increment(records);
     }
 
     pub fn fetched(&self, topic: &str, bytes: u64, records: u64) {
         self.traffic.fetched_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.traffic.fetched_records.fetch_add(records, Ordering::Relaxed);
-        let topic = self.topics.label(topic);
-        counter!(BYTES_OUT, "topic" => topic.clone()).increment(bytes);
-        counter!(RECORDS_OUT, "topic" => topic).increment(records);
+        let counters = self.topics.of(topic);
+        counters.bytes_out.increment(bytes);
+        counters.records_out.increment(records);
     }
 }
