@@ -12,8 +12,9 @@ pub type TopicPartition = (String, i32);
 pub struct Checker {
     /// Acknowledged records: offset → value, per partition.
     acked: BTreeMap<TopicPartition, BTreeMap<i64, Bytes>>,
-    /// Records acknowledged from a leader's own log (acks=1): value → the
-    /// offset it was given. They may be lost, but never stored elsewhere.
+    /// Records acknowledged from a leader's own log (acks=1) and proposed
+    /// once: value → the offset it was given. They may be lost, but never
+    /// stored elsewhere.
     acked_locally: BTreeMap<TopicPartition, BTreeMap<Bytes, i64>>,
     /// Every record a reader was given: offset → value, per partition.
     observed: BTreeMap<TopicPartition, BTreeMap<i64, Bytes>>,

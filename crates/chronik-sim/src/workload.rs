@@ -88,6 +88,8 @@ struct InFlight {
     batch: Vec<u8>,
     /// Answered once in the leader's own log (acks=1), not once committed.
     local: bool,
+    /// Times it was proposed: a plain producer's retry may store it twice.
+    proposals: u32,
     attempt: Option<Attempt>,
     retry_at: Duration,
 }
@@ -152,6 +154,7 @@ impl Producer {
                     // requires acks=all of an idempotent one). Not drawn
                     // from the seed, so seeds keep their schedules.
                     local: producer.is_none() && lane.produced % 2 == 1,
+                    proposals: 0,
                     values,
                     attempt: None,
                     retry_at: world.now,
@@ -189,9 +192,12 @@ fn step_lane<R: Rng>(lane: &mut Lane, world: &mut World<'_, R>, producer: &str, 
                     ),
                 );
                 if in_flight.local {
-                    world
-                        .checker
-                        .acked_locally(&lane.tp, ack.base_offset, &in_flight.values);
+                    // Only a batch proposed once can be nowhere else.
+                    if in_flight.proposals == 1 {
+                        world
+                            .checker
+                            .acked_locally(&lane.tp, ack.base_offset, &in_flight.values);
+                    }
                 } else {
                     world
                         .checker
@@ -231,6 +237,7 @@ fn step_lane<R: Rng>(lane: &mut Lane, world: &mut World<'_, R>, producer: &str, 
         world.nodes[index].propose(lane.group, data)
     };
     if let Some(outcome) = proposed {
+        in_flight.proposals += 1;
         in_flight.attempt = Some(Attempt {
             outcome,
             deadline: world.now + REQUEST_TIMEOUT,
