@@ -313,8 +313,9 @@ impl Broker {
         nodes
     }
 
-    /// Creates `__consumer_offsets` on first start. Its records are kept
-    /// until their groups delete or expire them, so time retention is off.
+    /// Creates `__consumer_offsets` on first start: compacted, so each
+    /// offset and group keeps its latest record, with Kafka's 100 MiB
+    /// segments for that topic.
     async fn ensure_offsets_topic(&self) -> Result<(), MetadataError> {
         if self.state.metadata().topic(consumer_offsets::TOPIC).is_none() {
             let command = MetadataCommand::CreateTopic {
@@ -323,7 +324,7 @@ impl Broker {
                 partitions: self.config.offsets_topic_partitions,
                 replication_factor: -1,
                 configs: [
-                    (topic_config::RETENTION_MS.to_string(), "-1".to_string()),
+                    (topic_config::CLEANUP_POLICY.to_string(), "compact".to_string()),
                     (topic_config::SEGMENT_BYTES.to_string(), (100 << 20).to_string()),
                 ]
                 .into(),

@@ -34,6 +34,8 @@ pub struct BrokerConfig {
     pub min_free_bytes: Option<u64>,
     /// How often retention deletes old segments.
     pub retention_check_interval: Duration,
+    /// How long the cleaner waits between passes over compacted partitions.
+    pub log_cleaner_backoff: Duration,
     /// Partitions of `__consumer_offsets`, fixed when it is first created.
     pub offsets_topic_partitions: i32,
     /// Kafka's group.initial.rebalance.delay.ms: how long a new group waits

@@ -1,6 +1,7 @@
 //! Brings a produced batch to its topic's configs before it is proposed:
-//! the timestamp bounds, `message.timestamp.type=LogAppendTime` and a
-//! `compression.type` other than `producer`. The leader does this once, so
+//! the timestamp bounds, `message.timestamp.type=LogAppendTime`, a
+//! `compression.type` other than `producer`, and the keys a compacted
+//! topic requires. The leader does this once, so
 //! every replica stores the same bytes.
 
 use bytes::Bytes;
@@ -8,7 +9,8 @@ use chronik_log::{BATCH_HEADER_LEN, BatchHeader, LOG_APPEND_TIME_FLAG, rebuild_b
 use chronik_state::topic_config::ProducePolicy;
 use kafka_protocol::ResponseError;
 
-use crate::compression::{CodecError, compress, decompress};
+use chronik_log::compression::{CodecError, compress, decompress};
+use chronik_log::records::walk;
 
 const COMPRESSION_MASK: i16 = 0b111;
 
@@ -48,6 +50,9 @@ pub fn conform(
             return Err(ResponseError::InvalidTimestamp);
         }
     }
+    if policy.keys_required {
+        require_keys(&batch, header, budget)?;
+    }
     let recompress = policy.codec.filter(|codec| codec.id() != header.compression());
     if recompress.is_none() && !policy.log_append_time {
         return Ok(Conformed {
@@ -66,7 +71,7 @@ pub fn conform(
             let plain = decompress(header.compression(), &batch[BATCH_HEADER_LEN..], *budget).map_err(refusal)?;
             *budget -= plain.len();
             attributes = (attributes & !COMPRESSION_MASK) | i16::from(codec.id());
-            compress(codec, policy.level, &plain).map_err(refusal)?
+            compress(codec.id(), policy.level, &plain).map_err(refusal)?
         }
         None => batch[BATCH_HEADER_LEN..].to_vec(),
     };
@@ -78,6 +83,25 @@ pub fn conform(
         batch: Bytes::from(rebuilt),
         log_append_time: policy.log_append_time.then_some(now_ms),
     })
+}
+
+/// Kafka refuses a record without a key on a compacted topic: the cleaner
+/// could never tell which later record replaces it.
+fn require_keys(batch: &[u8], header: &BatchHeader, budget: &mut usize) -> Result<(), ResponseError> {
+    let section = &batch[BATCH_HEADER_LEN..];
+    let plain;
+    let section = if header.compression() == 0 {
+        section
+    } else {
+        plain = decompress(header.compression(), section, *budget).map_err(refusal)?;
+        *budget -= plain.len();
+        &plain
+    };
+    let records = walk(section, header.record_count).map_err(|_| ResponseError::CorruptMessage)?;
+    if records.iter().any(|r| r.key.is_none()) {
+        return Err(ResponseError::InvalidRecord);
+    }
+    Ok(())
 }
 
 fn refusal(error: CodecError) -> ResponseError {
@@ -177,5 +201,25 @@ mod tests {
             conform(bytes, &header, &bounded, now - 5_000, &mut (1 << 20)).unwrap_err(),
             ResponseError::InvalidTimestamp
         );
+    }
+
+    #[test]
+    fn a_compacted_topic_refuses_keyless_records() {
+        use chronik_log::testing::{KeyedRecord, build_keyed_batch};
+        let compacted = policy(&[("cleanup.policy", "compact,delete")]);
+        let keyed = Bytes::from(build_keyed_batch(5, &[KeyedRecord::new(Some("k"), None)]));
+        let header = chronik_log::validate_batch(&keyed).unwrap();
+        assert!(conform(keyed, &header, &compacted, 5, &mut (1 << 20)).is_ok());
+        let keyless = build_keyed_batch(5, &[KeyedRecord::new(Some("k"), Some("v")), KeyedRecord::new(None, Some("v"))]);
+        let header = chronik_log::validate_batch(&keyless).unwrap();
+        let refused = conform(Bytes::from(keyless.clone()), &header, &compacted, 5, &mut (1 << 20));
+        assert_eq!(refused.unwrap_err(), ResponseError::InvalidRecord);
+        // Compressed, the records are checked after decompression.
+        let section = compress(4, 3, &keyless[BATCH_HEADER_LEN..]).unwrap();
+        let zstd = chronik_log::rebuild_batch(&header, 4, header.max_timestamp, &section);
+        let header = chronik_log::validate_batch(&zstd).unwrap();
+        let refused = conform(Bytes::from(zstd.clone()), &header, &compacted, 5, &mut (1 << 20));
+        assert_eq!(refused.unwrap_err(), ResponseError::InvalidRecord);
+        assert!(conform(Bytes::from(zstd), &header, &policy(&[]), 5, &mut (1 << 20)).is_ok());
     }
 }

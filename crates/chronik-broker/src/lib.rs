@@ -9,9 +9,9 @@
 pub mod apis;
 mod authenticate;
 mod broker;
+mod cleaner;
 pub mod cluster;
 pub mod codec;
-mod compression;
 pub mod config;
 pub mod conform;
 pub mod dispatch;
@@ -23,5 +23,6 @@ pub mod security;
 pub mod server;
 
 pub use broker::{Broker, MetadataOutcome};
+pub use cleaner::run_cleaner;
 pub use config::BrokerConfig;
 pub use retention::run_retention;

@@ -78,6 +78,12 @@ impl BatchHeader {
         self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
 
+    /// How many offsets the batch spans: its records, and after compaction
+    /// the gaps the removed ones left.
+    pub fn offset_count(&self) -> i64 {
+        i64::from(self.last_offset_delta) + 1
+    }
+
     /// Compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
     pub fn compression(&self) -> u8 {
         (self.attributes & COMPRESSION_MASK) as u8
@@ -111,6 +117,9 @@ pub enum BatchError {
     BadOffsetDelta { last_offset_delta: i32, record_count: i32 },
     #[error("unknown compression codec {0}")]
     BadCompression(u8),
+    /// The records section does not hold the records the header counts.
+    #[error("malformed records: {0}")]
+    Records(&'static str),
     /// The batch has no records, so it would claim no offset.
     #[error("record batch has no records")]
     NoRecords,
@@ -165,10 +174,11 @@ pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     })
 }
 
-/// Validates that `buf` is exactly one well-formed batch and returns its header.
+/// Validates that `buf` is exactly one well-formed batch as the log may
+/// store it, and returns its header.
 ///
 /// Checks the header, that the length matches the buffer, the CRC, and that
-/// the record count and last offset delta agree. Records are not decoded.
+/// the records fit the offsets the batch spans. Records are not decoded.
 pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = parse_header(buf)?;
     let total = header.total_len();
@@ -191,14 +201,12 @@ pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     if header.record_count < 0 {
         return Err(BatchError::BadRecordCount(header.record_count));
     }
-    // A negative delta would put the last offset before the base offset.
-    let delta_ok = header.last_offset_delta >= 0
-        && (header.record_count == 0 || header.last_offset_delta == header.record_count - 1);
+    // A negative delta would put the last offset before the base offset. A
+    // compacted batch keeps its offsets with fewer records, so the records
+    // may be fewer than the offsets, never more.
+    let delta_ok = header.last_offset_delta >= 0 && i64::from(header.record_count) <= header.offset_count();
     if !delta_ok {
-        return Err(BatchError::BadOffsetDelta {
-            last_offset_delta: header.last_offset_delta,
-            record_count: header.record_count,
-        });
+        return Err(bad_delta(&header));
     }
     if header.compression() > MAX_COMPRESSION_CODEC {
         return Err(BatchError::BadCompression(header.compression()));
@@ -206,14 +214,25 @@ pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     Ok(header)
 }
 
+fn bad_delta(header: &BatchHeader) -> BatchError {
+    BatchError::BadOffsetDelta {
+        last_offset_delta: header.last_offset_delta,
+        record_count: header.record_count,
+    }
+}
+
 /// Validates that `buf` is one batch the log can append: well formed (see
-/// [`validate_batch`]) and holding at least one record, so that it claims at
-/// least one offset. Every check is a pure function of the bytes, so every
+/// [`validate_batch`]), holding at least one record, so that it claims at
+/// least one offset, and one record per offset, as a producer writes it. Every check is a pure function of the bytes, so every
 /// replica decides the same way.
 pub fn check_appendable(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = validate_batch(buf)?;
     if header.record_count == 0 {
         return Err(BatchError::NoRecords);
+    }
+    // As a producer writes it: one offset per record.
+    if i64::from(header.record_count) != header.offset_count() {
+        return Err(bad_delta(&header));
     }
     Ok(header)
 }
@@ -401,14 +420,17 @@ mod tests {
     fn rejects_inconsistent_counts() {
         let batch = with_field(build_batch(3, 0, 1), 57, &(-1i32).to_be_bytes());
         assert_eq!(validate_batch(&batch), Err(BatchError::BadRecordCount(-1)));
+        // More offsets than records: a compacted batch, stored but not appended.
         let batch = with_field(build_batch(3, 0, 1), 23, &5i32.to_be_bytes());
-        assert_eq!(
-            validate_batch(&batch),
-            Err(BatchError::BadOffsetDelta {
-                last_offset_delta: 5,
-                record_count: 3
-            })
-        );
+        assert!(validate_batch(&batch).is_ok());
+        let bad_delta = |last_offset_delta, record_count| BatchError::BadOffsetDelta {
+            last_offset_delta,
+            record_count,
+        };
+        assert_eq!(check_appendable(&batch), Err(bad_delta(5, 3)));
+        // Fewer offsets than records: never valid.
+        let batch = with_field(build_batch(3, 0, 1), 23, &1i32.to_be_bytes());
+        assert_eq!(validate_batch(&batch), Err(bad_delta(1, 3)));
         let batch = with_field(build_batch(3, 0, 1), 21, &7i16.to_be_bytes());
         assert_eq!(validate_batch(&batch), Err(BatchError::BadCompression(7)));
     }

@@ -5,7 +5,8 @@
 //! sparse offset index (`.index`) and time index (`.timeindex`) beside it.
 //! The log assigns offsets to appended batches, serves reads of whole
 //! batches (records are never decoded), finds batches by timestamp, applies
-//! time and size retention, moves the log start offset for DeleteRecords,
+//! time and size retention, compacts keyed logs (`compaction`), moves the
+//! log start offset for DeleteRecords,
 //! cuts its tail back to a checkpointed offset, and on open recovers from a
 //! crash by cutting the active segment at the first torn or corrupt batch.
 //!
@@ -15,10 +16,13 @@
 
 pub mod batch;
 mod checkpoint;
+pub mod compaction;
+pub mod compression;
 mod config;
 mod error;
 mod index;
 pub mod log;
+pub mod records;
 mod recovery;
 mod scan;
 mod segment;

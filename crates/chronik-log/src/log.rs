@@ -35,6 +35,8 @@ pub struct PartitionLog {
     segments: Vec<Segment>,
     log_start_offset: i64,
     next_offset: i64,
+    /// Where the cleaner's last pass ended (see `compaction`).
+    cleaner_offset: i64,
 }
 
 impl PartitionLog {
@@ -48,6 +50,7 @@ impl PartitionLog {
             segments: recovered.segments,
             log_start_offset: recovered.log_start_offset,
             next_offset: recovered.next_offset,
+            cleaner_offset: checkpoint::read(dir, checkpoint::CLEANER)?.unwrap_or(0),
         };
         log.check_invariants();
         Ok(log)
@@ -306,6 +309,41 @@ impl PartitionLog {
         Ok(())
     }
 
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    pub(crate) fn cleaner_offset(&self) -> i64 {
+        self.cleaner_offset
+    }
+
+    pub(crate) fn set_cleaner_offset(&mut self, offset: i64) {
+        self.cleaner_offset = offset;
+    }
+
+    /// The base offset of the segment after the one based at `base`.
+    pub(crate) fn next_base_after(&self, base: i64) -> i64 {
+        let index = self.segments.partition_point(|s| s.base_offset() <= base);
+        self.segments.get(index).map_or(self.next_offset, Segment::base_offset)
+    }
+
+    /// Puts `segment` in place of the `count` closed segments starting at
+    /// the one based at `base` (it holds what is left of their records).
+    pub(crate) fn replace_segments(&mut self, base: i64, count: usize, segment: Segment) {
+        let first = self.segments.partition_point(|s| s.base_offset() < base);
+        assert!(
+            first + count < self.segments.len() && self.segments[first].base_offset() == base,
+            "a cleaned segment replaces closed segments the log holds"
+        );
+        debug_assert_eq!(segment.base_offset(), base);
+        self.segments.splice(first..first + count, [segment]);
+        self.check_invariants();
+    }
+
     fn active(&self) -> &Segment {
         self.segments.last().expect("a log always has an active segment")
     }
@@ -336,7 +374,7 @@ impl PartitionLog {
     /// Persists before updating memory, so a failure changes nothing.
     fn set_log_start_offset(&mut self, start: i64) -> Result<(), LogError> {
         debug_assert!(start >= self.log_start_offset && start <= self.next_offset);
-        checkpoint::write(&self.dir, start)?;
+        checkpoint::write(&self.dir, checkpoint::LOG_START, start)?;
         self.log_start_offset = start;
         Ok(())
     }
@@ -367,7 +405,11 @@ impl PartitionLog {
         self.segments = recovered.segments;
         self.log_start_offset = recovered.log_start_offset;
         self.next_offset = recovered.next_offset;
-        checkpoint::write(&self.dir, offset)?;
+        checkpoint::write(&self.dir, checkpoint::LOG_START, offset)?;
+        if self.cleaner_offset > offset {
+            checkpoint::write(&self.dir, checkpoint::CLEANER, offset)?;
+            self.cleaner_offset = offset;
+        }
         tracing::info!(dir = %self.dir.display(), offset, "truncated log below its start; now empty");
         self.check_invariants();
         Ok(())

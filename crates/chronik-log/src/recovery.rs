@@ -5,7 +5,9 @@
 //! scanned batch by batch and cut at the first batch that is short, fails
 //! validation or breaks the offset sequence; its indexes are rebuilt from
 //! the scan. Older segments' indexes are trusted if they load and look
-//! consistent, otherwise they are rebuilt the same way.
+//! consistent, otherwise they are rebuilt the same way (a compacted segment
+//! may skip offsets, but never goes back). A cleaner pass interrupted by
+//! the crash is finished or discarded first (see `compaction`).
 
 use std::fmt;
 use std::fs;
@@ -13,6 +15,7 @@ use std::path::Path;
 
 use crate::batch::{BATCH_HEADER_LEN, BatchError, BatchHeader, parse_header, validate_batch};
 use crate::checkpoint;
+use crate::compaction;
 use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::scan::ScanReader;
@@ -30,8 +33,9 @@ pub(crate) struct Recovered {
 
 pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, LogError> {
     fs::create_dir_all(dir)?;
+    compaction::finish_interrupted(dir)?;
     let mut bases = list_segments(dir)?;
-    let checkpoint = checkpoint::read(dir)?;
+    let checkpoint = checkpoint::read(dir, checkpoint::LOG_START)?;
 
     // A segment whose successor starts at or below the log start holds only
     // deleted records; a crash may have left it behind.
@@ -51,7 +55,7 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, LogEr
         segments.push(load_closed(dir, base, bases[i + 1], config)?);
     }
     let (mut active, _) = Segment::open(dir, last)?;
-    let next_offset = recover_segment(&mut active, config.index_interval_bytes)?;
+    let next_offset = recover_segment(&mut active, config.index_interval_bytes, Offsets::Contiguous)?;
     segments.push(active);
 
     let first_base = segments[0].base_offset();
@@ -106,20 +110,21 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, LogError> {
 }
 
 /// Opens a sealed segment that ends where `next_base` begins.
-fn load_closed(dir: &Path, base: i64, next_base: i64, config: &LogConfig) -> Result<Segment, LogError> {
+pub(crate) fn load_closed(dir: &Path, base: i64, next_base: i64, config: &LogConfig) -> Result<Segment, LogError> {
     let (mut segment, loaded) = Segment::open(dir, base)?;
     if loaded && indexes_consistent(&segment, next_base) {
         return Ok(segment);
     }
     tracing::warn!(segment = %segment.log_path().display(), "rebuilding segment indexes");
-    let end = recover_segment(&mut segment, config.index_interval_bytes)?;
-    if end != next_base {
-        // Reads skip the gap and continue with the next segment.
+    let end = recover_segment(&mut segment, config.index_interval_bytes, Offsets::MaySkip)?;
+    // A compacted segment may end below the next base; one that reaches
+    // past it overlaps its successor.
+    if end > next_base {
         tracing::warn!(
             segment = %segment.log_path().display(),
             end,
             next_base,
-            "sealed segment ends before the next segment begins"
+            "sealed segment reaches past the next segment's base"
         );
     }
     segment.seal()?;
@@ -172,9 +177,21 @@ impl fmt::Display for Invalid {
     }
 }
 
+/// Whether a segment's batches must follow each other without a gap, as
+/// appends write them, or may skip offsets, as the cleaner leaves them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offsets {
+    Contiguous,
+    MaySkip,
+}
+
 /// Scans the whole segment, rebuilding its indexes and cutting the file at
 /// the first invalid batch. Returns the offset after the last valid batch.
-pub(crate) fn recover_segment(segment: &mut Segment, index_interval_bytes: u64) -> Result<i64, LogError> {
+pub(crate) fn recover_segment(
+    segment: &mut Segment,
+    index_interval_bytes: u64,
+    offsets: Offsets,
+) -> Result<i64, LogError> {
     segment.reset_indexes()?;
     // A second handle so the reader can borrow it while the segment is updated.
     let file = segment.file().try_clone()?;
@@ -183,7 +200,7 @@ pub(crate) fn recover_segment(segment: &mut Segment, index_interval_bytes: u64) 
     let mut position = 0;
     let mut next_offset = segment.base_offset();
     while position < file_len {
-        match check_batch(&mut reader, position, next_offset, segment)? {
+        match check_batch(&mut reader, position, next_offset, offsets, segment)? {
             Ok(header) => {
                 segment.track_batch(&header, position, index_interval_bytes);
                 position += header.total_len() as u64;
@@ -207,11 +224,13 @@ pub(crate) fn recover_segment(segment: &mut Segment, index_interval_bytes: u64) 
 }
 
 /// Validates the batch at `position`, which must carry `expected` as its
-/// base offset because the log assigns offsets contiguously.
+/// base offset because the log assigns offsets contiguously (or, where
+/// `offsets` allows gaps, at least `expected`).
 fn check_batch(
     reader: &mut ScanReader<'_>,
     position: u64,
     expected: i64,
+    offsets: Offsets,
     segment: &Segment,
 ) -> Result<Result<BatchHeader, Invalid>, LogError> {
     let Some(bytes) = reader.get(position, BATCH_HEADER_LEN)? else {
@@ -227,7 +246,11 @@ fn check_batch(
     if let Err(e) = validate_batch(bytes) {
         return Ok(Err(Invalid::Batch(e)));
     }
-    if header.base_offset != expected {
+    let in_sequence = match offsets {
+        Offsets::Contiguous => header.base_offset == expected,
+        Offsets::MaySkip => header.base_offset >= expected,
+    };
+    if !in_sequence {
         return Ok(Err(Invalid::OutOfSequence {
             expected,
             found: header.base_offset,

@@ -15,8 +15,8 @@ use crate::index::{Index, OffsetEntry, TimeEntry};
 use crate::scan::ScanReader;
 
 pub(crate) const LOG_SUFFIX: &str = ".log";
-const OFFSET_INDEX_SUFFIX: &str = ".index";
-const TIME_INDEX_SUFFIX: &str = ".timeindex";
+pub(crate) const OFFSET_INDEX_SUFFIX: &str = ".index";
+pub(crate) const TIME_INDEX_SUFFIX: &str = ".timeindex";
 
 /// Index positions are u32, so no batch may start beyond this.
 pub(crate) const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;

@@ -51,6 +51,55 @@ pub fn build_batch(records: u32, base_timestamp: i64, payload_len: usize) -> Vec
     batch
 }
 
+/// A record for [`build_keyed_batch`]: a key and a value, either null.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedRecord {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+impl KeyedRecord {
+    pub fn new(key: Option<&str>, value: Option<&str>) -> Self {
+        Self {
+            key: key.map(|k| k.as_bytes().to_vec()),
+            value: value.map(|v| v.as_bytes().to_vec()),
+        }
+    }
+}
+
+/// Builds a valid uncompressed v2 batch of `records` with base offset 0;
+/// record `i` has timestamp `base_timestamp + i`.
+pub fn build_keyed_batch(base_timestamp: i64, records: &[KeyedRecord]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let mut record = vec![0u8]; // attributes
+        put_varlong(&mut record, i as i64); // timestamp delta
+        put_varlong(&mut record, i as i64); // offset delta
+        for field in [&r.key, &r.value] {
+            match field {
+                Some(bytes) => {
+                    put_varlong(&mut record, bytes.len() as i64);
+                    record.extend_from_slice(bytes);
+                }
+                None => put_varlong(&mut record, -1),
+            }
+        }
+        put_varlong(&mut record, 0); // no headers
+        put_varlong(&mut body, record.len() as i64);
+        body.extend_from_slice(&record);
+    }
+    let count = i32::try_from(records.len()).expect("a test batch is small");
+    let mut batch = build_batch(0, base_timestamp, 0);
+    batch.truncate(BATCH_HEADER_LEN);
+    let header = crate::batch::parse_header(&batch).expect("a built header parses");
+    let header = crate::batch::BatchHeader {
+        last_offset_delta: (count - 1).max(0),
+        record_count: count,
+        ..header
+    };
+    crate::batch::rebuild_batch(&header, 0, base_timestamp + i64::from((count - 1).max(0)), &body)
+}
+
 /// Marks `batch` as written by idempotent producer `producer_id` at `epoch`,
 /// starting at `base_sequence`, and fixes its CRC.
 pub fn set_producer(batch: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i32) {

@@ -103,6 +103,11 @@ pub struct ServerArgs {
     #[arg(long, env = "CHRONIK_RETENTION_CHECK_INTERVAL_MS")]
     pub retention_check_interval_ms: Option<u64>,
 
+    /// How long the log cleaner waits between passes over the compacted partitions, in
+    /// milliseconds [default: 15000].
+    #[arg(long, env = "CHRONIK_LOG_CLEANER_BACKOFF_MS")]
+    pub log_cleaner_backoff_ms: Option<u64>,
+
     /// Partitions of the internal __consumer_offsets topic, when it is first created [default: 50].
     #[arg(long, env = "CHRONIK_OFFSETS_TOPIC_PARTITIONS")]
     pub offsets_topic_partitions: Option<i32>,
@@ -199,6 +204,7 @@ pub(crate) struct FileConfig {
     fetch_max_bytes: Option<usize>,
     min_free_bytes: Option<u64>,
     retention_check_interval_ms: Option<u64>,
+    log_cleaner_backoff_ms: Option<u64>,
     offsets_topic_partitions: Option<i32>,
     group_initial_rebalance_delay_ms: Option<i64>,
     offsets_retention_minutes: Option<i64>,
@@ -261,6 +267,7 @@ pub struct Settings {
     pub fetch_max_bytes: usize,
     pub min_free_bytes: Option<u64>,
     pub retention_check_interval_ms: u64,
+    pub log_cleaner_backoff_ms: u64,
     pub offsets_topic_partitions: i32,
     pub group_initial_rebalance_delay_ms: i64,
     pub offsets_retention_minutes: i64,
@@ -381,6 +388,10 @@ impl Settings {
                 .retention_check_interval_ms
                 .or(file.retention_check_interval_ms)
                 .unwrap_or(300_000),
+            log_cleaner_backoff_ms: args
+                .log_cleaner_backoff_ms
+                .or(file.log_cleaner_backoff_ms)
+                .unwrap_or(15_000),
             offsets_topic_partitions: args
                 .offsets_topic_partitions
                 .or(file.offsets_topic_partitions)
@@ -554,6 +565,7 @@ impl Settings {
             fetch_max_bytes: self.fetch_max_bytes,
             min_free_bytes: self.min_free_bytes,
             retention_check_interval: Duration::from_millis(self.retention_check_interval_ms.max(10)),
+            log_cleaner_backoff: Duration::from_millis(self.log_cleaner_backoff_ms.max(10)),
             offsets_topic_partitions: self.offsets_topic_partitions,
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
             offsets_retention_minutes: self.offsets_retention_minutes,

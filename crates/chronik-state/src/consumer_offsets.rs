@@ -3,8 +3,9 @@
 //!
 //! Records are ordinary Kafka records in ordinary partitions, replicated by
 //! their Raft groups like any other. A key names what a record is about; a
-//! null value (a tombstone) deletes it. Keys and values are JSON: nothing but
-//! Chronik reads them.
+//! null value (a tombstone) deletes it. The view depends only on the latest
+//! record of each key, so compacting the topic leaves it as it was. Keys
+//! and values are JSON: nothing but Chronik reads them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -199,8 +200,13 @@ impl OffsetsView {
                     }
                 }
                 (Key::Group { group }, Some(value)) => groups.entry(group).or_default().metadata = Some(value.to_vec()),
+                // Only the group's own record: its offsets have tombstones
+                // of their own, so the view is a function of the latest
+                // record of each key, which is what compaction keeps.
                 (Key::Group { group }, None) => {
-                    groups.remove(&group);
+                    if let Some(records) = groups.get_mut(&group) {
+                        records.metadata = None;
+                    }
                 }
             }
         }
@@ -304,7 +310,17 @@ mod tests {
         ));
         assert_eq!(view.group_metadata("g"), Some(b"{}".to_vec()));
         assert_eq!(view.groups(), vec!["g".to_string()]);
-        view.apply_batches(encode(&[Change::DeleteGroup { group: "g".into() }], 5));
+        view.apply_batches(encode(
+            &[
+                Change::DeleteOffset {
+                    group: "g".into(),
+                    topic: "t".into(),
+                    partition: 0,
+                },
+                Change::DeleteGroup { group: "g".into() },
+            ],
+            5,
+        ));
         assert!(view.offset("g", "t", 0).is_none());
         assert!(view.groups().is_empty());
     }

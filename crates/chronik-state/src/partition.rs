@@ -3,10 +3,12 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use chronik_log::compaction::CleanStats;
 use chronik_log::{LogConfig, PartitionLog};
-use chronik_raft::GroupId;
+use chronik_raft::{GroupId, fail_stop};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -27,8 +29,12 @@ pub struct Partition {
     producers: RwLock<ProducerStates>,
     /// Set once another `Partition` (a restored snapshot) or nothing (a
     /// deleted topic) owns the directory; checkpoints of this one must not
-    /// be written there any more. Held while a checkpoint is written.
+    /// be written there any more. Held while a checkpoint is written, and
+    /// while the cleaner installs a pass.
     retired: std::sync::Mutex<bool>,
+    /// The log end offset of the last saved apply checkpoint: a restart
+    /// cuts the log back to it, so the cleaner stays below it.
+    durable_end: AtomicI64,
 }
 
 impl Partition {
@@ -51,6 +57,7 @@ impl Partition {
             leader_epochs: RwLock::default(),
             producers: RwLock::default(),
             retired: std::sync::Mutex::new(false),
+            durable_end: AtomicI64::new(0),
         })
     }
 
@@ -106,7 +113,38 @@ impl Partition {
             return Ok(false);
         }
         checkpoint.save(&self.dir)?;
+        self.set_durable_end(checkpoint.next_offset);
         Ok(true)
+    }
+
+    /// Records that the log is durable up to `offset` (its checkpoint's end).
+    pub(crate) fn set_durable_end(&self, offset: i64) {
+        self.durable_end.store(offset, Ordering::Release);
+    }
+
+    /// One cleaner pass (see `chronik_log::compaction`): planned under the
+    /// log's shared lock, staged without any lock, installed under the
+    /// exclusive one. `None` if there was nothing to do or the segments
+    /// changed meanwhile. An error while staging drops the pass; one while
+    /// installing stops the process, since the swap may be half done on
+    /// disk (the next start finishes it).
+    pub fn clean(&self, now_ms: i64) -> Result<Option<CleanStats>, chronik_log::LogError> {
+        let durable_end = self.durable_end.load(Ordering::Acquire);
+        let Some(plan) = self.log().plan_cleaning(now_ms, durable_end)? else {
+            return Ok(None);
+        };
+        let cleaned = plan.clean(now_ms)?;
+        let stats = cleaned.stats;
+        let retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        if *retired {
+            return Ok(None);
+        }
+        let installed = match self.log_mut().install_cleaned(cleaned) {
+            Ok(installed) => installed,
+            Err(e) => fail_stop(&format!("cannot install the compacted segments of {}", self.dir.display()), &e),
+        };
+        drop(retired);
+        Ok(installed.then_some(stats))
     }
 
     /// Stops checkpoints of this partition object; waits for one being written.

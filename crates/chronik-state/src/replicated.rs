@@ -182,6 +182,7 @@ impl BrokerStateMachine {
             .log_mut()
             .truncate_to(checkpoint.next_offset)
             .map_err(|e| e.to_string())?;
+        partition.set_durable_end(checkpoint.next_offset);
         partition.restore_leader_epochs(checkpoint.leader_epochs);
         *partition.producers_mut() = checkpoint.producers;
         partition.publish_high_watermark(partition.log().next_offset());
@@ -412,7 +413,10 @@ impl BrokerStateMachine {
 pub fn batch_error(error: &chronik_log::BatchError) -> ResponseError {
     use chronik_log::BatchError;
     match error {
-        BatchError::NoRecords | BatchError::BadRecordCount(_) | BatchError::BadOffsetDelta { .. } => {
+        BatchError::NoRecords
+        | BatchError::BadRecordCount(_)
+        | BatchError::BadOffsetDelta { .. }
+        | BatchError::Records(_) => {
             ResponseError::InvalidRecord
         }
         _ => ResponseError::CorruptMessage,
@@ -612,6 +616,7 @@ impl StateMachine for BrokerStateMachine {
             }
             partition.publish_high_watermark(log.next_offset());
         }
+        partition.set_durable_end(checkpoint.next_offset);
         partition.restore_leader_epochs(checkpoint.leader_epochs);
         *partition.producers_mut() = checkpoint.producers;
         if topic == consumer_offsets::TOPIC {

@@ -9,12 +9,15 @@ use chronik_log::LogConfig;
 
 pub const CLEANUP_POLICY: &str = "cleanup.policy";
 pub const COMPRESSION_TYPE: &str = "compression.type";
+pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
 pub const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
 pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
 pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS: &str = "message.timestamp.after.max.ms";
 pub const MESSAGE_TIMESTAMP_BEFORE_MAX_MS: &str = "message.timestamp.before.max.ms";
 pub const MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS: &str = "message.timestamp.difference.max.ms";
+pub const MIN_CLEANABLE_DIRTY_RATIO: &str = "min.cleanable.dirty.ratio";
+pub const MIN_COMPACTION_LAG_MS: &str = "min.compaction.lag.ms";
 pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 pub const REMOTE_STORAGE_ENABLE: &str = "remote.storage.enable";
 pub const RETENTION_BYTES: &str = "retention.bytes";
@@ -129,7 +132,7 @@ pub const DEFS: &[ConfigDef] = &[
         Rule::Between(-131072, 22),
     ),
     def(
-        "delete.retention.ms",
+        DELETE_RETENTION_MS,
         "86400000",
         Kind::Long,
         "log.cleaner.delete.retention.ms",
@@ -265,7 +268,7 @@ pub const DEFS: &[ConfigDef] = &[
         Rule::OneOf(&["CreateTime", "LogAppendTime"]),
     ),
     def(
-        "min.cleanable.dirty.ratio",
+        MIN_CLEANABLE_DIRTY_RATIO,
         "0.5",
         Kind::Double,
         "log.cleaner.min.cleanable.ratio",
@@ -273,7 +276,7 @@ pub const DEFS: &[ConfigDef] = &[
         Rule::Fraction,
     ),
     def(
-        "min.compaction.lag.ms",
+        MIN_COMPACTION_LAG_MS,
         "0",
         Kind::Long,
         "log.cleaner.min.compaction.lag.ms",
@@ -498,6 +501,8 @@ pub struct ProducePolicy {
     pub after_max_ms: i64,
     /// acks=all writes are refused while fewer replicas than this are in sync.
     pub min_insync_replicas: usize,
+    /// A compacted topic refuses records without a key.
+    pub keys_required: bool,
 }
 
 pub fn produce_policy(overrides: &BTreeMap<String, String>) -> ProducePolicy {
@@ -530,15 +535,15 @@ pub fn produce_policy(overrides: &BTreeMap<String, String>) -> ProducePolicy {
         before_max_ms: bound(MESSAGE_TIMESTAMP_BEFORE_MAX_MS),
         after_max_ms: bound(MESSAGE_TIMESTAMP_AFTER_MAX_MS),
         min_insync_replicas: effective_i64(overrides, MIN_INSYNC_REPLICAS).max(1) as usize,
+        keys_required: list(effective(overrides, CLEANUP_POLICY)).contains(&"compact"),
     }
 }
 
 /// The partition-log settings. Retention deletes only under a `delete`
-/// policy; a compact-only topic keeps everything (compaction itself does not
-/// run yet, and keeping every record is what a compacted topic promises at
-/// the least).
+/// policy, compaction runs only under a `compact` one.
 pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
-    let deletes = list(effective(overrides, CLEANUP_POLICY)).contains(&"delete");
+    let policy = list(effective(overrides, CLEANUP_POLICY));
+    let deletes = policy.contains(&"delete");
     let retention_ms = effective_i64(overrides, RETENTION_MS);
     let retention_bytes = effective_i64(overrides, RETENTION_BYTES);
     LogConfig {
@@ -546,6 +551,12 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
         index_interval_bytes: effective_i64(overrides, INDEX_INTERVAL_BYTES).max(0) as u64,
         retention_ms: (deletes && retention_ms >= 0).then_some(retention_ms),
         retention_bytes: (deletes && retention_bytes >= 0).then_some(retention_bytes as u64),
+        compact: policy.contains(&"compact"),
+        min_cleanable_dirty_ratio: effective(overrides, MIN_CLEANABLE_DIRTY_RATIO)
+            .parse()
+            .unwrap_or(0.5),
+        min_compaction_lag_ms: effective_i64(overrides, MIN_COMPACTION_LAG_MS).max(0),
+        delete_retention_ms: effective_i64(overrides, DELETE_RETENTION_MS).max(0),
     }
 }
 
@@ -606,12 +617,19 @@ mod tests {
         assert_eq!(config.retention_bytes, Some(5000));
         assert_eq!(config.segment_bytes, 1024);
         assert_eq!(produce_policy(&overrides).max_message_bytes, 1_048_588);
+        assert!(!config.compact);
         overrides.insert(CLEANUP_POLICY.to_string(), "compact".to_string());
-        assert_eq!(
-            log_config(&overrides).retention_bytes,
-            None,
-            "compact-only keeps everything"
-        );
+        overrides.insert(MIN_CLEANABLE_DIRTY_RATIO.to_string(), "0.01".to_string());
+        overrides.insert(MIN_COMPACTION_LAG_MS.to_string(), "60000".to_string());
+        overrides.insert(DELETE_RETENTION_MS.to_string(), "0".to_string());
+        let config = log_config(&overrides);
+        assert_eq!(config.retention_bytes, None, "compact-only deletes nothing by age or size");
+        assert!(config.compact);
+        assert_eq!(config.min_cleanable_dirty_ratio, 0.01);
+        assert_eq!((config.min_compaction_lag_ms, config.delete_retention_ms), (60_000, 0));
+        overrides.insert(CLEANUP_POLICY.to_string(), "compact,delete".to_string());
+        let config = log_config(&overrides);
+        assert!(config.compact && config.retention_bytes == Some(5000));
     }
 
     #[test]

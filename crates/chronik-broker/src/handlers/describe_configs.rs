@@ -201,6 +201,11 @@ fn broker_settings(config: &BrokerConfig, name: &str) -> Result<Vec<Described>, 
             Kind::Long,
         ),
         (
+            "log.cleaner.backoff.ms",
+            config.log_cleaner_backoff.as_millis().to_string(),
+            Kind::Long,
+        ),
+        (
             "offsets.topic.num.partitions",
             config.offsets_topic_partitions.to_string(),
             Kind::Int,

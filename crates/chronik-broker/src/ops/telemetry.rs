@@ -26,6 +26,9 @@ pub const BYTES_OUT: &str = "chronik_topic_bytes_out_total";
 pub const RECORDS_OUT: &str = "chronik_topic_records_out_total";
 pub const PRODUCE_COMMIT_SECONDS: &str = "chronik_produce_commit_seconds";
 pub const RETENTION_DELETED_SEGMENTS: &str = "chronik_retention_deleted_segments_total";
+pub const CLEANER_PASSES: &str = "chronik_log_cleaner_passes_total";
+pub const CLEANER_RECORDS_REMOVED: &str = "chronik_log_cleaner_records_removed_total";
+pub const CLEANER_BYTES_RECLAIMED: &str = "chronik_log_cleaner_bytes_reclaimed_total";
 pub const GROUP_REBALANCES: &str = "chronik_group_rebalances_total";
 
 /// Topics (and groups) that get series of their own; the rest share the
@@ -81,6 +84,9 @@ fn describe() {
         "Time from proposing a produced batch to its being applied (Raft commit)"
     );
     describe_counter!(RETENTION_DELETED_SEGMENTS, "Log segments deleted by retention");
+    describe_counter!(CLEANER_PASSES, "Cleaner passes that compacted a partition");
+    describe_counter!(CLEANER_RECORDS_REMOVED, "Records the cleaner removed from compacted partitions");
+    describe_counter!(CLEANER_BYTES_RECLAIMED, "Bytes the cleaner removed from compacted partitions");
     describe_counter!(
         GROUP_REBALANCES,
         "Consumer group rebalances (new generations or epochs), per group"

@@ -18,6 +18,7 @@ fn config(segment_bytes: u64) -> LogConfig {
         index_interval_bytes: 200,
         retention_ms: None,
         retention_bytes: None,
+        ..LogConfig::default()
     }
 }
 
