@@ -170,6 +170,7 @@ impl PartitionLog {
             return Ok(false);
         }
         if !cleaned.swaps.is_empty() {
+            test_pause();
             write_marker(&cleaned.dir, &cleaned.swaps)?;
             carry_out(&cleaned.dir, &cleaned.swaps)?;
             for swap in &cleaned.swaps {
@@ -185,6 +186,11 @@ impl PartitionLog {
 }
 
 impl CleaningPlan {
+    /// How many segments the pass may rewrite.
+    pub fn segments(&self) -> usize {
+        self.sources.len()
+    }
+
     /// Maps the dirty part's keys and stages the rewritten segments.
     pub fn clean(self, now_ms: i64) -> Result<Cleaned, LogError> {
         let staging = self.dir.join(STAGING_DIR);
@@ -220,6 +226,7 @@ impl CleaningPlan {
             swaps.push(Swap {
                 replaces: group.iter().map(|s| (s.base, s.size)).collect(),
             });
+            test_pause();
         }
         sync_dir(&staging)?;
         Ok(Cleaned {
@@ -433,8 +440,27 @@ pub(crate) fn finish_interrupted(dir: &Path) -> Result<(), LogError> {
             tracing::info!(dir = %dir.display(), segments = swaps.len(), "finishing an interrupted compaction");
             carry_out(dir, &swaps)
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => discard_staging(dir),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if staging.exists() {
+                tracing::info!(dir = %dir.display(), "discarding the staged segments of an interrupted compaction");
+            }
+            discard_staging(dir)
+        }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Debug builds only: with `CHRONIK_CLEANER_STEP_DELAY_MS` set, each step
+/// of a pass (a staged segment, the marker, a swapped segment) waits that
+/// long, so that a test's kill -9 lands inside a pass.
+fn test_pause() {
+    #[cfg(debug_assertions)]
+    {
+        static DELAY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+        let delay = DELAY.get_or_init(|| std::env::var("CHRONIK_CLEANER_STEP_DELAY_MS").ok()?.parse().ok());
+        if let Some(ms) = delay {
+            std::thread::sleep(Duration::from_millis(*ms));
+        }
     }
 }
 
@@ -493,6 +519,7 @@ fn carry_out(dir: &Path, swaps: &[Swap]) -> Result<(), LogError> {
         for &(base, _) in &swap.replaces[1..] {
             crate::segment::delete_segment_files(dir, base)?;
         }
+        test_pause();
     }
     sync_dir(dir)?;
     discard_staging(dir)?;
