@@ -210,7 +210,13 @@ mod tests {
         let keyed = Bytes::from(build_keyed_batch(5, &[KeyedRecord::new(Some("k"), None)]));
         let header = chronik_log::validate_batch(&keyed).unwrap();
         assert!(conform(keyed, &header, &compacted, 5, &mut (1 << 20)).is_ok());
-        let keyless = build_keyed_batch(5, &[KeyedRecord::new(Some("k"), Some("v")), KeyedRecord::new(None, Some("v"))]);
+        let keyless = build_keyed_batch(
+            5,
+            &[
+                KeyedRecord::new(Some("k"), Some("v")),
+                KeyedRecord::new(None, Some("v")),
+            ],
+        );
         let header = chronik_log::validate_batch(&keyless).unwrap();
         let refused = conform(Bytes::from(keyless.clone()), &header, &compacted, 5, &mut (1 << 20));
         assert_eq!(refused.unwrap_err(), ResponseError::InvalidRecord);

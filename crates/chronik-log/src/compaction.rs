@@ -51,7 +51,9 @@ use crate::log::PartitionLog;
 use crate::records::{RecordView, walk};
 use crate::recovery;
 use crate::scan::ScanReader;
-use crate::segment::{LOG_SUFFIX, MAX_SEGMENT_BYTES, OFFSET_INDEX_SUFFIX, Segment, TIME_INDEX_SUFFIX, segment_path, sync_dir};
+use crate::segment::{
+    LOG_SUFFIX, MAX_SEGMENT_BYTES, OFFSET_INDEX_SUFFIX, Segment, TIME_INDEX_SUFFIX, segment_path, sync_dir,
+};
 
 const STAGING_DIR: &str = "cleaning";
 const SWAP_MARKER: &str = "swap";
@@ -140,7 +142,11 @@ impl PartitionLog {
         let end = last.next_base;
         let first_dirty = self.cleaner_offset().clamp(sources[0].base, end);
         let total: u64 = sources.iter().map(|s| s.size).sum();
-        let dirty: u64 = sources.iter().filter(|s| s.next_base > first_dirty).map(|s| s.size).sum();
+        let dirty: u64 = sources
+            .iter()
+            .filter(|s| s.next_base > first_dirty)
+            .map(|s| s.size)
+            .sum();
         if first_dirty >= end || total == 0 || (dirty as f64) < config.min_cleanable_dirty_ratio * total as f64 {
             return Ok(None);
         }
@@ -357,7 +363,10 @@ fn retain(batch: &[u8], header: &BatchHeader, filter: &Filter<'_>) -> Option<Ret
     };
     let rebuilt = rebuild_batch(&header, header.attributes, max_timestamp, &section);
     debug_assert!(validate_batch(&rebuilt).is_ok());
-    Some(Retained::Some { batch: rebuilt, removed })
+    Some(Retained::Some {
+        batch: rebuilt,
+        removed,
+    })
 }
 
 /// The records section of a stored batch, decompressed; `None` if it does
@@ -434,9 +443,8 @@ pub(crate) fn finish_interrupted(dir: &Path) -> Result<(), LogError> {
     let staging = dir.join(STAGING_DIR);
     match fs::read_to_string(staging.join(SWAP_MARKER)) {
         Ok(text) => {
-            let swaps = parse_marker(&text).ok_or_else(|| {
-                io::Error::other(format!("unreadable cleaner swap marker in {}", staging.display()))
-            })?;
+            let swaps = parse_marker(&text)
+                .ok_or_else(|| io::Error::other(format!("unreadable cleaner swap marker in {}", staging.display())))?;
             tracing::info!(dir = %dir.display(), segments = swaps.len(), "finishing an interrupted compaction");
             carry_out(dir, &swaps)
         }
@@ -477,7 +485,11 @@ fn write_marker(dir: &Path, swaps: &[Swap]) -> io::Result<()> {
     let staging = dir.join(STAGING_DIR);
     let mut text = String::new();
     for swap in swaps {
-        let line: Vec<String> = swap.replaces.iter().map(|(base, size)| format!("{base}:{size}")).collect();
+        let line: Vec<String> = swap
+            .replaces
+            .iter()
+            .map(|(base, size)| format!("{base}:{size}"))
+            .collect();
         text.push_str(&line.join(" "));
         text.push('\n');
     }
@@ -511,7 +523,10 @@ fn carry_out(dir: &Path, swaps: &[Swap]) -> Result<(), LogError> {
     let staging = dir.join(STAGING_DIR);
     for swap in swaps {
         for suffix in [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            match fs::rename(segment_path(&staging, swap.base(), suffix), segment_path(dir, swap.base(), suffix)) {
+            match fs::rename(
+                segment_path(&staging, swap.base(), suffix),
+                segment_path(dir, swap.base(), suffix),
+            ) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
                 _ => {}
             }

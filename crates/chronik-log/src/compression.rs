@@ -143,7 +143,12 @@ mod tests {
             let compressed = compress(codec, 3, &data).unwrap();
             assert_eq!(decompress(codec, &compressed, data.len()).unwrap(), data, "{codec:?}");
             assert_eq!(
-                decompress(codec, &compress(codec, default_level(codec), &data).unwrap(), data.len()).unwrap(),
+                decompress(
+                    codec,
+                    &compress(codec, default_level(codec), &data).unwrap(),
+                    data.len()
+                )
+                .unwrap(),
                 data,
                 "{codec:?} at its default level"
             );

@@ -35,8 +35,8 @@ pub fn walk(section: &[u8], count: i32) -> Result<Vec<RecordView<'_>>, BatchErro
         let body = &section[..end];
         at += 1; // attributes
         let timestamp_delta = varint(body, &mut at)?;
-        let offset_delta = i32::try_from(varint(body, &mut at)?)
-            .map_err(|_| BatchError::Records("offset delta out of range"))?;
+        let offset_delta =
+            i32::try_from(varint(body, &mut at)?).map_err(|_| BatchError::Records("offset delta out of range"))?;
         let key = bytes_field(body, &mut at)?;
         let has_value = bytes_field(body, &mut at)?.is_some();
         records.push(RecordView {

@@ -143,7 +143,10 @@ impl Partition {
         tracing::info!(topic = %self.topic, partition = self.index, "installing compacted segments");
         let installed = match self.log_mut().install_cleaned(cleaned) {
             Ok(installed) => installed,
-            Err(e) => fail_stop(&format!("cannot install the compacted segments of {}", self.dir.display()), &e),
+            Err(e) => fail_stop(
+                &format!("cannot install the compacted segments of {}", self.dir.display()),
+                &e,
+            ),
         };
         drop(retired);
         Ok(installed.then_some(stats))

@@ -416,9 +416,7 @@ pub fn batch_error(error: &chronik_log::BatchError) -> ResponseError {
         BatchError::NoRecords
         | BatchError::BadRecordCount(_)
         | BatchError::BadOffsetDelta { .. }
-        | BatchError::Records(_) => {
-            ResponseError::InvalidRecord
-        }
+        | BatchError::Records(_) => ResponseError::InvalidRecord,
         _ => ResponseError::CorruptMessage,
     }
 }

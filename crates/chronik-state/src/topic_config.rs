@@ -552,9 +552,7 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
         retention_ms: (deletes && retention_ms >= 0).then_some(retention_ms),
         retention_bytes: (deletes && retention_bytes >= 0).then_some(retention_bytes as u64),
         compact: policy.contains(&"compact"),
-        min_cleanable_dirty_ratio: effective(overrides, MIN_CLEANABLE_DIRTY_RATIO)
-            .parse()
-            .unwrap_or(0.5),
+        min_cleanable_dirty_ratio: effective(overrides, MIN_CLEANABLE_DIRTY_RATIO).parse().unwrap_or(0.5),
         min_compaction_lag_ms: effective_i64(overrides, MIN_COMPACTION_LAG_MS).max(0),
         delete_retention_ms: effective_i64(overrides, DELETE_RETENTION_MS).max(0),
     }
@@ -623,7 +621,10 @@ mod tests {
         overrides.insert(MIN_COMPACTION_LAG_MS.to_string(), "60000".to_string());
         overrides.insert(DELETE_RETENTION_MS.to_string(), "0".to_string());
         let config = log_config(&overrides);
-        assert_eq!(config.retention_bytes, None, "compact-only deletes nothing by age or size");
+        assert_eq!(
+            config.retention_bytes, None,
+            "compact-only deletes nothing by age or size"
+        );
         assert!(config.compact);
         assert_eq!(config.min_cleanable_dirty_ratio, 0.01);
         assert_eq!((config.min_compaction_lag_ms, config.delete_retention_ms), (60_000, 0));

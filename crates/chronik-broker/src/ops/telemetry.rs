@@ -85,8 +85,14 @@ fn describe() {
     );
     describe_counter!(RETENTION_DELETED_SEGMENTS, "Log segments deleted by retention");
     describe_counter!(CLEANER_PASSES, "Cleaner passes that compacted a partition");
-    describe_counter!(CLEANER_RECORDS_REMOVED, "Records the cleaner removed from compacted partitions");
-    describe_counter!(CLEANER_BYTES_RECLAIMED, "Bytes the cleaner removed from compacted partitions");
+    describe_counter!(
+        CLEANER_RECORDS_REMOVED,
+        "Records the cleaner removed from compacted partitions"
+    );
+    describe_counter!(
+        CLEANER_BYTES_RECLAIMED,
+        "Bytes the cleaner removed from compacted partitions"
+    );
     describe_counter!(
         GROUP_REBALANCES,
         "Consumer group rebalances (new generations or epochs), per group"

@@ -47,7 +47,11 @@ fn contents(log: &PartitionLog) -> BTreeMap<i64, (String, Option<String>)> {
         let last = crate::batch::split_batches(&log.read(offset, 1 << 20).unwrap())
             .unwrap()
             .into_iter()
-            .map(|r| parse_header(&log.read(offset, 1 << 20).unwrap()[r]).unwrap().last_offset())
+            .map(|r| {
+                parse_header(&log.read(offset, 1 << 20).unwrap()[r])
+                    .unwrap()
+                    .last_offset()
+            })
             .max()
             .unwrap();
         offset = last + 1;
@@ -103,7 +107,10 @@ fn assert_compacted_from(
     }
     for (key, offset) in latest {
         let tombstone = before[&offset].1.is_none();
-        assert!(tombstone || after.contains_key(&offset), "latest {key} at {offset} kept");
+        assert!(
+            tombstone || after.contains_key(&offset),
+            "latest {key} at {offset} kept"
+        );
     }
 }
 
@@ -118,7 +125,11 @@ fn keeps_the_latest_record_of_each_key_at_its_offset() {
     let after = contents(&log);
     assert_compacted_from(&before, &after, active_base(&log));
     assert!(after.len() < before.len());
-    assert_eq!((log.next_offset(), log.log_start_offset()), (end, start), "offsets do not move");
+    assert_eq!(
+        (log.next_offset(), log.log_start_offset()),
+        (end, start),
+        "offsets do not move"
+    );
     // Only the active segment may hold older values of a key.
     let active_base = log.segments().last().unwrap().base_offset();
     for (key, (offset, value)) in &latest {
@@ -155,8 +166,15 @@ fn tombstones_stay_for_delete_retention_then_go() {
     let now = millis(SystemTime::now());
     pass(&mut log, now).unwrap();
     let after = contents(&log);
-    assert_eq!(after.get(&tombstone), Some(&("a".to_string(), None)), "a recent tombstone stays");
-    assert!(!after.values().any(|(k, v)| k == "a" && v.is_some()), "the value it deleted goes");
+    assert_eq!(
+        after.get(&tombstone),
+        Some(&("a".to_string(), None)),
+        "a recent tombstone stays"
+    );
+    assert!(
+        !after.values().any(|(k, v)| k == "a" && v.is_some()),
+        "the value it deleted goes"
+    );
 
     // Past the retention (and with new dirty data), the tombstone goes too.
     produce(&mut log, &[("c", Some("x"))]);
@@ -249,12 +267,23 @@ fn compressed_batches_are_rewritten_with_their_codec() {
 fn keyless_records_are_dropped_and_control_batches_kept() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), config()).unwrap();
-    let mut keyless = build_keyed_batch(1_000, &[KeyedRecord::new(None, Some("x")), KeyedRecord::new(Some("a"), Some("1"))]);
+    let mut keyless = build_keyed_batch(
+        1_000,
+        &[
+            KeyedRecord::new(None, Some("x")),
+            KeyedRecord::new(Some("a"), Some("1")),
+        ],
+    );
     let keyless_base = log.append(&mut keyless).unwrap().base_offset;
     // A control batch (attributes bit 5) with a record of its own.
     let control = build_keyed_batch(1_000, &[KeyedRecord::new(Some("\0\0\0\0"), Some("\0\0\0\0\0\0"))]);
     let header = parse_header(&control).unwrap();
-    let mut control = rebuild_batch(&header, 1 << 5 | 1 << 4, header.max_timestamp, &control[BATCH_HEADER_LEN..]);
+    let mut control = rebuild_batch(
+        &header,
+        1 << 5 | 1 << 4,
+        header.max_timestamp,
+        &control[BATCH_HEADER_LEN..],
+    );
     let control_base = log.append(&mut control).unwrap().base_offset;
     for i in 0..8 {
         produce(&mut log, &[("b", Some(&i.to_string()))]);
@@ -267,7 +296,13 @@ fn keyless_records_are_dropped_and_control_batches_kept() {
 }
 
 /// Cleans, then stops the install at `step`, as a crash would, and reopens.
-fn crash_during_install(step: usize) -> (BTreeMap<i64, (String, Option<String>)>, BTreeMap<i64, (String, Option<String>)>, PartitionLog) {
+fn crash_during_install(
+    step: usize,
+) -> (
+    BTreeMap<i64, (String, Option<String>)>,
+    BTreeMap<i64, (String, Option<String>)>,
+    PartitionLog,
+) {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = overwritten_log(dir.path());
     let before = contents(&log);
@@ -343,12 +378,20 @@ fn groups_fit_the_segment_size() {
         size,
         file: file.try_clone().unwrap(),
     };
-    let sources = [source(0, 10, 100), source(10, 20, 100), source(20, 30, 300), source(30, 40, 50)];
+    let sources = [
+        source(0, 10, 100),
+        source(10, 20, 100),
+        source(20, 30, 300),
+        source(30, 40, 50),
+    ];
     let refs: Vec<&Source> = sources.iter().collect();
     let groups = group_by_size(&refs, 250);
     let bases: Vec<Vec<i64>> = groups.iter().map(|g| g.iter().map(|s| s.base).collect()).collect();
     assert_eq!(bases, [vec![0, 10], vec![20], vec![30]]);
-    let far = [source(0, 10, 1), source(i64::from(u32::MAX), i64::from(u32::MAX) + 5, 1)];
+    let far = [
+        source(0, 10, 1),
+        source(i64::from(u32::MAX), i64::from(u32::MAX) + 5, 1),
+    ];
     let refs: Vec<&Source> = far.iter().collect();
     assert_eq!(group_by_size(&refs, 1 << 30).len(), 2, "relative offsets must fit u32");
 }
