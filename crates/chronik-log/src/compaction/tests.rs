@@ -6,6 +6,9 @@ use kafka_protocol::records::RecordBatchDecoder;
 use super::*;
 use crate::testing::{KeyedRecord, build_keyed_batch};
 
+/// Every record of a log: offset -> (key, value).
+type Contents = BTreeMap<i64, (String, Option<String>)>;
+
 /// Far enough ahead that every tombstone has expired, if the config says 0.
 const LATER: i64 = i64::MAX / 2;
 
@@ -31,7 +34,7 @@ fn produce(log: &mut PartitionLog, records: &[(&str, Option<&str>)]) -> Vec<i64>
 }
 
 /// Every record the log holds: offset -> (key, value).
-fn contents(log: &PartitionLog) -> BTreeMap<i64, (String, Option<String>)> {
+fn contents(log: &PartitionLog) -> Contents {
     let mut out = BTreeMap::new();
     let mut offset = log.log_start_offset();
     while offset < log.next_offset() {
@@ -89,11 +92,7 @@ fn pass(log: &mut PartitionLog, now_ms: i64) -> Option<CleanStats> {
 /// What a reader of `before` still finds after compaction: offsets keep
 /// their records, the latest record of every key is there, and below
 /// `cleaned` (the active segment's base) each key appears once.
-fn assert_compacted_from(
-    before: &BTreeMap<i64, (String, Option<String>)>,
-    after: &BTreeMap<i64, (String, Option<String>)>,
-    cleaned: i64,
-) {
+fn assert_compacted_from(before: &Contents, after: &Contents, cleaned: i64) {
     for (offset, record) in after {
         assert_eq!(before.get(offset), Some(record), "offset {offset} keeps its record");
     }
@@ -296,13 +295,7 @@ fn keyless_records_are_dropped_and_control_batches_kept() {
 }
 
 /// Cleans, then stops the install at `step`, as a crash would, and reopens.
-fn crash_during_install(
-    step: usize,
-) -> (
-    BTreeMap<i64, (String, Option<String>)>,
-    BTreeMap<i64, (String, Option<String>)>,
-    PartitionLog,
-) {
+fn crash_during_install(step: usize) -> (Contents, Contents, PartitionLog) {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = overwritten_log(dir.path());
     let before = contents(&log);
