@@ -1,5 +1,6 @@
 //! Feeds arbitrary records sections, under each compression codec, through
 //! what a topic's configs do to a produced batch: decompressing it (bounded),
+//! walking its records for the keys a compacted topic requires,
 //! recompressing it to the topic's codec, stamping it. The batch around them
 //! is valid (length and CRC), so every input reaches the codecs. None of it
 //! may panic, and a batch it accepts must still be a valid batch.
@@ -27,6 +28,10 @@ fuzz_target!(|data: &[u8]| {
         (
             "message.timestamp.type".to_string(),
             if choice >= 128 { "LogAppendTime" } else { "CreateTime" }.to_string(),
+        ),
+        (
+            "cleanup.policy".to_string(),
+            if choice / 25 % 2 == 1 { "compact" } else { "delete" }.to_string(),
         ),
     ]
     .into();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::Broker;
 use crate::groups::registry::now_ms;
-use crate::ops::telemetry::{CLEANER_BYTES_RECLAIMED, CLEANER_PASSES, CLEANER_RECORDS_REMOVED};
+use crate::ops::telemetry::{CLEANER_BYTES_RECLAIMED, CLEANER_LOCKED_SECONDS, CLEANER_PASSES, CLEANER_RECORDS_REMOVED};
 
 /// Runs a pass over every compacted partition, then waits
 /// `log_cleaner_backoff`, forever.
@@ -29,12 +29,14 @@ pub async fn run_cleaner(broker: Arc<Broker>) {
                     metrics::counter!(CLEANER_RECORDS_REMOVED).increment(stats.records_removed);
                     metrics::counter!(CLEANER_BYTES_RECLAIMED)
                         .increment(stats.bytes_before.saturating_sub(stats.bytes_after));
+                    metrics::histogram!(CLEANER_LOCKED_SECONDS).record(stats.locked.as_secs_f64());
                     tracing::info!(
                         topic = %partition.topic,
                         partition = partition.index,
                         records_removed = stats.records_removed,
                         bytes_before = stats.bytes_before,
                         bytes_after = stats.bytes_after,
+                        locked_us = stats.locked.as_micros() as u64,
                         "compacted"
                     );
                 }

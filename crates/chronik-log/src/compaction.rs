@@ -11,7 +11,8 @@
 //!    cleaned segment must never reach above it) and its newest record is
 //!    older than `min.compaction.lag.ms`. The pass runs only if the dirty
 //!    part (past the previous pass's end, kept in `cleaner-offset`) is at
-//!    least `min.cleanable.dirty.ratio` of the cleanable bytes.
+//!    least `min.cleanable.dirty.ratio` of the cleanable bytes, or a dirty
+//!    segment is older than `max.compaction.lag.ms`.
 //! 2. [`CleaningPlan::clean`] (no lock): maps each key of the dirty part to
 //!    its latest offset, then rewrites the cleanable segments, grouped up
 //!    to `segment.bytes`, into a staging directory (`cleaning/`): a record
@@ -110,6 +111,8 @@ pub struct CleanStats {
     pub bytes_before: u64,
     pub bytes_after: u64,
     pub records_removed: u64,
+    /// How long the install held the log's exclusive lock.
+    pub locked: Duration,
 }
 
 impl PartitionLog {
@@ -147,7 +150,16 @@ impl PartitionLog {
             .filter(|s| s.next_base > first_dirty)
             .map(|s| s.size)
             .sum();
-        if first_dirty >= end || total == 0 || (dirty as f64) < config.min_cleanable_dirty_ratio * total as f64 {
+        // max.compaction.lag.ms: a dirty segment whose newest record is
+        // older than this is due whatever the ratio (Kafka goes by the
+        // oldest record; the newest is what a segment tracks).
+        let overdue_cutoff = now_ms.saturating_sub(config.max_compaction_lag_ms);
+        let overdue = segments
+            .iter()
+            .filter(|s| s.base_offset() < end && s.base_offset() >= first_dirty)
+            .any(|s| s.max_timestamp().is_some_and(|(max, _)| max < overdue_cutoff));
+        let ratio_met = (dirty as f64) >= config.min_cleanable_dirty_ratio * total as f64;
+        if first_dirty >= end || total == 0 || !(ratio_met || overdue) {
             return Ok(None);
         }
         Ok(Some(CleaningPlan {

@@ -26,6 +26,8 @@ pub struct LogConfig {
     pub min_cleanable_dirty_ratio: f64,
     /// Records stay uncompacted at least this long.
     pub min_compaction_lag_ms: i64,
+    /// A dirty segment older than this is compacted whatever the dirty ratio.
+    pub max_compaction_lag_ms: i64,
     /// Tombstones stay at least this long after their segment was written.
     pub delete_retention_ms: i64,
 }
@@ -40,6 +42,7 @@ impl Default for LogConfig {
             compact: false,
             min_cleanable_dirty_ratio: 0.5,
             min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
             delete_retention_ms: 24 * 60 * 60 * 1000,
         }
     }

@@ -1,6 +1,7 @@
 //! Three real `chronik-server` processes forming one cluster: elections,
 //! replication, failover under load, a node cut off from the others, a
-//! replica that catches up through a snapshot, and the cluster CLI.
+//! replica that catches up through a snapshot (also of compacted segments),
+//! and the cluster CLI.
 
 mod common;
 
@@ -372,6 +373,128 @@ fn a_replica_behind_the_compacted_log_catches_up_from_a_snapshot() {
     assert!(
         log.contains("installed a snapshot from the leader"),
         "node {lagging} caught up without a snapshot"
+    );
+}
+
+/// Compacted segments travel in snapshots as they are: a replica that was
+/// down while the leader compacted catches up from the leader's cleaned
+/// files, and its copy opens and reads with the gaps the cleaner left.
+#[test]
+fn a_replica_catches_up_from_a_snapshot_of_compacted_segments() {
+    let _serial = serial();
+    const TOPIC: &str = "table";
+    const RECORDS: i64 = 3000;
+    const KEYS: i64 = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(
+        dir.path(),
+        3,
+        &[
+            "--offsets-topic-partitions",
+            "1",
+            "--raft-log-retain-entries",
+            "20",
+            "--log-cleaner-backoff-ms",
+            "200",
+        ],
+    );
+    let compacted = [
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "4096"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+    ];
+    common::create_replicated_topic(&cluster.nodes[0].addr, TOPIC, 1, 3, &compacted);
+    cluster.wait_for_leaders(1, TOPIC, 1);
+    let lagging = 3;
+    cluster.node(lagging).kill9();
+
+    // Each offset o holds key o % KEYS and value o: one idempotent producer
+    // keeps the order.
+    let (producer, deliveries) = new_producer(
+        &cluster.bootstrap(),
+        &[
+            ("linger.ms", "0"),
+            ("batch.num.messages", "10"),
+            ("enable.idempotence", "true"),
+        ],
+    );
+    for i in 0..RECORDS {
+        let (key, value) = ((i % KEYS).to_string(), i.to_string());
+        while producer
+            .send(
+                rdkafka::producer::BaseRecord::to(TOPIC)
+                    .partition(0)
+                    .key(&key)
+                    .payload(&value),
+            )
+            .is_err()
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+    assert!(deliveries.failed.lock().unwrap().is_empty());
+    // Fields may carry colour codes: look for the message and the topic.
+    let compacted_on = |node: u64| {
+        std::fs::read_to_string(cluster.nodes[node as usize - 1].log_path())
+            .unwrap()
+            .lines()
+            .any(|line| line.contains("cleaner") && line.contains(" compacted ") && line.contains(TOPIC))
+    };
+    common::retry_until(Duration::from_secs(60), || {
+        (compacted_on(1) && compacted_on(2)).then_some(())
+    });
+
+    cluster.restart(lagging);
+    common::retry_until(Duration::from_secs(60), || {
+        let info = cluster.cli_json(1, &["partition-info", "--topic", TOPIC, "--partition", "0"]);
+        let states = info["replica_states"].as_array().unwrap().clone();
+        let end = states.iter().find(|r| r["node"] == lagging)?["log_end_offset"].as_i64()?;
+        (end == RECORDS).then_some(())
+    });
+    let log = std::fs::read_to_string(cluster.nodes[lagging as usize - 1].log_path()).unwrap();
+    assert!(
+        log.contains("installed a snapshot from the leader"),
+        "node {lagging} caught up without a snapshot"
+    );
+
+    // Read the caught-up copy itself.
+    cluster.node(lagging).stop();
+    let partitions = cluster.nodes[lagging as usize - 1].data_dir.join("partitions");
+    let copy = std::fs::read_dir(&partitions)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("table-0.g"))
+        .expect("the replica's partition directory");
+    let log = chronik_log::PartitionLog::open(&copy, chronik_log::LogConfig::default()).unwrap();
+    let mut offset = log.log_start_offset();
+    let mut records = Vec::new();
+    while offset < log.next_offset() {
+        let mut bytes = log.read(offset, 1 << 20).unwrap();
+        let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut bytes).unwrap();
+        let batch_end = sets.iter().flat_map(|s| &s.records).map(|r| r.offset).max().unwrap();
+        records.extend(sets.into_iter().flat_map(|s| s.records));
+        offset = batch_end + 1;
+    }
+    for record in &records {
+        let text = |b: &Option<Bytes>| String::from_utf8(b.clone().unwrap().to_vec()).unwrap();
+        assert_eq!(
+            text(&record.value),
+            record.offset.to_string(),
+            "offset {}",
+            record.offset
+        );
+        assert_eq!(text(&record.key), (record.offset % KEYS).to_string());
+    }
+    let held: HashSet<i64> = records.iter().map(|r| r.offset).collect();
+    assert!(
+        (RECORDS - KEYS..RECORDS).all(|o| held.contains(&o)),
+        "every key's latest record"
+    );
+    assert!(
+        (records.len() as i64) < RECORDS / 2,
+        "the copy holds the compacted log ({} records)",
+        records.len()
     );
 }
 

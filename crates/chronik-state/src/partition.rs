@@ -135,19 +135,23 @@ impl Partition {
         };
         tracing::info!(topic = %self.topic, partition = self.index, segments = plan.segments(), "compacting");
         let cleaned = plan.clean(now_ms)?;
-        let stats = cleaned.stats;
+        let mut stats = cleaned.stats;
         let retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
         if *retired {
             return Ok(None);
         }
         tracing::info!(topic = %self.topic, partition = self.index, "installing compacted segments");
-        let installed = match self.log_mut().install_cleaned(cleaned) {
+        let mut log = self.log_mut();
+        let locked = std::time::Instant::now();
+        let installed = match log.install_cleaned(cleaned) {
             Ok(installed) => installed,
             Err(e) => fail_stop(
                 &format!("cannot install the compacted segments of {}", self.dir.display()),
                 &e,
             ),
         };
+        stats.locked = locked.elapsed();
+        drop(log);
         drop(retired);
         Ok(installed.then_some(stats))
     }

@@ -16,6 +16,7 @@ pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
 pub const MESSAGE_TIMESTAMP_AFTER_MAX_MS: &str = "message.timestamp.after.max.ms";
 pub const MESSAGE_TIMESTAMP_BEFORE_MAX_MS: &str = "message.timestamp.before.max.ms";
 pub const MESSAGE_TIMESTAMP_DIFFERENCE_MAX_MS: &str = "message.timestamp.difference.max.ms";
+pub const MAX_COMPACTION_LAG_MS: &str = "max.compaction.lag.ms";
 pub const MIN_CLEANABLE_DIRTY_RATIO: &str = "min.cleanable.dirty.ratio";
 pub const MIN_COMPACTION_LAG_MS: &str = "min.compaction.lag.ms";
 pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
@@ -204,7 +205,7 @@ pub const DEFS: &[ConfigDef] = &[
         Rule::AtLeast(-2),
     ),
     def(
-        "max.compaction.lag.ms",
+        MAX_COMPACTION_LAG_MS,
         LONG_MAX,
         Kind::Long,
         "log.cleaner.max.compaction.lag.ms",
@@ -554,6 +555,7 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
         compact: policy.contains(&"compact"),
         min_cleanable_dirty_ratio: effective(overrides, MIN_CLEANABLE_DIRTY_RATIO).parse().unwrap_or(0.5),
         min_compaction_lag_ms: effective_i64(overrides, MIN_COMPACTION_LAG_MS).max(0),
+        max_compaction_lag_ms: effective_i64(overrides, MAX_COMPACTION_LAG_MS).max(1),
         delete_retention_ms: effective_i64(overrides, DELETE_RETENTION_MS).max(0),
     }
 }
@@ -628,6 +630,7 @@ mod tests {
         assert!(config.compact);
         assert_eq!(config.min_cleanable_dirty_ratio, 0.01);
         assert_eq!((config.min_compaction_lag_ms, config.delete_retention_ms), (60_000, 0));
+        assert_eq!(config.max_compaction_lag_ms, i64::MAX);
         overrides.insert(CLEANUP_POLICY.to_string(), "compact,delete".to_string());
         let config = log_config(&overrides);
         assert!(config.compact && config.retention_bytes == Some(5000));

@@ -29,6 +29,7 @@ pub const RETENTION_DELETED_SEGMENTS: &str = "chronik_retention_deleted_segments
 pub const CLEANER_PASSES: &str = "chronik_log_cleaner_passes_total";
 pub const CLEANER_RECORDS_REMOVED: &str = "chronik_log_cleaner_records_removed_total";
 pub const CLEANER_BYTES_RECLAIMED: &str = "chronik_log_cleaner_bytes_reclaimed_total";
+pub const CLEANER_LOCKED_SECONDS: &str = "chronik_log_cleaner_locked_seconds";
 pub const GROUP_REBALANCES: &str = "chronik_group_rebalances_total";
 
 /// Topics (and groups) that get series of their own; the rest share the
@@ -92,6 +93,10 @@ fn describe() {
     describe_counter!(
         CLEANER_BYTES_RECLAIMED,
         "Bytes the cleaner removed from compacted partitions"
+    );
+    describe_histogram!(
+        CLEANER_LOCKED_SECONDS,
+        "How long a cleaner pass held its partition's exclusive lock to install"
     );
     describe_counter!(
         GROUP_REBALANCES,

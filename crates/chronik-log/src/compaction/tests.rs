@@ -21,6 +21,7 @@ fn config() -> LogConfig {
         compact: true,
         min_cleanable_dirty_ratio: 0.0,
         min_compaction_lag_ms: 0,
+        max_compaction_lag_ms: i64::MAX,
         delete_retention_ms: 0,
     }
 }
@@ -207,14 +208,24 @@ fn honours_lag_ratio_and_the_durable_end() {
     assert_eq!(log.cleaner_offset(), second_end);
 
     // After a pass, a little new data is below a high dirty ratio.
-    let end = log.next_offset();
     log.set_config(LogConfig {
         min_cleanable_dirty_ratio: 0.99,
         ..config()
     });
     pass(&mut log, LATER);
-    produce(&mut log, &[("k9", Some("new"))]);
+    for _ in 0..4 {
+        produce(&mut log, &[("k9", Some("new"))]);
+    }
+    let end = log.next_offset();
     assert!(log.plan_cleaning(LATER, end).unwrap().is_none());
+    // Unless a dirty segment has waited longer than max.compaction.lag.ms.
+    log.set_config(LogConfig {
+        min_cleanable_dirty_ratio: 0.99,
+        max_compaction_lag_ms: 1_000,
+        ..config()
+    });
+    assert!(log.plan_cleaning(LATER, end).unwrap().is_some());
+    assert!(log.plan_cleaning(1_500, end).unwrap().is_none(), "not yet overdue");
 }
 
 #[test]
@@ -387,4 +398,40 @@ fn groups_fit_the_segment_size() {
     ];
     let refs: Vec<&Source> = far.iter().collect();
     assert_eq!(group_by_size(&refs, 1 << 30).len(), 2, "relative offsets must fit u32");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Random writes of a few keys (tombstones among them) with cleaner
+    /// passes in between: after every pass each offset still holds what was
+    /// written there, every key's latest value is kept, and a reopened log
+    /// reads the same.
+    #[test]
+    fn passes_keep_every_latest_value_at_its_offset(
+        steps in proptest::collection::vec((0u8..6, proptest::bool::weighted(0.15), 1usize..4, proptest::bool::weighted(0.2)), 1..60),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { delete_retention_ms: 3_600_000, ..config() };
+        let mut log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+        let mut written = Contents::new();
+        for (key, tombstone, repeat, clean) in steps {
+            let key = format!("k{key}");
+            let value = (!tombstone).then(|| format!("v{}", log.next_offset()));
+            let records: Vec<(&str, Option<&str>)> = (0..repeat).map(|_| (key.as_str(), value.as_deref())).collect();
+            for offset in produce(&mut log, &records) {
+                written.insert(offset, (key.clone(), value.clone()));
+            }
+            if clean {
+                let now = millis(SystemTime::now());
+                pass(&mut log, now);
+                let after = contents(&log);
+                assert_compacted_from(&written, &after, active_base(&log));
+            }
+        }
+        let before = contents(&log);
+        drop(log);
+        let log = PartitionLog::open(dir.path(), config).unwrap();
+        proptest::prop_assert_eq!(contents(&log), before);
+    }
 }
