@@ -50,10 +50,26 @@ pub fn conform(
             return Err(ResponseError::InvalidTimestamp);
         }
     }
-    if policy.keys_required {
-        require_keys(&batch, header, budget)?;
-    }
     let recompress = policy.codec.filter(|codec| codec.id() != header.compression());
+    // Decompressed once, for the key check and the recompression alike.
+    let section = &batch[BATCH_HEADER_LEN..];
+    let plain = if (policy.keys_required || recompress.is_some()) && header.compression() != 0 {
+        let plain = decompress(header.compression(), section, *budget).map_err(refusal)?;
+        *budget -= plain.len();
+        Some(plain)
+    } else {
+        if recompress.is_some() {
+            // Recompressing copies the records whole: they count against the budget too.
+            *budget = budget
+                .checked_sub(section.len())
+                .ok_or(ResponseError::MessageTooLarge)?;
+        }
+        None
+    };
+    let records_plain = plain.as_deref().unwrap_or(section);
+    if policy.keys_required {
+        require_keys(records_plain, header)?;
+    }
     if recompress.is_none() && !policy.log_append_time {
         return Ok(Conformed {
             batch,
@@ -68,12 +84,10 @@ pub fn conform(
     }
     let records = match recompress {
         Some(codec) => {
-            let plain = decompress(header.compression(), &batch[BATCH_HEADER_LEN..], *budget).map_err(refusal)?;
-            *budget -= plain.len();
             attributes = (attributes & !COMPRESSION_MASK) | i16::from(codec.id());
-            compress(codec.id(), policy.level, &plain).map_err(refusal)?
+            compress(codec.id(), policy.level, records_plain).map_err(refusal)?
         }
-        None => batch[BATCH_HEADER_LEN..].to_vec(),
+        None => section.to_vec(),
     };
     let rebuilt = rebuild_batch(header, attributes, max_timestamp, &records);
     if rebuilt.len() > policy.max_message_bytes {
@@ -86,18 +100,10 @@ pub fn conform(
 }
 
 /// Kafka refuses a record without a key on a compacted topic: the cleaner
-/// could never tell which later record replaces it.
-fn require_keys(batch: &[u8], header: &BatchHeader, budget: &mut usize) -> Result<(), ResponseError> {
-    let section = &batch[BATCH_HEADER_LEN..];
-    let plain;
-    let section = if header.compression() == 0 {
-        section
-    } else {
-        plain = decompress(header.compression(), section, *budget).map_err(refusal)?;
-        *budget -= plain.len();
-        &plain
-    };
-    let records = walk(section, header.record_count).map_err(|_| ResponseError::CorruptMessage)?;
+/// could never tell which later record replaces it. `records` is the batch's
+/// decompressed records section.
+fn require_keys(records: &[u8], header: &BatchHeader) -> Result<(), ResponseError> {
+    let records = walk(records, header.record_count).map_err(|_| ResponseError::CorruptMessage)?;
     if records.iter().any(|r| r.key.is_none()) {
         return Err(ResponseError::InvalidRecord);
     }
