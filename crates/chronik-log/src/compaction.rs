@@ -29,7 +29,8 @@
 //!    dropped), writes the swap marker `cleaning/swap`, moves the staged
 //!    files in, deletes the replaced ones and swaps the segments in memory.
 //!    No record data is read or written under the lock: a marker file,
-//!    renames, unlinks and their directory fsyncs.
+//!    renames, unlinks, the new segments' index files, the cleaner offset,
+//!    and their fsyncs.
 //!
 //! Crash safety: the marker is the commit point. On open, a marker is
 //! carried out again (renames of files still staged, deletes of replaced
