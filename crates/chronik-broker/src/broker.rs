@@ -24,12 +24,13 @@ use crate::groups::registry::{GroupCoordinator, GroupLoader};
 use crate::ops::telemetry::Telemetry;
 use crate::security::scram;
 use crate::security::session::Session;
+use crate::txn::TxnLocks;
 use chronik_state::acl::{self, Operation, ResourceType};
 use chronik_state::leader_epochs::epoch_of_term;
 use chronik_state::metadata::{BrokerInfo, MetadataCommand, MetadataError, MetadataReply, NodeInfo};
 use chronik_state::replicated::{Applied, BrokerStateMachine, SharedState};
 use chronik_state::users::{CredentialChange, ScramMechanism};
-use chronik_state::{consumer_offsets, topic_config};
+use chronik_state::{consumer_offsets, topic_config, transaction_state};
 
 /// How long a request waits for a new partition to elect its leader.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
@@ -59,6 +60,8 @@ pub struct Broker {
     raft: MultiRaft<Applied>,
     producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
     pub groups: GroupCoordinator,
+    /// Turns of the transactional ids this node coordinates.
+    pub transactions: TxnLocks,
     pub cluster_id: ClusterId,
     /// Raft addresses of the other nodes.
     pub peers: PeerAddresses,
@@ -137,6 +140,7 @@ impl Broker {
             raft,
             producer_ids: tokio::sync::Mutex::new(0..0),
             groups: GroupCoordinator::default(),
+            transactions: TxnLocks::default(),
             cluster_id,
             peers,
             peer_view: PeerView::default(),
@@ -313,15 +317,28 @@ impl Broker {
         nodes
     }
 
-    /// Creates `__consumer_offsets` on first start: compacted, so each
-    /// offset and group keeps its latest record, with Kafka's 100 MiB
-    /// segments for that topic.
+    /// Creates `__consumer_offsets` on first start.
     async fn ensure_offsets_topic(&self) -> Result<(), MetadataError> {
-        if self.state.metadata().topic(consumer_offsets::TOPIC).is_none() {
+        self.ensure_internal_topic(consumer_offsets::TOPIC, self.config.offsets_topic_partitions)
+            .await
+    }
+
+    /// Creates `__transaction_state` when the first transactional producer
+    /// looks for its coordinator, as Kafka does.
+    pub async fn ensure_transaction_topic(&self) -> Result<(), MetadataError> {
+        self.ensure_internal_topic(transaction_state::TOPIC, self.config.transaction_state_partitions)
+            .await
+    }
+
+    /// Creates an internal topic if it is missing: compacted, so each key
+    /// keeps its latest record, with the 100 MiB segments Kafka gives these
+    /// topics. Waits for its partitions' leaders.
+    async fn ensure_internal_topic(&self, name: &str, partitions: i32) -> Result<(), MetadataError> {
+        if self.state.metadata().topic(name).is_none() {
             let command = MetadataCommand::CreateTopic {
-                name: consumer_offsets::TOPIC.to_string(),
+                name: name.to_string(),
                 id: uuid::Uuid::new_v4(),
-                partitions: self.config.offsets_topic_partitions,
+                partitions,
                 replication_factor: -1,
                 configs: [
                     (topic_config::CLEANUP_POLICY.to_string(), "compact".to_string()),
@@ -336,7 +353,7 @@ impl Broker {
                 Err(e) => return Err(e),
             }
         }
-        self.wait_for_topic_leaders(consumer_offsets::TOPIC).await;
+        self.wait_for_topic_leaders(name).await;
         Ok(())
     }
 

@@ -38,6 +38,10 @@ pub struct BrokerConfig {
     pub log_cleaner_backoff: Duration,
     /// Partitions of `__consumer_offsets`, fixed when it is first created.
     pub offsets_topic_partitions: i32,
+    /// Partitions of `__transaction_state`, fixed when it is first created.
+    pub transaction_state_partitions: i32,
+    /// Kafka's transaction.max.timeout.ms.
+    pub transaction_max_timeout_ms: i32,
     /// Kafka's group.initial.rebalance.delay.ms: how long a new group waits
     /// for more members before its first rebalance.
     pub group_initial_rebalance_delay_ms: i64,

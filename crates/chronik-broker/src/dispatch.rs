@@ -92,7 +92,7 @@ async fn handle(broker: &Broker, session: &Session, header: &RequestHeader, requ
             ResponseKind::DescribeCluster(handlers::describe_cluster::handle(broker, session))
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(handlers::find_coordinator::handle(broker, session, r, version))
+            ResponseKind::FindCoordinator(handlers::find_coordinator::handle(broker, session, r, version).await)
         }
         RequestKind::JoinGroup(r) => {
             let client_id = header.client_id.as_ref().map_or("", |c| c.as_str());
@@ -117,6 +117,25 @@ async fn handle(broker: &Broker, session: &Session, header: &RequestHeader, requ
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(handlers::groups::delete(broker, session, r).await),
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(handlers::offsets::fetch(broker, session, r, version)),
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(handlers::offsets::delete(broker, session, r).await),
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(handlers::transactions::add_partitions(broker, session, r).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(handlers::transactions::add_offsets(broker, session, r).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(handlers::transactions::end(broker, session, r).await),
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(handlers::transactions::commit_offsets(broker, session, r).await)
+        }
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(handlers::transactions::write_markers(broker, session, r).await)
+        }
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(handlers::transactions::describe(broker, session, r))
+        }
+        RequestKind::ListTransactions(r) => {
+            ResponseKind::ListTransactions(handlers::transactions::list(broker, session, r))
+        }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(handlers::init_producer_id::handle(broker, session, r).await)
         }

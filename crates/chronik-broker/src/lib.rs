@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod conform;
+pub mod coordination;
 pub mod dispatch;
 pub mod groups;
 pub mod handlers;
@@ -21,6 +22,7 @@ pub mod ops;
 mod retention;
 pub mod security;
 pub mod server;
+pub mod txn;
 
 pub use broker::{Broker, MetadataOutcome};
 pub use cleaner::run_cleaner;

@@ -44,8 +44,8 @@ const MAX_COMPRESSION_CODEC: u8 = 4;
 const CRC_START: usize = 21;
 
 const COMPRESSION_MASK: i16 = 0b111;
-const TRANSACTIONAL_FLAG: i16 = 1 << 4;
-const CONTROL_FLAG: i16 = 1 << 5;
+pub(crate) const TRANSACTIONAL_FLAG: i16 = 1 << 4;
+pub(crate) const CONTROL_FLAG: i16 = 1 << 5;
 
 /// The decoded fixed header of a v2 record batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

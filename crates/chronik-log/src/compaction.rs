@@ -48,6 +48,7 @@ use crate::batch::{BATCH_HEADER_LEN, BatchHeader, LOG_APPEND_TIME_FLAG, parse_he
 use crate::checkpoint;
 use crate::compression::{compress, decompress, default_level};
 use crate::config::LogConfig;
+use crate::control::{AbortedTxn, is_aborted};
 use crate::error::LogError;
 use crate::log::PartitionLog;
 use crate::records::{RecordView, walk};
@@ -74,6 +75,8 @@ pub struct CleaningPlan {
     sources: Vec<Source>,
     /// Records at or after this offset have not been compacted yet.
     first_dirty: i64,
+    /// Transactions whose data the pass removes (their markers stay).
+    aborted: Vec<AbortedTxn>,
 }
 
 struct Source {
@@ -118,8 +121,10 @@ pub struct CleanStats {
 
 impl PartitionLog {
     /// What a cleaner pass would compact now, if anything: closed segments
-    /// wholly below `durable_end`, whose records are older than the lag.
-    pub fn plan_cleaning(&self, now_ms: i64, durable_end: i64) -> Result<Option<CleaningPlan>, LogError> {
+    /// wholly below `stable_end`, whose records are older than the lag. The
+    /// caller bounds `stable_end` by what is durable and by the first
+    /// offset of any open transaction, whose outcome is not known yet.
+    pub fn plan_cleaning(&self, now_ms: i64, stable_end: i64) -> Result<Option<CleaningPlan>, LogError> {
         let config = self.config();
         if !config.compact {
             return Ok(None);
@@ -130,7 +135,7 @@ impl PartitionLog {
         for pair in segments.windows(2) {
             let (segment, next_base) = (&pair[0], pair[1].base_offset());
             let too_recent = segment.max_timestamp().is_some_and(|(max, _)| max > lag_cutoff);
-            if next_base > durable_end || too_recent {
+            if next_base > stable_end || too_recent {
                 break;
             }
             sources.push(Source {
@@ -168,6 +173,7 @@ impl PartitionLog {
             config: config.clone(),
             sources,
             first_dirty,
+            aborted: Vec::new(),
         }))
     }
 
@@ -210,6 +216,14 @@ impl CleaningPlan {
         self.sources.len()
     }
 
+    /// Has the pass remove the data of these aborted transactions, as
+    /// Kafka's cleaner does: otherwise an aborted record could outlive the
+    /// committed one it was meant to replace.
+    pub fn dropping_aborted(mut self, aborted: Vec<AbortedTxn>) -> Self {
+        self.aborted = aborted;
+        self
+    }
+
     /// Maps the dirty part's keys and stages the rewritten segments.
     pub fn clean(self, now_ms: i64) -> Result<Cleaned, LogError> {
         let staging = self.dir.join(STAGING_DIR);
@@ -233,6 +247,7 @@ impl CleaningPlan {
                 let filter = Filter {
                     latest: &latest,
                     keep_tombstones,
+                    aborted: &self.aborted,
                 };
                 changed |= copy_retained(source, &filter, &mut staged, &self.config, &mut stats)?;
             }
@@ -267,7 +282,7 @@ impl CleaningPlan {
                 break;
             }
             for_each_batch(source, |batch, header| {
-                if header.is_control() || header.last_offset() < self.first_dirty {
+                if header.is_control() || header.last_offset() < self.first_dirty || is_aborted(&self.aborted, header) {
                     return Ok(());
                 }
                 if let Some(section) = records_section(batch, header) {
@@ -289,6 +304,7 @@ impl CleaningPlan {
 struct Filter<'a> {
     latest: &'a HashMap<u128, i64>,
     keep_tombstones: bool,
+    aborted: &'a [AbortedTxn],
 }
 
 impl Filter<'_> {
@@ -316,6 +332,10 @@ fn copy_retained(
     for_each_batch(source, |batch, header| {
         let kept = if header.is_control() {
             None
+        } else if is_aborted(filter.aborted, header) {
+            Some(Retained::Nothing {
+                removed: u64::try_from(header.record_count).unwrap_or(0),
+            })
         } else {
             retain(batch, header, filter)
         };

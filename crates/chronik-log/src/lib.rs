@@ -19,6 +19,7 @@ mod checkpoint;
 pub mod compaction;
 pub mod compression;
 mod config;
+pub mod control;
 mod error;
 mod index;
 pub mod log;

@@ -110,6 +110,13 @@ pub fn set_producer(batch: &mut [u8], producer_id: i64, epoch: i16, base_sequenc
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Marks `batch` as part of a transaction of producer `producer_id`.
+pub fn set_transactional(batch: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i32) {
+    let attributes = i16::from_be_bytes([batch[21], batch[22]]) | crate::batch::TRANSACTIONAL_FLAG;
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    set_producer(batch, producer_id, epoch, base_sequence);
+}
+
 /// Zigzag varint, as used by v2 records for both ints and longs.
 fn put_varlong(out: &mut Vec<u8>, value: i64) {
     let mut v = ((value << 1) ^ (value >> 63)) as u64;

@@ -112,6 +112,16 @@ pub struct ServerArgs {
     #[arg(long, env = "CHRONIK_OFFSETS_TOPIC_PARTITIONS")]
     pub offsets_topic_partitions: Option<i32>,
 
+    /// Partitions of the internal __transaction_state topic, when the first transactional
+    /// producer creates it [default: 50].
+    #[arg(long, env = "CHRONIK_TRANSACTION_STATE_PARTITIONS")]
+    pub transaction_state_partitions: Option<i32>,
+
+    /// The longest transaction.timeout.ms a transactional producer may ask for
+    /// [default: 900000].
+    #[arg(long, env = "CHRONIK_TRANSACTION_MAX_TIMEOUT_MS")]
+    pub transaction_max_timeout_ms: Option<i32>,
+
     /// How long a new consumer group waits for more members before its first rebalance [default: 3000].
     #[arg(long, env = "CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<i64>,
@@ -206,6 +216,8 @@ pub(crate) struct FileConfig {
     retention_check_interval_ms: Option<u64>,
     log_cleaner_backoff_ms: Option<u64>,
     offsets_topic_partitions: Option<i32>,
+    transaction_state_partitions: Option<i32>,
+    transaction_max_timeout_ms: Option<i32>,
     group_initial_rebalance_delay_ms: Option<i64>,
     offsets_retention_minutes: Option<i64>,
     group_consumer_session_timeout_ms: Option<i64>,
@@ -269,6 +281,8 @@ pub struct Settings {
     pub retention_check_interval_ms: u64,
     pub log_cleaner_backoff_ms: u64,
     pub offsets_topic_partitions: i32,
+    pub transaction_state_partitions: i32,
+    pub transaction_max_timeout_ms: i32,
     pub group_initial_rebalance_delay_ms: i64,
     pub offsets_retention_minutes: i64,
     pub group_consumer_session_timeout_ms: i64,
@@ -396,6 +410,14 @@ impl Settings {
                 .offsets_topic_partitions
                 .or(file.offsets_topic_partitions)
                 .unwrap_or(50),
+            transaction_state_partitions: args
+                .transaction_state_partitions
+                .or(file.transaction_state_partitions)
+                .unwrap_or(50),
+            transaction_max_timeout_ms: args
+                .transaction_max_timeout_ms
+                .or(file.transaction_max_timeout_ms)
+                .unwrap_or(900_000),
             group_initial_rebalance_delay_ms: args
                 .group_initial_rebalance_delay_ms
                 .or(file.group_initial_rebalance_delay_ms)
@@ -496,6 +518,18 @@ impl Settings {
                 self.offsets_topic_partitions
             );
         }
+        if !(1..=1000).contains(&self.transaction_state_partitions) {
+            bail!(
+                "--transaction-state-partitions must be between 1 and 1000, got {}",
+                self.transaction_state_partitions
+            );
+        }
+        if self.transaction_max_timeout_ms < 1 {
+            bail!(
+                "--transaction-max-timeout-ms must be at least 1, got {}",
+                self.transaction_max_timeout_ms
+            );
+        }
         if self.group_initial_rebalance_delay_ms < 0 || self.offsets_retention_minutes < 1 {
             bail!("--group-initial-rebalance-delay-ms must be >= 0 and --offsets-retention-minutes >= 1");
         }
@@ -567,6 +601,8 @@ impl Settings {
             retention_check_interval: Duration::from_millis(self.retention_check_interval_ms.max(10)),
             log_cleaner_backoff: Duration::from_millis(self.log_cleaner_backoff_ms.max(10)),
             offsets_topic_partitions: self.offsets_topic_partitions,
+            transaction_state_partitions: self.transaction_state_partitions,
+            transaction_max_timeout_ms: self.transaction_max_timeout_ms,
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
             offsets_retention_minutes: self.offsets_retention_minutes,
             group_consumer_session_timeout_ms: self.group_consumer_session_timeout_ms,

@@ -159,6 +159,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tokio::spawn(chronik_broker::run_retention(broker.clone()));
     tokio::spawn(chronik_broker::run_cleaner(broker.clone()));
     tokio::spawn(chronik_broker::groups::coordinator::run_group_timers(broker.clone()));
+    tokio::spawn(chronik_broker::txn::coordinator::run_transaction_timers(broker.clone()));
     if let Some(tls) = &tls {
         tokio::spawn(reload_tls_on_sighup(tls.clone()));
     }

@@ -131,7 +131,30 @@ impl Change {
 
 /// Encodes changes as one record batch, ready to propose to the partition.
 pub fn encode(changes: &[Change], timestamp: i64) -> Bytes {
-    let records: Vec<Record> = changes.iter().zip(0..).map(|(c, i)| c.record(i, timestamp)).collect();
+    encode_batch(changes, timestamp, None)
+}
+
+/// Encodes offsets committed by a transaction (TxnOffsetCommit) as one
+/// transactional batch of its producer, without a sequence: they take
+/// effect when the producer's commit marker reaches the partition.
+pub fn encode_transactional(changes: &[Change], timestamp: i64, producer_id: i64, producer_epoch: i16) -> Bytes {
+    encode_batch(changes, timestamp, Some((producer_id, producer_epoch)))
+}
+
+fn encode_batch(changes: &[Change], timestamp: i64, producer: Option<(i64, i16)>) -> Bytes {
+    let records: Vec<Record> = changes
+        .iter()
+        .zip(0..)
+        .map(|(c, i)| {
+            let mut record = c.record(i, timestamp);
+            if let Some((id, epoch)) = producer {
+                record.transactional = true;
+                record.producer_id = id;
+                record.producer_epoch = epoch;
+            }
+            record
+        })
+        .collect();
     let mut buf = BytesMut::new();
     let options = RecordEncodeOptions {
         version: 2,
@@ -147,16 +170,31 @@ struct GroupRecords {
     metadata: Option<Vec<u8>>,
 }
 
+/// A record of an open transaction, waiting for its marker.
+#[derive(Debug)]
+struct PendingRecord {
+    key: Key,
+    value: Option<Bytes>,
+}
+
+#[derive(Debug, Default)]
+struct Records {
+    groups: HashMap<String, GroupRecords>,
+    /// Per (offsets partition, producer id): its open transaction's records.
+    pending: HashMap<(i32, i64), Vec<PendingRecord>>,
+}
+
 /// Committed offsets and group metadata of every group, as the applied
 /// records of `__consumer_offsets` say. Updated when records are applied.
 #[derive(Debug, Default)]
 pub struct OffsetsView {
-    groups: Mutex<HashMap<String, GroupRecords>>,
+    records: Mutex<Records>,
 }
 
 impl OffsetsView {
-    /// Applies the records of stored batches (as appended to the log).
-    pub fn apply_batches(&self, mut batches: Bytes) {
+    /// Applies the records of stored batches (as appended to `partition` of
+    /// the topic). A transaction's records wait for its marker.
+    pub fn apply_batches(&self, partition: i32, mut batches: Bytes) {
         let sets = match RecordBatchDecoder::decode_all(&mut batches) {
             Ok(sets) => sets,
             Err(e) => {
@@ -164,82 +202,118 @@ impl OffsetsView {
                 return;
             }
         };
-        let mut groups = self.lock();
+        let mut records = self.lock();
         for record in sets.iter().flat_map(|s| &s.records) {
+            if record.control {
+                let pending = records.pending.remove(&(partition, record.producer_id));
+                let commits = record.key.as_deref() == Some(&[0, 0, 0, 1][..]);
+                if let (Some(pending), true) = (pending, commits) {
+                    for p in pending {
+                        apply_record(&mut records.groups, p.key, &p.value);
+                    }
+                }
+                continue;
+            }
             let Some(key) = record.key.as_ref().and_then(|k| serde_json::from_slice::<Key>(k).ok()) else {
                 tracing::warn!(offset = record.offset, "skipping an unrecognised {TOPIC} record");
                 continue;
             };
-            match (key, &record.value) {
-                (
-                    Key::Offset {
-                        group,
-                        topic,
-                        partition,
-                    },
-                    Some(value),
-                ) => {
-                    if let Ok(offset) = serde_json::from_slice::<CommittedOffset>(value) {
-                        groups
-                            .entry(group)
-                            .or_default()
-                            .offsets
-                            .insert((topic, partition), offset);
-                    }
-                }
-                (
-                    Key::Offset {
-                        group,
-                        topic,
-                        partition,
-                    },
-                    None,
-                ) => {
-                    if let Some(records) = groups.get_mut(&group) {
-                        records.offsets.remove(&(topic, partition));
-                    }
-                }
-                (Key::Group { group }, Some(value)) => groups.entry(group).or_default().metadata = Some(value.to_vec()),
-                // Only the group's own record: its offsets have tombstones
-                // of their own, so the view is a function of the latest
-                // record of each key, which is what compaction keeps.
-                (Key::Group { group }, None) => {
-                    if let Some(records) = groups.get_mut(&group) {
-                        records.metadata = None;
-                    }
-                }
+            if record.transactional {
+                let value = record.value.clone();
+                records
+                    .pending
+                    .entry((partition, record.producer_id))
+                    .or_default()
+                    .push(PendingRecord { key, value });
+            } else {
+                apply_record(&mut records.groups, key, &record.value);
             }
         }
-        groups.retain(|_, g| g.metadata.is_some() || !g.offsets.is_empty());
+        records
+            .groups
+            .retain(|_, g| g.metadata.is_some() || !g.offsets.is_empty());
     }
 
     pub fn offset(&self, group: &str, topic: &str, partition: i32) -> Option<CommittedOffset> {
         self.lock()
+            .groups
             .get(group)?
             .offsets
             .get(&(topic.to_string(), partition))
             .cloned()
     }
 
+    /// Whether an open transaction has committed an offset of `group` for
+    /// `topic`/`partition` (KIP-447: a consumer asking for stable offsets
+    /// waits until it ends).
+    pub fn has_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.lock().pending.values().flatten().any(|p| {
+            matches!(&p.key, Key::Offset { group: g, topic: t, partition: n } if g == group && t == topic && *n == partition)
+        })
+    }
+
     /// Every committed offset of `group`: ((topic, partition), offset).
     pub fn offsets(&self, group: &str) -> Vec<((String, i32), CommittedOffset)> {
         self.lock()
+            .groups
             .get(group)
             .map(|g| g.offsets.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default()
     }
 
     pub fn group_metadata(&self, group: &str) -> Option<Vec<u8>> {
-        self.lock().get(group)?.metadata.clone()
+        self.lock().groups.get(group)?.metadata.clone()
     }
 
     /// Groups that have any record, with their partition index.
     pub fn groups(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+        self.lock().groups.keys().cloned().collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, GroupRecords>> {
-        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Records> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn apply_record(groups: &mut HashMap<String, GroupRecords>, key: Key, value: &Option<Bytes>) {
+    match (key, value) {
+        (
+            Key::Offset {
+                group,
+                topic,
+                partition,
+            },
+            Some(value),
+        ) => {
+            if let Ok(offset) = serde_json::from_slice::<CommittedOffset>(value) {
+                groups
+                    .entry(group)
+                    .or_default()
+                    .offsets
+                    .insert((topic, partition), offset);
+            }
+        }
+        (
+            Key::Offset {
+                group,
+                topic,
+                partition,
+            },
+            None,
+        ) => {
+            if let Some(records) = groups.get_mut(&group) {
+                records.offsets.remove(&(topic, partition));
+            }
+        }
+        (Key::Group { group }, Some(value)) => groups.entry(group).or_default().metadata = Some(value.to_vec()),
+        // Only the group's own record: its offsets have tombstones
+        // of their own, so the view is a function of the latest
+        // record of each key, which is what compaction keeps.
+        (Key::Group { group }, None) => {
+            if let Some(records) = groups.get_mut(&group) {
+                records.metadata = None;
+            }
+        }
     }
 }
 
@@ -288,40 +362,85 @@ mod tests {
             partition,
             offset: committed(offset),
         };
-        view.apply_batches(encode(&[commit("t", 0, 10), commit("t", 1, 20)], 1));
-        view.apply_batches(encode(&[commit("t", 0, 11)], 2));
+        view.apply_batches(0, encode(&[commit("t", 0, 10), commit("t", 1, 20)], 1));
+        view.apply_batches(0, encode(&[commit("t", 0, 11)], 2));
         assert_eq!(view.offset("g", "t", 0).unwrap().offset, 11);
         assert_eq!(view.offset("g", "t", 1).unwrap().offset, 20);
-        view.apply_batches(encode(
-            &[Change::DeleteOffset {
-                group: "g".into(),
-                topic: "t".into(),
-                partition: 1,
-            }],
-            3,
-        ));
-        assert!(view.offset("g", "t", 1).is_none());
-        view.apply_batches(encode(
-            &[Change::GroupMetadata {
-                group: "g".into(),
-                snapshot: b"{}".to_vec(),
-            }],
-            4,
-        ));
-        assert_eq!(view.group_metadata("g"), Some(b"{}".to_vec()));
-        assert_eq!(view.groups(), vec!["g".to_string()]);
-        view.apply_batches(encode(
-            &[
-                Change::DeleteOffset {
+        view.apply_batches(
+            0,
+            encode(
+                &[Change::DeleteOffset {
                     group: "g".into(),
                     topic: "t".into(),
-                    partition: 0,
-                },
-                Change::DeleteGroup { group: "g".into() },
-            ],
-            5,
-        ));
+                    partition: 1,
+                }],
+                3,
+            ),
+        );
+        assert!(view.offset("g", "t", 1).is_none());
+        view.apply_batches(
+            0,
+            encode(
+                &[Change::GroupMetadata {
+                    group: "g".into(),
+                    snapshot: b"{}".to_vec(),
+                }],
+                4,
+            ),
+        );
+        assert_eq!(view.group_metadata("g"), Some(b"{}".to_vec()));
+        assert_eq!(view.groups(), vec!["g".to_string()]);
+        view.apply_batches(
+            0,
+            encode(
+                &[
+                    Change::DeleteOffset {
+                        group: "g".into(),
+                        topic: "t".into(),
+                        partition: 0,
+                    },
+                    Change::DeleteGroup { group: "g".into() },
+                ],
+                5,
+            ),
+        );
         assert!(view.offset("g", "t", 0).is_none());
         assert!(view.groups().is_empty());
+    }
+
+    #[test]
+    fn transactional_commits_wait_for_their_marker() {
+        let view = OffsetsView::default();
+        let commit = |offset| Change::Commit {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            offset: committed(offset),
+        };
+        view.apply_batches(3, encode(&[commit(5)], 1));
+        let marker = |commit| {
+            Bytes::from(chronik_log::control::marker_batch(&chronik_log::control::Marker {
+                producer_id: 7,
+                producer_epoch: 0,
+                commit,
+                coordinator_epoch: 0,
+                timestamp: 1,
+            }))
+        };
+        view.apply_batches(3, encode_transactional(&[commit(9)], 1, 7, 0));
+        assert_eq!(view.offset("g", "t", 0).unwrap().offset, 5);
+        assert!(view.has_pending("g", "t", 0));
+        view.apply_batches(3, marker(false));
+        assert_eq!(view.offset("g", "t", 0).unwrap().offset, 5, "aborted");
+        assert!(!view.has_pending("g", "t", 0));
+        view.apply_batches(3, encode_transactional(&[commit(11)], 1, 7, 0));
+        view.apply_batches(4, marker(true));
+        assert_eq!(
+            view.offset("g", "t", 0).unwrap().offset,
+            5,
+            "another partition's marker"
+        );
+        view.apply_batches(3, marker(true));
+        assert_eq!(view.offset("g", "t", 0).unwrap().offset, 11, "committed");
     }
 }

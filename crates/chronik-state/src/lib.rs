@@ -4,9 +4,10 @@
 //! - [`metadata`]: the cluster's nodes, topics, partitions and configs (the
 //!   metadata group), with its [`acl`]s and SASL [`users`];
 //! - [`partition`]: a partition's log with its high watermark and apply
-//!   checkpoint; [`producer_state`]: idempotent producers' sequences;
+//!   checkpoint; [`producer_state`]: idempotent and transactional producers;
 //! - [`consumer_offsets`]: committed offsets and group membership, kept as
 //!   records of the internal `__consumer_offsets` topic;
+//!   [`transaction_state`]: transactions' states, in `__transaction_state`;
 //! - [`command`]: how partition entries are encoded;
 //! - [`replicated`]: the state machine that applies entries to all of it,
 //!   makes it durable and snapshots it;
@@ -31,4 +32,5 @@ pub mod reconfigure;
 pub mod replicated;
 mod test_hooks;
 pub mod topic_config;
+pub mod transaction_state;
 pub mod users;

@@ -379,7 +379,7 @@ impl MetadataState {
                 Ok(())
             }
             MetadataCommand::DeleteTopic { name } | MetadataCommand::CreatePartitions { name, .. }
-                if name == consumer_offsets::TOPIC =>
+                if name == consumer_offsets::TOPIC || name == crate::transaction_state::TOPIC =>
             {
                 Err(MetadataError::new(
                     ResponseError::InvalidTopicException,

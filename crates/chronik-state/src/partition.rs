@@ -100,6 +100,17 @@ impl Partition {
         *self.high_watermark.borrow()
     }
 
+    /// The last stable offset: the first offset of the earliest open
+    /// transaction, or the high watermark. read_committed consumers read
+    /// below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        // The high watermark first: apply moves it after the producer state.
+        let high_watermark = self.high_watermark();
+        self.producers()
+            .first_unstable_offset()
+            .map_or(high_watermark, |first| first.min(high_watermark))
+    }
+
     /// A receiver that wakes when the high watermark moves.
     pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
@@ -122,17 +133,20 @@ impl Partition {
         self.durable_end.store(offset, Ordering::Release);
     }
 
-    /// One cleaner pass (see `chronik_log::compaction`): planned under the
+    /// One cleaner pass (see `chronik_log::compaction`), below the data
+    /// that is durable and outside open transactions, dropping aborted
+    /// transactions' records: planned under the
     /// log's shared lock, staged without any lock, installed under the
     /// exclusive one. `None` if there was nothing to do or the segments
     /// changed meanwhile. An error while staging drops the pass; one while
     /// installing stops the process, since the swap may be half done on
     /// disk (the next start finishes it).
     pub fn clean(&self, now_ms: i64) -> Result<Option<CleanStats>, chronik_log::LogError> {
-        let durable_end = self.durable_end.load(Ordering::Acquire);
-        let Some(plan) = self.log().plan_cleaning(now_ms, durable_end)? else {
+        let stable_end = self.durable_end.load(Ordering::Acquire).min(self.last_stable_offset());
+        let Some(plan) = self.log().plan_cleaning(now_ms, stable_end)? else {
             return Ok(None);
         };
+        let plan = plan.dropping_aborted(self.producers().aborted());
         tracing::info!(topic = %self.topic, partition = self.index, segments = plan.segments(), "compacting");
         let cleaned = plan.clean(now_ms)?;
         let mut stats = cleaned.stats;

@@ -1,10 +1,13 @@
-//! Idempotent-producer state of one partition: per producer id, its epoch and
-//! the last batches it wrote. Part of the partition's replicated state: every
-//! replica reaches the same decisions because they are made at apply time.
+//! Idempotent and transactional producer state of one partition: per
+//! producer id, its epoch, the last batches it wrote and where its open
+//! transaction began; and the transactions aborted here. Part of the
+//! partition's replicated state: every replica reaches the same decisions
+//! because they are made at apply time.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use chronik_log::BatchHeader;
+use chronik_log::control::{AbortedTxn, Marker};
 use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +18,11 @@ pub const REMEMBERED_BATCHES: usize = 5;
 /// Bound on producers tracked per partition; the least recently written is
 /// forgotten beyond it (its next write then needs a fresh epoch or sequence 0).
 pub const MAX_PRODUCERS: usize = 10_000;
+
+/// Bound on the aborted transactions remembered; the oldest go first. Their
+/// data is then served to read_committed consumers as if committed, so the
+/// bound is far above what retention leaves in a partition in practice.
+pub const MAX_ABORTED: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct WrittenBatch {
@@ -32,6 +40,9 @@ struct Producer {
     /// The max timestamp of its last batch (absent in older checkpoints).
     #[serde(default)]
     last_timestamp: i64,
+    /// The first offset of its open transaction in this partition.
+    #[serde(default)]
+    ongoing: Option<i64>,
 }
 
 /// What DescribeProducers reports of one producer.
@@ -41,12 +52,17 @@ pub struct ProducerSummary {
     pub epoch: i16,
     pub last_sequence: i32,
     pub last_timestamp: i64,
+    /// Where its open transaction began, if one is open.
+    pub current_txn_start_offset: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerStates {
     producers: BTreeMap<i64, Producer>,
     writes: u64,
+    /// In the order their markers were written (absent in older checkpoints).
+    #[serde(default)]
+    aborted: VecDeque<AbortedTxn>,
 }
 
 /// What to do with an incoming batch.
@@ -65,6 +81,16 @@ fn next_sequence(sequence: i32) -> i32 {
     if sequence == i32::MAX { 0 } else { sequence + 1 }
 }
 
+/// A transaction's offsets, written by a group coordinator for its
+/// producer (TxnOffsetCommit): no sequence, only the epoch is checked. The
+/// Produce path refuses such batches from clients.
+fn written_by_coordinator(header: &BatchHeader) -> bool {
+    header.is_transactional() && header.base_sequence == NO_SEQUENCE
+}
+
+/// The base sequence of a batch without one.
+pub const NO_SEQUENCE: i32 = -1;
+
 fn last_sequence(header: &BatchHeader) -> i32 {
     // Sequences wrap at i32::MAX, as Kafka's do.
     ((header.base_sequence as i64 + header.last_offset_delta as i64) % (i32::MAX as i64 + 1)) as i32
@@ -74,6 +100,14 @@ impl ProducerStates {
     pub fn check(&self, header: &BatchHeader) -> SequenceCheck {
         if header.producer_id < 0 {
             return SequenceCheck::Append;
+        }
+        if written_by_coordinator(header) {
+            return match self.producers.get(&header.producer_id) {
+                Some(producer) if header.producer_epoch < producer.epoch => {
+                    SequenceCheck::Reject(ResponseError::InvalidProducerEpoch)
+                }
+                _ => SequenceCheck::Append,
+            };
         }
         let Some(producer) = self.producers.get(&header.producer_id) else {
             // A new producer (or a forgotten one) must start its sequence at 0.
@@ -107,8 +141,76 @@ impl ProducerStates {
             Some(previous) if header.base_sequence != next_sequence(previous.last_sequence) => {
                 SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
             }
+            // Known only from a marker: its sequence starts afresh.
+            None if header.base_sequence != 0 => SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber),
             _ => SequenceCheck::Append,
         }
+    }
+
+    /// Whether a transaction marker may be written: the coordinator of an
+    /// older epoch of the producer is a zombie.
+    pub fn check_marker(&self, marker: &Marker) -> Result<(), ResponseError> {
+        match self.producers.get(&marker.producer_id) {
+            Some(producer) if marker.producer_epoch < producer.epoch => Err(ResponseError::InvalidProducerEpoch),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a marker written at `offset`: the producer's open
+    /// transaction here (if any) ends, and is remembered if it aborted.
+    /// `log_start` lets aborted transactions below it be forgotten.
+    pub fn end_transaction(&mut self, marker: &Marker, offset: i64, log_start: i64) {
+        debug_assert!(
+            self.check_marker(marker).is_ok(),
+            "markers are checked before they are written"
+        );
+        self.writes += 1;
+        let producer = self.producers.entry(marker.producer_id).or_insert_with(|| Producer {
+            epoch: marker.producer_epoch,
+            batches: VecDeque::new(),
+            last_write: 0,
+            last_timestamp: -1,
+            ongoing: None,
+        });
+        if marker.producer_epoch > producer.epoch {
+            // A coordinator's abort on timeout bumps the epoch: the old one is fenced.
+            producer.epoch = marker.producer_epoch;
+            producer.batches.clear();
+        }
+        producer.last_write = self.writes;
+        if let (Some(first_offset), false) = (producer.ongoing.take(), marker.commit) {
+            self.aborted.push_back(AbortedTxn {
+                producer_id: marker.producer_id,
+                first_offset,
+                last_offset: offset,
+            });
+        }
+        while self
+            .aborted
+            .front()
+            .is_some_and(|a| a.last_offset < log_start || self.aborted.len() > MAX_ABORTED)
+        {
+            self.aborted.pop_front();
+        }
+        self.forget_stalest();
+    }
+
+    /// The first offset of the earliest open transaction: the last stable
+    /// offset, if any transaction is open.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producers.values().filter_map(|p| p.ongoing).min()
+    }
+
+    /// The aborted transactions with data in `from..to`.
+    pub fn aborted_between(&self, from: i64, to: i64) -> impl Iterator<Item = &AbortedTxn> {
+        self.aborted
+            .iter()
+            .filter(move |a| a.last_offset >= from && a.first_offset < to)
+    }
+
+    /// Every aborted transaction remembered, oldest first.
+    pub fn aborted(&self) -> Vec<AbortedTxn> {
+        self.aborted.iter().copied().collect()
     }
 
     /// The producers this partition remembers, by id.
@@ -118,6 +220,7 @@ impl ProducerStates {
             epoch: p.epoch,
             last_sequence: p.batches.back().map_or(-1, |b| b.last_sequence),
             last_timestamp: p.last_timestamp,
+            current_txn_start_offset: p.ongoing,
         })
     }
 
@@ -132,6 +235,7 @@ impl ProducerStates {
             batches: VecDeque::new(),
             last_write: 0,
             last_timestamp: -1,
+            ongoing: None,
         });
         if header.producer_epoch != producer.epoch {
             producer.epoch = header.producer_epoch;
@@ -139,18 +243,30 @@ impl ProducerStates {
         }
         producer.last_write = self.writes;
         producer.last_timestamp = header.max_timestamp;
-        producer.batches.push_back(WrittenBatch {
-            first_sequence: header.base_sequence,
-            last_sequence: last_sequence(header),
-            base_offset,
-        });
+        if !written_by_coordinator(header) {
+            producer.batches.push_back(WrittenBatch {
+                first_sequence: header.base_sequence,
+                last_sequence: last_sequence(header),
+                base_offset,
+            });
+        }
         if producer.batches.len() > REMEMBERED_BATCHES {
             producer.batches.pop_front();
         }
+        if header.is_transactional() {
+            producer.ongoing.get_or_insert(base_offset);
+        }
+        self.forget_stalest();
+    }
+
+    /// Keeps at most MAX_PRODUCERS; one with an open transaction is kept,
+    /// since it holds the last stable offset back.
+    fn forget_stalest(&mut self) {
         if self.producers.len() > MAX_PRODUCERS {
             let stalest = self
                 .producers
                 .iter()
+                .filter(|(_, p)| p.ongoing.is_none())
                 .min_by_key(|(_, p)| p.last_write)
                 .map(|(id, _)| *id);
             if let Some(id) = stalest {
@@ -249,10 +365,86 @@ mod tests {
         assert_eq!(states.check(&header(1, 0, 1, 1)), SequenceCheck::Append);
     }
 
+    fn marker(producer_id: i64, producer_epoch: i16, commit: bool) -> Marker {
+        Marker {
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch: 0,
+            timestamp: 0,
+        }
+    }
+
+    fn transactional(producer_id: i64, epoch: i16, base_sequence: i32) -> BatchHeader {
+        let mut h = header(producer_id, epoch, base_sequence, 2);
+        h.attributes |= 1 << 4;
+        h
+    }
+
+    #[test]
+    fn open_transactions_hold_the_stable_offset_and_aborts_are_remembered() {
+        let mut states = ProducerStates::default();
+        assert_eq!(write(&mut states, &transactional(1, 0, 0), 10), SequenceCheck::Append);
+        assert_eq!(write(&mut states, &transactional(2, 0, 0), 12), SequenceCheck::Append);
+        assert_eq!(write(&mut states, &transactional(1, 0, 2), 14), SequenceCheck::Append);
+        assert_eq!(states.first_unstable_offset(), Some(10));
+        states.end_transaction(&marker(1, 0, true), 16, 0);
+        assert_eq!(states.first_unstable_offset(), Some(12));
+        states.end_transaction(&marker(2, 0, false), 17, 0);
+        assert_eq!(states.first_unstable_offset(), None);
+        let aborted: Vec<_> = states.aborted_between(0, 100).copied().collect();
+        assert_eq!(
+            aborted,
+            vec![AbortedTxn {
+                producer_id: 2,
+                first_offset: 12,
+                last_offset: 17
+            }]
+        );
+        assert_eq!(states.aborted_between(18, 100).count(), 0);
+        assert_eq!(states.aborted_between(0, 12).count(), 0);
+        // A committed producer continues its sequence in the next transaction.
+        assert_eq!(write(&mut states, &transactional(1, 0, 4), 18), SequenceCheck::Append);
+        assert_eq!(states.first_unstable_offset(), Some(18));
+        // Moving the log start past an abort forgets it at the next marker.
+        states.end_transaction(&marker(1, 0, true), 20, 18);
+        assert_eq!(states.aborted().len(), 0);
+    }
+
+    #[test]
+    fn a_marker_of_a_newer_epoch_fences_the_producer_and_an_older_one_is_refused() {
+        let mut states = ProducerStates::default();
+        write(&mut states, &transactional(1, 3, 0), 0);
+        states.end_transaction(&marker(1, 4, false), 2, 0);
+        assert_eq!(
+            states.check(&transactional(1, 3, 2)),
+            SequenceCheck::Reject(ResponseError::InvalidProducerEpoch),
+            "the zombie of epoch 3 is fenced"
+        );
+        assert_eq!(
+            states.check_marker(&marker(1, 3, true)),
+            Err(ResponseError::InvalidProducerEpoch)
+        );
+        assert_eq!(
+            states.check(&transactional(1, 4, 5)),
+            SequenceCheck::Reject(ResponseError::OutOfOrderSequenceNumber)
+        );
+        assert_eq!(states.check(&transactional(1, 4, 0)), SequenceCheck::Append);
+        // A marker for a producer this partition never saw is recorded too.
+        states.end_transaction(&marker(8, 2, true), 3, 0);
+        assert_eq!(
+            states.check(&transactional(8, 1, 0)),
+            SequenceCheck::Reject(ResponseError::InvalidProducerEpoch)
+        );
+    }
+
     #[test]
     fn state_survives_serialization() {
         let mut states = ProducerStates::default();
         write(&mut states, &header(9, 1, 0, 4), 10);
+        write(&mut states, &transactional(3, 0, 0), 14);
+        write(&mut states, &transactional(4, 0, 0), 16);
+        states.end_transaction(&marker(4, 0, false), 18, 0);
         let restored: ProducerStates = serde_json::from_slice(&serde_json::to_vec(&states).unwrap()).unwrap();
         assert_eq!(restored, states);
         assert_eq!(

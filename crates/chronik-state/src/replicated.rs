@@ -20,7 +20,8 @@ use crate::metadata::{MetadataCommand, MetadataError, MetadataReply, MetadataSta
 use crate::partition::{ApplyCheckpoint, Partition};
 use crate::test_hooks::crash_point;
 use crate::topic_config;
-use append::{LogSink, append_batches};
+use crate::transaction_state::{self, TransactionsView};
+use append::{LogSink, append_batches, append_marker};
 use forecast::{Ended, Forecast};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,35 @@ pub struct SharedState {
     partitions: RwLock<HashMap<GroupId, Arc<Partition>>>,
     /// Committed offsets and group metadata, from `__consumer_offsets`.
     pub offsets: OffsetsView,
+    /// Transactions' states, from `__transaction_state`.
+    pub transactions: TransactionsView,
+}
+
+impl SharedState {
+    /// The view an internal topic's records build, if `topic` is one.
+    fn internal_view(&self, topic: &str) -> Option<InternalView<'_>> {
+        match topic {
+            consumer_offsets::TOPIC => Some(InternalView::Offsets(&self.offsets)),
+            transaction_state::TOPIC => Some(InternalView::Transactions(&self.transactions)),
+            _ => None,
+        }
+    }
+}
+
+/// What every replica builds from an internal topic as its records apply.
+#[derive(Clone, Copy)]
+enum InternalView<'a> {
+    Offsets(&'a OffsetsView),
+    Transactions(&'a TransactionsView),
+}
+
+impl InternalView<'_> {
+    fn apply(self, partition: i32, batches: Bytes) {
+        match self {
+            InternalView::Offsets(view) => view.apply_batches(partition, batches),
+            InternalView::Transactions(view) => view.apply_batches(batches),
+        }
+    }
 }
 
 impl SharedState {
@@ -80,6 +110,8 @@ pub enum Applied {
     Metadata(Result<MetadataReply, MetadataError>),
     Produce(Result<ProduceAck, ResponseError>),
     DeleteRecords(Result<i64, ResponseError>),
+    /// A transaction marker was written, or refused (a fenced coordinator).
+    TxnMarker(Result<(), ResponseError>),
     /// An entry applied before a restart and skipped now. Nobody waits for it:
     /// proposals do not outlive the process.
     Replayed,
@@ -186,8 +218,8 @@ impl BrokerStateMachine {
         partition.restore_leader_epochs(checkpoint.leader_epochs);
         *partition.producers_mut() = checkpoint.producers;
         partition.publish_high_watermark(partition.log().next_offset());
-        if topic == consumer_offsets::TOPIC {
-            load_offsets(&self.shared.offsets, &partition)?;
+        if let Some(view) = self.shared.internal_view(&topic) {
+            load_view(view, &partition)?;
         }
         self.cursors.insert(
             group,
@@ -328,21 +360,22 @@ impl BrokerStateMachine {
             return Applied::Replayed;
         }
         cursor.applied = index;
+        let view = self.shared.internal_view(&partition.topic);
+        let index_in_topic = partition.index;
+        let mut sink = LogSink {
+            partition: &partition,
+            log: partition.log_mut(),
+            epoch: epoch_of_term(term),
+            buffer: Vec::new(),
+            on_stored: |stored: &[u8]| {
+                // Every replica keeps the views of internal topics.
+                if let Some(view) = view {
+                    view.apply(index_in_topic, Bytes::copy_from_slice(stored));
+                }
+            },
+        };
         let (applied, produced) = match PartitionCommand::decode(data) {
             Some(PartitionCommand::Produce { batches }) => {
-                let offsets = (partition.topic == consumer_offsets::TOPIC).then_some(&self.shared.offsets);
-                let mut sink = LogSink {
-                    partition: &partition,
-                    log: partition.log_mut(),
-                    epoch: epoch_of_term(term),
-                    buffer: Vec::new(),
-                    on_stored: |stored: &[u8]| {
-                        // Every replica keeps the group view of what it applies.
-                        if let Some(view) = offsets {
-                            view.apply_batches(Bytes::copy_from_slice(stored));
-                        }
-                    },
-                };
                 let result = append_batches(&mut sink, &mut partition.producers_mut(), batches);
                 // Whatever was appended before a refusal is committed and readable.
                 partition.publish_high_watermark(sink.log.next_offset());
@@ -353,8 +386,13 @@ impl BrokerStateMachine {
                 });
                 (Applied::Produce(ack), Some(result))
             }
+            Some(PartitionCommand::TxnMarker(marker)) => {
+                let result = append_marker(&mut sink, &mut partition.producers_mut(), &marker);
+                partition.publish_high_watermark(sink.log.next_offset());
+                (Applied::TxnMarker(result), None)
+            }
             Some(PartitionCommand::DeleteRecords { offset }) => {
-                let result = partition.log_mut().delete_records_before(offset);
+                let result = sink.log.delete_records_before(offset);
                 (
                     Applied::DeleteRecords(result.map_err(|e| log_error(&partition, e))),
                     None,
@@ -365,6 +403,7 @@ impl BrokerStateMachine {
                 (Applied::Produce(Err(ResponseError::CorruptMessage)), None)
             }
         };
+        drop(sink);
         if let Some(forecast) = self.forecasts.get_mut(&group)
             && let Err(ended) = forecast.applied(index, term, produced)
         {
@@ -392,6 +431,12 @@ impl BrokerStateMachine {
         }
         let forecast = self.forecasts.get_mut(&group).expect("inserted above");
         match PartitionCommand::decode(data) {
+            Some(PartitionCommand::TxnMarker(_)) => {
+                // A marker moves offsets and producer state in ways the
+                // forecast does not model; proposals are answered at apply.
+                self.forecasts.remove(&group);
+                None
+            }
             Some(PartitionCommand::Produce { batches }) => {
                 let result = forecast.produce(proposed, batches);
                 let log_start_offset = partition.log().log_start_offset();
@@ -421,8 +466,8 @@ pub fn batch_error(error: &chronik_log::BatchError) -> ResponseError {
     }
 }
 
-/// Rebuilds the offsets view from a `__consumer_offsets` partition's log.
-fn load_offsets(view: &OffsetsView, partition: &Partition) -> Result<(), String> {
+/// Rebuilds an internal topic's view from one of its partition logs.
+fn load_view(view: InternalView<'_>, partition: &Partition) -> Result<(), String> {
     let log = partition.log();
     let mut offset = log.log_start_offset();
     while offset < log.next_offset() {
@@ -433,7 +478,7 @@ fn load_offsets(view: &OffsetsView, partition: &Partition) -> Result<(), String>
             .and_then(|r| chronik_log::parse_header(&batches[r.clone()]).ok())
             .map(|h| h.last_offset())
             .ok_or("empty read from the offsets log")?;
-        view.apply_batches(batches);
+        view.apply(partition.index, batches);
         offset = last + 1;
     }
     Ok(())
@@ -617,8 +662,8 @@ impl StateMachine for BrokerStateMachine {
         partition.set_durable_end(checkpoint.next_offset);
         partition.restore_leader_epochs(checkpoint.leader_epochs);
         *partition.producers_mut() = checkpoint.producers;
-        if topic == consumer_offsets::TOPIC {
-            load_offsets(&self.shared.offsets, &partition)?;
+        if let Some(view) = self.shared.internal_view(&topic) {
+            load_view(view, &partition)?;
         }
         self.cursors.insert(
             group,

@@ -8,10 +8,12 @@ use tonic::{Request, Response, Status};
 use super::proto::cluster_admin_server::{ClusterAdmin, ClusterAdminServer};
 use super::proto::{
     DescribeRequest, DescribeResponse, ProposeMetadataRequest, ProposeMetadataResponse, RetireRequest, RetireResponse,
-    SubmitRequest, SubmitResponse, TransferLeaderRequest, TransferLeaderResponse,
+    SubmitRequest, SubmitResponse, TransferLeaderRequest, TransferLeaderResponse, WriteTxnMarkerRequest,
+    WriteTxnMarkerResponse,
 };
 use super::report::{DiskReport, NodeEntry, NodeReport, PartitionEntry, ReplicaReport, TopicEntry, UserEntry};
 use crate::Broker;
+use chronik_log::control::Marker;
 use chronik_state::metadata::MetadataCommand;
 
 pub struct AdminService {
@@ -98,6 +100,27 @@ impl ClusterAdmin for AdminService {
             std::process::exit(0);
         });
         Ok(Response::new(RetireResponse {}))
+    }
+
+    async fn write_txn_marker(
+        &self,
+        request: Request<WriteTxnMarkerRequest>,
+    ) -> Result<Response<WriteTxnMarkerResponse>, Status> {
+        let request = request.into_inner();
+        self.broker.cluster_id.check(&request.cluster_id)?;
+        let producer_epoch = i16::try_from(request.producer_epoch)
+            .map_err(|_| Status::invalid_argument("the producer epoch is out of range"))?;
+        let marker = Marker {
+            producer_id: request.producer_id,
+            producer_epoch,
+            commit: request.commit,
+            coordinator_epoch: request.coordinator_epoch,
+            timestamp: request.timestamp,
+        };
+        let error = crate::txn::markers::write_here(&self.broker, &request.topic, request.partition, marker).await;
+        Ok(Response::new(WriteTxnMarkerResponse {
+            error_code: i32::from(error.map_or(0, |e| e.code())),
+        }))
     }
 
     async fn describe(&self, request: Request<DescribeRequest>) -> Result<Response<DescribeResponse>, Status> {

@@ -14,51 +14,18 @@ use super::membership::GroupSnapshot;
 use super::registry::Unsaved;
 use super::registry::now_ms;
 use crate::Broker;
-use crate::broker::propose_error_code;
-use chronik_raft::ProposeError;
-use chronik_state::command::PartitionCommand;
+use crate::coordination::{self, QueuedWrite, applied};
 use chronik_state::consumer_offsets::{self, Change};
 use chronik_state::partition::Partition;
-use chronik_state::replicated::Applied;
-use tokio::sync::oneshot;
-
-/// How long a write to `__consumer_offsets` may take before the request fails.
-const PERSIST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `__consumer_offsets` partition that holds `group`, if this node leads it.
 pub fn offsets_partition(broker: &Broker, group: &str) -> Result<Arc<Partition>, ResponseError> {
-    let partitions = broker
-        .state
-        .metadata()
-        .topic(consumer_offsets::TOPIC)
-        .map(|t| t.partitions.len() as i32)
-        .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    let index = consumer_offsets::partition_for(group, partitions);
-    let partition = broker
-        .state
-        .local_partition(consumer_offsets::TOPIC, index)
-        .map_err(|_| ResponseError::NotCoordinator)?;
-    match broker.leader_of(partition.group) {
-        Some(_) if broker.is_leader(partition.group) => Ok(partition),
-        // Elected, but its offsets view may still lag what the previous
-        // coordinator showed: Kafka's answer while it loads the group.
-        Some(leader) if leader == broker.config.node_id => Err(ResponseError::CoordinatorLoadInProgress),
-        Some(_) => Err(ResponseError::NotCoordinator),
-        None => Err(ResponseError::CoordinatorNotAvailable),
-    }
+    coordination::led_partition(broker, consumer_offsets::TOPIC, group)
 }
 
 /// The node coordinating `group`: the leader of its offsets partition.
 pub fn coordinator_of(broker: &Broker, group: &str) -> Result<u64, ResponseError> {
-    let metadata = broker.state.metadata();
-    let topic = metadata
-        .topic(consumer_offsets::TOPIC)
-        .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    let index = consumer_offsets::partition_for(group, topic.partitions.len() as i32);
-    let raft_group = topic.partitions[index as usize].group;
-    broker
-        .leader_of(raft_group)
-        .ok_or(ResponseError::CoordinatorNotAvailable)
+    coordination::coordinator_node(broker, consumer_offsets::TOPIC, group)
 }
 
 /// Writes records to `group`'s offsets partition and waits until they apply.
@@ -67,41 +34,10 @@ pub async fn persist(broker: &Broker, partition: &Partition, changes: &[Change])
     applied(partition, queued).await
 }
 
-/// The wait for a queued write to `__consumer_offsets`.
-pub type QueuedWrite = oneshot::Receiver<Result<Applied, ProposeError>>;
-
 /// Queues records for `group`'s offsets partition; writes queued one after
 /// another take effect in that order.
 pub async fn queue(broker: &Broker, partition: &Partition, changes: &[Change]) -> Result<QueuedWrite, ResponseError> {
-    // Commits may use half of the space kept free; below that they fail as
-    // Kafka fails them on a storage error, and the client retries.
-    broker.disk.check();
-    if !broker.disk.has_reserved_room() {
-        return Err(ResponseError::NotCoordinator);
-    }
-    let batch = consumer_offsets::encode(changes, now_ms());
-    Ok(broker
-        .submit(partition.group, PartitionCommand::Produce { batches: &batch }.encode())
-        .await)
-}
-
-/// Waits until a queued write has applied on this node.
-pub async fn applied(partition: &Partition, queued: QueuedWrite) -> Result<(), ResponseError> {
-    match tokio::time::timeout(PERSIST_TIMEOUT, queued).await {
-        Err(_) => Err(ResponseError::RequestTimedOut),
-        Ok(Err(_)) => Err(ResponseError::NotCoordinator),
-        Ok(Ok(Err(e))) => Err(match propose_error_code(&e) {
-            ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
-            other => other,
-        }),
-        Ok(Ok(Ok(Applied::Produce(result)))) => result.map(|_| ()).inspect_err(|e| {
-            tracing::error!(
-                partition = partition.index,
-                "the offsets partition refused a write: {e:?}"
-            )
-        }),
-        Ok(Ok(Ok(other))) => unreachable!("an offsets write applied as {other:?}"),
-    }
+    coordination::queue_batch(broker, partition, &consumer_offsets::encode(changes, now_ms())).await
 }
 
 /// Records `group`'s membership in its offsets partition, so that a new

@@ -211,6 +211,16 @@ fn broker_settings(config: &BrokerConfig, name: &str) -> Result<Vec<Described>, 
             Kind::Int,
         ),
         (
+            "transaction.state.log.num.partitions",
+            config.transaction_state_partitions.to_string(),
+            Kind::Int,
+        ),
+        (
+            "transaction.max.timeout.ms",
+            config.transaction_max_timeout_ms.to_string(),
+            Kind::Int,
+        ),
+        (
             "group.initial.rebalance.delay.ms",
             config.group_initial_rebalance_delay_ms.to_string(),
             Kind::Int,

@@ -1,13 +1,16 @@
 //! Fetch: read committed batches straight from the partition logs, long-polling
-//! until `min_bytes` are available or `max_wait_ms` has passed.
+//! until `min_bytes` are available or `max_wait_ms` has passed. A
+//! read_committed consumer reads below the last stable offset and is told
+//! which transactions in that range were aborted, so it can skip them.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use tokio::sync::watch;
 
 use super::leader_epochs::serving_partition;
@@ -17,6 +20,8 @@ use chronik_state::acl::Operation;
 
 /// Longest a fetch waits, whatever the client asks for.
 const MAX_WAIT: Duration = Duration::from_secs(30);
+
+const READ_COMMITTED: i8 = 1;
 
 pub async fn handle(broker: &Broker, session: &Session, request: FetchRequest) -> FetchResponse {
     // Only refused topics are copied: an allowed fetch allocates nothing here.
@@ -60,6 +65,7 @@ fn read(
     let mut total = 0;
     let mut watches = Vec::new();
     let mut topics = Vec::with_capacity(request.topics.len());
+    let committed_only = request.isolation_level == READ_COMMITTED;
     for topic in &request.topics {
         let name = topic.topic.0.as_str();
         let mut partitions = Vec::with_capacity(topic.partitions.len());
@@ -83,15 +89,38 @@ fn read(
             watches.push(partition.watch_high_watermark());
             let log = partition.log();
             let high_watermark = log.next_offset();
+            // Under the log's lock the producer state matches the log.
+            let last_stable = partition
+                .producers()
+                .first_unstable_offset()
+                .map_or(high_watermark, |first| first.min(high_watermark));
             data = data
                 .with_high_watermark(high_watermark)
-                .with_last_stable_offset(high_watermark)
+                .with_last_stable_offset(last_stable)
                 .with_log_start_offset(log.log_start_offset());
             // Kafka's rule: the response keeps within both limits, except that
             // the first batch it carries may be larger, so that a consumer
             // always progresses.
             let limit = (wanted.partition_max_bytes.max(0) as usize).min(remaining);
             match log.read_within(wanted.fetch_offset, limit, total == 0) {
+                Ok(records) if committed_only => {
+                    let records = below(records, last_stable);
+                    total += records.len();
+                    remaining = remaining.saturating_sub(records.len());
+                    let aborted = partition
+                        .producers()
+                        .aborted_between(wanted.fetch_offset, last_stable)
+                        .map(|a| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(a.producer_id))
+                                .with_first_offset(a.first_offset)
+                        })
+                        .collect();
+                    partitions.push(
+                        data.with_records(Some(records))
+                            .with_aborted_transactions(Some(aborted)),
+                    );
+                }
                 Ok(records) => {
                     total += records.len();
                     remaining = remaining.saturating_sub(records.len());
@@ -113,6 +142,19 @@ fn read(
         );
     }
     (FetchResponse::default().with_responses(topics), total, watches)
+}
+
+/// The batches of `records` that start below `end`.
+fn below(records: Bytes, end: i64) -> Bytes {
+    let Ok(ranges) = chronik_log::split_batches(&records) else {
+        return records;
+    };
+    let kept = ranges
+        .iter()
+        .take_while(|r| chronik_log::parse_header(&records[(*r).clone()]).is_ok_and(|h| h.base_offset < end))
+        .last()
+        .map_or(0, |r| r.end);
+    records.slice(..kept)
 }
 
 /// Counts the records a response carries, per topic, in the node's traffic.

@@ -1,5 +1,6 @@
 //! ListOffsets: earliest, latest, max-timestamp, and first offset at or after
-//! a timestamp.
+//! a timestamp. For read_committed consumers (isolation level 1) the latest
+//! offset is the last stable offset, and nothing at or past it is found.
 
 use chronik_log::PartitionLog;
 use kafka_protocol::ResponseError;
@@ -19,7 +20,10 @@ const MAX_TIMESTAMP: i64 = -3;
 /// The first version whose answer carries a leader epoch.
 const EPOCH_VERSION: i16 = 4;
 
+const READ_COMMITTED: i8 = 1;
+
 pub fn handle(broker: &Broker, session: &Session, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let committed_only = request.isolation_level == READ_COMMITTED;
     let topics = request
         .topics
         .iter()
@@ -37,7 +41,8 @@ pub fn handle(broker: &Broker, session: &Session, request: ListOffsetsRequest, v
                     if !allowed {
                         return response.with_error_code(ResponseError::TopicAuthorizationFailed.code());
                     }
-                    match lookup(broker, name, p.partition_index, p.current_leader_epoch, p.timestamp) {
+                    let wanted = (p.partition_index, p.current_leader_epoch, p.timestamp);
+                    match lookup(broker, name, wanted, committed_only) {
                         Ok((timestamp, offset, epoch)) => response
                             .with_timestamp(timestamp)
                             .with_offset(offset)
@@ -59,17 +64,23 @@ pub fn handle(broker: &Broker, session: &Session, request: ListOffsetsRequest, v
 fn lookup(
     broker: &Broker,
     topic: &str,
-    index: i32,
-    current_leader_epoch: i32,
-    timestamp: i64,
+    (index, current_leader_epoch, timestamp): (i32, i32, i64),
+    committed_only: bool,
 ) -> Result<(i64, i64, i32), ResponseError> {
     let (partition, epoch) = serving_partition(broker, topic, index, current_leader_epoch)?;
     let log = partition.log();
+    let end = if committed_only {
+        partition.last_stable_offset().min(log.next_offset())
+    } else {
+        log.next_offset()
+    };
     if timestamp == LATEST {
-        return Ok((-1, log.next_offset(), epoch));
+        return Ok((-1, end, epoch));
     }
-    let (timestamp, offset) = find(&log, timestamp)?;
-    Ok((timestamp, offset, -1))
+    match find(&log, timestamp)? {
+        (_, offset) if offset >= end => Ok((-1, -1, -1)),
+        (timestamp, offset) => Ok((timestamp, offset, -1)),
+    }
 }
 
 fn find(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), ResponseError> {

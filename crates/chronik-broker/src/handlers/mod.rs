@@ -23,6 +23,7 @@ pub mod reassignments;
 pub mod scram_users;
 pub mod topic_partitions;
 pub mod topics;
+pub mod transactions;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;

@@ -21,7 +21,8 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use super::{str_bytes, topic_name};
 use crate::Broker;
 use crate::codec::{Deferred, encode};
-use crate::groups::coordinator::{applied, offsets_partition, persist, queue};
+use crate::coordination::applied;
+use crate::groups::coordinator::{offsets_partition, persist, queue};
 use crate::groups::membership::GroupState;
 use crate::groups::registry::now_ms;
 use crate::security::session::Session;
@@ -32,7 +33,60 @@ use chronik_state::consumer_offsets::{Change, CommittedOffset};
 const MAX_METADATA_BYTES: usize = 4096;
 
 /// A partition of a commit, and why it was refused, if it was.
-type PartitionOutcome = (i32, Option<ResponseError>);
+pub(crate) type PartitionOutcome = (i32, Option<ResponseError>);
+
+/// One partition's offset in a commit request.
+pub(crate) struct OffsetToCommit {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// The records a commit of `group` writes, and each partition's outcome:
+/// all refused with `refused`, else each checked on its own.
+pub(crate) fn plan_commit(
+    broker: &Broker,
+    session: &Session,
+    group: &str,
+    refused: Option<ResponseError>,
+    wanted: Vec<(String, Vec<OffsetToCommit>)>,
+) -> (Vec<Change>, Vec<(String, Vec<PartitionOutcome>)>) {
+    let now = now_ms();
+    let mut changes = Vec::new();
+    let mut results = Vec::with_capacity(wanted.len());
+    for (name, offsets) in wanted {
+        let readable = broker.allows_topic(session, Operation::Read, &name);
+        let mut partitions = Vec::with_capacity(offsets.len());
+        for p in offsets {
+            let error = if refused.is_some() {
+                refused
+            } else if !readable {
+                Some(ResponseError::TopicAuthorizationFailed)
+            } else if broker.state.metadata().group_of(&name, p.partition).is_none() {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else if p.metadata.as_ref().is_some_and(|m| m.len() > MAX_METADATA_BYTES) {
+                Some(ResponseError::OffsetMetadataTooLarge)
+            } else {
+                changes.push(Change::Commit {
+                    group: group.to_string(),
+                    topic: name.clone(),
+                    partition: p.partition,
+                    offset: CommittedOffset {
+                        offset: p.offset,
+                        leader_epoch: p.leader_epoch,
+                        metadata: p.metadata,
+                        commit_timestamp: now,
+                    },
+                });
+                None
+            };
+            partitions.push((p.partition, error));
+        }
+        results.push((name, partitions));
+    }
+    (changes, results)
+}
 
 /// Validates a commit and queues its write before the connection's next
 /// request is read, so that commits sent in order on one connection take
@@ -86,44 +140,24 @@ pub async fn submit_commit(
                 .map_err(|code| ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError))
         })
     };
-    let now = now_ms();
-    let mut changes = Vec::new();
-    let mut results: Vec<(String, Vec<PartitionOutcome>)> = Vec::new();
-    for topic in &request.topics {
-        let name = topic.name.0.to_string();
-        let readable = broker.allows_topic(session, Operation::Read, &name);
-        let mut partitions = Vec::new();
-        for p in &topic.partitions {
-            let error = if let Err(e) = &checked {
-                Some(*e)
-            } else if !readable {
-                Some(ResponseError::TopicAuthorizationFailed)
-            } else if broker.state.metadata().group_of(&name, p.partition_index).is_none() {
-                Some(ResponseError::UnknownTopicOrPartition)
-            } else if p
-                .committed_metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
-            {
-                Some(ResponseError::OffsetMetadataTooLarge)
-            } else {
-                changes.push(Change::Commit {
-                    group: group.clone(),
-                    topic: name.clone(),
+    let wanted = request
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| OffsetToCommit {
                     partition: p.partition_index,
-                    offset: CommittedOffset {
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                        commit_timestamp: now,
-                    },
-                });
-                None
-            };
-            partitions.push((p.partition_index, error));
-        }
-        results.push((name, partitions));
-    }
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                })
+                .collect();
+            (t.name.0.to_string(), partitions)
+        })
+        .collect();
+    let (changes, results) = plan_commit(broker, session, &group, checked.as_ref().err().copied(), wanted);
     let queued = match (checked, changes.is_empty()) {
         (Ok(partition), false) => Some(queue(broker, &partition, &changes).await.map(|q| (partition, q))),
         _ => None,
@@ -201,12 +235,15 @@ impl FetchedOffset {
 }
 
 /// The offsets of the requested partitions, or of every committed one the
-/// principal may describe when `wanted` is None.
+/// principal may describe when `wanted` is None. With `require_stable`
+/// (KIP-447) an offset an open transaction has committed is answered with
+/// UNSTABLE_OFFSET_COMMIT, which the consumer retries.
 fn fetch_group(
     broker: &Broker,
     session: &Session,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Result<Vec<FetchedOffset>, ResponseError> {
     if !broker.allows_group(session, Operation::Describe, group) {
         return Err(ResponseError::GroupAuthorizationFailed);
@@ -219,7 +256,9 @@ fn fetch_group(
             .flat_map(|(topic, partitions)| {
                 let allowed = broker.allows_topic(session, Operation::Describe, &topic);
                 partitions.into_iter().map(move |p| {
-                    if allowed {
+                    if require_stable && view.has_pending(group, &topic, p) {
+                        FetchedOffset::missing(topic.clone(), p, ResponseError::UnstableOffsetCommit)
+                    } else if allowed {
                         FetchedOffset::new(topic.clone(), p, view.offset(group, &topic, p))
                     } else {
                         FetchedOffset::missing(topic.clone(), p, ResponseError::TopicAuthorizationFailed)
@@ -248,7 +287,7 @@ pub fn fetch(broker: &Broker, session: &Session, request: OffsetFetchRequest, ve
                         .collect()
                 });
                 let response = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch_group(broker, session, g.group_id.0.as_str(), wanted) {
+                match fetch_group(broker, session, g.group_id.0.as_str(), wanted, request.require_stable) {
                     Ok(offsets) => response.with_topics(group_topics(offsets)),
                     Err(error) => response.with_error_code(error.code()),
                 }
@@ -261,7 +300,14 @@ pub fn fetch(broker: &Broker, session: &Session, request: OffsetFetchRequest, ve
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect::<Vec<_>>()
     });
-    match fetch_group(broker, session, request.group_id.0.as_str(), wanted.clone()) {
+    let require_stable = request.require_stable;
+    match fetch_group(
+        broker,
+        session,
+        request.group_id.0.as_str(),
+        wanted.clone(),
+        require_stable,
+    ) {
         Ok(offsets) => OffsetFetchResponse::default().with_topics(legacy_topics(offsets, version)),
         Err(error) if version >= 2 => OffsetFetchResponse::default().with_error_code(error.code()),
         // v0-v1 have no top-level error: every partition carries it.

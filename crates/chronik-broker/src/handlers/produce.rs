@@ -22,9 +22,9 @@ use crate::broker::propose_error_code;
 use crate::codec::{Deferred, encode};
 use chronik_log::BatchHeader;
 use chronik_state::command::PartitionCommand;
-use chronik_state::consumer_offsets;
 use chronik_state::replicated::{Applied, batch_error};
 use chronik_state::topic_config::{self, ProducePolicy};
+use chronik_state::{consumer_offsets, transaction_state};
 
 use crate::conform::conform;
 use crate::groups::registry::now_ms;
@@ -121,8 +121,8 @@ pub async fn submit(
 }
 
 async fn ensure_topic(broker: &Broker, session: &Session, name: &str) -> Result<(), ResponseError> {
-    if name == consumer_offsets::TOPIC {
-        // Only the group coordinator writes there.
+    if name == consumer_offsets::TOPIC || name == transaction_state::TOPIC {
+        // Only the coordinators write there.
         return Err(ResponseError::InvalidTopicException);
     }
     if broker.state.metadata().topic(name).is_some() {
@@ -202,8 +202,9 @@ pub fn validate(records: &[u8], max_message_bytes: usize) -> Result<BatchHeader,
         return Err(ResponseError::MessageTooLarge);
     }
     let header = chronik_log::check_appendable(records).map_err(|e| batch_error(&e))?;
-    // Transactions are not implemented; control and transactional batches are refused.
-    if header.is_control() || header.is_transactional() {
+    // Only coordinators write control batches; a transactional batch comes
+    // from an idempotent producer, with a sequence.
+    if header.is_control() || (header.is_transactional() && (header.producer_id < 0 || header.base_sequence < 0)) {
         return Err(ResponseError::InvalidRecord);
     }
     Ok(header)

@@ -37,7 +37,7 @@ pub fn handle(broker: &Broker, session: &Session, request: DescribeProducersRequ
                                         .with_last_sequence(p.last_sequence)
                                         .with_last_timestamp(p.last_timestamp)
                                         .with_coordinator_epoch(-1)
-                                        .with_current_txn_start_offset(-1)
+                                        .with_current_txn_start_offset(p.current_txn_start_offset.unwrap_or(-1))
                                 })
                                 .collect(),
                         ),

@@ -435,3 +435,48 @@ proptest::proptest! {
         proptest::prop_assert_eq!(contents(&log), before);
     }
 }
+
+#[test]
+fn aborted_transactional_records_are_removed_and_never_win_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config()).unwrap();
+    let committed = produce(&mut log, &[("k", Some("committed"))])[0];
+    let mut aborted_batch = build_keyed_batch(1_000, &[KeyedRecord::new(Some("k"), Some("aborted"))]);
+    crate::testing::set_transactional(&mut aborted_batch, 9, 0, 0);
+    let aborted_at = log.append(&mut aborted_batch).unwrap().base_offset;
+    let marker = crate::control::Marker {
+        producer_id: 9,
+        producer_epoch: 0,
+        commit: false,
+        coordinator_epoch: 0,
+        timestamp: 1_000,
+    };
+    let marker_at = log
+        .append(&mut crate::control::marker_batch(&marker))
+        .unwrap()
+        .base_offset;
+    for round in 0..6 {
+        produce(
+            &mut log,
+            &[(&format!("other{round}"), Some("x")), ("filler", Some("y"))],
+        );
+    }
+    let aborted = vec![AbortedTxn {
+        producer_id: 9,
+        first_offset: aborted_at,
+        last_offset: marker_at,
+    }];
+    let plan = log.plan_cleaning(2_000, log.next_offset()).unwrap().unwrap();
+    let cleaned = plan.dropping_aborted(aborted).clean(2_000).unwrap();
+    assert!(log.install_cleaned(cleaned).unwrap());
+    let after = contents(&log);
+    assert_eq!(
+        after.get(&committed),
+        Some(&("k".to_string(), Some("committed".to_string())))
+    );
+    assert!(!after.contains_key(&aborted_at), "the aborted record is gone");
+    // The marker stays: read_committed consumers still need it.
+    let read = log.read(marker_at, 1 << 10).unwrap();
+    let header = parse_header(&read).unwrap();
+    assert_eq!((header.base_offset, header.is_control()), (marker_at, true));
+}

@@ -5,6 +5,7 @@
 
 use std::sync::RwLockWriteGuard;
 
+use chronik_log::control::{Marker, marker_batch};
 use chronik_log::{LogError, PartitionLog};
 use chronik_raft::fail_stop;
 use kafka_protocol::ResponseError;
@@ -70,6 +71,22 @@ pub(crate) fn append_batches(
         first.get_or_insert(base_offset);
     }
     first.ok_or(ResponseError::CorruptMessage)
+}
+
+/// Writes a transaction marker built from `marker` (the same bytes on
+/// every replica) and ends the producer's transaction in the partition. A
+/// marker of an older producer epoch than the partition knows comes from a
+/// fenced coordinator and is refused.
+pub(crate) fn append_marker<F: FnMut(&[u8])>(
+    sink: &mut LogSink<'_, F>,
+    producers: &mut ProducerStates,
+    marker: &Marker,
+) -> Result<(), ResponseError> {
+    producers.check_marker(marker)?;
+    let offset = sink.next_offset();
+    sink.append(&marker_batch(marker))?;
+    producers.end_transaction(marker, offset, sink.log.log_start_offset());
+    Ok(())
 }
 
 /// The partition log as a sink: each batch is stamped with the leader
