@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command. On a fresh Debian machine it first installs
-# what the tests drive (kcat, openssl, the Python Kafka clients, kafkajs, Chromium), then runs formatting
+# what the tests drive (kcat, openssl, the Python Kafka clients, kafkajs, Chromium,
+# librdkafka's examples), then runs formatting
 # and lint checks, the Rust tests (unit, property and integration tests
 # against the real binary), the Python client tests, and a benchmark smoke run.
 set -euo pipefail
@@ -19,11 +20,15 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_packages+=(python3 py
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_packages+=(nodejs npm)
 # The console test renders the broker's web page in headless Chromium.
 command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
+# librdkafka's own transactional examples are built with gcc and run against the broker.
+command -v gcc >/dev/null 2>&1 || apt_packages+=(gcc libc6-dev)
+[ -f /usr/include/librdkafka/rdkafka.h ] || apt_packages+=(librdkafka-dev)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "== installing ${apt_packages[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
 fi
+scripts/librdkafka-examples.sh
 echo "== installing Python test dependencies into target/venv"
 venv=target/venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
