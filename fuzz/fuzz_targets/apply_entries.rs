@@ -1,6 +1,7 @@
 //! Feeds arbitrary committed entries to the broker's state machine, the way
 //! the Raft loop applies them: produce entries holding valid, corrupted or
-//! garbage batches from idempotent and plain producers, DeleteRecords,
+//! garbage batches from idempotent, transactional and plain producers,
+//! transaction markers, DeleteRecords,
 //! metadata commands, undecodable bytes, checkpoints, snapshots and
 //! restarts. Apply must never panic, what it reports must match the log, and
 //! a leader's acks=1 prediction of a produce entry must match apply.
@@ -9,7 +10,8 @@
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
-use chronik_log::testing::{build_batch, set_producer};
+use chronik_log::control::Marker;
+use chronik_log::testing::{build_batch, set_producer, set_transactional};
 use chronik_raft::{METADATA_GROUP, Proposed, StateMachine};
 use chronik_state::command::PartitionCommand;
 use chronik_state::metadata::{MetadataCommand, NodeInfo};
@@ -22,6 +24,8 @@ struct Batch {
     payload: u8,
     /// Producer id, epoch and base sequence of an idempotent producer.
     producer: Option<(u8, i16, i32)>,
+    /// With a producer: part of its transaction.
+    transactional: bool,
     /// A byte to overwrite: (position, value).
     corrupt: Option<(u16, u8)>,
 }
@@ -30,6 +34,7 @@ struct Batch {
 enum Step {
     Produce { group: u8, batches: Vec<Batch> },
     DeleteRecords { group: u8, offset: i64 },
+    TxnMarker { group: u8, producer: u8, epoch: i16, commit: bool },
     PartitionBytes { group: u8, bytes: Vec<u8> },
     MetadataBytes(Vec<u8>),
     CreateTopic { name: u8, partitions: i8 },
@@ -45,8 +50,12 @@ fn batch(spec: &Batch) -> Vec<u8> {
         1_700_000_000_000,
         usize::from(spec.payload % 64),
     );
-    if let Some((id, epoch, sequence)) = spec.producer {
-        set_producer(&mut batch, i64::from(id % 4), epoch, sequence);
+    match spec.producer {
+        Some((id, epoch, sequence)) if spec.transactional => {
+            set_transactional(&mut batch, i64::from(id % 4), epoch, sequence)
+        }
+        Some((id, epoch, sequence)) => set_producer(&mut batch, i64::from(id % 4), epoch, sequence),
+        None => {}
     }
     if let Some((position, value)) = spec.corrupt {
         let len = batch.len();
@@ -152,6 +161,27 @@ fuzz_target!(|steps: Vec<Step>| {
                 node.machine
                     .apply(u64::from(group % 4).max(1), partition_index, 1, &entry, &mut Vec::new());
             }
+            Step::TxnMarker {
+                group,
+                producer,
+                epoch,
+                commit,
+            } => {
+                partition_index += 1;
+                let marker = Marker {
+                    producer_id: i64::from(producer % 4),
+                    producer_epoch: *epoch,
+                    commit: *commit,
+                    coordinator_epoch: 0,
+                    timestamp: 1_700_000_000_000,
+                };
+                let entry = PartitionCommand::TxnMarker(marker).encode();
+                let group = u64::from(group % 4).max(1);
+                let outcome = node.machine.apply(group, partition_index, 1, &entry, &mut Vec::new());
+                if let (Applied::TxnMarker(Ok(())), Some(partition)) = (&outcome, node.shared.partition(group)) {
+                    assert_eq!(partition.high_watermark(), partition.log().next_offset());
+                }
+            }
             Step::PartitionBytes { group, bytes } => {
                 partition_index += 1;
                 node.machine
@@ -188,6 +218,13 @@ fuzz_target!(|steps: Vec<Step>| {
                 let Node { dir, machine, .. } = node;
                 drop(machine);
                 node = Node::open(dir);
+            }
+        }
+        for partition in node.shared.all_partitions() {
+            let (stable, high) = (partition.last_stable_offset(), partition.high_watermark());
+            assert!(stable <= high, "last stable offset {stable} past the high watermark {high}");
+            for aborted in partition.producers().aborted() {
+                assert!(aborted.first_offset <= aborted.last_offset && aborted.last_offset < high);
             }
         }
     }

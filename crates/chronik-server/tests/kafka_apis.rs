@@ -76,6 +76,13 @@ fn default_request(key: ApiKey) -> RequestKind {
         ConsumerGroupHeartbeat,
         ConsumerGroupDescribe,
         DescribeTopicPartitions,
+        AddPartitionsToTxn,
+        AddOffsetsToTxn,
+        EndTxn,
+        TxnOffsetCommit,
+        WriteTxnMarkers,
+        DescribeTransactions,
+        ListTransactions,
     )
 }
 

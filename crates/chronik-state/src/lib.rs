@@ -34,3 +34,8 @@ mod test_hooks;
 pub mod topic_config;
 pub mod transaction_state;
 pub mod users;
+
+/// Whether `topic` is one of the internal topics Chronik manages itself.
+pub fn is_internal_topic(topic: &str) -> bool {
+    topic == consumer_offsets::TOPIC || topic == transaction_state::TOPIC
+}

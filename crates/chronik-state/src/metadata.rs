@@ -10,8 +10,8 @@ use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
 
 use crate::acl::{AclBinding, AclSet};
+use crate::topic_config;
 use crate::users::{CredentialChange, Users};
-use crate::{consumer_offsets, topic_config};
 
 /// Longest topic name Kafka accepts.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -379,7 +379,7 @@ impl MetadataState {
                 Ok(())
             }
             MetadataCommand::DeleteTopic { name } | MetadataCommand::CreatePartitions { name, .. }
-                if name == consumer_offsets::TOPIC || name == crate::transaction_state::TOPIC =>
+                if crate::is_internal_topic(&name) =>
             {
                 Err(MetadataError::new(
                     ResponseError::InvalidTopicException,

@@ -22,7 +22,6 @@ use crate::groups::coordinator::{offsets_partition, update_consumer_group};
 use crate::groups::registry::now_ms;
 use crate::security::session::Session;
 use chronik_state::acl::Operation;
-use chronik_state::consumer_offsets;
 
 /// Member type of a consumer-protocol member (ConsumerGroupDescribe v1).
 const MEMBER_TYPE_CONSUMER: i8 = 1;
@@ -47,7 +46,7 @@ fn assignable_topics(broker: &Broker) -> Topics {
         .metadata()
         .topics
         .iter()
-        .filter(|(name, _)| name.as_str() != consumer_offsets::TOPIC)
+        .filter(|(name, _)| !chronik_state::is_internal_topic(name))
         .map(|(name, topic)| (name.clone(), (topic.id, topic.partitions.len() as i32)))
         .collect()
 }

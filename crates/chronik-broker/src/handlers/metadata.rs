@@ -12,7 +12,6 @@ use crate::Broker;
 use crate::security::session::Session;
 use chronik_raft::{GroupId, NodeId};
 use chronik_state::acl::{Operation, ResourceType};
-use chronik_state::consumer_offsets;
 use chronik_state::metadata::TopicInfo;
 
 pub async fn handle(broker: &Broker, session: &Session, request: MetadataRequest, version: i16) -> MetadataResponse {
@@ -144,6 +143,6 @@ fn describe_topic(broker: &Broker, name: &str, info: &TopicInfo) -> MetadataResp
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(name)))
         .with_topic_id(info.id)
-        .with_is_internal(name == consumer_offsets::TOPIC)
+        .with_is_internal(chronik_state::is_internal_topic(name))
         .with_partitions(partitions)
 }

@@ -24,7 +24,6 @@ use chronik_log::BatchHeader;
 use chronik_state::command::PartitionCommand;
 use chronik_state::replicated::{Applied, batch_error};
 use chronik_state::topic_config::{self, ProducePolicy};
-use chronik_state::{consumer_offsets, transaction_state};
 
 use crate::conform::conform;
 use crate::groups::registry::now_ms;
@@ -121,7 +120,7 @@ pub async fn submit(
 }
 
 async fn ensure_topic(broker: &Broker, session: &Session, name: &str) -> Result<(), ResponseError> {
-    if name == consumer_offsets::TOPIC || name == transaction_state::TOPIC {
+    if chronik_state::is_internal_topic(name) {
         // Only the coordinators write there.
         return Err(ResponseError::InvalidTopicException);
     }

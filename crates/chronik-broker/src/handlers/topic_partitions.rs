@@ -13,7 +13,6 @@ use super::topic_name;
 use crate::Broker;
 use crate::security::session::Session;
 use chronik_state::acl::Operation;
-use chronik_state::consumer_offsets;
 
 /// Partitions one response carries at most, whatever the client asks for
 /// (Kafka's max.request.partition.size.limit).
@@ -99,7 +98,7 @@ pub fn handle(
         topics.push(
             topic
                 .with_topic_id(info.id)
-                .with_is_internal(name == consumer_offsets::TOPIC)
+                .with_is_internal(chronik_state::is_internal_topic(&name))
                 .with_partitions(partitions),
         );
         if next_cursor.is_some() {

@@ -44,7 +44,7 @@ fn allows_transaction(broker: &Broker, session: &Session, operation: Operation, 
 fn refuse_partition(broker: &Broker, session: &Session, topic: &str, partition: i32) -> Option<ResponseError> {
     if !broker.allows_topic(session, Operation::Write, topic) {
         Some(ResponseError::TopicAuthorizationFailed)
-    } else if topic == consumer_offsets::TOPIC || topic == transaction_state::TOPIC {
+    } else if chronik_state::is_internal_topic(topic) {
         // Only AddOffsetsToTxn adds an offsets partition.
         Some(ResponseError::InvalidTopicException)
     } else if broker.state.metadata().group_of(topic, partition).is_none() {

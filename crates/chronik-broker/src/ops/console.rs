@@ -9,7 +9,6 @@ use crate::handlers::metadata::leadership;
 use crate::ops::gauges::coordinated_groups;
 use crate::ops::rates::{SAMPLE_EVERY, Sample};
 use chronik_raft::METADATA_GROUP;
-use chronik_state::consumer_offsets;
 
 /// Seconds between the page's refreshes.
 const REFRESH_SECONDS: u64 = 5;
@@ -112,7 +111,7 @@ fn topics(broker: &Broker, page: &mut String) {
     );
     let mut internal = Vec::new();
     for (name, partitions) in topics {
-        if name == consumer_offsets::TOPIC {
+        if chronik_state::is_internal_topic(&name) {
             // Fifty rows of group offsets would bury the topics: one line below.
             internal.push((name, partitions));
             continue;

@@ -212,3 +212,81 @@ fn a_snapshot_for_a_partition_deleted_in_the_same_iteration_is_ignored() {
     assert_eq!(machine.restore(1, 5, &manifest, &staged, &mut effects), Ok(()));
     assert!(shared.partition(1).is_none());
 }
+
+fn marker(producer_id: i64, producer_epoch: i16, commit: bool) -> Vec<u8> {
+    PartitionCommand::TxnMarker(chronik_log::control::Marker {
+        producer_id,
+        producer_epoch,
+        commit,
+        coordinator_epoch: 0,
+        timestamp: 1_700_000_000_000,
+    })
+    .encode()
+}
+
+fn transactional(producer_id: i64, epoch: i16, sequence: i32, records: u32) -> Vec<u8> {
+    let mut batch = build_batch(records, 0, 10);
+    chronik_log::testing::set_transactional(&mut batch, producer_id, epoch, sequence);
+    batch
+}
+
+#[test]
+fn markers_end_transactions_move_the_stable_offset_and_survive_a_restart() {
+    let (dir, mut machine, shared) = with_topic();
+    let partition = shared.partition(1).unwrap();
+    assert!(matches!(
+        produce(&mut machine, 1, &build_batch(2, 0, 10)),
+        Applied::Produce(Ok(_))
+    ));
+    assert!(matches!(
+        produce(&mut machine, 2, &transactional(7, 0, 0, 3)),
+        Applied::Produce(Ok(_))
+    ));
+    assert!(matches!(
+        produce(&mut machine, 3, &transactional(8, 0, 0, 1)),
+        Applied::Produce(Ok(_))
+    ));
+    assert_eq!((partition.last_stable_offset(), partition.high_watermark()), (2, 6));
+    // Producer 7 aborts: its data stays below the stable offset, and is remembered.
+    assert_eq!(
+        machine.apply(1, 4, 1, &marker(7, 0, false), &mut Vec::new()),
+        Applied::TxnMarker(Ok(()))
+    );
+    assert_eq!((partition.last_stable_offset(), partition.high_watermark()), (5, 7));
+    let marker_batch = partition.log().read(6, 1 << 10).unwrap();
+    let header = chronik_log::parse_header(&marker_batch).unwrap();
+    assert_eq!(
+        (header.base_offset, header.is_control(), header.producer_id),
+        (6, true, 7)
+    );
+    // A marker of an older epoch than the partition knows is a zombie coordinator's.
+    assert_eq!(
+        machine.apply(1, 5, 1, &marker(7, -1, true), &mut Vec::new()),
+        Applied::TxnMarker(Err(ResponseError::InvalidProducerEpoch))
+    );
+    assert_eq!(partition.high_watermark(), 7, "a refused marker writes nothing");
+    machine.checkpoint();
+    drop(machine);
+    drop(partition);
+    drop(shared);
+
+    let shared = Arc::new(SharedState::default());
+    let mut machine = BrokerStateMachine::open(dir.path(), 1, shared.clone()).unwrap();
+    assert_eq!(machine.open_group(1), Some(5));
+    let partition = shared.partition(1).unwrap();
+    assert_eq!((partition.last_stable_offset(), partition.high_watermark()), (5, 7));
+    let aborted: Vec<_> = partition.producers().aborted_between(0, 7).copied().collect();
+    assert_eq!(
+        aborted,
+        [chronik_log::control::AbortedTxn {
+            producer_id: 7,
+            first_offset: 2,
+            last_offset: 6
+        }]
+    );
+    assert_eq!(
+        machine.apply(1, 6, 1, &marker(8, 0, true), &mut Vec::new()),
+        Applied::TxnMarker(Ok(()))
+    );
+    assert_eq!((partition.last_stable_offset(), partition.high_watermark()), (8, 8));
+}
