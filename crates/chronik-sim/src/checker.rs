@@ -22,6 +22,8 @@ pub struct Checker {
     idempotent_values: BTreeSet<Bytes>,
     /// The highest offset commit acknowledged, per consumer group.
     committed: BTreeMap<String, i64>,
+    /// Values written in transactions: undecided (`None`), committed or aborted.
+    transactional: BTreeMap<Bytes, Option<bool>>,
     violations: Vec<String>,
     pub stats: Stats,
 }
@@ -34,6 +36,10 @@ pub struct Stats {
     pub read_records: u64,
     pub commits_acked: u64,
     pub offset_checks: u64,
+    pub transactions_committed: u64,
+    pub transactions_aborted: u64,
+    /// Records read by read_committed readers.
+    pub read_committed: u64,
 }
 
 impl Checker {
@@ -88,6 +94,45 @@ impl Checker {
                 ));
             }
         }
+    }
+
+    /// A transaction is about to write `values`.
+    pub fn transaction_writes(&mut self, values: &[Bytes]) {
+        for value in values {
+            self.transactional.insert(value.clone(), None);
+        }
+    }
+
+    /// A transaction was decided (before any of its markers is written).
+    pub fn transaction_decided(&mut self, values: &[Bytes], commit: bool) {
+        for value in values {
+            self.transactional.insert(value.clone(), Some(commit));
+        }
+        if commit {
+            self.stats.transactions_committed += 1;
+        } else {
+            self.stats.transactions_aborted += 1;
+        }
+    }
+
+    /// A read_committed reader was given `records` of `tp`: none may come
+    /// from a transaction that aborted or has not ended.
+    pub fn read_committed(&mut self, tp: &TopicPartition, records: &[(i64, Bytes)]) {
+        for (offset, value) in records {
+            self.stats.read_committed += 1;
+            match self.transactional.get(value) {
+                Some(None) => self.violations.push(format!(
+                    "{}-{} offset {offset}: read_committed was given {value:?} of a transaction still open",
+                    tp.0, tp.1
+                )),
+                Some(Some(false)) => self.violations.push(format!(
+                    "{}-{} offset {offset}: read_committed was given {value:?} of an aborted transaction",
+                    tp.0, tp.1
+                )),
+                _ => {}
+            }
+        }
+        self.observed(tp, records);
     }
 
     pub fn commit_acked(&mut self, group: &str, offset: i64) {
@@ -176,6 +221,23 @@ mod tests {
         let log = BTreeMap::from([(0, a.clone()), (2, a.clone())]);
         checker.check_final(&tp(), &log);
         assert_eq!(checker.violations().len(), 5, "{:#?}", checker.violations());
+    }
+
+    #[test]
+    fn read_committed_must_not_see_open_or_aborted_transactions() {
+        let mut checker = Checker::default();
+        let (open, aborted, committed) = (
+            Bytes::from_static(b"open"),
+            Bytes::from_static(b"aborted"),
+            Bytes::from_static(b"committed"),
+        );
+        checker.transaction_writes(&[open.clone(), aborted.clone(), committed.clone()]);
+        checker.transaction_decided(std::slice::from_ref(&aborted), false);
+        checker.transaction_decided(std::slice::from_ref(&committed), true);
+        checker.read_committed(&tp(), &[(0, committed)]);
+        assert!(checker.violations().is_empty());
+        checker.read_committed(&tp(), &[(1, open), (2, aborted)]);
+        assert_eq!(checker.violations().len(), 2, "{:#?}", checker.violations());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! duplicates and cuts ([`network`]), and a disk whose unsynced writes a
 //! power loss takes back ([`disk`]). Every choice comes from one seed, so a
 //! run replays exactly; clients ([`workload`]) produce, read and commit
-//! offsets while a nemesis ([`nemesis`]) injects faults and an admin moves
+//! offsets, and write and read transactions ([`transactions`]), while a nemesis ([`nemesis`]) injects faults and an admin moves
 //! partitions between nodes ([`admin`], carried out by [`reconciler`]), and
 //! [`checker`] holds the invariants the product promises.
 
@@ -21,6 +21,7 @@ pub mod node;
 pub mod reconciler;
 pub mod records;
 pub mod simulation;
+pub mod transactions;
 pub mod workload;
 
 pub use simulation::{Config, Report, run};

@@ -119,7 +119,7 @@ fn main() -> ExitCode {
 
 fn print_summary(report: &Report) {
     println!(
-        "seed {} nodes {}: {} faults, {} records acked, {} more with acks=1, {} read, {} commits, {} poison entries refused, {:.1?} simulated, history {:016x} ({} events): {}",
+        "seed {} nodes {}: {} faults, {} records acked, {} more with acks=1, {} read, {} commits, {} transactions committed and {} aborted, {} read committed, {} poison entries refused, {:.1?} simulated, history {:016x} ({} events): {}",
         report.seed,
         report.nodes,
         report.faults,
@@ -127,6 +127,9 @@ fn print_summary(report: &Report) {
         report.stats.acked_locally,
         report.stats.read_records,
         report.stats.commits_acked,
+        report.stats.transactions_committed,
+        report.stats.transactions_aborted,
+        report.stats.read_committed,
         report.poison_refused,
         report.simulated,
         report.digest,

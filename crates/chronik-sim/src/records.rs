@@ -9,6 +9,15 @@ use kafka_protocol::records::{
 
 /// One batch of `values`; idempotent when `producer` gives (id, base sequence).
 pub fn encode(values: &[Bytes], producer: Option<(i64, i32)>) -> Vec<u8> {
+    encode_batch(values, producer, false)
+}
+
+/// One batch of `values` in a transaction of producer (id, base sequence).
+pub fn encode_transactional(values: &[Bytes], producer: (i64, i32)) -> Vec<u8> {
+    encode_batch(values, Some(producer), true)
+}
+
+fn encode_batch(values: &[Bytes], producer: Option<(i64, i32)>, transactional: bool) -> Vec<u8> {
     let (producer_id, producer_epoch, base_sequence) = match producer {
         Some((id, sequence)) => (id, 0, sequence),
         None => (NO_PRODUCER_ID, NO_PRODUCER_EPOCH, NO_SEQUENCE),
@@ -17,7 +26,7 @@ pub fn encode(values: &[Bytes], producer: Option<(i64, i32)>) -> Vec<u8> {
         .iter()
         .zip(0..)
         .map(|(value, delta)| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,

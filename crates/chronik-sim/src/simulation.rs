@@ -27,6 +27,7 @@ use crate::reconciler::Reconciler;
 
 mod node_cycle;
 use crate::records;
+use crate::transactions::{CommittedReader, TxnProducer};
 use crate::workload::{Committer, Producer, Reader, Vandal, World};
 use node_cycle::NodeCycle;
 
@@ -102,6 +103,8 @@ struct Simulation {
     readers: Vec<Reader>,
     committers: Vec<Committer>,
     vandal: Vandal,
+    transactional: Option<TxnProducer>,
+    committed_readers: Vec<CommittedReader>,
     /// Keeps the nodes' directories for the run.
     _dir: tempfile::TempDir,
 }
@@ -144,6 +147,8 @@ impl Simulation {
             readers: Vec::new(),
             committers: Vec::new(),
             vandal: Vandal::new(Vec::new()),
+            transactional: None,
+            committed_readers: Vec::new(),
             _dir: dir,
         }
     }
@@ -236,7 +241,9 @@ impl Simulation {
         };
         for (tp, group) in &groups {
             self.readers.push(Reader::new(tp.clone(), *group));
+            self.committed_readers.push(CommittedReader::new(tp.clone(), *group));
         }
+        self.transactional = Some(TxnProducer::new(2001, &groups));
         self.vandal = Vandal::new(groups.clone());
         self.producers = vec![
             Producer::new("idem1".into(), Some(1001), &groups),
@@ -366,6 +373,12 @@ impl Simulation {
             committer.step(&mut world, working);
         }
         self.vandal.step(&mut world, working);
+        if let Some(producer) = self.transactional.as_mut() {
+            producer.step(&mut world, working);
+        }
+        for reader in &mut self.committed_readers {
+            reader.step(&mut world);
+        }
     }
 
     fn start(&mut self, index: usize) {
@@ -532,6 +545,7 @@ impl Simulation {
         );
         let drained = self.now;
         while !(self.producers.iter().all(Producer::idle)
+            && self.transactional.as_ref().is_none_or(TxnProducer::idle)
             && self.committers.iter().all(Committer::idle)
             && self.admin.idle()
             && self.moves_done()
@@ -579,6 +593,9 @@ impl Simulation {
         }
         if !self.committers.iter().all(Committer::idle) {
             waiting.push("an offset commit".to_string());
+        }
+        if !self.transactional.as_ref().is_none_or(TxnProducer::idle) {
+            waiting.push("a transaction".to_string());
         }
         if let Some(command) = self.admin.pending() {
             waiting.push(format!("the admin's {command:?}"));

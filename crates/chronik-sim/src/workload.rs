@@ -19,8 +19,8 @@ use crate::node::{Outcome, SimNode};
 use crate::records;
 
 /// An answer not received by then is given up on, and the request retried.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-const RETRY_BACKOFF: Duration = Duration::from_millis(20);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const RETRY_BACKOFF: Duration = Duration::from_millis(20);
 
 /// Everything a client acts on in one step.
 pub struct World<'a, R: Rng> {
@@ -59,13 +59,13 @@ impl<R: Rng> World<'_, R> {
 }
 
 /// A request sent and not answered yet.
-struct Attempt {
-    outcome: Outcome,
-    deadline: Duration,
+pub(crate) struct Attempt {
+    pub outcome: Outcome,
+    pub deadline: Duration,
 }
 
 /// What a poll of an attempt found.
-enum Poll {
+pub(crate) enum Poll {
     Waiting,
     Answered(Applied),
     /// No answer will come (the node stopped, the leadership moved, or the
@@ -73,7 +73,7 @@ enum Poll {
     Retry,
 }
 
-fn poll(attempt: &mut Attempt, now: Duration) -> Poll {
+pub(crate) fn poll(attempt: &mut Attempt, now: Duration) -> Poll {
     match attempt.outcome.try_recv() {
         Ok(Ok(applied)) => Poll::Answered(applied),
         Ok(Err(_)) | Err(tokio::sync::oneshot::error::TryRecvError::Closed) => Poll::Retry,
