@@ -119,7 +119,10 @@ def high_watermark(bootstrap, topic):
         try:
             return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)
         except KafkaException as e:
-            if not e.args[0].retriable():
+            # A restarted node's partition is not served until its leader
+            # has committed in its term: Kafka's retriable NOT_LEADER, which
+            # librdkafka does not flag as retriable for this call.
+            if not e.args[0].retriable() and e.args[0].code() != KafkaError.NOT_LEADER_FOR_PARTITION:
                 raise
             return None
 

@@ -48,7 +48,11 @@ pub fn coordinator_node(broker: &Broker, topic: &str, key: &str) -> Result<u64, 
     let metadata = broker.state.metadata();
     let info = metadata.topic(topic).ok_or(ResponseError::CoordinatorNotAvailable)?;
     let index = partition_for(key, info.partitions.len() as i32);
-    let raft_group = info.partitions[index as usize].group;
+    let raft_group = info
+        .partitions
+        .get(index as usize)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?
+        .group;
     broker
         .leader_of(raft_group)
         .ok_or(ResponseError::CoordinatorNotAvailable)

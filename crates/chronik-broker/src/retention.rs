@@ -17,7 +17,7 @@ pub async fn run_retention(broker: Arc<Broker>) {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         for partition in broker.state.all_partitions() {
-            let result = partition.log_mut().enforce_retention(now_ms);
+            let result = partition.enforce_retention(now_ms);
             match result {
                 Ok(0) => {}
                 Ok(deleted) => {

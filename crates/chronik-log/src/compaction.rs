@@ -1,8 +1,8 @@
 //! Log compaction (`cleanup.policy=compact`): keep the latest record of
 //! each key in the closed segments, as Kafka's log cleaner does.
 //!
-//! A pass has three steps, so that the partition's lock is held only for
-//! the first and the last:
+//! A pass has these steps, so that the partition's lock is never held
+//! across I/O:
 //!
 //! 1. [`PartitionLog::plan_cleaning`] (shared lock, no I/O): which closed
 //!    segments may be cleaned, with handles to their files. A segment is
@@ -23,14 +23,21 @@
 //!    span with fewer records, as Kafka's cleaner leaves it; a batch left
 //!    empty is dropped. Control batches are kept as they are. Each staged
 //!    segment is fsynced with its indexes.
-//! 3. [`PartitionLog::install_cleaned`] (exclusive lock): checks the
-//!    segments it replaces are still there unchanged (retention or a
-//!    snapshot may have replaced them meanwhile; then the pass is
-//!    dropped), writes the swap marker `cleaning/swap`, moves the staged
-//!    files in, deletes the replaced ones and swaps the segments in memory.
-//!    No record data is read or written under the lock: a marker file,
-//!    renames, unlinks, the new segments' index files, the cleaner offset,
-//!    and their fsyncs.
+//! 3. [`PartitionLog::check_swap`] (shared lock, no I/O): the segments a
+//!    rewrite replaces must still be there unchanged (retention or a
+//!    snapshot may have replaced them meanwhile; then the pass is dropped).
+//! 4. [`SwapPlan::swap_on_disk`] (no lock): writes the swap marker
+//!    `cleaning/swap`, moves the staged files in, deletes the replaced ones,
+//!    and opens the new segments. The log in memory still serves the old
+//!    segments through their open files meanwhile (a rename or unlink
+//!    leaves an open file readable), so reads and appends go on. The caller
+//!    must keep other changes of the segment files (retention, record
+//!    deletion, snapshots) out until step 5: the broker's `Partition` holds
+//!    its layout lock across steps 3-6.
+//! 5. [`PartitionLog::install_swapped`] (exclusive lock, no I/O): the new
+//!    segments take the old ones' place in memory.
+//! 6. [`Installed::finish`] (no lock): removes the marker and records the
+//!    cleaner offset.
 //!
 //! Crash safety: the marker is the commit point. On open, a marker is
 //! carried out again (renames of files still staged, deletes of replaced
@@ -85,6 +92,29 @@ struct Source {
     next_base: i64,
     size: u64,
     file: File,
+}
+
+/// A rewrite whose replaced segments were still unchanged when checked.
+#[derive(Debug)]
+pub struct SwapPlan {
+    cleaned: Cleaned,
+    /// Per swap, where the segment after the last one it replaces begins.
+    next_bases: Vec<i64>,
+    config: LogConfig,
+}
+
+/// New segments, in place on disk, to put in the log in memory.
+pub struct Swapped {
+    dir: PathBuf,
+    segments: Vec<(usize, Segment)>,
+    end: i64,
+}
+
+/// A swap done on disk and in memory, whose marker is still to go.
+#[must_use = "finish removes the swap marker"]
+pub struct Installed {
+    dir: PathBuf,
+    end: i64,
 }
 
 /// A finished rewrite, staged and waiting to be installed.
@@ -177,12 +207,10 @@ impl PartitionLog {
         }))
     }
 
-    /// Puts a staged rewrite in place of the segments it replaces. Returns
-    /// false (and drops it) if any of them changed since it was planned.
-    /// An error may leave the swap half done on disk while this log still
-    /// serves the old segments, so the caller must stop the process; the
-    /// next open finishes the swap.
-    pub fn install_cleaned(&mut self, cleaned: Cleaned) -> Result<bool, LogError> {
+    /// Checks that the segments `cleaned` replaces are still the log's,
+    /// unchanged, and notes what the swap needs of the log. No I/O: a
+    /// rewrite that no longer fits is handed back to be discarded.
+    pub fn check_swap(&self, cleaned: Cleaned) -> Result<SwapPlan, Cleaned> {
         let current: Vec<(i64, u64)> = self.segments().iter().map(|s| (s.base_offset(), s.size())).collect();
         let closed = &current[..current.len() - 1];
         let unchanged = cleaned
@@ -191,22 +219,94 @@ impl PartitionLog {
             .flat_map(|swap| &swap.replaces)
             .all(|source| closed.contains(source));
         if !unchanged {
-            discard_staging(&cleaned.dir)?;
-            return Ok(false);
+            return Err(cleaned);
         }
+        let next_bases = cleaned
+            .swaps
+            .iter()
+            .map(|swap| self.next_base_after(swap.replaces[swap.replaces.len() - 1].0))
+            .collect();
+        Ok(SwapPlan {
+            cleaned,
+            next_bases,
+            config: self.config().clone(),
+        })
+    }
+
+    /// Puts swapped segments in place of those they replace, in memory.
+    pub fn install_swapped(&mut self, swapped: Swapped) -> Installed {
+        for (replaced, segment) in swapped.segments {
+            self.replace_segments(segment.base_offset(), replaced, segment);
+        }
+        self.set_cleaner_offset(swapped.end);
+        Installed {
+            dir: swapped.dir,
+            end: swapped.end,
+        }
+    }
+
+    /// All the install steps at once, for tests that hold the log alone.
+    #[cfg(test)]
+    pub(crate) fn install_cleaned(&mut self, cleaned: Cleaned) -> Result<bool, LogError> {
+        match self.check_swap(cleaned) {
+            Ok(plan) => {
+                let swapped = plan.swap_on_disk()?;
+                self.install_swapped(swapped).finish()?;
+                Ok(true)
+            }
+            Err(cleaned) => {
+                cleaned.discard()?;
+                Ok(false)
+            }
+        }
+    }
+}
+
+impl Cleaned {
+    /// Drops a rewrite that will not be installed.
+    pub fn discard(self) -> Result<(), LogError> {
+        discard_staging(&self.dir)
+    }
+}
+
+impl SwapPlan {
+    /// Makes the swap on disk, with the marker as its commit point, and
+    /// opens the new segments. An error may leave it half done on disk
+    /// while the log in memory still serves the old segments, so the
+    /// caller must stop the process; the next open finishes the swap.
+    pub fn swap_on_disk(self) -> Result<Swapped, LogError> {
+        let SwapPlan {
+            cleaned,
+            next_bases,
+            config,
+        } = self;
+        let mut segments = Vec::with_capacity(cleaned.swaps.len());
         if !cleaned.swaps.is_empty() {
             test_pause();
             write_marker(&cleaned.dir, &cleaned.swaps)?;
-            carry_out(&cleaned.dir, &cleaned.swaps)?;
-            for swap in &cleaned.swaps {
-                let next_base = self.next_base_after(swap.replaces.last().expect("a swap replaces something").0);
-                let segment = recovery::load_closed(&cleaned.dir, swap.base(), next_base, self.config())?;
-                self.replace_segments(swap.base(), swap.replaces.len(), segment);
+            swap_files(&cleaned.dir, &cleaned.swaps)?;
+            for (swap, next_base) in cleaned.swaps.iter().zip(next_bases) {
+                let segment = recovery::load_closed(&cleaned.dir, swap.base(), next_base, &config)?;
+                segments.push((swap.replaces.len(), segment));
             }
         }
-        checkpoint::write(&cleaned.dir, checkpoint::CLEANER, cleaned.end)?;
-        self.set_cleaner_offset(cleaned.end);
-        Ok(true)
+        Ok(Swapped {
+            dir: cleaned.dir,
+            segments,
+            end: cleaned.end,
+        })
+    }
+}
+
+impl Installed {
+    /// Removes the swap marker and records where the pass ended. A crash
+    /// before it carries the swap out again at the next open (harmless:
+    /// every step is done already) and cleans the range again.
+    pub fn finish(self) -> Result<(), LogError> {
+        discard_staging(&self.dir)?;
+        sync_dir(&self.dir)?;
+        checkpoint::write(&self.dir, checkpoint::CLEANER, self.end)?;
+        Ok(())
     }
 }
 
@@ -552,7 +652,16 @@ fn parse_marker(text: &str) -> Option<Vec<Swap>> {
 /// Moves each staged segment in and deletes the segments it replaces, then
 /// the marker. Every step can be repeated after a crash: a file already
 /// moved is no longer staged, a file already deleted is not found.
+/// Carries out a swap whose marker was found at open.
 fn carry_out(dir: &Path, swaps: &[Swap]) -> Result<(), LogError> {
+    swap_files(dir, swaps)?;
+    discard_staging(dir)?;
+    sync_dir(dir)?;
+    Ok(())
+}
+
+/// Moves the staged files in and deletes the replaced ones; idempotent.
+fn swap_files(dir: &Path, swaps: &[Swap]) -> Result<(), LogError> {
     let staging = dir.join(STAGING_DIR);
     for swap in swaps {
         for suffix in [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
@@ -569,8 +678,6 @@ fn carry_out(dir: &Path, swaps: &[Swap]) -> Result<(), LogError> {
         }
         test_pause();
     }
-    sync_dir(dir)?;
-    discard_staging(dir)?;
     sync_dir(dir)?;
     Ok(())
 }

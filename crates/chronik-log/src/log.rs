@@ -196,6 +196,16 @@ impl PartitionLog {
     /// backwards), persists it and deletes segments wholly below it.
     /// Returns the new log start offset.
     pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
+        let start = self.advance_log_start(offset)?;
+        self.delete_segments_below_start()?;
+        Ok(start)
+    }
+
+    /// Moves the log start forward to `min(offset, next_offset())` (never
+    /// backwards) and persists it; the segments below it stay until
+    /// [`PartitionLog::delete_segments_below_start`]. Returns the new log
+    /// start offset.
+    pub fn advance_log_start(&mut self, offset: i64) -> Result<i64, LogError> {
         let target = offset.min(self.next_offset);
         if target <= self.log_start_offset {
             return Ok(self.log_start_offset);
@@ -205,6 +215,11 @@ impl PartitionLog {
             // Everything is deleted: roll so the old active segment can go too.
             self.roll()?;
         }
+        Ok(self.log_start_offset)
+    }
+
+    /// Deletes the segments wholly below the log start offset; returns how many.
+    pub fn delete_segments_below_start(&mut self) -> Result<usize, LogError> {
         let below = self
             .segments
             .windows(2)
@@ -212,7 +227,7 @@ impl PartitionLog {
             .count();
         self.delete_oldest(below)?;
         self.check_invariants();
-        Ok(self.log_start_offset)
+        Ok(below)
     }
 
     /// Drops every batch at or after `offset`, so that `next_offset() == offset`

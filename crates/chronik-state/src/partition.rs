@@ -32,6 +32,11 @@ pub struct Partition {
     /// be written there any more. Held while a checkpoint is written, and
     /// while the cleaner installs a pass.
     retired: std::sync::Mutex<bool>,
+    /// Held while closed segment files are replaced or deleted (the
+    /// cleaner's swap, retention, record deletion) or linked for a
+    /// snapshot, so that each sees the files the log in memory names.
+    /// Taken before the log's lock; apply only ever tries it.
+    layout: std::sync::Mutex<()>,
     /// The log end offset of the last saved apply checkpoint: a restart
     /// cuts the log back to it, so the cleaner stays below it.
     durable_end: AtomicI64,
@@ -57,6 +62,7 @@ impl Partition {
             leader_epochs: RwLock::default(),
             producers: RwLock::default(),
             retired: std::sync::Mutex::new(false),
+            layout: std::sync::Mutex::new(()),
             durable_end: AtomicI64::new(0),
         })
     }
@@ -135,11 +141,14 @@ impl Partition {
 
     /// One cleaner pass (see `chronik_log::compaction`), below the data
     /// that is durable and outside open transactions, dropping aborted
-    /// transactions' records: planned under the
-    /// log's shared lock, staged without any lock, installed under the
-    /// exclusive one. `None` if there was nothing to do or the segments
-    /// changed meanwhile. An error while staging drops the pass; one while
-    /// installing stops the process, since the swap may be half done on
+    /// transactions' records. The log's lock is taken only without I/O:
+    /// shared to plan and to check the swap, exclusive to put the new
+    /// segments in place in memory; from the check to the end the layout
+    /// lock keeps retention, record deletion and snapshots off the segment
+    /// files.
+    /// `None` if there was nothing to do or the segments changed
+    /// meanwhile. An error while staging drops the pass; one while
+    /// swapping stops the process, since the swap may be half done on
     /// disk (the next start finishes it).
     pub fn clean(&self, now_ms: i64) -> Result<Option<CleanStats>, chronik_log::LogError> {
         let stable_end = self.durable_end.load(Ordering::Acquire).min(self.last_stable_offset());
@@ -154,20 +163,61 @@ impl Partition {
         if *retired {
             return Ok(None);
         }
+        let layout = self.layout.lock().unwrap_or_else(|e| e.into_inner());
+        let checked = self.log().check_swap(cleaned);
+        let swap = match checked {
+            Ok(swap) => swap,
+            Err(cleaned) => {
+                cleaned.discard()?;
+                return Ok(None);
+            }
+        };
         tracing::info!(topic = %self.topic, partition = self.index, "installing compacted segments");
-        let mut log = self.log_mut();
-        let locked = std::time::Instant::now();
-        let installed = match log.install_cleaned(cleaned) {
-            Ok(installed) => installed,
-            Err(e) => fail_stop(
+        let fail = |e: chronik_log::LogError| -> ! {
+            fail_stop(
                 &format!("cannot install the compacted segments of {}", self.dir.display()),
                 &e,
-            ),
+            )
         };
+        let swapped = swap.swap_on_disk().unwrap_or_else(|e| fail(e));
+        let locked = std::time::Instant::now();
+        let installed = self.log_mut().install_swapped(swapped);
         stats.locked = locked.elapsed();
-        drop(log);
+        installed.finish().unwrap_or_else(|e| fail(e));
+        drop(layout);
         drop(retired);
-        Ok(installed.then_some(stats))
+        Ok(Some(stats))
+    }
+
+    /// Retention (see `PartitionLog::enforce_retention`), then the segments
+    /// record deletion left below the log start; returns how many segments
+    /// went.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, chronik_log::LogError> {
+        let _layout = self.layout.lock().unwrap_or_else(|e| e.into_inner());
+        let mut log = self.log_mut();
+        let expired = log.enforce_retention(now_ms)?;
+        Ok(expired + log.delete_segments_below_start()?)
+    }
+
+    /// Moves the log start for DeleteRecords, at apply, with the log held.
+    /// The segments below it are deleted now unless the cleaner is swapping
+    /// segments; then retention deletes them on its next run.
+    pub(crate) fn delete_records_before(
+        &self,
+        log: &mut PartitionLog,
+        offset: i64,
+    ) -> Result<i64, chronik_log::LogError> {
+        let start = log.advance_log_start(offset)?;
+        if let Ok(_layout) = self.layout.try_lock() {
+            log.delete_segments_below_start()?;
+        }
+        Ok(start)
+    }
+
+    /// The layout lock, if free: a snapshot links the segment files only
+    /// while nothing replaces or deletes them.
+    pub(crate) fn try_layout(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.layout.try_lock().ok()
     }
 
     /// Stops checkpoints of this partition object; waits for one being written.

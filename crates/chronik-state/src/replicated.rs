@@ -392,7 +392,7 @@ impl BrokerStateMachine {
                 (Applied::TxnMarker(result), None)
             }
             Some(PartitionCommand::DeleteRecords { offset }) => {
-                let result = sink.log.delete_records_before(offset);
+                let result = partition.delete_records_before(&mut sink.log, offset);
                 (
                     Applied::DeleteRecords(result.map_err(|e| log_error(&partition, e))),
                     None,
@@ -582,6 +582,8 @@ impl StateMachine for BrokerStateMachine {
         }
         let partition = self.shared.partition(group)?;
         let cursor = self.cursors.get(&group)?;
+        // While the cleaner swaps segment files, the Raft loop asks again later.
+        let _layout = partition.try_layout()?;
         let mut log = partition.log_mut();
         if let Err(e) = log.flush() {
             tracing::error!(topic = %partition.topic, partition = partition.index, "cannot flush for a snapshot: {e}");

@@ -43,6 +43,30 @@ pub(crate) struct OffsetToCommit {
     pub metadata: Option<String>,
 }
 
+/// The offsets of an OffsetCommit or TxnOffsetCommit request's topics,
+/// whose partitions have the same fields in different types.
+macro_rules! offsets_to_commit {
+    ($topics:expr) => {
+        $topics
+            .iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| $crate::handlers::offsets::OffsetToCommit {
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    })
+                    .collect();
+                (t.name.0.to_string(), partitions)
+            })
+            .collect::<Vec<_>>()
+    };
+}
+pub(crate) use offsets_to_commit;
+
 /// The records a commit of `group` writes, and each partition's outcome:
 /// all refused with `refused`, else each checked on its own.
 pub(crate) fn plan_commit(
@@ -140,23 +164,7 @@ pub async fn submit_commit(
                 .map_err(|code| ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError))
         })
     };
-    let wanted = request
-        .topics
-        .iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| OffsetToCommit {
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                })
-                .collect();
-            (t.name.0.to_string(), partitions)
-        })
-        .collect();
+    let wanted = offsets_to_commit!(request.topics);
     let (changes, results) = plan_commit(broker, session, &group, checked.as_ref().err().copied(), wanted);
     let queued = match (checked, changes.is_empty()) {
         (Ok(partition), false) => Some(queue(broker, &partition, &changes).await.map(|q| (partition, q))),

@@ -23,7 +23,7 @@ use kafka_protocol::messages::{
     WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 
-use super::offsets::{OffsetToCommit, plan_commit};
+use super::offsets::{offsets_to_commit, plan_commit};
 use super::{str_bytes, topic_name};
 use crate::Broker;
 use crate::coordination::{self, led_partition};
@@ -172,23 +172,7 @@ pub async fn commit_offsets(
     } else {
         offsets_partition(broker, group)
     };
-    let wanted = request
-        .topics
-        .iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| OffsetToCommit {
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                })
-                .collect();
-            (t.name.0.to_string(), partitions)
-        })
-        .collect();
+    let wanted = offsets_to_commit!(request.topics);
     let (changes, results) = plan_commit(broker, session, group, checked.as_ref().err().copied(), wanted);
     let written = match (checked, changes.is_empty()) {
         (Ok(partition), false) => {

@@ -83,6 +83,25 @@ fn check_producer(state: &TxnMetadata, producer_id: i64, producer_epoch: i16) ->
     }
 }
 
+/// The state of `transactional_id`, which this node coordinates, for a
+/// request of the producer it names; with the id's turn held.
+async fn current(
+    broker: &Broker,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+) -> Result<(Arc<Partition>, OwnedMutexGuard<()>, TxnMetadata), ResponseError> {
+    let partition = state_partition(broker, transactional_id)?;
+    let turn = broker.transactions.lock(transactional_id).await;
+    let state = broker
+        .state
+        .transactions
+        .get(transactional_id)
+        .ok_or(ResponseError::InvalidProducerIdMapping)?;
+    check_producer(&state, producer_id, producer_epoch)?;
+    Ok((partition, turn, state))
+}
+
 /// The next epoch of the producer, or a new producer id once the epoch is
 /// exhausted.
 async fn bumped(broker: &Broker, state: &TxnMetadata) -> Result<(i64, i16), ResponseError> {
@@ -167,14 +186,7 @@ pub async fn add_partitions(
     producer_epoch: i16,
     added: &[(String, i32)],
 ) -> Result<(), ResponseError> {
-    let partition = state_partition(broker, transactional_id)?;
-    let _turn = broker.transactions.lock(transactional_id).await;
-    let state = broker
-        .state
-        .transactions
-        .get(transactional_id)
-        .ok_or(ResponseError::InvalidProducerIdMapping)?;
-    check_producer(&state, producer_id, producer_epoch)?;
+    let (partition, _turn, state) = current(broker, transactional_id, producer_id, producer_epoch).await?;
     if state.status.is_preparing() {
         return Err(ResponseError::ConcurrentTransactions);
     }
@@ -203,14 +215,7 @@ pub async fn end_txn(
     producer_epoch: i16,
     commit: bool,
 ) -> Result<(), ResponseError> {
-    let partition = state_partition(broker, transactional_id)?;
-    let _turn = broker.transactions.lock(transactional_id).await;
-    let state = broker
-        .state
-        .transactions
-        .get(transactional_id)
-        .ok_or(ResponseError::InvalidProducerIdMapping)?;
-    check_producer(&state, producer_id, producer_epoch)?;
+    let (partition, _turn, state) = current(broker, transactional_id, producer_id, producer_epoch).await?;
     match (state.status, commit) {
         (TxnStatus::Ongoing, _) => end(broker, &partition, transactional_id, state, commit).await,
         (TxnStatus::CompleteCommit, true) | (TxnStatus::CompleteAbort, false) => Ok(()),
