@@ -115,6 +115,9 @@ pub struct Swapped {
 pub struct Installed {
     dir: PathBuf,
     end: i64,
+    /// The replaced segments, whose files were deleted: closing them frees
+    /// their blocks, which is I/O, so it happens in `finish`.
+    replaced: Vec<Segment>,
 }
 
 /// A finished rewrite, staged and waiting to be installed.
@@ -235,13 +238,15 @@ impl PartitionLog {
 
     /// Puts swapped segments in place of those they replace, in memory.
     pub fn install_swapped(&mut self, swapped: Swapped) -> Installed {
-        for (replaced, segment) in swapped.segments {
-            self.replace_segments(segment.base_offset(), replaced, segment);
+        let mut replaced = Vec::new();
+        for (count, segment) in swapped.segments {
+            replaced.extend(self.replace_segments(segment.base_offset(), count, segment));
         }
         self.set_cleaner_offset(swapped.end);
         Installed {
             dir: swapped.dir,
             end: swapped.end,
+            replaced,
         }
     }
 
@@ -303,6 +308,7 @@ impl Installed {
     /// before it carries the swap out again at the next open (harmless:
     /// every step is done already) and cleans the range again.
     pub fn finish(self) -> Result<(), LogError> {
+        drop(self.replaced);
         discard_staging(&self.dir)?;
         sync_dir(&self.dir)?;
         checkpoint::write(&self.dir, checkpoint::CLEANER, self.end)?;

@@ -347,16 +347,18 @@ impl PartitionLog {
     }
 
     /// Puts `segment` in place of the `count` closed segments starting at
-    /// the one based at `base` (it holds what is left of their records).
-    pub(crate) fn replace_segments(&mut self, base: i64, count: usize, segment: Segment) {
+    /// the one based at `base` (it holds what is left of their records),
+    /// and returns those.
+    pub(crate) fn replace_segments(&mut self, base: i64, count: usize, segment: Segment) -> Vec<Segment> {
         let first = self.segments.partition_point(|s| s.base_offset() < base);
         assert!(
             first + count < self.segments.len() && self.segments[first].base_offset() == base,
             "a cleaned segment replaces closed segments the log holds"
         );
         debug_assert_eq!(segment.base_offset(), base);
-        self.segments.splice(first..first + count, [segment]);
+        let replaced = self.segments.splice(first..first + count, [segment]).collect();
         self.check_invariants();
+        replaced
     }
 
     fn active(&self) -> &Segment {

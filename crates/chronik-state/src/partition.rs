@@ -180,9 +180,11 @@ impl Partition {
             )
         };
         let swapped = swap.swap_on_disk().unwrap_or_else(|e| fail(e));
+        let mut log = self.log_mut();
         let locked = std::time::Instant::now();
-        let installed = self.log_mut().install_swapped(swapped);
+        let installed = log.install_swapped(swapped);
         stats.locked = locked.elapsed();
+        drop(log);
         installed.finish().unwrap_or_else(|e| fail(e));
         drop(layout);
         drop(retired);
