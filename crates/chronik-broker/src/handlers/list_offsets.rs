@@ -78,7 +78,10 @@ fn lookup(
         return Ok((-1, end, epoch));
     }
     match find(&log, timestamp)? {
-        (_, offset) if offset >= end => Ok((-1, -1, -1)),
+        // A record found at or past the end a read_committed consumer may
+        // read is not there for it. The earliest offset is the log start
+        // even where the log is empty.
+        (_, offset) if timestamp != EARLIEST && offset >= end => Ok((-1, -1, -1)),
         (timestamp, offset) => Ok((timestamp, offset, -1)),
     }
 }
