@@ -261,6 +261,15 @@ def _start_broker(request, tmp_path, extra_args):
         finish_broker(b, run_failed(request))
 
 
+# Broker arguments for modules whose groups should rebalance at once, with
+# one __consumer_offsets partition.
+QUICK_GROUP_ARGS = [
+    "--retention-check-interval-ms", "200",
+    "--group-initial-rebalance-delay-ms", "0",
+    "--offsets-topic-partitions", "1",
+]
+
+
 @pytest.fixture
 def broker_args():
     """Extra command-line arguments for the broker; override per module."""

@@ -37,7 +37,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from clients import RDKAFKA_LOG, TIMEOUT, admin_for, create_topic, produce_retrying, producer_for
-from conftest import REPO
+from conftest import QUICK_GROUP_ARGS, REPO
 
 EXAMPLES_DIR = Path(os.environ.get("LIBRDKAFKA_EXAMPLES", REPO / "target" / "librdkafka-examples"))
 EXAMPLES = ("transactions", "transactions-older-broker")
@@ -61,12 +61,7 @@ SENTINEL = "sentinel"
 
 @pytest.fixture
 def broker_args():
-    # The examples' groups rebalance at once; one __consumer_offsets partition.
-    return [
-        "--retention-check-interval-ms", "200",
-        "--group-initial-rebalance-delay-ms", "0",
-        "--offsets-topic-partitions", "1",
-    ]
+    return list(QUICK_GROUP_ARGS)
 
 
 # --------------------------------------------------------------------------

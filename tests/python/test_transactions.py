@@ -34,7 +34,7 @@ from kafka import KafkaConsumer
 from kafka import TopicPartition as KTopicPartition
 
 from clients import RDKAFKA_LOG, TIMEOUT, admin_for, create_topic, kafka_error, producer_for, produce_retrying
-from conftest import REPO, wait_until
+from conftest import QUICK_GROUP_ARGS, REPO, wait_until
 
 sys.path.insert(0, str(REPO / "tests" / "faults"))
 import fault_suite  # noqa: E402
@@ -52,12 +52,7 @@ INIT_TIMEOUT = 30
 
 @pytest.fixture
 def broker_args():
-    # Groups rebalance at once, and one __consumer_offsets partition.
-    return [
-        "--retention-check-interval-ms", "200",
-        "--group-initial-rebalance-delay-ms", "0",
-        "--offsets-topic-partitions", "1",
-    ]
+    return list(QUICK_GROUP_ARGS)
 
 
 @pytest.fixture(autouse=True)

@@ -40,9 +40,6 @@ struct Producer {
     /// The max timestamp of its last batch (absent in older checkpoints).
     #[serde(default)]
     last_timestamp: i64,
-    /// The first offset of its open transaction in this partition.
-    #[serde(default)]
-    ongoing: Option<i64>,
 }
 
 /// What DescribeProducers reports of one producer.
@@ -60,6 +57,11 @@ pub struct ProducerSummary {
 pub struct ProducerStates {
     producers: BTreeMap<i64, Producer>,
     writes: u64,
+    /// Per producer with a transaction open here, its first offset: kept
+    /// apart from `producers` so the last stable offset, read by every
+    /// fetch, costs the open transactions only.
+    #[serde(default)]
+    open: BTreeMap<i64, i64>,
     /// In the order their markers were written (absent in older checkpoints).
     #[serde(default)]
     aborted: VecDeque<AbortedTxn>,
@@ -170,7 +172,6 @@ impl ProducerStates {
             batches: VecDeque::new(),
             last_write: 0,
             last_timestamp: -1,
-            ongoing: None,
         });
         if marker.producer_epoch > producer.epoch {
             // A coordinator's abort on timeout bumps the epoch: the old one is fenced.
@@ -178,7 +179,7 @@ impl ProducerStates {
             producer.batches.clear();
         }
         producer.last_write = self.writes;
-        if let (Some(first_offset), false) = (producer.ongoing.take(), marker.commit) {
+        if let (Some(first_offset), false) = (self.open.remove(&marker.producer_id), marker.commit) {
             self.aborted.push_back(AbortedTxn {
                 producer_id: marker.producer_id,
                 first_offset,
@@ -198,7 +199,7 @@ impl ProducerStates {
     /// The first offset of the earliest open transaction: the last stable
     /// offset, if any transaction is open.
     pub fn first_unstable_offset(&self) -> Option<i64> {
-        self.producers.values().filter_map(|p| p.ongoing).min()
+        self.open.values().min().copied()
     }
 
     /// The aborted transactions with data in `from..to`.
@@ -220,7 +221,7 @@ impl ProducerStates {
             epoch: p.epoch,
             last_sequence: p.batches.back().map_or(-1, |b| b.last_sequence),
             last_timestamp: p.last_timestamp,
-            current_txn_start_offset: p.ongoing,
+            current_txn_start_offset: self.open.get(id).copied(),
         })
     }
 
@@ -235,7 +236,6 @@ impl ProducerStates {
             batches: VecDeque::new(),
             last_write: 0,
             last_timestamp: -1,
-            ongoing: None,
         });
         if header.producer_epoch != producer.epoch {
             producer.epoch = header.producer_epoch;
@@ -254,7 +254,7 @@ impl ProducerStates {
             producer.batches.pop_front();
         }
         if header.is_transactional() {
-            producer.ongoing.get_or_insert(base_offset);
+            self.open.entry(header.producer_id).or_insert(base_offset);
         }
         self.forget_stalest();
     }
@@ -266,7 +266,7 @@ impl ProducerStates {
             let stalest = self
                 .producers
                 .iter()
-                .filter(|(_, p)| p.ongoing.is_none())
+                .filter(|(id, _)| !self.open.contains_key(id))
                 .min_by_key(|(_, p)| p.last_write)
                 .map(|(id, _)| *id);
             if let Some(id) = stalest {
