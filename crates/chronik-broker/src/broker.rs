@@ -34,6 +34,9 @@ use chronik_state::{consumer_offsets, topic_config, transaction_state};
 
 /// How long a request waits for a new partition to elect its leader.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// How long a request waits for a sleeping leader to wake and renew its
+/// lease: one quorum round when a quorum is reachable.
+const WAKE_WAIT: Duration = Duration::from_millis(500);
 /// How long a starting node waits for the metadata group to elect a leader:
 /// the other nodes of a new cluster may still be starting.
 const STARTUP_WAIT: Duration = Duration::from_secs(120);
@@ -76,6 +79,9 @@ pub struct Broker {
     pub telemetry: Telemetry,
     /// `join` has finished: the node is a registered member.
     joined: AtomicBool,
+    /// Differs from one start of the process to the next, so that a peer
+    /// never takes this start's leadership versions for the last one's.
+    boot: u64,
 }
 
 impl Broker {
@@ -151,6 +157,9 @@ impl Broker {
             peer_security,
             telemetry: Telemetry::default(),
             joined: AtomicBool::new(false),
+            boot: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64),
         }))
     }
 
@@ -367,6 +376,12 @@ impl Broker {
         self.raft.mailbox()
     }
 
+    /// Moves whenever a group on this node changes leader, term, in-sync
+    /// replicas or sleep (not on lease renewals); see `StatusBoard::version`.
+    pub fn leadership_version(&self) -> u64 {
+        self.boot.wrapping_add(self.raft.status().version())
+    }
+
     /// The Raft state of every group with a replica on this node.
     pub async fn describe_groups(&self) -> Vec<GroupReport> {
         self.raft.describe().await
@@ -508,6 +523,46 @@ impl Broker {
             .status()
             .get(group)
             .is_some_and(|s| s.serves(self.config.node_id, Instant::now()))
+    }
+
+    /// Wakes those of `groups` that this node leads and that sleep idle (see
+    /// `MultiRaft::wake`), and waits, bounded, until each serves again or
+    /// has lost its leader here. Call before [`Broker::is_leader`] on
+    /// partitions a request reads or writes; costs nothing when none sleeps.
+    pub async fn awaken(&self, groups: impl IntoIterator<Item = GroupId>) {
+        let own = self.config.node_id;
+        let sleeping = self.raft.status().sleeping_led(own, groups);
+        if sleeping.is_empty() {
+            return;
+        }
+        for group in &sleeping {
+            self.raft.wake(*group).await;
+        }
+        let deadline = Instant::now() + WAKE_WAIT;
+        while Instant::now() < deadline {
+            let waiting = sleeping.iter().any(|g| {
+                self.raft
+                    .status()
+                    .get(*g)
+                    .is_some_and(|s| s.leader == Some(own) && !s.serves(own, Instant::now()))
+            });
+            if !waiting {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// [`Broker::awaken`] for the partitions named by topic and index.
+    pub async fn awaken_partitions(&self, partitions: &[(&str, i32)]) {
+        let groups: Vec<GroupId> = {
+            let metadata = self.state.metadata();
+            partitions
+                .iter()
+                .filter_map(|(topic, index)| metadata.group_of(topic, *index))
+                .collect()
+        };
+        self.awaken(groups).await;
     }
 
     /// Waits, bounded, until `group` has a leader.

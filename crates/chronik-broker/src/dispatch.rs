@@ -57,15 +57,33 @@ async fn handle(broker: &Broker, session: &Session, header: &RequestHeader, requ
         }
         RequestKind::Fetch(r) => ResponseKind::Fetch(handlers::fetch::handle(broker, session, r).await),
         RequestKind::ListOffsets(r) => {
+            let wanted: Vec<(&str, i32)> = r
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.as_str(), p.partition_index)))
+                .collect();
+            broker.awaken_partitions(&wanted).await;
             ResponseKind::ListOffsets(handlers::list_offsets::handle(broker, session, r, version))
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
+            let wanted: Vec<(&str, i32)> = r
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| (t.topic.0.as_str(), p.partition)))
+                .collect();
+            broker.awaken_partitions(&wanted).await;
             ResponseKind::OffsetForLeaderEpoch(handlers::leader_epochs::offset_for_leader_epoch(broker, session, r))
         }
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(handlers::log_dirs::handle(broker, session, r))
         }
         RequestKind::DescribeProducers(r) => {
+            let wanted: Vec<(&str, i32)> = r
+                .topics
+                .iter()
+                .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.0.as_str(), *p)))
+                .collect();
+            broker.awaken_partitions(&wanted).await;
             ResponseKind::DescribeProducers(handlers::producers::handle(broker, session, r))
         }
         RequestKind::DescribeTopicPartitions(r) => {

@@ -15,6 +15,10 @@ pub struct MultiRaftConfig {
     pub tick_interval: Duration,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
+    /// A group led here that has taken no new entry for this many ticks,
+    /// with every live replica caught up, stops ticking until something
+    /// wakes it. `None`: groups never sleep.
+    pub hibernate_ticks: Option<u32>,
     /// Proposals queued for the loop before callers wait (backpressure).
     pub proposal_queue_depth: usize,
     /// Upper bound on the bytes of one append message to a follower.
@@ -75,6 +79,7 @@ impl MultiRaftConfig {
             tick_interval: Duration::from_millis(100),
             election_ticks: 10,
             heartbeat_ticks: 2,
+            hibernate_ticks: Some(20),
             proposal_queue_depth: 8192,
             max_append_bytes: 1 << 20,
             max_uncommitted_bytes: 256 << 20,

@@ -13,7 +13,7 @@
 //! never HashMap), and raft-rs's election timeouts can be seeded, so the same
 //! inputs give the same outputs.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,8 +28,10 @@ use tokio::sync::oneshot;
 use crate::config::{MultiRaftConfig, PlantedBug};
 use crate::error::{ProposeError, StartError};
 use crate::fail_stop::fail_stop;
+use crate::liveness::Liveness;
 use crate::logger::raft_logger;
 use crate::membership::MembershipChange;
+use crate::signals;
 use crate::snapshot::{SnapshotManifest, discard_staged, staging_dir};
 use crate::state_machine::{Effect, Proposed, StateMachine};
 use crate::status::{GroupReport, GroupStatus, StatusBoard};
@@ -37,6 +39,10 @@ use crate::storage::{EntryExt, GroupStorage, INIT_INDEX, SnapshotRequests, put_h
 use crate::telemetry::{self, LoopMeters};
 use crate::transport::{SharedTransport, SnapshotDone, SnapshotReports};
 use crate::{GroupId, METADATA_GROUP, NodeId};
+
+mod hibernate;
+
+use hibernate::WakeCause;
 
 /// Where a proposal's outcome goes.
 pub type Reply<O> = oneshot::Sender<Result<O, ProposeError>>;
@@ -97,6 +103,10 @@ struct Group<O, F: FileSystem> {
     /// it are replayed after a restart without being applied again.
     conf_index: u64,
     conf_pending: Option<PendingConfChange>,
+    /// The last index seen at a tick, and for how many ticks it stayed:
+    /// a leader's group sleeps once this reaches `hibernate_ticks`.
+    quiet_index: u64,
+    quiet_ticks: u32,
 }
 
 pub struct RaftCore<S: StateMachine, F: FileSystem> {
@@ -104,6 +114,8 @@ pub struct RaftCore<S: StateMachine, F: FileSystem> {
     meters: LoopMeters,
     engine: Arc<Engine<F>>,
     groups: BTreeMap<GroupId, Group<S::Output, F>>,
+    /// The groups that tick; the others sleep (see `core/hibernate.rs`).
+    awake: BTreeSet<GroupId>,
     state_machine: S,
     status: StatusBoard,
     logger: slog::Logger,
@@ -112,8 +124,14 @@ pub struct RaftCore<S: StateMachine, F: FileSystem> {
     now: Instant,
     /// Messages of this iteration, per destination node.
     outbox: BTreeMap<NodeId, Vec<(GroupId, Message)>>,
-    /// When each peer was last heard from, for the in-sync replica sets.
-    last_heard: BTreeMap<NodeId, Instant>,
+    /// Which peers this node hears from.
+    liveness: Liveness,
+    /// A peer fell silent or was heard again: sleeping groups' in-sync
+    /// replicas change too.
+    isr_stale: bool,
+    /// Every node this node shares a group with; `None` once groups or
+    /// their members changed, until the next beat recounts them.
+    peers: Option<BTreeSet<NodeId>>,
     early: BTreeMap<GroupId, (Instant, Vec<Message>)>,
     reads: BTreeMap<u64, PendingRead>,
     next_read: u64,
@@ -167,7 +185,10 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             transport,
             now,
             outbox: BTreeMap::new(),
-            last_heard: BTreeMap::new(),
+            liveness: Liveness::default(),
+            isr_stale: false,
+            peers: None,
+            awake: BTreeSet::new(),
             early: BTreeMap::new(),
             reads: BTreeMap::new(),
             next_read: 0,
@@ -347,8 +368,12 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                 lease_request: None,
                 conf_index,
                 conf_pending: None,
+                quiet_index: 0,
+                quiet_ticks: 0,
             },
         );
+        self.awake.insert(id);
+        self.peers = None;
         if let Some((_, early)) = self.early.remove(&id) {
             for message in early {
                 self.step(id, message);
@@ -360,13 +385,17 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     /// Messages from peer `from`, received by `now`.
     pub fn receive(&mut self, now: Instant, from: NodeId, messages: Vec<(GroupId, Message)>) {
         self.now = now;
-        self.last_heard.insert(from, now);
+        self.isr_stale |= self.liveness.heard(from, now);
         for (group, message) in messages {
             self.step(group, message);
         }
     }
 
     fn step(&mut self, id: GroupId, message: Message) {
+        if let Some(signal) = signals::read(&message) {
+            self.on_signal(id, message.from, message.term, signal);
+            return;
+        }
         if self.now < self.votes_held_until && is_vote_request(&message) {
             // A follower with a leader grants no vote within an election
             // timeout of hearing from it (raft-rs's check-quorum lease), which
@@ -380,9 +409,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             {
                 return;
             }
-            if let Err(e) = group.node.step(message) {
-                tracing::debug!(group = id, "Raft message refused: {e}");
-            }
+            self.step_awake(id, message);
             return;
         }
         if self.early.len() >= MAX_EARLY_GROUPS && !self.early.contains_key(&id) {
@@ -395,14 +422,22 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         }
     }
 
-    /// `id`, if it runs here and this node leads it.
+    /// `id`, if it runs here and this node leads it, woken if it slept:
+    /// a request is about to use it.
     fn led_group(&mut self, id: GroupId) -> Result<&mut Group<S::Output, F>, ProposeError> {
-        let group = self.groups.get_mut(&id).ok_or(ProposeError::UnknownGroup(id))?;
+        let group = self.groups.get(&id).ok_or(ProposeError::UnknownGroup(id))?;
         if group.node.raft.state != StateRole::Leader {
             let leader = known_leader(group.node.raft.leader_id);
             return Err(ProposeError::NotLeader { group: id, leader });
         }
-        Ok(group)
+        self.wake(id, WakeCause::Request);
+        Ok(self.groups.get_mut(&id).expect("checked above"))
+    }
+
+    /// Wakes `id` if this node leads it and it sleeps, so that its lease is
+    /// renewed and it serves reads again.
+    pub fn wake_led(&mut self, id: GroupId) {
+        let _ = self.led_group(id);
     }
 
     /// Asks, as leader of `id`, for a commit index confirmed by a quorum.
@@ -539,10 +574,14 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
 
     fn tick(&mut self) {
         self.ticks += 1;
-        for group in self.groups.values_mut() {
-            group.node.tick();
+        for id in &self.awake {
+            self.groups.get_mut(id).expect("awake groups run").node.tick();
         }
         self.renew_leases();
+        self.hibernate_quiet_groups();
+        self.send_beats();
+        self.wake_groups_of_silent_leaders();
+        self.meters.awake.set(self.awake.len() as f64);
         if self.ticks.is_multiple_of(ISR_TICKS) {
             if self.config.disk.as_ref().is_some_and(|disk| disk.check()) {
                 self.hand_off_leadership();
@@ -564,7 +603,10 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         let own = self.config.node_id;
         for (id, group) in self.groups.iter_mut() {
             let raft = &group.node.raft;
-            if *id == METADATA_GROUP || raft.state != StateRole::Leader || raft.lead_transferee.is_some() {
+            // A sleeping leader takes no writes; one that wakes for a write
+            // hands off at the next pass.
+            let asleep = !self.awake.contains(id);
+            if *id == METADATA_GROUP || raft.state != StateRole::Leader || raft.lead_transferee.is_some() || asleep {
                 continue;
             }
             let successor = raft
@@ -602,10 +644,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             .filter(|(id, progress)| {
                 **id == self.config.node_id
                     || (progress.matched + self.config.in_sync_max_lag >= last
-                        && self
-                            .last_heard
-                            .get(id)
-                            .is_some_and(|t| self.now.duration_since(*t) < alive_within))
+                        && self.liveness.heard_within(**id, self.now, alive_within))
             })
             .map(|(id, _)| *id)
             .collect();
@@ -613,10 +652,13 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         isr
     }
 
+    /// Recomputes the in-sync replicas of the groups led here that tick, and
+    /// of the sleeping ones too when a peer fell silent or came back.
     fn publish_in_sync_replicas(&mut self) {
+        let all = std::mem::take(&mut self.isr_stale);
         let mut changed = Vec::new();
         for (id, group) in &self.groups {
-            if group.node.raft.state == StateRole::Leader {
+            if group.node.raft.state == StateRole::Leader && (all || self.awake.contains(id)) {
                 let isr = self.in_sync(group);
                 if isr != group.status.isr {
                     changed.push((*id, isr));
@@ -671,6 +713,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                     joint,
                     changing: group.conf_pending.is_some() || raft.has_pending_conf(),
                     isr: if leading { self.in_sync(group) } else { Vec::new() },
+                    asleep: !self.awake.contains(id),
                     matched,
                 }
             })
@@ -709,11 +752,12 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         let mut batch = std::mem::take(&mut self.log_batch);
         let mut readies = Vec::new();
         let mut effects = Vec::new();
+        // Sleeping groups have nothing to do: whatever gives them work wakes them.
         let ids: Vec<GroupId> = self
-            .groups
+            .awake
             .iter()
-            .filter(|(_, g)| g.node.has_ready())
-            .map(|(id, _)| *id)
+            .filter(|id| self.groups[*id].node.has_ready())
+            .copied()
             .collect();
         for id in ids {
             let group = self.groups.get_mut(&id).expect("listed above");
@@ -901,11 +945,12 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     /// A leader cut off from its quorum, or paused, lets its lease run out,
     /// and stops serving reads before another node can be elected.
     fn renew_leases(&mut self) {
+        // A sleeping leader lets its lease run out; a request wakes it.
         let ids: Vec<GroupId> = self
-            .groups
+            .awake
             .iter()
-            .filter(|(_, g)| g.node.raft.state == StateRole::Leader)
-            .map(|(id, _)| *id)
+            .filter(|id| self.groups[*id].node.raft.state == StateRole::Leader)
+            .copied()
             .collect();
         for id in ids {
             self.renew_lease(id);
@@ -967,6 +1012,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     /// those followers resumes or the snapshot is sent again.
     fn take_snapshot_reports(&mut self) {
         for (group, to, ok) in self.snapshot_reports.take() {
+            self.wake(group, WakeCause::Request);
             if let Some(g) = self.groups.get_mut(&group) {
                 let status = if ok {
                     SnapshotStatus::Finish
@@ -995,6 +1041,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             );
         }
         discard_staged(&self.config.snapshot_dir, id, meta.index);
+        self.peers = None;
         let group = self.groups.get_mut(&id).expect("installing into a running group");
         let hard_state = group.node.raft.hard_state();
         if let Err(e) = group.node.store().apply_snapshot(batch, snapshot, &hard_state) {
@@ -1056,6 +1103,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         for entry in entries {
             if entry.get_entry_type() != EntryType::EntryNormal {
                 apply_conf_change(id, group, &self.status, &entry);
+                self.peers = None;
                 complete(&mut group.pending, &entry, None);
                 continue;
             }
@@ -1111,6 +1159,8 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                 }
             }
             Effect::RemoveGroup { group } => {
+                self.awake.remove(&group);
+                self.peers = None;
                 if let Some(mut removed) = self.groups.remove(&group) {
                     fail_pending(&mut removed.pending, ProposeError::UnknownGroup(group));
                     if let Some(pending) = removed.conf_pending {

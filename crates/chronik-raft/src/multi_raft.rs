@@ -152,6 +152,13 @@ impl<O: Send + 'static> MultiRaft<O> {
         self.mailbox().read_index(group).await
     }
 
+    /// Wakes `group` if this node leads it and it sleeps idle: its lease
+    /// ran out, and it serves again after one quorum round. Returns once
+    /// asked; watch [`MultiRaft::status`] for the lease.
+    pub async fn wake(&self, group: GroupId) {
+        let _ = self.controls.send(Control::Wake { group }).await;
+    }
+
     /// The Raft state of every group on this node, as of now.
     pub async fn describe(&self) -> Vec<GroupReport> {
         let (reply, reports) = oneshot::channel();

@@ -51,6 +51,10 @@ pub(crate) enum Control {
         group: GroupId,
         reply: oneshot::Sender<Result<u64, ProposeError>>,
     },
+    /// Wake a group led here that sleeps, for a request about to read it.
+    Wake {
+        group: GroupId,
+    },
     Describe {
         reply: oneshot::Sender<Vec<GroupReport>>,
     },
@@ -186,6 +190,7 @@ impl<O: Send + 'static> Shell<O> {
                 core.receive(Instant::now(), from, messages);
             }
             Control::ReadIndex { group, reply } => core.read_index(group, reply),
+            Control::Wake { group } => core.wake_led(group),
             Control::Describe { reply } => {
                 let _ = reply.send(core.describe());
             }

@@ -66,6 +66,14 @@ pub trait StateMachine: Send + 'static {
         None
     }
 
+    /// Whether `group` may stop ticking while idle (see `core/hibernate.rs`).
+    /// A group whose leader serves requests from memory without writing
+    /// (a coordinator's heartbeats) should say no: its reads would wait for
+    /// a wake each time. The default lets every group sleep.
+    fn may_sleep(&self, _group: GroupId) -> bool {
+        true
+    }
+
     /// Makes applied state durable and reports, per group, the index up to
     /// which it is. The loop may then drop Raft log entries up to that index.
     fn checkpoint(&mut self) -> Vec<(GroupId, u64)>;

@@ -1,6 +1,7 @@
 //! What the loop publishes about each group, for request handlers to read.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -24,6 +25,10 @@ pub struct GroupStatus {
     /// this node's leadership an election timeout before (less a margin).
     /// Renewed while it leads; `None` before the first confirmation.
     pub lease_until: Option<Instant>,
+    /// The group sleeps here, idle (see `core/hibernate.rs`). A sleeping
+    /// leader's lease runs out: a request wakes it first
+    /// ([`crate::MultiRaft::wake`]).
+    pub asleep: bool,
 }
 
 impl GroupStatus {
@@ -60,6 +65,9 @@ pub struct GroupReport {
     pub changing: bool,
     /// Known only on the leader.
     pub isr: Vec<NodeId>,
+    /// The group sleeps here, idle.
+    #[serde(default)]
+    pub asleep: bool,
     /// Each voter's and learner's match index; known only on the leader.
     pub matched: Vec<(NodeId, u64)>,
 }
@@ -68,6 +76,10 @@ pub struct GroupReport {
 #[derive(Debug, Clone, Default)]
 pub struct StatusBoard {
     inner: Arc<RwLock<HashMap<GroupId, GroupStatus>>>,
+    /// Counts the changes other than lease renewals: leaders, terms,
+    /// in-sync replicas, sleep. Whoever derives something from the board
+    /// (a peer's view of the leaders) redoes it only when this moved.
+    version: Arc<AtomicU64>,
 }
 
 impl StatusBoard {
@@ -75,12 +87,37 @@ impl StatusBoard {
         self.read().get(&group).cloned()
     }
 
+    /// Those of `groups` that `node` leads and that sleep idle.
+    pub fn sleeping_led(&self, node: NodeId, groups: impl IntoIterator<Item = GroupId>) -> Vec<GroupId> {
+        let statuses = self.read();
+        groups
+            .into_iter()
+            .filter(|g| statuses.get(g).is_some_and(|s| s.asleep && s.leader == Some(node)))
+            .collect()
+    }
+
+    /// See the field: moves on every change but a lease renewal.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
     pub(crate) fn set(&self, group: GroupId, status: GroupStatus) {
-        self.write().insert(group, status);
+        let mut statuses = self.write();
+        let renewal = statuses.get(&group).is_some_and(|old| {
+            GroupStatus {
+                lease_until: status.lease_until,
+                ..old.clone()
+            } == status
+        });
+        statuses.insert(group, status);
+        if !renewal {
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     pub(crate) fn remove(&self, group: GroupId) {
         self.write().remove(&group);
+        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<GroupId, GroupStatus>> {

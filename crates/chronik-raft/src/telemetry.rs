@@ -22,6 +22,9 @@ pub const SNAPSHOT_BYTES_RECEIVED: &str = "chronik_raft_snapshot_received_bytes_
 pub const LOCAL_ANSWERS: &str = "chronik_raft_local_answers_total";
 pub const PEER_QUEUE_BYTES: &str = "chronik_raft_peer_queue_bytes";
 pub const PEER_MESSAGES_DROPPED: &str = "chronik_raft_peer_dropped_batches_total";
+pub const GROUP_SLEEPS: &str = "chronik_raft_group_sleeps_total";
+pub const GROUP_WAKES: &str = "chronik_raft_group_wakes_total";
+pub const GROUPS_AWAKE: &str = "chronik_raft_groups_awake";
 
 /// Gives each metric its help text and unit, once, before the first scrape.
 pub fn describe() {
@@ -69,6 +72,9 @@ pub fn describe() {
         PEER_MESSAGES_DROPPED,
         "Batches of Raft messages dropped because a peer's queue was full (Raft retransmits)"
     );
+    describe_counter!(GROUP_SLEEPS, "Times a group on this node stopped ticking, idle");
+    describe_counter!(GROUP_WAKES, "Times a sleeping group on this node woke");
+    describe_gauge!(GROUPS_AWAKE, "Groups on this node that tick (the rest sleep)");
 }
 
 /// Handles of what the loop records every iteration, made once: a handle
@@ -78,6 +84,9 @@ pub(crate) struct LoopMeters {
     pub fsync_bytes: Histogram,
     pub entries_applied: Counter,
     pub local_answers: Counter,
+    pub sleeps: Counter,
+    pub wakes: Counter,
+    pub awake: Gauge,
 }
 
 /// What the shell records every iteration.
@@ -102,6 +111,9 @@ impl LoopMeters {
             fsync_bytes: histogram!(FSYNC_BYTES),
             entries_applied: counter!(ENTRIES_APPLIED),
             local_answers: counter!(LOCAL_ANSWERS),
+            sleeps: counter!(GROUP_SLEEPS),
+            wakes: counter!(GROUP_WAKES),
+            awake: gauge!(GROUPS_AWAKE),
         }
     }
 }

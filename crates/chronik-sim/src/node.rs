@@ -345,6 +345,24 @@ impl SimNode {
         running.status.get(group).is_some_and(|s| s.serves(self.id, at))
     }
 
+    /// Whether this node leads `group` and the group sleeps idle: the next
+    /// request wakes it (see [`SimNode::awaken`]).
+    pub fn leads_asleep(&self, group: GroupId) -> bool {
+        let Some(running) = &self.running else { return false };
+        running
+            .status
+            .get(group)
+            .is_some_and(|s| s.asleep && s.leader == Some(self.id))
+    }
+
+    /// Wakes `group` if this node leads it and it sleeps, as the broker does
+    /// before a request (`Broker::awaken`); it serves after a quorum round.
+    pub fn awaken(&mut self, group: GroupId) {
+        if self.leads_asleep(group) {
+            self.worker.call(move |core| core.as_mut().map(|c| c.wake_led(group)));
+        }
+    }
+
     /// The leader this node knows of for `group`.
     pub fn leader_hint(&self, group: GroupId) -> Option<NodeId> {
         self.running.as_ref()?.status.get(group)?.leader

@@ -643,9 +643,9 @@ impl Simulation {
             .all(|s| s.metadata().partitions().all(|(_, _, p)| p.target.is_none()))
     }
 
-    /// Groups of the newest metadata that no reachable node serves. (A node
-    /// removed from the cluster keeps running on stale metadata until it is
-    /// wiped.)
+    /// Groups of the newest metadata that no node serves, or leads asleep
+    /// (its next request wakes it). (A node removed from the cluster keeps
+    /// running on stale metadata until it is wiped.)
     fn leaderless_groups(&self) -> Vec<GroupId> {
         let Some(metadata) = self.newest_metadata() else {
             return vec![METADATA_GROUP];
@@ -657,7 +657,7 @@ impl Simulation {
             .collect();
         groups.push(METADATA_GROUP);
         let at = self.base + self.now;
-        groups.retain(|&g| !self.nodes.iter().any(|n| n.serves(g, at)));
+        groups.retain(|&g| !self.nodes.iter().any(|n| n.serves(g, at) || n.leads_asleep(g)));
         groups
     }
 

@@ -51,10 +51,16 @@ impl<R: Rng> World<'_, R> {
         guess.and_then(|id| self.serving(id, group))
     }
 
-    fn serving(&self, id: NodeId, group: GroupId) -> Option<usize> {
+    /// The node `id` if it serves `group`. One whose group sleeps is woken,
+    /// and serves at a later try.
+    fn serving(&mut self, id: NodeId, group: GroupId) -> Option<usize> {
         let index = self.nodes.iter().position(|n| n.id == id)?;
-        let node = &self.nodes[index];
-        (node.is_reachable(self.now) && node.serves(group, self.at)).then_some(index)
+        let node = &mut self.nodes[index];
+        if !node.is_reachable(self.now) {
+            return None;
+        }
+        node.awaken(group);
+        node.serves(group, self.at).then_some(index)
     }
 }
 

@@ -526,6 +526,18 @@ impl StateMachine for BrokerStateMachine {
         self.forecast(group, proposed, data)
     }
 
+    /// Data partitions sleep when idle. The metadata group and the internal
+    /// topics' partitions stay awake: their leaders answer coordinators'
+    /// requests (group heartbeats, transaction state) from memory, without
+    /// a write that would wake them, and they are few.
+    fn may_sleep(&self, group: GroupId) -> bool {
+        group != METADATA_GROUP
+            && self
+                .shared
+                .partition(group)
+                .is_some_and(|p| !crate::is_internal_topic(&p.topic))
+    }
+
     fn checkpoint(&mut self) -> Vec<(GroupId, u64)> {
         for (group, durable) in self.checkpointer.finished() {
             if let Some(cursor) = self.cursors.get_mut(&group) {

@@ -131,9 +131,21 @@ impl ClusterAdmin for AdminService {
                 .await
                 .map_err(|e| Status::unavailable(format!("cannot read the metadata linearizably: {e}")))?;
         }
+        // Read before the report, so a change made while it is taken shows
+        // as a newer version next time.
+        let version = self.broker.leadership_version();
+        if request.leading_only && request.unless_version != 0 && request.unless_version == version {
+            return Ok(Response::new(DescribeResponse {
+                version,
+                unchanged: true,
+                ..Default::default()
+            }));
+        }
         let report = node_report(&self.broker, &request).await;
         Ok(Response::new(DescribeResponse {
             report: serde_json::to_vec(&report).expect("reports serialize"),
+            version,
+            unchanged: false,
         }))
     }
 }

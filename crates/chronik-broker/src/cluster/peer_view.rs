@@ -58,51 +58,83 @@ impl PeerView {
     }
 }
 
-async fn describe_peer(addr: &str, security: &PeerSecurity) -> Result<NodeReport, String> {
+/// The groups one peer leads, as of a version of its leadership.
+struct PeerLeaders {
+    version: u64,
+    leaders: Vec<(GroupId, RemoteLeader)>,
+}
+
+/// What the peer at `addr` leads, or `None` when it is still `known`.
+async fn describe_peer(
+    addr: &str,
+    security: &PeerSecurity,
+    known: Option<u64>,
+) -> Result<Option<PeerLeaders>, String> {
     let mut client = admin_client(addr, PEER_TIMEOUT, security).await?;
-    let report = client
+    let response = client
         .describe(DescribeRequest {
             leading_only: true,
+            unless_version: known.unwrap_or(0),
             ..Default::default()
         })
         .await
         .map_err(|s| s.message().to_string())?
-        .into_inner()
-        .report;
-    serde_json::from_slice(&report).map_err(|e| e.to_string())
+        .into_inner();
+    if response.unchanged {
+        return Ok(None);
+    }
+    let report: NodeReport = serde_json::from_slice(&response.report).map_err(|e| e.to_string())?;
+    let leaders = report
+        .replicas
+        .into_iter()
+        .filter(|replica| replica.raft.leader == Some(report.node_id))
+        .map(|replica| {
+            let raft = replica.raft;
+            let leader = RemoteLeader {
+                leader: report.node_id,
+                term: raft.term,
+                isr: raft.isr,
+            };
+            (raft.group, leader)
+        })
+        .collect();
+    Ok(Some(PeerLeaders {
+        version: response.version,
+        leaders,
+    }))
 }
 
 /// Refreshes the view from every peer, forever.
 pub async fn run_peer_view(broker: Arc<Broker>) {
     let mut interval = tokio::time::interval(REFRESH_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Each peer's last answer: a peer whose leadership did not change
+    // since answers in a few bytes, however many groups it leads.
+    let mut answers: HashMap<NodeId, PeerLeaders> = HashMap::new();
     loop {
         interval.tick().await;
         learn_member_addresses(&broker);
-        let mut leaders: HashMap<GroupId, RemoteLeader> = HashMap::new();
         let mut unreachable = HashSet::new();
-        for (id, addr) in broker.peers.all() {
-            let Ok(report) = describe_peer(&addr, &broker.peer_security).await else {
-                tracing::debug!(peer = id, "peer did not answer a describe");
-                unreachable.insert(id);
-                continue;
-            };
-            for replica in report.replicas {
-                let raft = replica.raft;
-                if raft.leader != Some(report.node_id) {
-                    continue;
+        let peers = broker.peers.all();
+        answers.retain(|id, _| peers.iter().any(|(peer, _)| peer == id));
+        for (id, addr) in peers {
+            let known = answers.get(&id).map(|a| a.version);
+            match describe_peer(&addr, &broker.peer_security, known).await {
+                Ok(Some(fresh)) => {
+                    answers.insert(id, fresh);
                 }
-                let newer = leaders.get(&raft.group).is_none_or(|known| known.term < raft.term);
-                if newer {
-                    leaders.insert(
-                        raft.group,
-                        RemoteLeader {
-                            leader: report.node_id,
-                            term: raft.term,
-                            isr: raft.isr,
-                        },
-                    );
+                Ok(None) => {}
+                Err(_) => {
+                    tracing::debug!(peer = id, "peer did not answer a describe");
+                    answers.remove(&id);
+                    unreachable.insert(id);
                 }
+            }
+        }
+        let mut leaders: HashMap<GroupId, RemoteLeader> = HashMap::new();
+        for (group, leader) in answers.values().flat_map(|a| &a.leaders) {
+            if leaders.get(group).is_none_or(|known| known.term < leader.term) {
+                leaders.insert(*group, leader.clone());
             }
         }
         broker.peer_view.replace(leaders, unreachable);

@@ -27,11 +27,21 @@ pub async fn run_reconciler(broker: Arc<Broker>) {
     let mut interval = tokio::time::interval(INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let me = broker.config.node_id;
+    // The leadership version and metadata index of the last pass that found
+    // nothing to do: until either moves, no pass would find anything, and
+    // skipping it keeps an idle node from describing every group 4 times a
+    // second.
+    let mut settled_at = None;
     loop {
         interval.tick().await;
+        let seen = (broker.leadership_version(), broker.state.metadata().applied_index);
+        if settled_at == Some(seen) {
+            continue;
+        }
         let reports = broker.describe_groups().await;
         let held: HashSet<GroupId> = reports.iter().map(|r| r.group).collect();
         let owed = deleted_replicas(me, &broker.state.metadata(), |group| held.contains(&group));
+        let mut settled = owed.is_empty();
         for command in owed {
             if let Err(e) = broker.propose_metadata(command).await {
                 tracing::debug!("cannot confirm a deleted replica yet: {e}");
@@ -39,7 +49,11 @@ pub async fn run_reconciler(broker: Arc<Broker>) {
         }
         for report in reports.into_iter().filter(|r| r.leader == Some(me)) {
             let step = plan(me, &broker.state.metadata(), &report);
-            if matches!(step, Step::Wait | Step::Idle) {
+            if matches!(step, Step::Idle) {
+                continue;
+            }
+            settled = false;
+            if matches!(step, Step::Wait) {
                 continue;
             }
             if !busy.lock().unwrap_or_else(|e| e.into_inner()).insert(report.group) {
@@ -51,6 +65,7 @@ pub async fn run_reconciler(broker: Arc<Broker>) {
                 busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&report.group);
             });
         }
+        settled_at = settled.then_some(seen);
     }
 }
 

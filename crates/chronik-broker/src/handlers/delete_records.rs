@@ -54,6 +54,7 @@ async fn delete_before(
     timeout: Duration,
 ) -> Result<i64, ResponseError> {
     let partition = broker.state.local_partition(topic, index)?;
+    broker.awaken([partition.group]).await;
     if !broker.is_leader(partition.group) {
         return Err(ResponseError::NotLeaderOrFollower);
     }

@@ -33,7 +33,14 @@ pub async fn handle(broker: &Broker, session: &Session, request: FetchRequest) -
         .collect();
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
+    let wanted: Vec<(&str, i32)> = request
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.topic.0.as_str(), p.partition)))
+        .collect();
     loop {
+        // A partition may have fallen asleep while the fetch waited.
+        broker.awaken_partitions(&wanted).await;
         let (response, bytes, mut watches) = read(broker, &request, &denied);
         let has_error = response
             .responses
@@ -49,6 +56,7 @@ pub async fn handle(broker: &Broker, session: &Session, request: FetchRequest) -
         }
         let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            broker.awaken_partitions(&wanted).await;
             return counted(broker, read(broker, &request, &denied).0);
         }
     }

@@ -145,6 +145,7 @@ async fn propose(
     let Some(group) = broker.state.metadata().group_of(topic, index) else {
         return Pending::Failed(ResponseError::UnknownTopicOrPartition);
     };
+    broker.awaken([group]).await;
     if !broker.is_leader(group) {
         return Pending::Failed(ResponseError::NotLeaderOrFollower);
     }

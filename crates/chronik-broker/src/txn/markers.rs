@@ -26,6 +26,7 @@ pub async fn write_here(broker: &Broker, topic: &str, partition: i32, marker: Ma
     let Some(group) = broker.state.metadata().group_of(topic, partition) else {
         return Some(ResponseError::UnknownTopicOrPartition);
     };
+    broker.awaken([group]).await;
     if !broker.is_leader(group) {
         return Some(ResponseError::NotLeaderOrFollower);
     }
