@@ -3,7 +3,7 @@
 # replication factor 3, and the peer broker tansu (its durable sqlite engine
 # and its in-memory engine), the same load on each, plus the disk's fsync'd
 # write bandwidth, all measured in one run. Prints one table with ratios,
-# then the idle CPU of a 3-node cluster holding 1,000 partitions.
+# then the idle CPU and memory of a 3-node cluster holding 10,000 partitions.
 # Usage: bench/compare.sh [records]
 #
 # tansu 0.6.0 is installed from crates.io into a cache directory the first
@@ -94,4 +94,4 @@ start_tansu tansu-memory "memory://tansu/"; run_load tansu-memory; stop
 python3 bench/compare_table.py "$work/disk.json" "$work/chronik.json" "$work/chronik-3node.json" \
   "$work/tansu-sqlite.json" "$work/tansu-memory.json"
 echo
-bench/idle-cpu.sh 1000
+bench/idle-cpu.sh 10000

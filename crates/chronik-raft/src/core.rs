@@ -35,7 +35,7 @@ use crate::signals;
 use crate::snapshot::{SnapshotManifest, discard_staged, staging_dir};
 use crate::state_machine::{Effect, Proposed, StateMachine};
 use crate::status::{GroupReport, GroupStatus, StatusBoard};
-use crate::storage::{EntryExt, GroupStorage, INIT_INDEX, SnapshotRequests, put_hard_state};
+use crate::storage::{CacheBudget, EntryExt, GroupStorage, INIT_INDEX, SnapshotRequests, put_hard_state};
 use crate::telemetry::{self, LoopMeters};
 use crate::transport::{SharedTransport, SnapshotDone, SnapshotReports};
 use crate::{GroupId, METADATA_GROUP, NodeId};
@@ -139,6 +139,8 @@ pub struct RaftCore<S: StateMachine, F: FileSystem> {
     votes_held_until: Instant,
     snapshot_requests: SnapshotRequests,
     snapshot_reports: SnapshotReports,
+    /// What the groups' entry caches hold together, within its limit.
+    cache_budget: Arc<CacheBudget>,
     ticks: u64,
     /// When the last tick was due: ticks follow elapsed time, not the
     /// ticker, which a busy loop would rarely get to.
@@ -175,6 +177,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         // Half-received snapshots from before a restart are of no use.
         let _ = std::fs::remove_dir_all(&config.snapshot_dir);
         std::fs::create_dir_all(&config.snapshot_dir)?;
+        let cache_budget = CacheBudget::new(config.entry_cache_bytes);
         let mut core = RaftCore {
             config,
             engine,
@@ -195,6 +198,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             votes_held_until: now,
             snapshot_requests: SnapshotRequests::default(),
             snapshot_reports: SnapshotReports::default(),
+            cache_budget,
             ticks: 0,
             last_tick: now,
             last_checkpoint: now,
@@ -308,7 +312,12 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             GroupStorage::destroy(&self.engine, id)?;
             return Ok(());
         };
-        let storage = GroupStorage::new(self.engine.clone(), id, self.snapshot_requests.clone());
+        let storage = GroupStorage::new(
+            self.engine.clone(),
+            id,
+            self.snapshot_requests.clone(),
+            self.cache_budget.clone(),
+        );
         // The hard state that records a commit index is written one iteration
         // after the entries are applied, so state can be durable beyond the
         // persisted commit index. raft-rs replays from the lower of the two;

@@ -55,10 +55,17 @@ mod tests {
         let mut liveness = Liveness::default();
         liveness.heard(2, start);
         liveness.heard(3, start);
-        assert!(liveness.newly_silent(start + Duration::from_millis(500), timeout).is_empty());
+        assert!(
+            liveness
+                .newly_silent(start + Duration::from_millis(500), timeout)
+                .is_empty()
+        );
         liveness.heard(3, start + Duration::from_millis(900));
         assert_eq!(liveness.newly_silent(start + timeout, timeout), vec![2]);
-        assert!(liveness.newly_silent(start + timeout, timeout).is_empty(), "reported once");
+        assert!(
+            liveness.newly_silent(start + timeout, timeout).is_empty(),
+            "reported once"
+        );
         assert!(liveness.heard_within(3, start + timeout, timeout));
         assert!(!liveness.heard_within(2, start + timeout, timeout));
         assert!(liveness.heard(2, start + timeout * 2), "back from a silence");

@@ -96,6 +96,11 @@ impl StatusBoard {
             .collect()
     }
 
+    /// How many groups sleep on this node.
+    pub fn asleep(&self) -> usize {
+        self.read().values().filter(|s| s.asleep).count()
+    }
+
     /// See the field: moves on every change but a lease renewal.
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)

@@ -10,6 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use protobuf::Message as _;
@@ -46,22 +47,50 @@ impl MessageExt for EntryExt {
     }
 }
 
-/// Bound on the bytes of entries one group keeps in memory. It must hold what
-/// one loop iteration writes (up to 16 MiB of proposals) and what a leader
-/// has in flight to a follower (48 appends of up to 1 MiB): with 8 MiB,
-/// applying entries and sending appends read them back from raft-engine,
-/// decoding every block, which took a fifth of a single node's CPU and a
-/// third of a cluster node's.
-const MAX_CACHED_BYTES: usize = 64 << 20;
+/// The bytes of entries all groups of a node keep in memory together (see
+/// `MultiRaftConfig::entry_cache_bytes`), shared by their caches.
+#[derive(Debug)]
+pub(crate) struct CacheBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
 
-/// The newest entries of a group, contiguous by index.
-#[derive(Default)]
+impl CacheBudget {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(CacheBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    fn over(&self) -> bool {
+        self.used.load(Ordering::Relaxed) > self.limit
+    }
+}
+
+/// The newest entries of a group, contiguous by index, counted against the
+/// node's budget.
 struct EntryCache {
     entries: VecDeque<Entry>,
     bytes: usize,
+    budget: Arc<CacheBudget>,
+}
+
+impl Drop for EntryCache {
+    fn drop(&mut self) {
+        self.clear();
+    }
 }
 
 impl EntryCache {
+    fn new(budget: Arc<CacheBudget>) -> Self {
+        EntryCache {
+            entries: VecDeque::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
     fn append(&mut self, new: &[Entry]) {
         let Some(first) = new.first() else { return };
         // A new leader's entries replace ours from their first index on.
@@ -69,14 +98,17 @@ impl EntryCache {
             self.pop_back();
         }
         if self.entries.back().is_some_and(|e| e.index + 1 != first.index) {
-            self.entries.clear();
-            self.bytes = 0;
+            self.clear();
         }
         for entry in new {
             self.bytes += entry.data.len();
+            self.budget.used.fetch_add(entry.data.len(), Ordering::Relaxed);
             self.entries.push_back(entry.clone());
         }
-        while self.bytes > MAX_CACHED_BYTES {
+        // The group that adds pays: it forgets its oldest entries, which are
+        // read back from the log store if still needed. Groups hold entries
+        // only until applied and replicated, so idle ones hold none.
+        while self.budget.over() && !self.entries.is_empty() {
             self.pop_front();
         }
     }
@@ -89,14 +121,20 @@ impl EntryCache {
 
     fn pop_front(&mut self) {
         if let Some(e) = self.entries.pop_front() {
-            self.bytes -= e.data.len();
+            self.forget(e.data.len());
         }
     }
 
     fn pop_back(&mut self) {
         if let Some(e) = self.entries.pop_back() {
-            self.bytes -= e.data.len();
+            self.forget(e.data.len());
         }
+    }
+
+    fn forget(&mut self, bytes: usize) {
+        self.bytes -= bytes;
+        let before = self.budget.used.fetch_sub(bytes, Ordering::Relaxed);
+        debug_assert!(before >= bytes, "the budget counts every cached byte");
     }
 
     /// Entries `[low, high)`, if all of them are here.
@@ -117,7 +155,7 @@ impl EntryCache {
 
     fn clear(&mut self) {
         self.entries.clear();
-        self.bytes = 0;
+        self.forget(self.bytes);
     }
 
     fn term(&self, index: u64) -> Option<u64> {
@@ -150,7 +188,12 @@ fn store_error(e: impl std::error::Error + Send + Sync + 'static) -> raft::Error
 }
 
 impl<F: FileSystem> GroupStorage<F> {
-    pub(crate) fn new(engine: Arc<Engine<F>>, group: GroupId, snapshot_requests: SnapshotRequests) -> Self {
+    pub(crate) fn new(
+        engine: Arc<Engine<F>>,
+        group: GroupId,
+        snapshot_requests: SnapshotRequests,
+        cache_budget: Arc<CacheBudget>,
+    ) -> Self {
         let compacted = stored_compacted(&engine, group);
         let last_index = engine.last_index(group).unwrap_or(compacted.0);
         GroupStorage {
@@ -158,7 +201,7 @@ impl<F: FileSystem> GroupStorage<F> {
             group,
             compacted: Cell::new(compacted),
             last_index: Cell::new(last_index),
-            cache: RefCell::default(),
+            cache: RefCell::new(EntryCache::new(cache_budget)),
             prepared: RefCell::default(),
             snapshot_requests,
         }
@@ -448,7 +491,7 @@ mod tests {
         let engine = Arc::new(Engine::open(config).unwrap());
         GroupStorage::initialise(&engine, 7, &[1, 2, 3]).unwrap();
         let requests = SnapshotRequests::default();
-        let storage = GroupStorage::new(engine, 7, requests.clone());
+        let storage = GroupStorage::new(engine, 7, requests.clone(), CacheBudget::new(1 << 20));
         let mut snapshot = Snapshot::default();
         snapshot.mut_metadata().index = INIT_INDEX;
         snapshot.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
@@ -463,7 +506,7 @@ mod tests {
 
     #[test]
     fn cache_keeps_a_contiguous_suffix() {
-        let mut cache = EntryCache::default();
+        let mut cache = EntryCache::new(CacheBudget::new(1 << 20));
         cache.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
         assert_eq!(cache.range(2, 4).map(|v| v.len()), Some(2));
         assert_eq!(cache.term(3), Some(1));
@@ -480,5 +523,30 @@ mod tests {
         assert_eq!(cache.range(9, 10).map(|v| v.len()), Some(1));
         cache.drop_through(9);
         assert_eq!((cache.entries.len(), cache.bytes), (0, 0));
+    }
+
+    #[test]
+    fn caches_share_one_budget_and_the_adding_group_pays() {
+        let budget = CacheBudget::new(100);
+        let sized = |index: u64, len: usize| Entry {
+            index,
+            term: 1,
+            data: vec![0; len].into(),
+            ..Default::default()
+        };
+        let mut idle = EntryCache::new(budget.clone());
+        idle.append(&[sized(1, 60)]);
+        let mut busy = EntryCache::new(budget.clone());
+        busy.append(&[sized(1, 30), sized(2, 30)]);
+        assert_eq!(idle.bytes, 60, "the group that added keeps what it holds");
+        assert_eq!(busy.bytes, 30, "the adding group forgot its oldest entry");
+        assert_eq!(busy.range(2, 3).map(|v| v.len()), Some(1));
+        assert_eq!(budget.used.load(Ordering::Relaxed), 90);
+        drop(idle);
+        assert_eq!(
+            budget.used.load(Ordering::Relaxed),
+            30,
+            "a dropped cache returns its bytes"
+        );
     }
 }

@@ -183,6 +183,8 @@ struct ReplicaView {
     term: Option<u64>,
     commit_index: Option<u64>,
     applied_index: Option<u64>,
+    /// The group sleeps on this replica: idle, it does not tick.
+    asleep: Option<bool>,
     /// The first entry still in this replica's Raft log; older ones were compacted.
     first_index: Option<u64>,
     log_start_offset: Option<i64>,
@@ -275,6 +277,7 @@ impl ClusterView {
                     term: replica.map(|r| r.raft.term),
                     commit_index: replica.map(|r| r.raft.commit),
                     applied_index: replica.map(|r| r.raft.applied),
+                    asleep: replica.map(|r| r.raft.asleep),
                     first_index: replica.map(|r| r.raft.first_index),
                     log_start_offset: replica.and_then(|r| r.log_start_offset),
                     log_end_offset: replica.and_then(|r| r.log_end_offset),
@@ -425,8 +428,8 @@ fn print_partition_info(info: &PartitionInfoView) {
     println!("isr:       {}", ids(&p.isr));
     println!();
     println!(
-        "{:<6} {:<12} {:>6} {:>10} {:>10} {:>12} {:>12} {:>12} CHECKSUM",
-        "NODE", "ROLE", "TERM", "COMMIT", "APPLIED", "LOG START", "LOG END", "HIGH WATER"
+        "{:<6} {:<12} {:<7} {:>6} {:>10} {:>10} {:>12} {:>12} {:>12} CHECKSUM",
+        "NODE", "ROLE", "STATE", "TERM", "COMMIT", "APPLIED", "LOG START", "LOG END", "HIGH WATER"
     );
     for r in &info.replica_states {
         let role = if r.reachable {
@@ -434,10 +437,16 @@ fn print_partition_info(info: &PartitionInfoView) {
         } else {
             "unreachable".into()
         };
+        let state = match r.asleep {
+            Some(true) => "asleep",
+            Some(false) => "awake",
+            None => "-",
+        };
         println!(
-            "{:<6} {:<12} {:>6} {:>10} {:>10} {:>12} {:>12} {:>12} {}",
+            "{:<6} {:<12} {:<7} {:>6} {:>10} {:>10} {:>12} {:>12} {:>12} {}",
             r.node,
             role,
+            state,
             or_dash(r.term),
             or_dash(r.commit_index),
             or_dash(r.applied_index),

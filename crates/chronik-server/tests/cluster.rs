@@ -241,6 +241,102 @@ fn killing_the_busiest_leader_under_load_loses_nothing() {
     }
 }
 
+/// Waits (bounded) until every replica of every partition of `topic` sleeps.
+fn wait_until_asleep(cluster: &Cluster, topic: &str, partitions: i32, nodes: &[u64]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let awake: Vec<(i32, u64)> = (0..partitions)
+            .flat_map(|partition| {
+                let info = cluster.cli_json(
+                    nodes[0],
+                    &[
+                        "partition-info",
+                        "--topic",
+                        topic,
+                        "--partition",
+                        &partition.to_string(),
+                    ],
+                );
+                info["replica_states"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| nodes.contains(&r["node"].as_u64().unwrap()) && r["asleep"] != true)
+                    .map(|r| (partition, r["node"].as_u64().unwrap()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if awake.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas still awake (partition, node): {awake:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn idle_partitions_sleep_and_wake_for_reads_writes_and_failover() {
+    let _serial = serial();
+    const TOPIC: &str = "sleepy";
+    const PARTITIONS: i32 = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &["--offsets-topic-partitions", "1"]);
+    common::create_replicated_topic(&cluster.nodes[0].addr, TOPIC, PARTITIONS, 3, &[]);
+    cluster.wait_for_leaders(1, TOPIC, PARTITIONS as usize);
+    let (producer, deliveries) = new_producer(&cluster.bootstrap(), &[("enable.idempotence", "true")]);
+    let mut sent = 0u64;
+    let write_round = |sent: &mut u64| {
+        for partition in 0..PARTITIONS {
+            send(&producer, TOPIC, Some(partition), *sent..*sent + 50);
+            *sent += 50;
+        }
+        producer.flush(Duration::from_secs(60)).expect("flush");
+    };
+
+    // Idle after a first round of writes: every replica falls asleep.
+    write_round(&mut sent);
+    wait_until_asleep(&cluster, TOPIC, PARTITIONS, &[1, 2, 3]);
+    // Reads wake the sleeping leaders.
+    for partition in 0..PARTITIONS {
+        assert_eq!(read_partition(&cluster.bootstrap(), TOPIC, partition).len(), 50);
+    }
+    // So do writes, acknowledged by a quorum of woken replicas.
+    wait_until_asleep(&cluster, TOPIC, PARTITIONS, &[1, 2, 3]);
+    write_round(&mut sent);
+    // A sleeping group's leader dies: its followers hear its node fall
+    // silent, wake, and elect another, which takes the next writes.
+    wait_until_asleep(&cluster, TOPIC, PARTITIONS, &[1, 2, 3]);
+    let leaders = cluster.wait_for_leaders(1, TOPIC, PARTITIONS as usize);
+    let victim = (1..=3u64)
+        .max_by_key(|n| leaders.iter().filter(|l| *l == n).count())
+        .unwrap();
+    let survivors: Vec<u64> = (1..=3).filter(|n| *n != victim).collect();
+    cluster.node(victim).kill9();
+    write_round(&mut sent);
+    assert!(
+        deliveries.failed.lock().unwrap().is_empty(),
+        "{:?}",
+        deliveries.failed.lock().unwrap()
+    );
+    let acked = deliveries.acked.lock().unwrap().clone();
+    assert_eq!(acked.len() as u64, sent, "every record was acknowledged");
+    let bootstrap = survivors
+        .iter()
+        .map(|n| cluster.nodes[*n as usize - 1].addr.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    verify_acknowledged(&bootstrap, TOPIC, PARTITIONS, &acked, sent);
+    // Back, the killed node catches up although the groups sleep again.
+    wait_until_asleep(&cluster, TOPIC, PARTITIONS, &survivors);
+    cluster.restart(victim);
+    for partition in 0..PARTITIONS {
+        cluster.wait_for_identical_replicas(survivors[0], TOPIC, partition, &[1, 2, 3]);
+    }
+}
+
 #[test]
 fn a_leader_cut_off_from_the_majority_cannot_acknowledge() {
     let _serial = serial();
@@ -443,6 +539,15 @@ fn a_replica_catches_up_from_a_snapshot_of_compacted_segments() {
     };
     common::retry_until(Duration::from_secs(60), || {
         (compacted_on(1) && compacted_on(2)).then_some(())
+    });
+    // And the leader's Raft log no longer holds what the replica lacks
+    // (it was stopped before the first write).
+    common::retry_until(Duration::from_secs(60), || {
+        let info = cluster.cli_json(1, &["partition-info", "--topic", TOPIC, "--partition", "0"]);
+        let leader = info["leader"].as_u64()?;
+        let states = info["replica_states"].as_array()?.clone();
+        let first = states.iter().find(|r| r["node"] == leader)?["first_index"].as_u64()?;
+        (first > 10).then_some(())
     });
 
     cluster.restart(lagging);

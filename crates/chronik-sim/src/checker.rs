@@ -40,6 +40,8 @@ pub struct Stats {
     pub transactions_aborted: u64,
     /// Records read by read_committed readers.
     pub read_committed: u64,
+    /// Milliseconds groups slept, summed over the replicas.
+    pub asleep_ms: u64,
 }
 
 impl Checker {

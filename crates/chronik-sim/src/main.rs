@@ -119,7 +119,7 @@ fn main() -> ExitCode {
 
 fn print_summary(report: &Report) {
     println!(
-        "seed {} nodes {}: {} faults, {} records acked, {} more with acks=1, {} read, {} commits, {} transactions committed and {} aborted, {} read committed, {} poison entries refused, {:.1?} simulated, history {:016x} ({} events): {}",
+        "seed {} nodes {}: {} faults, {} records acked, {} more with acks=1, {} read, {} commits, {} transactions committed and {} aborted, {} read committed, {:.1} group-seconds asleep, {} poison entries refused, {:.1?} simulated, history {:016x} ({} events): {}",
         report.seed,
         report.nodes,
         report.faults,
@@ -130,6 +130,7 @@ fn print_summary(report: &Report) {
         report.stats.transactions_committed,
         report.stats.transactions_aborted,
         report.stats.read_committed,
+        report.stats.asleep_ms as f64 / 1000.0,
         report.poison_refused,
         report.simulated,
         report.digest,

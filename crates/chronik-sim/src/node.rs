@@ -363,6 +363,11 @@ impl SimNode {
         }
     }
 
+    /// How many groups sleep on this node.
+    pub fn groups_asleep(&self) -> usize {
+        self.running.as_ref().map_or(0, |r| r.status.asleep())
+    }
+
     /// The leader this node knows of for `group`.
     pub fn leader_hint(&self, group: GroupId) -> Option<NodeId> {
         self.running.as_ref()?.status.get(group)?.leader

@@ -170,11 +170,13 @@ impl Simulation {
         if !self.set_up() {
             return;
         }
+        let start = self.now;
         let end = self.now + self.config.duration;
         self.next_fault_at = self.now + Duration::from_millis(self.rng.gen_range(200..1500));
         while self.now < end && self.checker.violations().is_empty() {
             self.inject_faults();
-            self.step(true);
+            let working = !quiet_spell(self.config.seed, self.now - start);
+            self.step(working);
         }
         self.heal();
         if self.checker.violations().is_empty() {
@@ -336,6 +338,8 @@ impl Simulation {
                 self.network.send(self.now, &mut self.rng, packet);
             }
         }
+        let asleep: usize = self.nodes.iter().map(SimNode::groups_asleep).sum();
+        self.checker.stats.asleep_ms += asleep as u64;
     }
 
     fn step_clients(&mut self, working: bool) {
@@ -713,4 +717,14 @@ fn read_all(partition: &chronik_state::partition::Partition) -> Result<Records, 
         offset = last + 1;
     }
     Ok(records)
+}
+
+/// Whether clients start no new writes at `elapsed` into the working phase:
+/// one second in every five, from an offset the seed picks, long enough
+/// for the groups to fall asleep (after 20 quiet ticks of 10 ms) while the
+/// faults go on and the readers keep waking their leaders.
+fn quiet_spell(seed: u64, elapsed: Duration) -> bool {
+    const PERIOD: u64 = 5_000;
+    let offset = seed.wrapping_mul(2_654_435_761) % PERIOD;
+    (elapsed.as_millis() as u64 + offset) % PERIOD >= PERIOD - 1_000
 }

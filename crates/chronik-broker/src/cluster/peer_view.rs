@@ -65,11 +65,7 @@ struct PeerLeaders {
 }
 
 /// What the peer at `addr` leads, or `None` when it is still `known`.
-async fn describe_peer(
-    addr: &str,
-    security: &PeerSecurity,
-    known: Option<u64>,
-) -> Result<Option<PeerLeaders>, String> {
+async fn describe_peer(addr: &str, security: &PeerSecurity, known: Option<u64>) -> Result<Option<PeerLeaders>, String> {
     let mut client = admin_client(addr, PEER_TIMEOUT, security).await?;
     let response = client
         .describe(DescribeRequest {

@@ -142,7 +142,9 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     /// Puts to sleep the groups this node leads that have been quiet for
     /// `hibernate_ticks`, telling their replicas to sleep too.
     pub(super) fn hibernate_quiet_groups(&mut self) {
-        let Some(after) = self.config.hibernate_ticks else { return };
+        let Some(after) = self.config.hibernate_ticks else {
+            return;
+        };
         let mut sleepy = Vec::new();
         for id in &self.awake {
             let group = self.groups.get_mut(id).expect("awake groups run");
@@ -161,7 +163,14 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         for id in sleepy {
             let group = &self.groups[&id];
             let (term, commit) = (group.node.raft.term, group.node.raft.raft_log.committed);
-            let replicas: Vec<NodeId> = group.node.raft.prs().iter().map(|(n, _)| *n).filter(|n| *n != own).collect();
+            let replicas: Vec<NodeId> = group
+                .node
+                .raft
+                .prs()
+                .iter()
+                .map(|(n, _)| *n)
+                .filter(|n| *n != own)
+                .collect();
             for replica in replicas {
                 let sleep = signals::message(Signal::Sleep { commit }, own, replica, term);
                 self.outbox.entry(replica).or_default().push((id, sleep));
@@ -217,7 +226,10 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         }
         for peer in self.peers.iter().flatten() {
             let beat = signals::message(Signal::Beat, own, *peer, 0);
-            self.outbox.entry(*peer).or_default().push((crate::METADATA_GROUP, beat));
+            self.outbox
+                .entry(*peer)
+                .or_default()
+                .push((crate::METADATA_GROUP, beat));
         }
     }
 
