@@ -3,7 +3,9 @@
 # replication factor 3, and the peer broker tansu (its durable sqlite engine
 # and its in-memory engine), the same load on each, plus the disk's fsync'd
 # write bandwidth, all measured in one run. Prints one table with ratios,
-# then the idle CPU and memory of a 3-node cluster holding 10,000 partitions.
+# then the end-to-end latency tails of a single node measured with
+# confluent-kafka next to the disk's fdatasync p99, and the idle CPU and
+# memory of a 3-node cluster holding 10,000 partitions.
 # Usage: bench/compare.sh [records]
 #
 # tansu 0.6.0 is installed from crates.io into a cache directory the first
@@ -93,5 +95,7 @@ start_tansu tansu-memory "memory://tansu/"; run_load tansu-memory; stop
 
 python3 bench/compare_table.py "$work/disk.json" "$work/chronik.json" "$work/chronik-3node.json" \
   "$work/tansu-sqlite.json" "$work/tansu-memory.json"
+echo
+${PYTHON:-target/venv/bin/python} bench/tail_latency.py target/release/chronik-server --runs 5 --seconds 20
 echo
 bench/idle-cpu.sh 10000

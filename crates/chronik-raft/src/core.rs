@@ -394,7 +394,10 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     /// Messages from peer `from`, received by `now`.
     pub fn receive(&mut self, now: Instant, from: NodeId, messages: Vec<(GroupId, Message)>) {
         self.now = now;
-        self.isr_stale |= self.liveness.heard(from, now);
+        if self.liveness.heard(from, now) {
+            self.isr_stale = true;
+            self.wake_groups_behind_on(from);
+        }
         for (group, message) in messages {
             self.step(group, message);
         }

@@ -16,10 +16,11 @@ pub(crate) struct Liveness {
 }
 
 impl Liveness {
-    /// Records a message from `node`; true if it had been reported silent.
+    /// Records a message from `node`; true if it had been reported silent
+    /// or is heard for the first time: it is back, or new.
     pub(crate) fn heard(&mut self, node: NodeId, now: Instant) -> bool {
-        self.last_heard.insert(node, now);
-        self.silent.remove(&node)
+        let new = self.last_heard.insert(node, now).is_none();
+        self.silent.remove(&node) || new
     }
 
     /// Whether `node` was heard from within `window` before `now`.
@@ -53,8 +54,9 @@ mod tests {
         let start = Instant::now();
         let timeout = Duration::from_secs(1);
         let mut liveness = Liveness::default();
-        liveness.heard(2, start);
-        liveness.heard(3, start);
+        assert!(liveness.heard(2, start), "new");
+        assert!(liveness.heard(3, start), "new");
+        assert!(!liveness.heard(3, start), "heard before");
         assert!(
             liveness
                 .newly_silent(start + Duration::from_millis(500), timeout)

@@ -15,6 +15,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use chronik_raft::{GroupId, fail_stop};
+use std::time::Instant;
 
 use crate::partition::{ApplyCheckpoint, Partition};
 
@@ -83,12 +84,19 @@ impl Checkpointer {
     }
 }
 
+/// How long one partition's checkpoint took: the fsync of its new data and
+/// the checkpoint file. It shares the disk with the Raft log's fsyncs.
+pub const CHECKPOINT_SECONDS: &str = "chronik_partition_checkpoint_seconds";
+
 /// fsyncs the partition's data, then writes the checkpoint that covers it.
 fn run(job: &Job) -> (GroupId, Option<u64>) {
+    // Timed for metrics only.
+    let started = Instant::now();
     let outcome = job
         .file
         .sync_data()
         .and_then(|()| job.partition.save_checkpoint(&job.checkpoint));
+    metrics::histogram!(CHECKPOINT_SECONDS).record(started.elapsed().as_secs_f64());
     let durable = match outcome {
         Ok(true) => Some(job.checkpoint.index),
         Ok(false) => None,

@@ -35,6 +35,8 @@ pub mod topic_config;
 pub mod transaction_state;
 pub mod users;
 
+pub use checkpointer::CHECKPOINT_SECONDS;
+
 /// Whether `topic` is one of the internal topics Chronik manages itself.
 pub fn is_internal_topic(topic: &str) -> bool {
     topic == consumer_offsets::TOPIC || topic == transaction_state::TOPIC

@@ -95,6 +95,11 @@ fn describe() {
         "Bytes the cleaner removed from compacted partitions"
     );
     describe_histogram!(
+        chronik_state::CHECKPOINT_SECONDS,
+        Unit::Seconds,
+        "Time of one partition checkpoint: the fsync of its new data and the checkpoint file"
+    );
+    describe_histogram!(
         CLEANER_LOCKED_SECONDS,
         "How long a cleaner pass held its partition's exclusive lock to install"
     );

@@ -181,17 +181,22 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
 
     /// Whether group `id`, which this node leads, has nothing under way:
     /// every entry committed and applied, every live replica holding all of
-    /// them, and no proposal, read, lease renewal or change waiting. A
-    /// replica that is down does not keep the group awake: when it comes
-    /// back it campaigns, and its vote request wakes the leader.
+    /// them, no learner or joint configuration (a move), and no proposal,
+    /// read, lease renewal or change waiting. A replica that is down does
+    /// not keep the group awake: when its node is heard again the leader
+    /// wakes the group (and it campaigns, which would wake it too).
     fn may_sleep(&self, id: GroupId) -> bool {
         let group = &self.groups[&id];
         let raft = &group.node.raft;
         let log = &raft.raft_log;
         let last = log.last_index();
         let window = self.election_timeout();
+        let conf = raft.prs().conf();
         raft.state == StateRole::Leader
             && self.state_machine.may_sleep(id)
+            // A move under way: learners catching up, or a joint configuration.
+            && conf.learners().is_empty()
+            && conf.to_conf_state().voters_outgoing.is_empty()
             && log.committed == last
             && log.applied == last
             && group.pending.is_empty()
@@ -230,6 +235,30 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                 .entry(*peer)
                 .or_default()
                 .push((crate::METADATA_GROUP, beat));
+        }
+    }
+
+    /// Wakes the sleeping groups this node leads in which `node`, just back
+    /// from a silence (or heard for the first time), lacks entries: they
+    /// slept without it, and it may have no way to ask (a replica created
+    /// empty for a move waits for its leader).
+    pub(super) fn wake_groups_behind_on(&mut self, node: NodeId) {
+        let behind: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(id, g)| {
+                let raft = &g.node.raft;
+                !self.awake.contains(id)
+                    && raft.state == StateRole::Leader
+                    && raft
+                        .prs()
+                        .get(node)
+                        .is_some_and(|p| p.matched < raft.raft_log.last_index())
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in behind {
+            self.wake(id, WakeCause::Message(node));
         }
     }
 
