@@ -140,9 +140,20 @@ atexit.register(_kill_all_processes)
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below Linux's ephemeral range (32768-60999): a stopped
+    node's port must stay free while its peers keep connecting to it, and a
+    TCP connection to a local port nothing listens on can connect to itself
+    when the kernel picks that same port as its source."""
+    start = random.SystemRandom().randrange(20000, 32000)
+    for i in range(12000):
+        port = 20000 + (start - 20000 + i) % 12000
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-31999")
 
 
 # --------------------------------------------------------------------------

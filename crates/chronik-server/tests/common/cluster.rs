@@ -128,12 +128,28 @@ fn peer_tls_flags(dir: &Path) -> Vec<String> {
     .collect()
 }
 
+/// A free port below Linux's ephemeral range (32768-60999). A node's port
+/// must stay free while the node is stopped: its peers keep connecting to
+/// it, and a TCP connection to a local port nothing listens on can connect
+/// to itself, taking that port as its own, when the kernel picks the same
+/// port as its source. Ports outside the ephemeral range are never picked.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..SPAN {
+        let port = LOW + (seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN);
+        let port = u16::try_from(port).expect("below 32768");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
 impl Cluster {
