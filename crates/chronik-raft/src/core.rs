@@ -443,7 +443,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             return Err(ProposeError::NotLeader { group: id, leader });
         }
         self.wake(id, WakeCause::Request);
-        Ok(self.groups.get_mut(&id).expect("checked above"))
+        self.groups.get_mut(&id).ok_or(ProposeError::UnknownGroup(id))
     }
 
     /// Wakes `id` if this node leads it and it sleeps, so that its lease is
@@ -586,8 +586,14 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
 
     fn tick(&mut self) {
         self.ticks += 1;
+        debug_assert!(
+            self.awake.iter().all(|id| self.groups.contains_key(id)),
+            "only running groups are awake"
+        );
         for id in &self.awake {
-            self.groups.get_mut(id).expect("awake groups run").node.tick();
+            if let Some(group) = self.groups.get_mut(id) {
+                group.node.tick();
+            }
         }
         self.renew_leases();
         self.hibernate_quiet_groups();
@@ -768,7 +774,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         let ids: Vec<GroupId> = self
             .awake
             .iter()
-            .filter(|id| self.groups[*id].node.has_ready())
+            .filter(|id| self.groups.get(*id).is_some_and(|g| g.node.has_ready()))
             .copied()
             .collect();
         for id in ids {
@@ -961,7 +967,11 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         let ids: Vec<GroupId> = self
             .awake
             .iter()
-            .filter(|id| self.groups[*id].node.raft.state == StateRole::Leader)
+            .filter(|id| {
+                self.groups
+                    .get(*id)
+                    .is_some_and(|g| g.node.raft.state == StateRole::Leader)
+            })
             .copied()
             .collect();
         for id in ids {

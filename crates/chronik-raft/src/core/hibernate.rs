@@ -130,7 +130,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     }
 
     fn fall_asleep(&mut self, id: GroupId) {
-        let group = self.groups.get_mut(&id).expect("sleeping a running group");
+        let Some(group) = self.groups.get_mut(&id) else { return };
         debug_assert!(!group.node.has_ready(), "group {id} would sleep with work to do");
         self.awake.remove(&id);
         group.node.raft.election_elapsed = 0;
@@ -147,7 +147,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         };
         let mut sleepy = Vec::new();
         for id in &self.awake {
-            let group = self.groups.get_mut(id).expect("awake groups run");
+            let Some(group) = self.groups.get_mut(id) else { continue };
             let last = group.node.raft.raft_log.last_index();
             if group.quiet_index != last {
                 group.quiet_index = last;
@@ -161,7 +161,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         }
         let own = self.config.node_id;
         for id in sleepy {
-            let group = &self.groups[&id];
+            let Some(group) = self.groups.get(&id) else { continue };
             let (term, commit) = (group.node.raft.term, group.node.raft.raft_log.committed);
             let replicas: Vec<NodeId> = group
                 .node
@@ -186,7 +186,9 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     /// not keep the group awake: when its node is heard again the leader
     /// wakes the group (and it campaigns, which would wake it too).
     fn may_sleep(&self, id: GroupId) -> bool {
-        let group = &self.groups[&id];
+        let Some(group) = self.groups.get(&id) else {
+            return false;
+        };
         let raft = &group.node.raft;
         let log = &raft.raft_log;
         let last = log.last_index();
