@@ -2,10 +2,14 @@
 # Side-by-side: Chronik single node, Chronik as a 3-node cluster with
 # replication factor 3, and the peer broker tansu (its durable sqlite engine
 # and its in-memory engine), the same load on each, plus the disk's fsync'd
-# write bandwidth, all measured in one run. Prints one table with ratios,
-# then the end-to-end latency tails of a single node measured with
-# confluent-kafka next to the disk's fdatasync p99, and the idle CPU and
-# memory of a 3-node cluster holding 10,000 partitions.
+# write bandwidth (with an fsync per MiB, and dd's conv=fdatasync), all
+# measured in one run. Each broker also takes the load on 12 partitions
+# from 4 producers; the cluster produces three times and the table takes the
+# median. Prints one table with ratios, then the end-to-end latency tails of
+# a single node measured with confluent-kafka next to the disk's fdatasync
+# p99, the idle CPU and memory of a 3-node cluster holding 10,000
+# partitions, the produce pause over 10 leader kills, and a single node's
+# memory over 10 GiB produced and consumed with its restart times.
 # Usage: bench/compare.sh [records]
 #
 # tansu 0.6.0 is installed from crates.io into a cache directory the first
@@ -71,12 +75,24 @@ start_tansu() { # name storage-url (relative to its own directory) -> sets addr 
 # in runs where the next one measured 7 ms.
 settle() { sync; sleep 5; }
 
-run_load() { # name [replication] -> writes $work/name.json
-  local name=$1 replication=${2:-1} topic=bench e2e_topic=latency
+produce() { # topic replication [flags...] -> one produce report (JSON)
+  local topic=$1 replication=$2
+  shift 2
+  $bench --bootstrap "$addr" --topic "$topic" --broker-pid "$pid" --json produce \
+    --records "$records" --record-size 1024 --acks all --linger-ms 5 --create-topic --replication "$replication" "$@"
+}
+
+run_load() { # name [replication] [produce runs] -> writes $work/name.json
+  local name=$1 replication=${2:-1} runs=${3:-1} topic=bench e2e_topic=latency i
   {
     echo "{\"name\": \"$name\","
-    echo "\"produce\": $($bench --bootstrap "$addr" --topic $topic --broker-pid "$pid" --json produce \
-      --records "$records" --record-size 1024 --acks all --linger-ms 5 --create-topic --replication "$replication"),"
+    # The first run is the one consumed below; with more runs, each writes
+    # a topic of its own and the table takes the median.
+    echo "\"produce_runs\": [$(produce $topic "$replication")"
+    for i in $(seq 2 "$runs"); do echo ", $(produce $topic-$i "$replication")"; done
+    echo "],"
+    # 12 partitions, 4 producers: records spread by key over the partitions.
+    echo "\"produce_12p\": $(produce $topic-12p "$replication" --partitions 12 --producers 4),"
     echo "\"consume_500\": $($bench --bootstrap "$addr" --topic $topic --json consume --records "$records" --fetch-wait-max-ms 500),"
     echo "\"consume_10\": $($bench --bootstrap "$addr" --topic $topic --json consume --records "$records" --fetch-wait-max-ms 10),"
     $bench --bootstrap "$addr" --topic $e2e_topic produce --records 1 --create-topic --replication "$replication" >/dev/null
@@ -89,13 +105,18 @@ run_load() { # name [replication] -> writes $work/name.json
 python3 bench/fsync_probe.py "$work" 3 >"$work/disk.json"
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
 start_chronik chronik; run_load chronik; stop
-start_chronik_cluster chronik-3node; run_load chronik-3node 3; stop_cluster
+start_chronik_cluster chronik-3node; run_load chronik-3node 3 3; stop_cluster
 start_tansu tansu-sqlite "sqlite://tansu.db"; run_load tansu-sqlite; stop
 start_tansu tansu-memory "memory://tansu/"; run_load tansu-memory; stop
 
 python3 bench/compare_table.py "$work/disk.json" "$work/chronik.json" "$work/chronik-3node.json" \
   "$work/tansu-sqlite.json" "$work/tansu-memory.json"
 echo
-${PYTHON:-target/venv/bin/python} bench/tail_latency.py target/release/chronik-server --runs 5 --seconds 20
+python=${PYTHON:-target/venv/bin/python}
+"$python" bench/tail_latency.py target/release/chronik-server --runs 5 --seconds 20
 echo
 bench/idle-cpu.sh 10000
+echo
+"$python" bench/failover.py target/release/chronik-server --kills 10
+echo
+"$python" bench/big_data.py target/release/chronik-server "$bench" --gib 10

@@ -9,9 +9,17 @@ def load(path):
         return json.load(f)
 
 
+def median_produce(run):
+    """The run's produce report with the median rate (one run or several)."""
+    ranked = sorted(run["produce_runs"], key=lambda r: r["records_per_sec"])
+    return ranked[len(ranked) // 2]
+
+
 def main():
     disk = load(sys.argv[1])
     runs = [load(p) for p in sys.argv[2:]]
+    for r in runs:
+        r["produce"] = median_produce(r)
     chronik = runs[0]
     rows = [("", *[r["name"] for r in runs])]
 
@@ -20,6 +28,8 @@ def main():
 
     row("produce rec/s (1 KiB, acks=all)", lambda r: r["produce"]["records_per_sec"])
     row("produce MB/s", lambda r: r["produce"]["mb_per_sec"], "{:.1f}")
+    row("produce runs (median taken)", lambda r: len(r["produce_runs"]), "{}")
+    row("produce rec/s, 12 partitions, 4 producers", lambda r: r["produce_12p"]["records_per_sec"])
     row("broker CPU s during produce (node 1)", lambda r: r["produce"]["broker"]["cpu_seconds"], "{:.1f}")
     row("broker peak RSS MiB (node 1)", lambda r: r["produce"]["broker"]["peak_rss_kib"] / 1024)
     row("consume rec/s (fetch.wait.max.ms 500)", lambda r: r["consume_500"]["records_per_sec"])
@@ -32,13 +42,33 @@ def main():
         print("  ".join(str(c).ljust(w) for c, w in zip(r, width)))
 
     print()
-    print(f"disk: {disk['fsyncs_per_sec']:.0f} fsyncs/s, {disk['seq_write_fsync_mb_per_sec']:.1f} MB/s with an fsync per MiB")
+    print(f"disk: {disk['fsyncs_per_sec']:.0f} fsyncs/s, {disk['seq_write_fsync_mb_per_sec']:.1f} MB/s "
+          f"with an fsync per MiB, {disk['dd_fdatasync_mb_per_sec']:.1f} MB/s by dd conv=fdatasync (1 GiB)")
+    by_name = {r["name"]: r for r in runs}
     produce = chronik["produce"]["records_per_sec"]
     for other in runs[1:]:
         print(f"{other['name']} / chronik produce: {other['produce']['records_per_sec'] / produce:.2f}x")
-    print(f"chronik produce MB/s / disk MB/s: {chronik['produce']['mb_per_sec'] / disk['seq_write_fsync_mb_per_sec']:.2f}")
-    print(f"chronik consume / produce (wait 10 ms): {chronik['consume_10']['records_per_sec'] / produce:.2f}")
-
+    print()
+    ratios = [("ratio", "measured", "target")]
+    if "tansu-memory" in by_name:
+        ratios.append(("chronik / tansu memory, produce",
+                       f"{produce / by_name['tansu-memory']['produce']['records_per_sec']:.2f}", ">= 1.1, or the disk bound"))
+    if "tansu-sqlite" in by_name:
+        ratios.append(("chronik / tansu sqlite, produce",
+                       f"{produce / by_name['tansu-sqlite']['produce']['records_per_sec']:.2f}", ">= 5"))
+    ratios.append(("chronik produce MB/s / dd fdatasync MB/s",
+                   f"{chronik['produce']['mb_per_sec'] / disk['dd_fdatasync_mb_per_sec']:.2f}",
+                   ">= 0.9, or the tansu bound"))
+    ratios.append(("12 partitions, 4 producers / 1 partition",
+                   f"{chronik['produce_12p']['records_per_sec'] / produce:.2f}", ">= 1.2"))
+    if "chronik-3node" in by_name:
+        ratios.append(("3 nodes RF 3 / single node, produce (median of runs)",
+                       f"{by_name['chronik-3node']['produce']['records_per_sec'] / produce:.2f}", ">= 0.45"))
+    ratios.append(("chronik consume / produce (wait 10 ms)",
+                   f"{chronik['consume_10']['records_per_sec'] / produce:.2f}", ">= 1.5"))
+    width = [max(len(r[i]) for r in ratios) for i in range(3)]
+    for r in ratios:
+        print("  ".join(c.ljust(w) for c, w in zip(r, width)))
 
 if __name__ == "__main__":
     main()

@@ -336,15 +336,21 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             });
         }
         let applied = durable.min(committed);
+        let jitter = self.config.election_jitter_ticks.max(1);
+        // One tick past the election timeout at least: a peer that heard
+        // from the leader within `election_ticks` ignores a vote request,
+        // and the nodes' tickers run out of phase by up to a tick, so a
+        // follower campaigning right at the timeout was often ignored and
+        // waited a whole timeout more.
+        let shortest = self.config.election_ticks + 1;
         let (min_election_tick, max_election_tick) = match self.config.election_seed {
             // raft-rs draws from [min, max); a range of one makes it a constant.
             Some(seed) => {
-                let ticks = self.config.election_ticks;
-                let fixed =
-                    ticks + (split_mix(seed ^ self.config.node_id.rotate_left(32) ^ id) % ticks as u64) as usize;
+                let drawn = split_mix(seed ^ self.config.node_id.rotate_left(32) ^ id) % jitter as u64;
+                let fixed = shortest + drawn as usize;
                 (fixed, fixed + 1)
             }
-            None => (0, 0),
+            None => (shortest, shortest + jitter),
         };
         let raft_config = raft::Config {
             id: self.config.node_id,
@@ -590,13 +596,15 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             self.awake.iter().all(|id| self.groups.contains_key(id)),
             "only running groups are awake"
         );
+        // Before the groups tick: a tick that sends heartbeats leaves a
+        // Ready behind, and a group with a Ready does not sleep.
+        self.hibernate_quiet_groups();
         for id in &self.awake {
             if let Some(group) = self.groups.get_mut(id) {
                 group.node.tick();
             }
         }
         self.renew_leases();
-        self.hibernate_quiet_groups();
         self.send_beats();
         self.wake_groups_of_silent_leaders();
         self.meters.awake.set(self.awake.len() as f64);

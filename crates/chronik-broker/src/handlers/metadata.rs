@@ -57,9 +57,12 @@ pub async fn handle(broker: &Broker, session: &Session, request: MetadataRequest
     let brokers = metadata
         .brokers
         .iter()
-        // Members only, and only those that answer: clients would keep
-        // trying to connect to a removed or dead node.
-        .filter(|(id, _)| (metadata.nodes.is_empty() || metadata.nodes.contains_key(id)) && broker.is_live(**id))
+        // Members only: clients would keep trying to connect to a removed
+        // node. A member that is down stays listed, as Kafka lists a broker
+        // until its session expires: librdkafka, seeing a broker vanish in
+        // the same answer that names a partition's new leader, drops the
+        // new leader too and learns it again only a second later.
+        .filter(|(id, _)| metadata.nodes.is_empty() || metadata.nodes.contains_key(id))
         .filter_map(|(id, info)| {
             let (host, port) = info.address_on(&session.listener)?;
             Some(
