@@ -45,6 +45,10 @@ def main():
     print(f"disk: {disk['fsyncs_per_sec']:.0f} fsyncs/s, {disk['seq_write_fsync_mb_per_sec']:.1f} MB/s "
           f"with an fsync per MiB, {disk['dd_fdatasync_mb_per_sec']:.1f} MB/s by dd conv=fdatasync (1 GiB)")
     by_name = {r["name"]: r for r in runs}
+    for r in runs:
+        if len(r["produce_runs"]) > 1:
+            each = ", ".join(f"{p['records_per_sec']:.0f}" for p in r["produce_runs"])
+            print(f"{r['name']} produce rec/s, each run: {each}")
     produce = chronik["produce"]["records_per_sec"]
     for other in runs[1:]:
         print(f"{other['name']} / chronik produce: {other['produce']['records_per_sec'] / produce:.2f}x")
