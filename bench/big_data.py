@@ -31,6 +31,9 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "faults"))
+from fault_suite import free_port  # noqa: E402
+
 READY = re.compile(r"^chronik-server ready: kafka=(\S+):(\d+) .* http=(\S+)")
 TOPIC = "big"
 RECORD = 1024
@@ -156,9 +159,6 @@ def main():
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     records = args.gib * (1 << 30) // RECORD
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "faults"))
-    from fault_suite import free_port
-
     work = Path(tempfile.mkdtemp(prefix="big-data-"))
     node = Node(args.binary, work / "data", free_port())
     try:

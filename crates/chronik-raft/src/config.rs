@@ -15,11 +15,11 @@ pub struct MultiRaftConfig {
     pub tick_interval: Duration,
     pub election_ticks: usize,
     /// Each election timeout is drawn from one tick past `election_ticks`
-    /// up to this many ticks more. raft-rs's default spread, a whole election timeout, made
-    /// the produce pause after a leader died 1.8-2.1 s; a few ticks still
-    /// keep two followers from campaigning at once (a vote round takes
-    /// milliseconds), and the vote refusal that leases rest on lasts
-    /// `election_ticks` whatever the spread.
+    /// up to this many ticks more. raft-rs's default spread, a whole
+    /// election timeout, made the produce pause after a leader died
+    /// 1.8-2.1 s; a few ticks still keep two followers from campaigning at
+    /// once (a vote round takes milliseconds), and the vote refusal that
+    /// leases rest on lasts `election_ticks` whatever the spread.
     pub election_jitter_ticks: usize,
     pub heartbeat_ticks: usize,
     /// A group led here that has taken no new entry for this many ticks,
