@@ -38,6 +38,7 @@ mod state_machine;
 mod status;
 mod storage;
 pub mod telemetry;
+mod term_runs;
 mod transport;
 
 pub use config::{MultiRaftConfig, PlantedBug};
