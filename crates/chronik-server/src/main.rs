@@ -163,6 +163,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(tls) = &tls {
         tokio::spawn(reload_tls_on_sighup(tls.clone()));
     }
+    // Listening before the ready line: a SIGTERM sent the moment a script
+    // sees it must stop the node cleanly, not kill it.
+    let shutdown = shutdown_signal();
     let main = broker.config.main_listener().bound;
     tracing::info!(listen = %main, data_dir = %broker.config.data_dir.display(), "Chronik is serving Kafka clients");
     // A line on stdout that scripts and tests wait for.
@@ -201,7 +204,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             shutdown,
         )));
     }
-    shutdown_signal().await;
+    shutdown.await;
     let _ = stop.send(true);
     for listener in serving {
         let _ = listener.await;
@@ -229,17 +232,33 @@ async fn reload_tls_on_sighup(tls: Arc<TlsAcceptorCell>) {
     }
 }
 
-async fn shutdown_signal() {
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(e) => {
-            tracing::warn!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
+/// SIGTERM or SIGINT, listened for from the call on (an `async fn` would
+/// install its handlers only when first polled).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &str| {
+        signal(kind)
+            .inspect_err(|e| tracing::warn!("cannot listen for {name}: {e}"))
+            .ok()
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+    let (mut terminate, mut interrupt) = (
+        listen(SignalKind::terminate(), "SIGTERM"),
+        listen(SignalKind::interrupt(), "SIGINT"),
+    );
+    async move {
+        tokio::select! {
+            _ = received(terminate.as_mut()) => {}
+            _ = received(interrupt.as_mut()) => {}
+        }
+    }
+}
+
+/// The next delivery of `signal`; never, if it could not be listened for.
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }

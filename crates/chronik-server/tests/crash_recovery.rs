@@ -201,3 +201,16 @@ fn a_log_shorter_than_its_checkpoint_refuses_to_start() {
         broker.log_tail()
     );
 }
+
+/// Found by CI: a test stopped a node the moment its ready line appeared,
+/// and the node died by the signal (exit -15) instead of stopping cleanly,
+/// because the SIGTERM handler was installed only after that line. `stop`
+/// asserts a successful exit.
+#[test]
+fn sigterm_right_after_the_ready_line_stops_the_node_cleanly() {
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut broker = Broker::start(dir.path(), &[]);
+        broker.stop();
+    }
+}
