@@ -4,8 +4,9 @@
 # and its in-memory engine), the same load on each, plus the disk's fsync'd
 # write bandwidth (with an fsync per MiB, and dd's conv=fdatasync), all
 # measured in one run. Each broker also takes the load on 12 partitions
-# from 4 producers; the cluster produces three times and the table takes the
-# median. Prints one table with ratios, then the end-to-end latency tails of
+# from 4 producers; chronik (single node and cluster) and tansu's memory
+# engine produce three times each and the table takes the medians, since one
+# produce run lasts about a second. Prints one table with ratios, then the end-to-end latency tails of
 # a single node measured with confluent-kafka next to the disk's fdatasync
 # p99, the idle CPU and memory of a 3-node cluster holding 10,000
 # partitions, the produce pause over 10 leader kills, and a single node's
@@ -104,10 +105,10 @@ run_load() { # name [replication] [produce runs] -> writes $work/name.json
 
 python3 bench/fsync_probe.py "$work" 3 >"$work/disk.json"
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
-start_chronik chronik; run_load chronik; stop
+start_chronik chronik; run_load chronik 1 3; stop
 start_chronik_cluster chronik-3node; run_load chronik-3node 3 3; stop_cluster
 start_tansu tansu-sqlite "sqlite://tansu.db"; run_load tansu-sqlite; stop
-start_tansu tansu-memory "memory://tansu/"; run_load tansu-memory; stop
+start_tansu tansu-memory "memory://tansu/"; run_load tansu-memory 1 3; stop
 
 python3 bench/compare_table.py "$work/disk.json" "$work/chronik.json" "$work/chronik-3node.json" \
   "$work/tansu-sqlite.json" "$work/tansu-memory.json"

@@ -55,7 +55,7 @@ def main():
     print()
     ratios = [("ratio", "measured", "target")]
     if "tansu-memory" in by_name:
-        ratios.append(("chronik / tansu memory, produce",
+        ratios.append(("chronik / tansu memory, produce (medians)",
                        f"{produce / by_name['tansu-memory']['produce']['records_per_sec']:.2f}", ">= 1.1, or the disk bound"))
     if "tansu-sqlite" in by_name:
         ratios.append(("chronik / tansu sqlite, produce",
