@@ -526,21 +526,23 @@ impl Broker {
     }
 
     /// Wakes those of `groups` that this node leads and that sleep idle (see
-    /// `MultiRaft::wake`), and waits, bounded, until each serves again or
-    /// has lost its leader here. Call before [`Broker::is_leader`] on
-    /// partitions a request reads or writes; costs nothing when none sleeps.
+    /// `MultiRaft::wake`), and waits, bounded, until each group it leads
+    /// serves or has lost its leader here. Not only the groups this request
+    /// woke: one that another request woke a moment ago is awake but has no
+    /// lease yet. Call before [`Broker::is_leader`] on partitions a request
+    /// reads or writes; costs one status lookup when all of them serve.
     pub async fn awaken(&self, groups: impl IntoIterator<Item = GroupId>) {
         let own = self.config.node_id;
-        let sleeping = self.raft.status().sleeping_led(own, groups);
-        if sleeping.is_empty() {
+        let unready = self.raft.status().unready_led(own, groups, Instant::now());
+        if unready.is_empty() {
             return;
         }
-        for group in &sleeping {
+        for (group, _) in unready.iter().filter(|(_, asleep)| *asleep) {
             self.raft.wake(*group).await;
         }
         let deadline = Instant::now() + WAKE_WAIT;
         while Instant::now() < deadline {
-            let waiting = sleeping.iter().any(|g| {
+            let waiting = unready.iter().any(|(g, _)| {
                 self.raft
                     .status()
                     .get(*g)

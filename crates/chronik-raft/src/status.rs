@@ -87,12 +87,22 @@ impl StatusBoard {
         self.read().get(&group).cloned()
     }
 
-    /// Those of `groups` that `node` leads and that sleep idle.
-    pub fn sleeping_led(&self, node: NodeId, groups: impl IntoIterator<Item = GroupId>) -> Vec<GroupId> {
+    /// Those of `groups` that `node` leads and that sleep idle or cannot
+    /// serve at `now` (waking, just elected, or without a lease), each with
+    /// whether it sleeps.
+    pub fn unready_led(
+        &self,
+        node: NodeId,
+        groups: impl IntoIterator<Item = GroupId>,
+        now: Instant,
+    ) -> Vec<(GroupId, bool)> {
         let statuses = self.read();
         groups
             .into_iter()
-            .filter(|g| statuses.get(g).is_some_and(|s| s.asleep && s.leader == Some(node)))
+            .filter_map(|g| {
+                let s = statuses.get(&g)?;
+                (s.leader == Some(node) && (s.asleep || !s.serves(node, now))).then_some((g, s.asleep))
+            })
             .collect()
     }
 

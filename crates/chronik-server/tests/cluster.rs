@@ -13,10 +13,14 @@ use common::cluster::{Cluster, serial};
 use common::cluster::{read_partition, verify_acknowledged};
 use common::delivery::{new_producer, send};
 use common::raw::Connection;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName};
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::messages::{
+    ApiKey, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rdkafka::producer::Producer;
 
 /// The leader of each partition of `topic` in a Metadata response from the
@@ -334,6 +338,57 @@ fn idle_partitions_sleep_and_wake_for_reads_writes_and_failover() {
     cluster.restart(victim);
     for partition in 0..PARTITIONS {
         cluster.wait_for_identical_replicas(survivors[0], TOPIC, partition, &[1, 2, 3]);
+    }
+}
+
+/// Found by benchmarking: librdkafka's watermark query sends two
+/// ListOffsets at once. When they reached a sleeping leader, the first woke
+/// the group and waited for its lease; the second found the group awake but
+/// without a lease yet and was told NOT_LEADER_OR_FOLLOWER at once. Here
+/// requests reach each sleeping leader 100 µs apart, so that some arrive
+/// while it wakes; every one is answered.
+#[test]
+fn requests_that_reach_a_waking_leader_are_all_answered() {
+    let _serial = serial();
+    const TOPIC: &str = "drowsy";
+    const PARTITIONS: i32 = 2;
+    const REQUESTS: usize = 40;
+    const VERSION: i16 = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3, &["--offsets-topic-partitions", "1"]);
+    common::create_replicated_topic(&cluster.nodes[0].addr, TOPIC, PARTITIONS, 3, &[]);
+    cluster.wait_for_leaders(1, TOPIC, PARTITIONS as usize);
+    for _round in 0..2 {
+        wait_until_asleep(&cluster, TOPIC, PARTITIONS, &[1, 2, 3]);
+        for (partition, leader, _) in metadata_leaders(&cluster.nodes[0].addr, TOPIC) {
+            let mut connection = Connection::open(&cluster.nodes[leader as usize - 1].addr);
+            let request = ListOffsetsRequest::default().with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(partition)
+                            .with_timestamp(-1),
+                    ]),
+            ]);
+            for _ in 0..REQUESTS {
+                let mut frame = connection.header(ApiKey::ListOffsets, VERSION);
+                request.encode(&mut frame, VERSION).unwrap();
+                connection.send_raw(&frame);
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            for _ in 0..REQUESTS {
+                let mut body = connection.receive().expect("a response");
+                ResponseHeader::decode(&mut body, ApiKey::ListOffsets.response_header_version(VERSION)).unwrap();
+                let response = ListOffsetsResponse::decode(&mut body, VERSION).unwrap();
+                let answer = &response.topics[0].partitions[0];
+                assert_eq!(
+                    (answer.error_code, answer.offset),
+                    (0, 0),
+                    "partition {partition}, led by node {leader}"
+                );
+            }
+        }
     }
 }
 
