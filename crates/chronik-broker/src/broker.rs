@@ -540,15 +540,14 @@ impl Broker {
         for (group, _) in unready.iter().filter(|(_, asleep)| *asleep) {
             self.raft.wake(*group).await;
         }
+        let groups: Vec<GroupId> = unready.into_iter().map(|(group, _)| group).collect();
         let deadline = Instant::now() + WAKE_WAIT;
         while Instant::now() < deadline {
-            let waiting = unready.iter().any(|(g, _)| {
-                self.raft
-                    .status()
-                    .get(*g)
-                    .is_some_and(|s| s.leader == Some(own) && !s.serves(own, Instant::now()))
-            });
-            if !waiting {
+            let status = self.raft.status();
+            if status
+                .unready_led(own, groups.iter().copied(), Instant::now())
+                .is_empty()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
