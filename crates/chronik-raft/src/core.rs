@@ -40,6 +40,7 @@ use crate::telemetry::{self, LoopMeters};
 use crate::transport::{SharedTransport, SnapshotDone, SnapshotReports};
 use crate::{GroupId, METADATA_GROUP, NodeId};
 
+mod departed;
 mod hibernate;
 
 use hibernate::WakeCause;
@@ -224,6 +225,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     /// one is due.
     pub fn advance(&mut self, now: Instant) {
         self.now = now;
+        self.replace_departed_leaders();
         self.tick_due(now);
         self.take_snapshot_reports();
         let requested = self.next_read;

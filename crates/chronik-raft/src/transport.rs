@@ -14,6 +14,10 @@ pub trait Transport: Send + Sync + 'static {
 
     /// A snapshot for node `to`. `done` must be told the outcome.
     fn send_snapshot(&self, to: NodeId, group: GroupId, message: Message, done: SnapshotDone);
+
+    /// The peers found gone since the last call: a connection to their Raft
+    /// port was refused, so no process of theirs runs (see `core/departed.rs`).
+    fn take_departed(&self) -> Vec<NodeId>;
 }
 
 /// The transport of a node without peers: a single voter sends nothing.
@@ -31,6 +35,10 @@ impl Transport for NoPeers {
     fn send_snapshot(&self, to: NodeId, group: GroupId, _message: Message, done: SnapshotDone) {
         tracing::warn!(to, group, "no transport to peers; snapshot dropped");
         done.finish(false);
+    }
+
+    fn take_departed(&self) -> Vec<NodeId> {
+        Vec::new()
     }
 }
 

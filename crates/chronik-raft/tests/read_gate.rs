@@ -65,6 +65,10 @@ impl Transport for Sender {
     fn send_snapshot(&self, _to: NodeId, _group: GroupId, _message: Message, done: SnapshotDone) {
         done.finish(false);
     }
+
+    fn take_departed(&self) -> Vec<NodeId> {
+        Vec::new()
+    }
 }
 
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {

@@ -45,6 +45,10 @@ impl Transport for Outbox {
     fn send_snapshot(&self, _to: NodeId, _group: GroupId, _message: Message, done: SnapshotDone) {
         done.finish(false);
     }
+
+    fn take_departed(&self) -> Vec<NodeId> {
+        Vec::new()
+    }
 }
 
 fn message(kind: MessageType, from: NodeId, term: u64) -> Message {

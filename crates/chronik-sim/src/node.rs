@@ -32,6 +32,9 @@ pub type Inbound = Vec<(NodeId, Vec<(GroupId, Message)>)>;
 struct Outbox {
     from: NodeId,
     packets: Arc<Mutex<Vec<Packet>>>,
+    /// Peers that were down when a packet of this node's reached them, as
+    /// a refused connection tells the real transport.
+    departed: Arc<Mutex<Vec<NodeId>>>,
 }
 
 impl Transport for Outbox {
@@ -41,6 +44,10 @@ impl Transport for Outbox {
 
     fn send_snapshot(&self, to: NodeId, group: GroupId, message: Message, done: SnapshotDone) {
         self.push(to, Payload::Snapshot { group, message, done });
+    }
+
+    fn take_departed(&self) -> Vec<NodeId> {
+        std::mem::take(&mut *self.departed.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -157,7 +164,7 @@ impl SimNode {
             files: Arc::new(SimFiles::default()),
             outbox: Outbox {
                 from: id,
-                packets: Arc::default(),
+                ..Outbox::default()
             },
             worker: Worker::spawn(id),
             running: None,
@@ -210,6 +217,7 @@ impl SimNode {
         self.worker.call(|core| drop(core.take()));
         self.running = None;
         self.outbox.take();
+        self.outbox.take_departed();
         self.paused_until = None;
         let what = if power_loss {
             let partitions = partition_power_loss(&self.dir.join("partitions"), rng, tear);
@@ -244,6 +252,18 @@ impl SimNode {
 
     pub fn is_running(&self) -> bool {
         self.running.is_some()
+    }
+
+    /// Tells this node's transport that a packet reached `peer` while it
+    /// was down: a real connection would have been refused.
+    pub fn refused_by(&self, peer: NodeId) {
+        if self.running.is_some() {
+            self.outbox
+                .departed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(peer);
+        }
     }
 
     /// Up and not paused: able to answer.

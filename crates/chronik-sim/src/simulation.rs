@@ -299,10 +299,13 @@ impl Simulation {
         let mut batches: BTreeMap<usize, Inbound> = BTreeMap::new();
         for packet in self.network.due(self.now) {
             let index = (packet.to - 1) as usize;
-            let node = &mut self.nodes[index];
-            if !node.is_running() {
+            if !self.nodes[index].is_running() {
+                self.nodes[(packet.from - 1) as usize].refused_by(packet.to);
                 lose(packet);
-            } else if let Some(until) = node.paused_until.filter(|until| *until > self.now) {
+                continue;
+            }
+            let node = &mut self.nodes[index];
+            if let Some(until) = node.paused_until.filter(|until| *until > self.now) {
                 self.network.hold(until, packet);
             } else {
                 match packet.payload {

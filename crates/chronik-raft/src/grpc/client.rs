@@ -2,7 +2,7 @@
 //! open to its peer, merges whatever batches queued up while the previous
 //! item was handed over, and reconnects with backoff.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -84,6 +84,22 @@ struct Shared {
     cluster_id: ClusterId,
     peers: PeerAddresses,
     security: PeerSecurity,
+    departed: Departed,
+}
+
+/// Peers whose Raft port refused a connection, until the loop takes them.
+#[derive(Default)]
+struct Departed(Mutex<BTreeSet<NodeId>>);
+
+impl Departed {
+    fn report(&self, node: NodeId) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(node);
+    }
+
+    fn take(&self) -> Vec<NodeId> {
+        let mut departed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *departed).into_iter().collect()
+    }
 }
 
 pub struct GrpcTransport {
@@ -101,6 +117,7 @@ impl GrpcTransport {
                 cluster_id,
                 peers,
                 security,
+                departed: Departed::default(),
             }),
             runtime: tokio::runtime::Handle::current(),
             queues: Mutex::new(HashMap::new()),
@@ -159,6 +176,10 @@ impl Transport for GrpcTransport {
             done.finish(result.is_ok());
         });
     }
+
+    fn take_departed(&self) -> Vec<NodeId> {
+        self.shared.departed.take()
+    }
 }
 
 /// A node's gRPC port (`host:port`) with the cluster's connection settings.
@@ -181,16 +202,49 @@ pub async fn connect_channel(addr: &str, timeout: Duration, security: &PeerSecur
     Ok(security.channel(channel))
 }
 
+/// Why a stream could not be opened.
+#[derive(Debug)]
+struct ConnectFailure {
+    message: String,
+    /// The peer's host answered that nothing listens on the port.
+    refused: bool,
+}
+
+impl std::fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// A connection for streams without a deadline (Raft messages, snapshots):
 /// HTTP/2 pings find a peer that stopped answering.
-async fn connect_stream(addr: &str, security: &PeerSecurity) -> Result<RaftTransportClient<PeerChannel>, String> {
-    let channel = endpoint(addr, security)?
+async fn connect_stream(
+    addr: &str,
+    security: &PeerSecurity,
+) -> Result<RaftTransportClient<PeerChannel>, ConnectFailure> {
+    let endpoint = endpoint(addr, security).map_err(|message| ConnectFailure {
+        message,
+        refused: false,
+    })?;
+    let channel = endpoint
         .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .connect()
         .await
-        .map_err(|e| connect_error(&e))?;
+        .map_err(|e| ConnectFailure {
+            message: connect_error(&e),
+            refused: refused(&e),
+        })?;
     Ok(transport_client(security.channel(channel)))
+}
+
+/// Whether a connection error is a refusal: the host is up and nothing
+/// listens on the port.
+fn refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    })
 }
 
 /// A connection error with its causes: a TLS refusal is only in the source chain.
@@ -297,9 +351,12 @@ async fn stream_to_peer(shared: &Shared, to: NodeId, queue: &mut Received) -> Re
         .peers
         .get(to)
         .ok_or_else(|| format!("no Raft address known for node {to}"))?;
-    let mut client = connect_stream(&addr, &shared.security)
-        .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let mut client = connect_stream(&addr, &shared.security).await.map_err(|e| {
+        if e.refused {
+            shared.departed.report(to);
+        }
+        format!("cannot connect to {addr}: {e}")
+    })?;
     let (items, outgoing) = mpsc::channel(STREAM_ITEMS_BUFFERED);
     let call = client.step_stream(ReceiverStream::new(outgoing));
     tokio::pin!(call);
@@ -542,6 +599,7 @@ mod tests {
             cluster_id: ClusterId::default(),
             peers,
             security: PeerSecurity::default(),
+            departed: Departed::default(),
         };
         send_snapshot(&shared, 2, 5, message).await.unwrap();
         let staged = std::fs::read(staging_dir(&staging, 5, 7).join("a.log")).unwrap();
@@ -559,5 +617,41 @@ mod tests {
             }
             _ => panic!("the snapshot message reached the loop"),
         }
+    }
+
+    /// A peer whose port refuses connections is reported departed; one
+    /// that accepts connections and then says nothing (paused) is not.
+    #[tokio::test]
+    async fn only_a_refused_connection_reports_the_peer_departed() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_addr = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_addr = silent.local_addr().unwrap().to_string();
+        let held = tokio::spawn(async move {
+            let mut connections = Vec::new();
+            while let Ok((connection, _)) = silent.accept().await {
+                connections.push(connection);
+            }
+        });
+        let peers = PeerAddresses::default();
+        peers.set(2, closed_addr);
+        peers.set(3, silent_addr);
+        let transport = GrpcTransport::new(1, ClusterId::default(), peers, PeerSecurity::default());
+        let mut departed = BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !departed.contains(&2) && Instant::now() < deadline {
+            for to in [2, 3] {
+                transport.send(to, vec![(1, Message::default())]);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            departed.extend(transport.take_departed());
+        }
+        assert!(departed.contains(&2), "the refused peer is reported");
+        // Node 3's connection has had as long as node 2's to be reported.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        departed.extend(transport.take_departed());
+        assert_eq!(departed, BTreeSet::from([2]), "a silent peer is not");
+        held.abort();
     }
 }

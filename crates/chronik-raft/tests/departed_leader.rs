@@ -1,0 +1,136 @@
+//! A follower whose leader's node refused a connection campaigns within a
+//! few ticks, not after an election timeout of silence. One real core on
+//! the clock the test hands it; node 3 leads and is played by the test.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chronik_raft::{
+    Effect, GroupId, GroupReport, METADATA_GROUP, MultiRaftConfig, NodeId, RaftCore, SnapshotDone, StateMachine,
+    Transport,
+};
+use raft::eraftpb::{Message, MessageType};
+use raft_engine::env::DefaultFileSystem;
+
+const TICK: Duration = Duration::from_millis(100);
+const LEADER: NodeId = 3;
+
+/// Applies nothing; everything is durable at once.
+struct Nothing;
+
+impl StateMachine for Nothing {
+    type Output = ();
+
+    fn open_group(&mut self, _group: GroupId) -> Option<u64> {
+        Some(0)
+    }
+
+    fn assigned_groups(&self) -> Vec<Effect> {
+        Vec::new()
+    }
+
+    fn apply(&mut self, _group: GroupId, _index: u64, _term: u64, _data: &[u8], _effects: &mut Vec<Effect>) {}
+
+    fn checkpoint(&mut self) -> Vec<(GroupId, u64)> {
+        Vec::new()
+    }
+}
+
+/// Keeps the kinds of message sent, and reports the peers the test says
+/// refused a connection.
+#[derive(Clone, Default)]
+struct Probe {
+    sent: Arc<Mutex<Vec<MessageType>>>,
+    departed: Arc<Mutex<Vec<NodeId>>>,
+}
+
+impl Transport for Probe {
+    fn send(&self, _to: NodeId, messages: Vec<(GroupId, Message)>) {
+        let mut sent = self.sent.lock().unwrap();
+        sent.extend(messages.iter().map(|(_, m)| m.get_msg_type()));
+    }
+
+    fn send_snapshot(&self, _to: NodeId, _group: GroupId, _message: Message, done: SnapshotDone) {
+        done.finish(false);
+    }
+
+    fn take_departed(&self) -> Vec<NodeId> {
+        std::mem::take(&mut *self.departed.lock().unwrap())
+    }
+}
+
+/// Node 1, following node 3 from `start` on; node 3 is then heard no more.
+fn follower(dir: &std::path::Path, probe: &Probe, start: Instant) -> RaftCore<Nothing, DefaultFileSystem> {
+    let mut config = MultiRaftConfig::new(1, dir.join("snapshots"));
+    config.initial_voters = vec![1, 2, 3];
+    let files = Arc::new(DefaultFileSystem);
+    let mut core = RaftCore::open(
+        &dir.join("raft"),
+        files,
+        config,
+        Nothing,
+        Arc::new(probe.clone()),
+        start,
+    )
+    .unwrap();
+    let mut heartbeat = Message::default();
+    heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+    heartbeat.from = LEADER;
+    heartbeat.to = 1;
+    // A term past whatever node 1 started at, or campaigned for meanwhile.
+    heartbeat.term = metadata_group(&core).term + 1;
+    core.receive(start, LEADER, vec![(METADATA_GROUP, heartbeat)]);
+    core.advance(start);
+    let report = metadata_group(&core);
+    assert_eq!(report.leader, Some(LEADER), "node 1 follows node 3: {report:?}");
+    probe.sent.lock().unwrap().clear();
+    core
+}
+
+fn metadata_group(core: &RaftCore<Nothing, DefaultFileSystem>) -> GroupReport {
+    core.describe().into_iter().find(|g| g.group == METADATA_GROUP).unwrap()
+}
+
+/// The first tick, counted from the leader's last message, at which node 1
+/// asked for votes; `None` if it had not by `ticks`.
+fn campaigned_at(
+    core: &mut RaftCore<Nothing, DefaultFileSystem>,
+    probe: &Probe,
+    start: Instant,
+    ticks: u32,
+) -> Option<u32> {
+    (1..=ticks).find(|tick| {
+        core.advance(start + TICK * *tick);
+        probe.sent.lock().unwrap().contains(&MessageType::MsgRequestPreVote)
+    })
+}
+
+#[test]
+fn a_follower_of_a_departed_leader_campaigns_within_a_few_ticks() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = Probe::default();
+    let start = Instant::now();
+    let mut core = follower(dir.path(), &probe, start);
+    core.advance(start + TICK);
+    probe.departed.lock().unwrap().push(LEADER);
+    // The election timeout is 10 ticks; told of the departure at tick 1,
+    // node 1 campaigns one to three ticks later.
+    let at = campaigned_at(&mut core, &probe, start + TICK, 9);
+    assert!(
+        at.is_some_and(|tick| tick <= 4),
+        "campaigned at tick {at:?} after the report"
+    );
+}
+
+#[test]
+fn a_follower_of_a_silent_leader_waits_out_the_election_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = Probe::default();
+    let start = Instant::now();
+    let mut core = follower(dir.path(), &probe, start);
+    let at = campaigned_at(&mut core, &probe, start, 20);
+    assert!(
+        at.is_some_and(|tick| (11..=13).contains(&tick)),
+        "campaigned at tick {at:?}, one to three ticks past the timeout"
+    );
+}
