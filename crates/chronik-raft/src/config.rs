@@ -84,6 +84,12 @@ pub enum PlantedBug {
     /// it has a configuration (forgetting the votes its earlier self gave),
     /// and commits beyond its log.
     StaleIncarnation,
+    /// A follower whose leader's node refused a connection grants votes at
+    /// once, as if a refusal proved the node dead: a leader behind a
+    /// rejecting firewall keeps serving reads under its lease after its
+    /// successor took over. (The simulator did not catch it in 660 seeds;
+    /// `tests/departed_leader.rs` does.)
+    DepartedWithoutSilence,
 }
 
 impl MultiRaftConfig {

@@ -127,6 +127,9 @@ pub struct RaftCore<S: StateMachine, F: FileSystem> {
     outbox: BTreeMap<NodeId, Vec<(GroupId, Message)>>,
     /// Which peers this node hears from.
     liveness: Liveness,
+    /// Peers whose Raft port refused a connection, not heard from since
+    /// (see `core/departed.rs`).
+    departed: BTreeSet<NodeId>,
     /// A peer fell silent or was heard again: sleeping groups' in-sync
     /// replicas change too.
     isr_stale: bool,
@@ -190,6 +193,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             now,
             outbox: BTreeMap::new(),
             liveness: Liveness::default(),
+            departed: BTreeSet::new(),
             isr_stale: false,
             peers: None,
             awake: BTreeSet::new(),
@@ -225,7 +229,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     /// one is due.
     pub fn advance(&mut self, now: Instant) {
         self.now = now;
-        self.replace_departed_leaders();
+        self.note_departed_peers();
         self.tick_due(now);
         self.take_snapshot_reports();
         let requested = self.next_read;
@@ -402,6 +406,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     /// Messages from peer `from`, received by `now`.
     pub fn receive(&mut self, now: Instant, from: NodeId, messages: Vec<(GroupId, Message)>) {
         self.now = now;
+        self.departed.remove(&from);
         if self.liveness.heard(from, now) {
             self.isr_stale = true;
             self.wake_groups_behind_on(from);
@@ -609,6 +614,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         self.renew_leases();
         self.send_beats();
         self.wake_groups_of_silent_leaders();
+        self.replace_departed_leaders();
         self.meters.awake.set(self.awake.len() as f64);
         if self.ticks.is_multiple_of(ISR_TICKS) {
             if self.config.disk.as_ref().is_some_and(|disk| disk.check()) {
@@ -960,11 +966,13 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     }
 
     /// How long a quorum's confirmation of this node's leadership keeps it
-    /// safe to serve reads: followers that confirmed it grant no vote for an
-    /// election timeout after (raft-rs's check-quorum lease), less one tick
+    /// safe to serve reads: half an election timeout. Followers that
+    /// confirmed it grant no vote for an election timeout after (raft-rs's
+    /// check-quorum lease), or, once this node refused their connection,
+    /// for this lease and one tick more (`core/departed.rs`); the tick is
     /// for clocks that run at slightly different rates.
     fn lease_duration(&self) -> Duration {
-        self.election_timeout().saturating_sub(self.config.tick_interval)
+        self.election_timeout() / 2
     }
 
     /// Keeps the leases of the groups this node leads: when less than half

@@ -23,17 +23,6 @@ impl Liveness {
         self.silent.remove(&node) || new
     }
 
-    /// Records that `node` is gone: it counts as silent from `now` on, as if
-    /// last heard `timeout` ago, and is not reported silent again. True the
-    /// first time in a silence.
-    pub(crate) fn departed(&mut self, node: NodeId, now: Instant, timeout: Duration) -> bool {
-        match now.checked_sub(timeout) {
-            Some(at) => self.last_heard.insert(node, at),
-            None => self.last_heard.remove(&node),
-        };
-        self.silent.insert(node)
-    }
-
     /// Whether `node` was heard from within `window` before `now`.
     pub(crate) fn heard_within(&self, node: NodeId, now: Instant, window: Duration) -> bool {
         self.last_heard
@@ -83,24 +72,5 @@ mod tests {
         assert!(!liveness.heard_within(2, start + timeout, timeout));
         assert!(liveness.heard(2, start + timeout * 2), "back from a silence");
         assert_eq!(liveness.newly_silent(start + timeout * 3, timeout), vec![2, 3]);
-    }
-
-    #[test]
-    fn a_departed_peer_is_silent_at_once_until_heard_again() {
-        let start = Instant::now() + Duration::from_secs(10);
-        let timeout = Duration::from_secs(1);
-        let mut liveness = Liveness::default();
-        liveness.heard(2, start);
-        let now = start + Duration::from_millis(100);
-        assert!(liveness.heard_within(2, now, timeout));
-        assert!(liveness.departed(2, now, timeout), "first report");
-        assert!(!liveness.departed(2, now, timeout), "reported once per silence");
-        assert!(!liveness.heard_within(2, now, timeout));
-        assert!(
-            liveness.newly_silent(now + timeout, timeout).is_empty(),
-            "already silent"
-        );
-        assert!(liveness.heard(2, now + timeout), "back");
-        assert!(liveness.heard_within(2, now + timeout, timeout));
     }
 }

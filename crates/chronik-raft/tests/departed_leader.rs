@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chronik_raft::{
-    Effect, GroupId, GroupReport, METADATA_GROUP, MultiRaftConfig, NodeId, RaftCore, SnapshotDone, StateMachine,
-    Transport,
+    Effect, GroupId, GroupReport, METADATA_GROUP, MultiRaftConfig, NodeId, PlantedBug, RaftCore, SnapshotDone,
+    StateMachine, Transport,
 };
 use raft::eraftpb::{Message, MessageType};
 use raft_engine::env::DefaultFileSystem;
@@ -61,8 +61,18 @@ impl Transport for Probe {
 
 /// Node 1, following node 3 from `start` on; node 3 is then heard no more.
 fn follower(dir: &std::path::Path, probe: &Probe, start: Instant) -> RaftCore<Nothing, DefaultFileSystem> {
+    planted_follower(dir, probe, start, None)
+}
+
+fn planted_follower(
+    dir: &std::path::Path,
+    probe: &Probe,
+    start: Instant,
+    bug: Option<PlantedBug>,
+) -> RaftCore<Nothing, DefaultFileSystem> {
     let mut config = MultiRaftConfig::new(1, dir.join("snapshots"));
     config.initial_voters = vec![1, 2, 3];
+    config.planted_bug = bug;
     let files = Arc::new(DefaultFileSystem);
     let mut core = RaftCore::open(
         &dir.join("raft"),
@@ -73,13 +83,9 @@ fn follower(dir: &std::path::Path, probe: &Probe, start: Instant) -> RaftCore<No
         start,
     )
     .unwrap();
-    let mut heartbeat = Message::default();
-    heartbeat.set_msg_type(MessageType::MsgHeartbeat);
-    heartbeat.from = LEADER;
-    heartbeat.to = 1;
     // A term past whatever node 1 started at, or campaigned for meanwhile.
-    heartbeat.term = metadata_group(&core).term + 1;
-    core.receive(start, LEADER, vec![(METADATA_GROUP, heartbeat)]);
+    let term = metadata_group(&core).term + 1;
+    core.receive(start, LEADER, vec![(METADATA_GROUP, heartbeat(term))]);
     core.advance(start);
     let report = metadata_group(&core);
     assert_eq!(report.leader, Some(LEADER), "node 1 follows node 3: {report:?}");
@@ -105,21 +111,58 @@ fn campaigned_at(
     })
 }
 
+fn heartbeat(term: u64) -> Message {
+    let mut heartbeat = Message::default();
+    heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+    heartbeat.from = LEADER;
+    heartbeat.to = 1;
+    heartbeat.term = term;
+    heartbeat
+}
+
 #[test]
-fn a_follower_of_a_departed_leader_campaigns_within_a_few_ticks() {
+fn a_follower_of_a_departed_leader_campaigns_once_its_lease_is_over() {
     let dir = tempfile::tempdir().unwrap();
     let probe = Probe::default();
     let start = Instant::now();
     let mut core = follower(dir.path(), &probe, start);
-    core.advance(start + TICK);
     probe.departed.lock().unwrap().push(LEADER);
-    // The election timeout is 10 ticks; told of the departure at tick 1,
-    // node 1 campaigns one to three ticks later.
-    let at = campaigned_at(&mut core, &probe, start + TICK, 9);
+    // The lease is 5 ticks: node 1 stops waiting after 6 ticks of silence,
+    // and campaigns one to three ticks later, where it would wait 11 to 13.
+    let at = campaigned_at(&mut core, &probe, start, 20);
     assert!(
-        at.is_some_and(|tick| tick <= 4),
-        "campaigned at tick {at:?} after the report"
+        at.is_some_and(|tick| (7..=9).contains(&tick)),
+        "campaigned at tick {at:?}"
     );
+}
+
+/// Whether node 1 campaigns while a firewall rejects its connections to
+/// node 3, whose heartbeats still arrive every 4 ticks (less than its
+/// 5-tick lease): node 3 is alive and may hold a lease.
+fn campaigns_against_a_live_refused_leader(bug: Option<PlantedBug>) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = Probe::default();
+    let start = Instant::now();
+    let mut core = planted_follower(dir.path(), &probe, start, bug);
+    let term = metadata_group(&core).term;
+    for tick in 1..=30 {
+        probe.departed.lock().unwrap().push(LEADER);
+        let now = start + TICK * tick;
+        if tick % 4 == 0 {
+            core.receive(now, LEADER, vec![(METADATA_GROUP, heartbeat(term))]);
+        }
+        core.advance(now);
+    }
+    probe.sent.lock().unwrap().contains(&MessageType::MsgRequestPreVote)
+}
+
+#[test]
+fn a_refused_leader_still_heard_from_keeps_its_followers() {
+    assert!(!campaigns_against_a_live_refused_leader(None));
+    // The check can fail: trusting the refusal alone campaigns.
+    assert!(campaigns_against_a_live_refused_leader(Some(
+        PlantedBug::DepartedWithoutSilence
+    )));
 }
 
 #[test]

@@ -20,14 +20,17 @@ pub enum Fault {
     Pause {
         node: NodeId,
     },
-    /// Both directions between `node` and every other node.
+    /// Both directions between `node` and every other node; `refuses` as
+    /// a rejecting firewall does, or drops silently.
     Isolate {
         node: NodeId,
+        refuses: bool,
     },
     /// One direction only.
     CutLink {
         from: NodeId,
         to: NodeId,
+        refuses: bool,
     },
     Weather(Conditions),
     /// Every node loses power at once. Acknowledged records were fsynced
@@ -95,7 +98,10 @@ pub fn next_fault(
             (fault, Recovery::Restart(node), lasting)
         }
         45..=64 => (Fault::Pause { node }, Recovery::Resume(node), lasting),
-        65..=84 => (Fault::Isolate { node }, Recovery::Reconnect(node), lasting),
+        65..=84 => {
+            let refuses = rng.gen_bool(0.5);
+            (Fault::Isolate { node, refuses }, Recovery::Reconnect(node), lasting)
+        }
         _ => {
             let others: Vec<NodeId> = nodes.iter().copied().filter(|n| *n != node).collect();
             let other = others[rng.gen_range(0..others.len())];
@@ -104,7 +110,12 @@ pub fn next_fault(
             } else {
                 (other, node)
             };
-            (Fault::CutLink { from, to }, Recovery::HealLink { from, to }, lasting)
+            let refuses = rng.gen_bool(0.5);
+            (
+                Fault::CutLink { from, to, refuses },
+                Recovery::HealLink { from, to },
+                lasting,
+            )
         }
     })
 }

@@ -1,8 +1,10 @@
 //! The simulated network between the nodes: every packet gets a delivery
 //! time from the seed, and may be dropped or duplicated; links can be cut
-//! one way or both, and healed.
+//! one way or both, and healed. A cut link drops packets silently, or
+//! refuses them as a rejecting firewall does: the sender then learns of a
+//! refused connection from a node that is alive.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chronik_raft::{GroupId, NodeId, SnapshotDone};
@@ -47,8 +49,8 @@ pub struct Network {
     /// In flight, by delivery time, then by the order sent.
     in_flight: BTreeMap<(Duration, u64), Packet>,
     sent: u64,
-    /// Directed links that carry nothing.
-    cut: BTreeSet<(NodeId, NodeId)>,
+    /// Directed links that carry nothing, and whether each refuses.
+    cut: BTreeMap<(NodeId, NodeId), Refuses>,
     pub conditions: Conditions,
 }
 
@@ -57,16 +59,26 @@ impl Default for Network {
         Network {
             in_flight: BTreeMap::new(),
             sent: 0,
-            cut: BTreeSet::new(),
+            cut: BTreeMap::new(),
             conditions: Conditions::CALM,
         }
     }
 }
 
+/// Whether a cut link refuses connections rather than dropping silently.
+pub type Refuses = bool;
+
 impl Network {
-    pub fn send(&mut self, now: Duration, rng: &mut impl Rng, packet: Packet) {
-        if self.is_cut(packet.from, packet.to) || rng.gen_bool(self.conditions.drop) {
-            return lose(packet);
+    /// Puts `packet` in flight; false when its link refuses it, which its
+    /// sender's transport would see as a refused connection.
+    pub fn send(&mut self, now: Duration, rng: &mut impl Rng, packet: Packet) -> bool {
+        if let Some(refuses) = self.cut.get(&(packet.from, packet.to)).copied() {
+            lose(packet);
+            return !refuses;
+        }
+        if rng.gen_bool(self.conditions.drop) {
+            lose(packet);
+            return true;
         }
         if let Payload::Messages(messages) = &packet.payload
             && rng.gen_bool(self.conditions.duplicate)
@@ -79,6 +91,7 @@ impl Network {
             self.schedule(now, rng, copy);
         }
         self.schedule(now, rng, packet);
+        true
     }
 
     fn schedule(&mut self, now: Duration, rng: &mut impl Rng, packet: Packet) {
@@ -110,11 +123,11 @@ impl Network {
     }
 
     pub fn is_cut(&self, from: NodeId, to: NodeId) -> bool {
-        self.cut.contains(&(from, to))
+        self.cut.contains_key(&(from, to))
     }
 
-    pub fn cut(&mut self, from: NodeId, to: NodeId) {
-        self.cut.insert((from, to));
+    pub fn cut(&mut self, from: NodeId, to: NodeId, refuses: Refuses) {
+        self.cut.insert((from, to), refuses);
     }
 
     pub fn heal(&mut self) {

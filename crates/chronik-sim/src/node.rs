@@ -254,8 +254,9 @@ impl SimNode {
         self.running.is_some()
     }
 
-    /// Tells this node's transport that a packet reached `peer` while it
-    /// was down: a real connection would have been refused.
+    /// Tells this node's transport that a packet to `peer` was refused: the
+    /// peer was down, or its link refuses. A real connection would have
+    /// been refused.
     pub fn refused_by(&self, peer: NodeId) {
         if self.running.is_some() {
             self.outbox

@@ -338,7 +338,10 @@ impl Simulation {
             }
             node.next_iteration = self.now + Duration::from_millis(self.rng.gen_range(1..=4));
             for packet in node.iterate(at) {
-                self.network.send(self.now, &mut self.rng, packet);
+                let to = packet.to;
+                if !self.network.send(self.now, &mut self.rng, packet) {
+                    self.nodes[index].refused_by(to);
+                }
             }
         }
         let asleep: usize = self.nodes.iter().map(SimNode::groups_asleep).sum();
@@ -444,19 +447,21 @@ impl Simulation {
                 self.note(format!("pause node {node} for {lasting:?}"));
                 Some(node)
             }
-            Fault::Isolate { node } => {
+            Fault::Isolate { node, refuses } => {
                 for other in self.settings.voters.clone() {
                     if other != node {
-                        self.network.cut(node, other);
-                        self.network.cut(other, node);
+                        self.network.cut(node, other, refuses);
+                        self.network.cut(other, node, refuses);
                     }
                 }
-                self.note(format!("isolate node {node} for {lasting:?}"));
+                let how = if refuses { "refusing" } else { "dropping" };
+                self.note(format!("isolate node {node} ({how}) for {lasting:?}"));
                 Some(node)
             }
-            Fault::CutLink { from, to } => {
-                self.network.cut(from, to);
-                self.note(format!("cut link {from}→{to} for {lasting:?}"));
+            Fault::CutLink { from, to, refuses } => {
+                self.network.cut(from, to, refuses);
+                let how = if refuses { "refusing" } else { "dropping" };
+                self.note(format!("cut link {from}→{to} ({how}) for {lasting:?}"));
                 Some(from)
             }
             Fault::Weather(conditions) => {
