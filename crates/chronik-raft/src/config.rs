@@ -87,7 +87,7 @@ pub enum PlantedBug {
     /// A follower whose leader's node refused a connection grants votes at
     /// once, as if a refusal proved the node dead: a leader behind a
     /// rejecting firewall keeps serving reads under its lease after its
-    /// successor took over. (The simulator did not catch it in 660 seeds;
+    /// successor took over. (The simulator did not catch it in 697 runs;
     /// `tests/departed_leader.rs` does.)
     DepartedWithoutSilence,
 }

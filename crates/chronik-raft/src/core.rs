@@ -571,8 +571,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         }
         let group = self.led_group(id)?;
         group.node.transfer_leader(to);
-        // The successor takes over without waiting out a lease.
-        group.status.lease_until = None;
+        end_lease(group);
         let status = group.status.clone();
         self.status.set(id, status);
         Ok(())
@@ -656,8 +655,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                     "low on disk space: handing the leadership over"
                 );
                 group.node.transfer_leader(successor);
-                // The successor takes over without waiting out a lease.
-                group.status.lease_until = None;
+                end_lease(group);
                 self.status.set(*id, group.status.clone());
             }
         }
@@ -1350,6 +1348,15 @@ fn from_another_incarnation<F: FileSystem>(node: &RawNode<GroupStorage<F>>, mess
         }
         _ => false,
     }
+}
+
+/// Ends the lease of a leader handing its leadership over: the successor
+/// takes over without waiting a lease out, since raft-rs grants a
+/// transfer's votes regardless of leases. A renewal under way is dropped
+/// too, or its confirmation would start a new lease.
+fn end_lease<O, F: FileSystem>(group: &mut Group<O, F>) {
+    group.status.lease_until = None;
+    group.lease_request = None;
 }
 
 /// A (pre-)vote request other than a leadership transfer's, which raft-rs

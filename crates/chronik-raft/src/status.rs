@@ -22,7 +22,7 @@ pub struct GroupStatus {
     /// as new as anything an earlier leader showed.
     pub leader_ready: bool,
     /// Until then no other node can have been elected: a quorum confirmed
-    /// this node's leadership an election timeout before (less a margin).
+    /// this node's leadership half an election timeout before.
     /// Renewed while it leads; `None` before the first confirmation.
     pub lease_until: Option<Instant>,
     /// The group sleeps here, idle (see `core/hibernate.rs`). A sleeping

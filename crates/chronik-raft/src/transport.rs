@@ -15,8 +15,8 @@ pub trait Transport: Send + Sync + 'static {
     /// A snapshot for node `to`. `done` must be told the outcome.
     fn send_snapshot(&self, to: NodeId, group: GroupId, message: Message, done: SnapshotDone);
 
-    /// The peers found gone since the last call: a connection to their Raft
-    /// port was refused, so no process of theirs runs (see `core/departed.rs`).
+    /// The peers that refused a connection to their Raft port since the
+    /// last call: down, or behind a rejecting firewall (see `core/departed.rs`).
     fn take_departed(&self) -> Vec<NodeId>;
 }
 

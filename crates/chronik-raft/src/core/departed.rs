@@ -15,8 +15,8 @@
 //!
 //! The followers of such a node's groups then count their election
 //! timeout as run out: they campaign one to three ticks later and grant
-//! each other's votes. A leader killed under load is replaced about
-//! 0.7-0.9 s after its last message instead of 1.1-1.3 s.
+//! each other's votes. A leader killed under load is replaced 0.7-1.0 s
+//! after its last message instead of 1.1-1.3 s.
 
 use raft::StateRole;
 use raft_engine::env::FileSystem;
@@ -32,7 +32,9 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     pub(super) fn note_departed_peers(&mut self) {
         for node in self.transport.take_departed() {
             if self.departed.insert(node) {
-                tracing::info!(node, "node {node} refused a connection: down, or cut off by a firewall");
+                // Debug: behind a one-way firewall this repeats at every
+                // reconnection; the transport already warns once.
+                tracing::debug!(node, "node {node} refused a connection: down, or cut off by a firewall");
             }
         }
     }

@@ -16,9 +16,10 @@
 //! Safety is untouched: Raft needs no ticks for it, and a sleeping leader's
 //! lease runs out like any other, so reads wait for a woken leader's first
 //! quorum round. Followers that do not tick grant no vote, which only
-//! lengthens the promise leases count on. The one shortcut, a replica that
-//! campaigns at once when the leader's node went silent, is taken an
-//! election timeout after the last message from that node, past any lease
+//! lengthens the promise leases count on. The shortcuts, a replica that
+//! campaigns at once when the leader's node went silent (here) or refused
+//! a connection (`core/departed.rs`), are taken an election timeout, or a
+//! lease and a tick, after the last message from that node, past any lease
 //! that message could have confirmed.
 
 use raft::StateRole;

@@ -1,6 +1,11 @@
-//! A follower whose leader's node refused a connection campaigns within a
-//! few ticks, not after an election timeout of silence. One real core on
-//! the clock the test hands it; node 3 leads and is played by the test.
+//! Leases and the votes they rest on. A leader serves reads while a quorum
+//! confirmed it within its lease; followers grant no vote meanwhile. So a
+//! follower whose leader's node refused a connection campaigns once the
+//! leader's lease is over, not after a whole election timeout of silence,
+//! and not while it still hears from the leader; and a leader handing its
+//! leadership over serves no more reads, even if a renewal under way is
+//! confirmed afterwards. One real core on the clock the test hands it; its
+//! peers are played by the test.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,18 +41,35 @@ impl StateMachine for Nothing {
     }
 }
 
-/// Keeps the kinds of message sent, and reports the peers the test says
-/// refused a connection.
+/// Keeps the messages sent, and reports the peers the test says refused a
+/// connection.
 #[derive(Clone, Default)]
 struct Probe {
-    sent: Arc<Mutex<Vec<MessageType>>>,
+    sent: Arc<Mutex<Vec<Message>>>,
     departed: Arc<Mutex<Vec<NodeId>>>,
+}
+
+impl Probe {
+    fn sent_any(&self, kind: MessageType) -> bool {
+        self.sent.lock().unwrap().iter().any(|m| m.get_msg_type() == kind)
+    }
+
+    /// What node 2 answers to node 1's messages to it sent since the last
+    /// call: it grants every vote and takes every entry.
+    fn answers_of_node_2(&self) -> Vec<(GroupId, Message)> {
+        let sent = std::mem::take(&mut *self.sent.lock().unwrap());
+        sent.iter()
+            .filter(|m| m.to == 2)
+            .filter_map(answer)
+            .map(|m| (METADATA_GROUP, m))
+            .collect()
+    }
 }
 
 impl Transport for Probe {
     fn send(&self, _to: NodeId, messages: Vec<(GroupId, Message)>) {
         let mut sent = self.sent.lock().unwrap();
-        sent.extend(messages.iter().map(|(_, m)| m.get_msg_type()));
+        sent.extend(messages.into_iter().map(|(_, m)| m));
     }
 
     fn send_snapshot(&self, _to: NodeId, _group: GroupId, _message: Message, done: SnapshotDone) {
@@ -107,7 +129,7 @@ fn campaigned_at(
 ) -> Option<u32> {
     (1..=ticks).find(|tick| {
         core.advance(start + TICK * *tick);
-        probe.sent.lock().unwrap().contains(&MessageType::MsgRequestPreVote)
+        probe.sent_any(MessageType::MsgRequestPreVote)
     })
 }
 
@@ -153,7 +175,7 @@ fn campaigns_against_a_live_refused_leader(bug: Option<PlantedBug>) -> bool {
         }
         core.advance(now);
     }
-    probe.sent.lock().unwrap().contains(&MessageType::MsgRequestPreVote)
+    probe.sent_any(MessageType::MsgRequestPreVote)
 }
 
 #[test]
@@ -175,5 +197,82 @@ fn a_follower_of_a_silent_leader_waits_out_the_election_timeout() {
     assert!(
         at.is_some_and(|tick| (11..=13).contains(&tick)),
         "campaigned at tick {at:?}, one to three ticks past the timeout"
+    );
+}
+
+/// Node 2's answer to `sent`, as a follower that grants every vote and
+/// takes every entry.
+fn answer(sent: &Message) -> Option<Message> {
+    let kind = match sent.get_msg_type() {
+        MessageType::MsgRequestPreVote => MessageType::MsgRequestPreVoteResponse,
+        MessageType::MsgRequestVote => MessageType::MsgRequestVoteResponse,
+        MessageType::MsgAppend => MessageType::MsgAppendResponse,
+        MessageType::MsgHeartbeat => MessageType::MsgHeartbeatResponse,
+        _ => return None,
+    };
+    let mut reply = Message::default();
+    reply.set_msg_type(kind);
+    reply.from = 2;
+    reply.to = 1;
+    reply.term = sent.term;
+    reply.index = sent.index + sent.entries.len() as u64;
+    reply.context = sent.context.clone();
+    Some(reply)
+}
+
+#[test]
+fn a_leader_handing_over_serves_no_reads_when_a_renewal_under_way_is_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = Probe::default();
+    let start = Instant::now();
+    let mut config = MultiRaftConfig::new(1, dir.path().join("snapshots"));
+    config.initial_voters = vec![1, 2, 3];
+    let files = Arc::new(DefaultFileSystem);
+    let mut core = RaftCore::open(
+        &dir.path().join("raft"),
+        files,
+        config,
+        Nothing,
+        Arc::new(probe.clone()),
+        start,
+    )
+    .unwrap();
+    let status = core.status().clone();
+    let serves = |now| status.get(METADATA_GROUP).is_some_and(|s| s.serves(1, now));
+
+    // Node 1 is elected with node 2's votes, commits in its term with
+    // node 2's acknowledgement, and holds a lease.
+    let mut tick = 0;
+    while !serves(start + TICK * tick) {
+        tick += 1;
+        assert!(tick < 40, "node 1 leads and serves: {:?}", metadata_group(&core));
+        let now = start + TICK * tick;
+        core.receive(now, 2, probe.answers_of_node_2());
+        core.advance(now);
+    }
+
+    // Ticks until a renewal goes out: a heartbeat carrying a read context.
+    let renewal = loop {
+        tick += 1;
+        assert!(tick < 80, "node 1 renews its lease");
+        core.advance(start + TICK * tick);
+        let sent = std::mem::take(&mut *probe.sent.lock().unwrap());
+        if let Some(heartbeat) = sent
+            .into_iter()
+            .find(|m| m.to == 2 && m.get_msg_type() == MessageType::MsgHeartbeat && !m.context.is_empty())
+        {
+            break heartbeat;
+        }
+    };
+
+    // The leadership goes to node 2; then node 2 confirms the renewal.
+    let now = start + TICK * tick;
+    core.transfer_leader(METADATA_GROUP, 2).unwrap();
+    assert!(!serves(now), "a leader handing over serves no reads");
+    core.receive(now, 2, vec![(METADATA_GROUP, answer(&renewal).unwrap())]);
+    core.advance(now);
+    assert!(
+        !serves(now),
+        "a renewal confirmed during the handover starts no new lease"
     );
 }
