@@ -11,35 +11,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chronik_raft::{
-    Effect, GroupId, GroupReport, METADATA_GROUP, MultiRaftConfig, NodeId, PlantedBug, RaftCore, SnapshotDone,
-    StateMachine, Transport,
+    GroupId, GroupReport, METADATA_GROUP, MultiRaftConfig, NodeId, PlantedBug, RaftCore, SnapshotDone, Transport,
 };
 use raft::eraftpb::{Message, MessageType};
 use raft_engine::env::DefaultFileSystem;
 
+#[path = "support/follower.rs"]
+mod follower;
+#[path = "support/nothing.rs"]
+mod nothing;
+use follower::answer;
+use nothing::Nothing;
+
 const TICK: Duration = Duration::from_millis(100);
 const LEADER: NodeId = 3;
-
-/// Applies nothing; everything is durable at once.
-struct Nothing;
-
-impl StateMachine for Nothing {
-    type Output = ();
-
-    fn open_group(&mut self, _group: GroupId) -> Option<u64> {
-        Some(0)
-    }
-
-    fn assigned_groups(&self) -> Vec<Effect> {
-        Vec::new()
-    }
-
-    fn apply(&mut self, _group: GroupId, _index: u64, _term: u64, _data: &[u8], _effects: &mut Vec<Effect>) {}
-
-    fn checkpoint(&mut self) -> Vec<(GroupId, u64)> {
-        Vec::new()
-    }
-}
 
 /// Keeps the messages sent, and reports the peers the test says refused a
 /// connection.
@@ -86,7 +71,8 @@ fn follower(dir: &std::path::Path, probe: &Probe, start: Instant) -> RaftCore<No
     planted_follower(dir, probe, start, None)
 }
 
-fn planted_follower(
+/// Node 1 of voters 1, 2 and 3, opened at `start`, sending to `probe`.
+fn node_1(
     dir: &std::path::Path,
     probe: &Probe,
     start: Instant,
@@ -95,16 +81,25 @@ fn planted_follower(
     let mut config = MultiRaftConfig::new(1, dir.join("snapshots"));
     config.initial_voters = vec![1, 2, 3];
     config.planted_bug = bug;
-    let files = Arc::new(DefaultFileSystem);
-    let mut core = RaftCore::open(
+    RaftCore::open(
         &dir.join("raft"),
-        files,
+        Arc::new(DefaultFileSystem),
         config,
         Nothing,
         Arc::new(probe.clone()),
         start,
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// As `follower`, with `bug` planted.
+fn planted_follower(
+    dir: &std::path::Path,
+    probe: &Probe,
+    start: Instant,
+    bug: Option<PlantedBug>,
+) -> RaftCore<Nothing, DefaultFileSystem> {
+    let mut core = node_1(dir, probe, start, bug);
     // A term past whatever node 1 started at, or campaigned for meanwhile.
     let term = metadata_group(&core).term + 1;
     core.receive(start, LEADER, vec![(METADATA_GROUP, heartbeat(term))]);
@@ -200,43 +195,12 @@ fn a_follower_of_a_silent_leader_waits_out_the_election_timeout() {
     );
 }
 
-/// Node 2's answer to `sent`, as a follower that grants every vote and
-/// takes every entry.
-fn answer(sent: &Message) -> Option<Message> {
-    let kind = match sent.get_msg_type() {
-        MessageType::MsgRequestPreVote => MessageType::MsgRequestPreVoteResponse,
-        MessageType::MsgRequestVote => MessageType::MsgRequestVoteResponse,
-        MessageType::MsgAppend => MessageType::MsgAppendResponse,
-        MessageType::MsgHeartbeat => MessageType::MsgHeartbeatResponse,
-        _ => return None,
-    };
-    let mut reply = Message::default();
-    reply.set_msg_type(kind);
-    reply.from = 2;
-    reply.to = 1;
-    reply.term = sent.term;
-    reply.index = sent.index + sent.entries.len() as u64;
-    reply.context = sent.context.clone();
-    Some(reply)
-}
-
 #[test]
 fn a_leader_handing_over_serves_no_reads_when_a_renewal_under_way_is_confirmed() {
     let dir = tempfile::tempdir().unwrap();
     let probe = Probe::default();
     let start = Instant::now();
-    let mut config = MultiRaftConfig::new(1, dir.path().join("snapshots"));
-    config.initial_voters = vec![1, 2, 3];
-    let files = Arc::new(DefaultFileSystem);
-    let mut core = RaftCore::open(
-        &dir.path().join("raft"),
-        files,
-        config,
-        Nothing,
-        Arc::new(probe.clone()),
-        start,
-    )
-    .unwrap();
+    let mut core = node_1(dir.path(), &probe, start, None);
     let status = core.status().clone();
     let serves = |now| status.get(METADATA_GROUP).is_some_and(|s| s.serves(1, now));
 

@@ -7,31 +7,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chronik_raft::{
-    Effect, GroupId, METADATA_GROUP, Mailbox, MultiRaft, MultiRaftConfig, NodeId, SnapshotDone, StateMachine, Transport,
-};
+use chronik_raft::{GroupId, METADATA_GROUP, Mailbox, MultiRaft, MultiRaftConfig, NodeId, SnapshotDone, Transport};
 use raft::eraftpb::{Message, MessageType};
 
-/// Applies nothing; everything is durable at once.
-struct Nothing;
-
-impl StateMachine for Nothing {
-    type Output = ();
-
-    fn open_group(&mut self, _group: GroupId) -> Option<u64> {
-        Some(0)
-    }
-
-    fn assigned_groups(&self) -> Vec<Effect> {
-        Vec::new()
-    }
-
-    fn apply(&mut self, _group: GroupId, _index: u64, _term: u64, _data: &[u8], _effects: &mut Vec<Effect>) {}
-
-    fn checkpoint(&mut self) -> Vec<(GroupId, u64)> {
-        Vec::new()
-    }
-}
+#[path = "support/nothing.rs"]
+mod nothing;
+use nothing::Nothing;
 
 /// Delivers every message straight to its node's mailbox, except those on
 /// a blocked (from, to) link, or of a blocked type on a link.

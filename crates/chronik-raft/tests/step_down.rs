@@ -10,6 +10,10 @@ use chronik_raft::{
 };
 use raft::eraftpb::{Message, MessageType};
 
+#[path = "support/follower.rs"]
+mod follower;
+use follower::answer;
+
 /// Answers each proposal with its index.
 struct Indexes;
 
@@ -58,20 +62,6 @@ fn message(kind: MessageType, from: NodeId, term: u64) -> Message {
     message.to = 1;
     message.term = term;
     message
-}
-
-/// What a follower that grants every vote and appends everything answers.
-fn answer(sent: &Message) -> Option<Message> {
-    let kind = match sent.get_msg_type() {
-        MessageType::MsgRequestPreVote => MessageType::MsgRequestPreVoteResponse,
-        MessageType::MsgRequestVote => MessageType::MsgRequestVoteResponse,
-        MessageType::MsgAppend => MessageType::MsgAppendResponse,
-        MessageType::MsgHeartbeat => MessageType::MsgHeartbeatResponse,
-        _ => return None,
-    };
-    let mut reply = message(kind, sent.to, sent.term);
-    reply.index = sent.index + sent.entries.len() as u64;
-    Some(reply)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
