@@ -66,11 +66,6 @@ impl Transport for Probe {
     }
 }
 
-/// Node 1, following node 3 from `start` on; node 3 is then heard no more.
-fn follower(dir: &std::path::Path, probe: &Probe, start: Instant) -> RaftCore<Nothing, DefaultFileSystem> {
-    planted_follower(dir, probe, start, None)
-}
-
 /// Node 1 of voters 1, 2 and 3, opened at `start`, sending to `probe`.
 fn node_1(
     dir: &std::path::Path,
@@ -92,8 +87,9 @@ fn node_1(
     .unwrap()
 }
 
-/// As `follower`, with `bug` planted.
-fn planted_follower(
+/// Node 1, following node 3 from `start` on, with `bug` planted; node 3
+/// is then heard no more.
+fn follower(
     dir: &std::path::Path,
     probe: &Probe,
     start: Instant,
@@ -142,7 +138,7 @@ fn a_follower_of_a_departed_leader_campaigns_once_its_lease_is_over() {
     let dir = tempfile::tempdir().unwrap();
     let probe = Probe::default();
     let start = Instant::now();
-    let mut core = follower(dir.path(), &probe, start);
+    let mut core = follower(dir.path(), &probe, start, None);
     probe.departed.lock().unwrap().push(LEADER);
     // The lease is 5 ticks: node 1 stops waiting after 6 ticks of silence,
     // and campaigns one to three ticks later, where it would wait 11 to 13.
@@ -160,7 +156,7 @@ fn campaigns_against_a_live_refused_leader(bug: Option<PlantedBug>) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let probe = Probe::default();
     let start = Instant::now();
-    let mut core = planted_follower(dir.path(), &probe, start, bug);
+    let mut core = follower(dir.path(), &probe, start, bug);
     let term = metadata_group(&core).term;
     for tick in 1..=30 {
         probe.departed.lock().unwrap().push(LEADER);
@@ -187,7 +183,7 @@ fn a_follower_of_a_silent_leader_waits_out_the_election_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let probe = Probe::default();
     let start = Instant::now();
-    let mut core = follower(dir.path(), &probe, start);
+    let mut core = follower(dir.path(), &probe, start, None);
     let at = campaigned_at(&mut core, &probe, start, 20);
     assert!(
         at.is_some_and(|tick| (11..=13).contains(&tick)),

@@ -53,24 +53,26 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             .filter(|node| !self.liveness.heard_within(**node, self.now, silence))
             .copied()
             .collect();
-        for node in gone {
-            let orphans: Vec<GroupId> = self
-                .groups
-                .iter()
-                .filter(|(_, g)| {
-                    let raft = &g.node.raft;
-                    raft.state == StateRole::Follower
-                        && raft.leader_id == node
-                        && raft.election_elapsed < self.config.election_ticks
-                })
-                .map(|(id, _)| *id)
-                .collect();
-            for id in orphans {
-                if !self.awake.contains(&id) {
-                    self.wake(id, WakeCause::LeaderSilent);
-                } else if let Some(group) = self.groups.get_mut(&id) {
-                    group.node.raft.election_elapsed = self.config.election_ticks;
-                }
+        if gone.is_empty() {
+            return;
+        }
+        // One pass over the groups, whatever the number of departed nodes.
+        let orphans: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| {
+                let raft = &g.node.raft;
+                raft.state == StateRole::Follower
+                    && gone.contains(&raft.leader_id)
+                    && raft.election_elapsed < self.config.election_ticks
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in orphans {
+            if !self.awake.contains(&id) {
+                self.wake(id, WakeCause::LeaderSilent);
+            } else if let Some(group) = self.groups.get_mut(&id) {
+                group.node.raft.election_elapsed = self.config.election_ticks;
             }
         }
     }
