@@ -3,8 +3,10 @@
 //! garbage batches from idempotent, transactional and plain producers,
 //! transaction markers, DeleteRecords,
 //! metadata commands, undecodable bytes, checkpoints, snapshots and
-//! restarts. Apply must never panic, what it reports must match the log, and
-//! a leader's acks=1 prediction of a produce entry must match apply.
+//! restarts. Apply must never panic, what it reports must match the log, a
+//! leader's acks=1 prediction of a produce entry must match apply, and an
+//! entry the leader would refuse before proposing it must be refused by
+//! apply with the same error and change nothing.
 #![no_main]
 
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use arbitrary::Arbitrary;
 use chronik_log::control::Marker;
 use chronik_log::testing::{build_batch, set_producer, set_transactional};
-use chronik_raft::{METADATA_GROUP, Proposed, StateMachine};
+use chronik_raft::{METADATA_GROUP, Prediction, Proposed, StateMachine};
 use chronik_state::command::PartitionCommand;
 use chronik_state::metadata::{MetadataCommand, NodeInfo};
 use chronik_state::replicated::{Applied, BrokerStateMachine, SharedState};
@@ -139,15 +141,22 @@ fuzz_target!(|steps: Vec<Step>| {
                     leader_ready: true,
                 };
                 let predicted = node.machine.predict(group.max(1), proposed, &entry);
+                let end_before = node.shared.partition(group.max(1)).map(|p| p.log().next_offset());
                 let outcome = node
                     .machine
                     .apply(group.max(1), partition_index, 1, &entry, &mut Vec::new());
-                if let (Some(Applied::Produce(predicted)), Applied::Produce(applied)) = (&predicted, &outcome) {
-                    assert_eq!(
+                match (&predicted, &outcome) {
+                    (Prediction::Outcome(Applied::Produce(predicted)), Applied::Produce(applied)) => assert_eq!(
                         predicted.map(|ack| ack.base_offset),
                         applied.map(|ack| ack.base_offset),
                         "the acks=1 prediction differs from apply"
-                    );
+                    ),
+                    (Prediction::Refusal(refused), _) => {
+                        assert_eq!(refused, &outcome, "apply differs from the leader's refusal");
+                        let end_after = node.shared.partition(group.max(1)).map(|p| p.log().next_offset());
+                        assert_eq!(end_before, end_after, "an entry the leader refuses changed the log");
+                    }
+                    _ => {}
                 }
                 if let (Applied::Produce(Ok(ack)), Some(partition)) = (&outcome, node.shared.partition(group.max(1))) {
                     let log = partition.log();

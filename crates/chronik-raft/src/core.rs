@@ -33,7 +33,7 @@ use crate::logger::raft_logger;
 use crate::membership::MembershipChange;
 use crate::signals;
 use crate::snapshot::{SnapshotManifest, discard_staged, staging_dir};
-use crate::state_machine::{Effect, Proposed, StateMachine};
+use crate::state_machine::{Effect, Prediction, Proposed, StateMachine};
 use crate::status::{GroupReport, GroupStatus, StatusBoard};
 use crate::storage::{CacheBudget, EntryExt, GroupStorage, INIT_INDEX, SnapshotRequests, put_hard_state};
 use crate::telemetry::{self, LoopMeters};
@@ -500,31 +500,39 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         }
         // Borrowed apart from the state machine, which sees the proposal below.
         let group = self.groups.get_mut(&id).expect("led above");
-        let ready = group.status.leader_ready;
-        let before = group.node.raft.raft_log.last_index();
-        if group.node.propose(Vec::new(), data).is_err() {
-            let _ = reply.send(Err(ProposeError::Dropped));
-            return;
-        }
         let raft = &group.node.raft;
-        let index = raft.raft_log.last_index();
-        debug_assert_eq!(index, before + 1, "one proposal appends one entry");
-        let entry = raft.raft_log.unstable.entries.last().expect("the entry just proposed");
-        debug_assert_eq!(entry.index, index);
         // Every proposal is shown to the state machine, in log order, so
         // that each prediction accounts for all the entries before it.
         let proposed = Proposed {
-            index,
+            index: raft.raft_log.last_index() + 1,
             term: raft.term,
             applied: raft.raft_log.applied,
-            leader_ready: ready,
+            leader_ready: group.status.leader_ready,
         };
-        let predicted = self.state_machine.predict(id, proposed, &entry.data);
+        let local = match self.state_machine.predict(id, proposed, &data) {
+            Prediction::Refusal(outcome) => {
+                self.meters.refused_proposals.increment(1);
+                let _ = reply.send(Ok(outcome));
+                return;
+            }
+            Prediction::Outcome(outcome) => Some(outcome).filter(|_| local),
+            Prediction::Unknown => None,
+        };
+        if group.node.propose(Vec::new(), data).is_err() {
+            self.state_machine.withdraw(id);
+            let _ = reply.send(Err(ProposeError::Dropped));
+            return;
+        }
+        debug_assert_eq!(
+            group.node.raft.raft_log.last_index(),
+            proposed.index,
+            "one proposal appends one entry, at the index predicted"
+        );
         group.pending.push_back(PendingProposal {
-            index,
+            index: proposed.index,
             term: proposed.term,
             reply,
-            local: predicted.filter(|_| local),
+            local,
         });
     }
 

@@ -21,7 +21,7 @@ pub enum Effect {
     RemoveGroup { group: GroupId },
 }
 
-/// A proposal the leader just appended to its log.
+/// A proposal the leader is about to append to its log, at `index`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Proposed {
     pub index: u64,
@@ -30,6 +30,29 @@ pub struct Proposed {
     pub applied: u64,
     /// This leader has committed an entry of its term and applied up to it.
     pub leader_ready: bool,
+}
+
+/// What the state machine foresees for a proposal (see
+/// [`StateMachine::predict`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prediction<O> {
+    /// Nothing: the proposer learns the outcome once the entry is applied.
+    Unknown,
+    /// `apply` will return this if the entry commits at the proposed index.
+    Outcome(O),
+    /// Applying the entry at the proposed index would change nothing and
+    /// return this: the loop does not propose it, and answers at once.
+    Refusal(O),
+}
+
+impl<O> Prediction<O> {
+    pub fn map<P>(self, f: impl FnOnce(O) -> P) -> Prediction<P> {
+        match self {
+            Prediction::Unknown => Prediction::Unknown,
+            Prediction::Outcome(outcome) => Prediction::Outcome(f(outcome)),
+            Prediction::Refusal(outcome) => Prediction::Refusal(f(outcome)),
+        }
+    }
 }
 
 /// The replicated state of all groups of a node.
@@ -57,14 +80,19 @@ pub trait StateMachine: Send + 'static {
     /// every replica reaches the same state from the same entries.
     fn apply(&mut self, group: GroupId, index: u64, term: u64, data: &[u8], effects: &mut Vec<Effect>) -> Self::Output;
 
-    /// Sees every proposal of this leader, in log order, before it commits,
-    /// and may predict its outcome: what `apply` will return if the entry
-    /// commits at this index. A prediction must equal that outcome; the
-    /// loop may answer the proposer with it before a quorum has the entry.
-    /// The default predicts nothing.
-    fn predict(&mut self, _group: GroupId, _proposed: Proposed, _data: &[u8]) -> Option<Self::Output> {
-        None
+    /// Sees every proposal of this leader, in log order, before it is
+    /// appended, and may foresee its outcome at `proposed.index`. An
+    /// `Outcome` must equal what `apply` returns if the entry commits there;
+    /// the loop may answer the proposer with it before a quorum has the
+    /// entry. A `Refusal` keeps the entry out of the log. The default
+    /// foresees nothing.
+    fn predict(&mut self, _group: GroupId, _proposed: Proposed, _data: &[u8]) -> Prediction<Self::Output> {
+        Prediction::Unknown
     }
+
+    /// The proposal last shown to `predict` for `group` was not appended
+    /// after all (raft-rs dropped it): predictions built on it are void.
+    fn withdraw(&mut self, _group: GroupId) {}
 
     /// Whether `group` may stop ticking while idle (see `core/hibernate.rs`).
     /// A group whose leader serves requests from memory without writing

@@ -20,6 +20,7 @@ pub const SNAPSHOT_BYTES_SENT: &str = "chronik_raft_snapshot_sent_bytes_total";
 pub const SNAPSHOTS_RECEIVED: &str = "chronik_raft_snapshots_received_total";
 pub const SNAPSHOT_BYTES_RECEIVED: &str = "chronik_raft_snapshot_received_bytes_total";
 pub const LOCAL_ANSWERS: &str = "chronik_raft_local_answers_total";
+pub const REFUSED_PROPOSALS: &str = "chronik_raft_proposals_refused_total";
 pub const PEER_QUEUE_BYTES: &str = "chronik_raft_peer_queue_bytes";
 pub const PEER_MESSAGES_DROPPED: &str = "chronik_raft_peer_dropped_batches_total";
 pub const GROUP_SLEEPS: &str = "chronik_raft_group_sleeps_total";
@@ -63,6 +64,10 @@ pub fn describe() {
         LOCAL_ANSWERS,
         "Proposals answered once in the leader's own log, with a predicted outcome (acks=1)"
     );
+    describe_counter!(
+        REFUSED_PROPOSALS,
+        "Proposals the leader refused before appending them (answered at once, never replicated)"
+    );
     describe_gauge!(
         PEER_QUEUE_BYTES,
         Unit::Bytes,
@@ -84,6 +89,7 @@ pub(crate) struct LoopMeters {
     pub fsync_bytes: Histogram,
     pub entries_applied: Counter,
     pub local_answers: Counter,
+    pub refused_proposals: Counter,
     pub sleeps: Counter,
     pub wakes: Counter,
     pub awake: Gauge,
@@ -111,6 +117,7 @@ impl LoopMeters {
             fsync_bytes: histogram!(FSYNC_BYTES),
             entries_applied: counter!(ENTRIES_APPLIED),
             local_answers: counter!(LOCAL_ANSWERS),
+            refused_proposals: counter!(REFUSED_PROPOSALS),
             sleeps: counter!(GROUP_SLEEPS),
             wakes: counter!(GROUP_WAKES),
             awake: gauge!(GROUPS_AWAKE),

@@ -606,3 +606,40 @@ fn topic_configs_shape_what_is_stored() {
         0
     );
 }
+
+/// A batch the leader would refuse at apply is refused before it is
+/// proposed: the producer gets the same error, and the Raft log never
+/// holds it.
+#[test]
+fn a_refused_batch_never_enters_the_raft_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"), &[]);
+    common::create_topic(&broker.addr, "seq", 1, &[]);
+    let mut connection = Connection::open(&broker.addr);
+    let idempotent = |sequence: i32, records: u32| {
+        let mut batch = chronik_log::testing::build_batch(records, 1_700_000_000_000, 10);
+        chronik_log::testing::set_producer(&mut batch, 4242, 0, sequence);
+        Bytes::from(batch)
+    };
+    assert_eq!(
+        produce_error(&mut connection, &produce_request("seq", idempotent(0, 2), -1)),
+        0
+    );
+    let refused_before = broker.metric("chronik_raft_proposals_refused_total");
+    for _ in 0..3 {
+        // Sequence 5 after 0..=1: a gap.
+        let code = produce_error(&mut connection, &produce_request("seq", idempotent(5, 1), -1));
+        assert_eq!(code, ResponseError::OutOfOrderSequenceNumber.code());
+    }
+    assert_eq!(
+        broker.metric("chronik_raft_proposals_refused_total") - refused_before,
+        3.0
+    );
+    // The producer goes on where it was; nothing was written in between.
+    assert_eq!(
+        produce_error(&mut connection, &produce_request("seq", idempotent(2, 1), -1)),
+        0
+    );
+    let consumer = broker.consumer();
+    assert_eq!(common::watermarks(&consumer, "seq", 0), (0, 3));
+}

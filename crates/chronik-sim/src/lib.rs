@@ -22,6 +22,7 @@ pub mod reconciler;
 pub mod records;
 pub mod simulation;
 pub mod transactions;
+pub mod unjudged;
 pub mod workload;
 
 pub use simulation::{Config, Report, run};

@@ -8,6 +8,7 @@
 //! engines on one thread would share and confuse.)
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::disk::{SimFiles, partition_power_loss};
 use crate::network::{Packet, Payload};
+use crate::unjudged::Unjudged;
 
 pub type Outcome = oneshot::Receiver<Result<Applied, ProposeError>>;
 
@@ -66,7 +68,7 @@ impl Outbox {
     }
 }
 
-type Core = RaftCore<BrokerStateMachine, SimFiles>;
+type Core = RaftCore<Unjudged, SimFiles>;
 type Job = Box<dyn FnOnce(&mut Option<Core>) + Send>;
 
 /// The thread a node's core lives on.
@@ -144,6 +146,8 @@ pub struct SimNode {
     dir: PathBuf,
     files: Arc<SimFiles>,
     outbox: Outbox,
+    /// Shows the next proposal to apply only (see `Unjudged`).
+    unjudged: Arc<AtomicBool>,
     worker: Worker,
     running: Option<Running>,
     /// Paused (SIGSTOP) until then: no iterations, nothing received.
@@ -166,6 +170,7 @@ impl SimNode {
                 from: id,
                 ..Outbox::default()
             },
+            unjudged: Arc::default(),
             worker: Worker::spawn(id),
             running: None,
             paused_until: None,
@@ -196,8 +201,10 @@ impl SimNode {
         let (id, dir, files) = (self.id, self.dir.clone(), self.files.clone());
         let transport = Arc::new(self.outbox.clone());
         let state_shared = shared.clone();
+        let unjudged = self.unjudged.clone();
         let status = self.worker.call(move |core| {
             let state = BrokerStateMachine::open_inline(&dir, id, state_shared)
+                .map(|state| Unjudged::new(state, unjudged))
                 .map_err(|e| format!("node {id}: cannot open the state: {e}"))?;
             let opened = RaftCore::open(&dir.join("raft"), files, config, state, transport, at)
                 .map_err(|e| format!("node {id}: cannot start: {e}"))?;
@@ -321,6 +328,16 @@ impl SimNode {
         self.worker
             .call(move |core| core.as_mut().map(|c| c.propose(group, data, reply)));
         Some(outcome)
+    }
+
+    /// As `propose`, unseen by the leader's forecast, so that apply
+    /// decides it even where the leader would have refused it.
+    pub fn propose_unjudged(&mut self, group: GroupId, data: Vec<u8>) -> Option<Outcome> {
+        self.unjudged.store(true, Ordering::Relaxed);
+        let outcome = self.propose(group, data);
+        // Cleared by the proposal, unless it never reached the forecast.
+        self.unjudged.store(false, Ordering::Relaxed);
+        outcome
     }
 
     /// As `propose`, answered once the entry is in this node's own log

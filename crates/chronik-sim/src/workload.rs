@@ -428,14 +428,18 @@ impl Committer {
     }
 }
 
-/// Proposes entries the edge refuses, straight to a leader, as a buggy or
-/// older leader could have: apply must refuse each with an error, the same
-/// on every replica, and the partition must go on (the safety round's
-/// poison batch, among others).
+/// Proposes entries the edge refuses, straight to a leader: each must be
+/// refused with an error and the partition must go on (the safety round's
+/// poison batch, among others). Every other one is hidden from the
+/// leader's forecast, as a buggy or older leader could have proposed it,
+/// so that apply refuses it, the same on every replica; the rest the
+/// leader refuses before proposing.
 pub struct Vandal {
     lanes: Vec<(TopicPartition, GroupId)>,
     leader: Option<NodeId>,
     attempt: Option<(TopicPartition, &'static str, Attempt)>,
+    /// Whether the next entry is hidden from the leader's forecast.
+    hide_next: bool,
     pub refused: u64,
 }
 
@@ -445,6 +449,7 @@ impl Vandal {
             lanes,
             leader: None,
             attempt: None,
+            hide_next: true,
             refused: 0,
         }
     }
@@ -475,7 +480,14 @@ impl Vandal {
             return;
         };
         let (kind, data) = poison(world.rng);
-        if let Some(outcome) = world.nodes[index].propose(group, data) {
+        let node = &mut world.nodes[index];
+        let proposed = if self.hide_next {
+            node.propose_unjudged(group, data)
+        } else {
+            node.propose(group, data)
+        };
+        self.hide_next = !self.hide_next;
+        if let Some(outcome) = proposed {
             let attempt = Attempt {
                 outcome,
                 deadline: world.now + REQUEST_TIMEOUT,

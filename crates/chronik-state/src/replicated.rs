@@ -8,7 +8,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use bytes::Bytes;
 use chronik_log::LogError;
 use chronik_raft::{
-    Effect, GroupId, METADATA_GROUP, NodeId, Proposed, SnapshotFile, SnapshotManifest, StateMachine, fail_stop,
+    Effect, GroupId, METADATA_GROUP, NodeId, Prediction, Proposed, SnapshotFile, SnapshotManifest, StateMachine,
+    fail_stop,
 };
 use kafka_protocol::ResponseError;
 
@@ -387,7 +388,8 @@ impl BrokerStateMachine {
                 (Applied::Produce(ack), Some(result))
             }
             Some(PartitionCommand::TxnMarker(marker)) => {
-                let result = append_marker(&mut sink, &mut partition.producers_mut(), &marker);
+                let log_start_offset = sink.log.log_start_offset();
+                let result = append_marker(&mut sink, &mut partition.producers_mut(), &marker, log_start_offset);
                 partition.publish_high_watermark(sink.log.next_offset());
                 (Applied::TxnMarker(result), None)
             }
@@ -420,34 +422,35 @@ impl BrokerStateMachine {
         applied
     }
 
-    /// Sees a proposal of this node as leader of `group`; predicts the
-    /// outcome of a produce entry while the forecast holds.
-    fn forecast(&mut self, group: GroupId, proposed: Proposed, data: &[u8]) -> Option<Applied> {
-        let partition = self.shared.partition(group)?;
+    /// Sees a proposal of this node as leader of `group`, before it is
+    /// appended: refuses what apply would refuse without a change, and
+    /// predicts the outcome of a produce entry while the forecast holds.
+    fn forecast(&mut self, group: GroupId, proposed: Proposed, data: &[u8]) -> Prediction<Applied> {
+        let Some(partition) = self.shared.partition(group) else {
+            return Prediction::Unknown;
+        };
         if !self.forecasts.get(&group).is_some_and(|f| f.continues(proposed)) {
             self.forecasts.remove(&group);
-            let forecast = Forecast::start(&partition, proposed)?;
+            let Some(forecast) = Forecast::start(&partition, proposed) else {
+                return Prediction::Unknown;
+            };
             self.forecasts.insert(group, forecast);
         }
         let forecast = self.forecasts.get_mut(&group).expect("inserted above");
+        let log_start_offset = partition.log().log_start_offset();
         match PartitionCommand::decode(data) {
-            Some(PartitionCommand::TxnMarker(_)) => {
-                // A marker moves offsets and producer state in ways the
-                // forecast does not model; proposals are answered at apply.
-                self.forecasts.remove(&group);
-                None
-            }
-            Some(PartitionCommand::Produce { batches }) => {
-                let result = forecast.produce(proposed, batches);
-                let log_start_offset = partition.log().log_start_offset();
-                Some(Applied::Produce(result.map(|base_offset| ProduceAck {
+            Some(PartitionCommand::TxnMarker(marker)) => forecast
+                .marker(proposed, &marker, log_start_offset)
+                .map(Applied::TxnMarker),
+            Some(PartitionCommand::Produce { batches }) => forecast.produce(proposed, batches).map(|result| {
+                Applied::Produce(result.map(|base_offset| ProduceAck {
                     base_offset,
                     log_start_offset,
-                })))
-            }
+                }))
+            }),
             _ => {
                 forecast.skip(proposed);
-                None
+                Prediction::Unknown
             }
         }
     }
@@ -519,11 +522,15 @@ impl StateMachine for BrokerStateMachine {
         }
     }
 
-    fn predict(&mut self, group: GroupId, proposed: Proposed, data: &[u8]) -> Option<Applied> {
+    fn predict(&mut self, group: GroupId, proposed: Proposed, data: &[u8]) -> Prediction<Applied> {
         if group == METADATA_GROUP {
-            return None;
+            return Prediction::Unknown;
         }
         self.forecast(group, proposed, data)
+    }
+
+    fn withdraw(&mut self, group: GroupId) {
+        self.forecasts.remove(&group);
     }
 
     /// Data partitions sleep when idle. The metadata group and the internal

@@ -29,6 +29,8 @@ pub struct Broker {
     pub addr: String,
     /// `NAME=HOST:PORT` of each listener, when it has more than one.
     listeners: Vec<(String, String)>,
+    /// The HTTP endpoint (metrics, health), HOST:PORT.
+    http: String,
     /// The Kafka port it listens on; 0 for one the system picks.
     pub kafka_port: u16,
     pub data_dir: PathBuf,
@@ -73,6 +75,7 @@ impl Broker {
             ready: None,
             addr: String::new(),
             listeners: Vec::new(),
+            http: String::new(),
             kafka_port: 0,
             data_dir: data_dir.to_path_buf(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
@@ -132,6 +135,11 @@ impl Broker {
                     .filter_map(|item| item.split_once('='))
                     .map(|(name, addr)| (name.to_string(), addr.to_string()))
                     .collect();
+                self.http = line
+                    .split_whitespace()
+                    .find_map(|field| field.strip_prefix("http="))
+                    .unwrap_or_default()
+                    .to_string();
             }
             Err(_) => {
                 self.kill9();
@@ -211,6 +219,20 @@ impl Broker {
         let _ = child.kill();
         let _ = child.wait();
         panic!("broker did not stop within 15 s of SIGTERM");
+    }
+
+    /// The value of an unlabelled counter or gauge on the node's
+    /// `/metrics` page; 0 for one not recorded yet.
+    pub fn metric(&self, name: &str) -> f64 {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.http).expect("connect to the HTTP endpoint");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n", self.http).unwrap();
+        let mut page = String::new();
+        stream.read_to_string(&mut page).expect("read /metrics");
+        page.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.trim().parse().expect("a number"))
     }
 
     pub fn log_path(&self) -> &Path {

@@ -77,15 +77,16 @@ pub(crate) fn append_batches(
 /// every replica) and ends the producer's transaction in the partition. A
 /// marker of an older producer epoch than the partition knows comes from a
 /// fenced coordinator and is refused.
-pub(crate) fn append_marker<F: FnMut(&[u8])>(
-    sink: &mut LogSink<'_, F>,
+pub(crate) fn append_marker(
+    sink: &mut impl BatchSink,
     producers: &mut ProducerStates,
     marker: &Marker,
+    log_start_offset: i64,
 ) -> Result<(), ResponseError> {
     producers.check_marker(marker)?;
     let offset = sink.next_offset();
     sink.append(&marker_batch(marker))?;
-    producers.end_transaction(marker, offset, sink.log.log_start_offset());
+    producers.end_transaction(marker, offset, log_start_offset);
     Ok(())
 }
 

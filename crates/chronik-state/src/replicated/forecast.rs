@@ -1,20 +1,25 @@
-//! A leader's forecast of its partitions: what the produce entries it has
-//! proposed and not yet applied will do, so that an acks=1 producer can be
-//! answered with its offset once the entry is in the leader's own log.
+//! A leader's forecast of its partitions: what the entries it has proposed
+//! and not yet applied will do. It lets the leader refuse a batch before
+//! proposing it, so that a refused batch never enters the Raft log, and
+//! answer an acks=1 producer with its offset once the entry is in the
+//! leader's own log.
 //!
 //! A forecast starts only when nothing is in flight (everything proposed is
 //! applied), from the partition's applied state, and then sees every
 //! proposal of the term in log order, deciding each with the same code as
-//! apply (`append::append_batches`). Apply checks each prediction against
-//! what it did. Any gap in the sequence (another term, an entry proposed
-//! outside it) ends the forecast; those proposals are answered once applied.
+//! apply (`append::append_batches`, `append::append_marker`). Apply checks
+//! each predicted produce against what it did. Any gap in the sequence
+//! (another term, an entry appended outside it, a proposal raft-rs dropped)
+//! ends the forecast; until the next one starts, entries are proposed
+//! unseen and answered once applied.
 
 use std::collections::VecDeque;
 
-use chronik_raft::Proposed;
+use chronik_log::control::Marker;
+use chronik_raft::{Prediction, Proposed};
 use kafka_protocol::ResponseError;
 
-use super::append::{OffsetSink, append_batches};
+use super::append::{OffsetSink, append_batches, append_marker};
 use crate::partition::Partition;
 use crate::producer_state::ProducerStates;
 
@@ -53,16 +58,43 @@ impl Forecast {
         self.through = proposed.index;
     }
 
-    /// Predicts the outcome of a produce entry of `batches` at `proposed.index`.
-    pub(crate) fn produce(&mut self, proposed: Proposed, batches: &[u8]) -> Result<i64, ResponseError> {
+    /// Predicts the outcome of a produce entry of `batches` at
+    /// `proposed.index`. An entry refused before anything in it would be
+    /// appended changes nothing: it is a `Refusal`, and is not accounted for.
+    pub(crate) fn produce(&mut self, proposed: Proposed, batches: &[u8]) -> Prediction<Result<i64, ResponseError>> {
         let mut sink = OffsetSink {
             next_offset: self.next_offset,
         };
         let outcome = append_batches(&mut sink, &mut self.producers, batches);
+        if outcome.is_err() && sink.next_offset == self.next_offset {
+            // Producer state changes only with an append, so none changed.
+            return Prediction::Refusal(outcome);
+        }
         self.next_offset = sink.next_offset;
         self.through = proposed.index;
         self.predicted.push_back((proposed.index, outcome));
-        outcome
+        Prediction::Outcome(outcome)
+    }
+
+    /// Predicts a transaction marker at `proposed.index`: refused (a fenced
+    /// coordinator's) without any change, or written at the next offset.
+    pub(crate) fn marker(
+        &mut self,
+        proposed: Proposed,
+        marker: &Marker,
+        log_start_offset: i64,
+    ) -> Prediction<Result<(), ResponseError>> {
+        let mut sink = OffsetSink {
+            next_offset: self.next_offset,
+        };
+        let outcome = append_marker(&mut sink, &mut self.producers, marker, log_start_offset);
+        if outcome.is_err() {
+            // Refused by its checks, before the append: nothing changed.
+            return Prediction::Refusal(outcome);
+        }
+        self.next_offset = sink.next_offset;
+        self.through = proposed.index;
+        Prediction::Outcome(outcome)
     }
 
     /// Checks an applied entry of `term` at `index` against its prediction.

@@ -290,3 +290,99 @@ fn markers_end_transactions_move_the_stable_offset_and_survive_a_restart() {
     );
     assert_eq!((partition.last_stable_offset(), partition.high_watermark()), (8, 8));
 }
+
+fn proposed(index: u64, applied: u64) -> Proposed {
+    Proposed {
+        index,
+        term: 1,
+        applied,
+        leader_ready: true,
+    }
+}
+
+fn idempotent(producer_id: i64, sequence: i32, records: u32) -> Vec<u8> {
+    let mut batch = build_batch(records, 0, 10);
+    set_producer(&mut batch, producer_id, 0, sequence);
+    batch
+}
+
+fn acked(base_offset: i64) -> Applied {
+    Applied::Produce(Ok(ProduceAck {
+        base_offset,
+        log_start_offset: 0,
+    }))
+}
+
+fn produce_entry(batches: &[u8]) -> Vec<u8> {
+    PartitionCommand::Produce { batches }.encode()
+}
+
+/// Shows `entry` to the leader's forecast as the next proposal, with
+/// nothing applied yet, and appends it to `log` unless refused.
+fn foresee(machine: &mut BrokerStateMachine, log: &mut Vec<Vec<u8>>, entry: Vec<u8>) -> Prediction<Applied> {
+    let prediction = machine.predict(1, proposed(log.len() as u64 + 1, 0), &entry);
+    if !matches!(prediction, Prediction::Refusal(_)) {
+        log.push(entry);
+    }
+    prediction
+}
+
+#[test]
+fn a_leader_refuses_before_proposing_what_apply_would_refuse_unchanged() {
+    let (_dir, mut machine, shared) = with_topic();
+    let mut log: Vec<Vec<u8>> = Vec::new();
+    assert_eq!(
+        foresee(&mut machine, &mut log, produce_entry(&idempotent(7, 0, 2))),
+        Prediction::Outcome(acked(0))
+    );
+    // Judged against the entry in flight: sequence 5 after 0..=1 is a gap.
+    assert_eq!(
+        foresee(&mut machine, &mut log, produce_entry(&idempotent(7, 5, 1))),
+        Prediction::Refusal(Applied::Produce(Err(ResponseError::OutOfOrderSequenceNumber)))
+    );
+    assert_eq!(
+        foresee(&mut machine, &mut log, produce_entry(&idempotent(7, 2, 1))),
+        Prediction::Outcome(acked(2))
+    );
+    // A transaction and its marker: the forecast goes on past the marker.
+    assert_eq!(
+        foresee(&mut machine, &mut log, produce_entry(&transactional(8, 1, 0, 1))),
+        Prediction::Outcome(acked(3))
+    );
+    assert_eq!(
+        foresee(&mut machine, &mut log, marker(8, 1, true)),
+        Prediction::Outcome(Applied::TxnMarker(Ok(())))
+    );
+    assert_eq!(
+        foresee(&mut machine, &mut log, marker(8, 0, true)),
+        Prediction::Refusal(Applied::TxnMarker(Err(ResponseError::InvalidProducerEpoch)))
+    );
+    assert_eq!(
+        foresee(&mut machine, &mut log, produce_entry(&idempotent(7, 3, 1))),
+        Prediction::Outcome(acked(5))
+    );
+    assert_eq!(log.len(), 5, "the two refusals were never proposed");
+
+    // Apply agrees with every prediction (a wrong one panics in tests).
+    let outcomes: Vec<Applied> = (1..)
+        .zip(&log)
+        .map(|(index, entry)| machine.apply(1, index, 1, entry, &mut Vec::new()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [acked(0), acked(2), acked(3), Applied::TxnMarker(Ok(())), acked(5)]
+    );
+    assert_eq!(shared.partition(1).unwrap().high_watermark(), 6);
+
+    // A proposal raft-rs drops is withdrawn: were it still counted, the
+    // next proposal would be foreseen at offset 7, behind an entry the
+    // forecast never saw (a configuration change at index 6, say).
+    let dropped = machine.predict(1, proposed(6, 5), &produce_entry(&idempotent(7, 4, 1)));
+    assert_eq!(dropped, Prediction::Outcome(acked(6)));
+    machine.withdraw(1);
+    assert_eq!(
+        machine.predict(1, proposed(7, 5), &produce_entry(&idempotent(7, 4, 1))),
+        Prediction::Unknown,
+        "with entry 6 in flight and unseen, no forecast starts"
+    );
+}
