@@ -501,6 +501,12 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         // Borrowed apart from the state machine, which sees the proposal below.
         let group = self.groups.get_mut(&id).expect("led above");
         let raft = &group.node.raft;
+        if drops_proposal(raft, data.len(), self.config.max_uncommitted_bytes) {
+            // Refused before the state machine sees it, so that a proposal
+            // refused under backpressure does not end its forecast.
+            let _ = reply.send(Err(ProposeError::Dropped));
+            return;
+        }
         // Every proposal is shown to the state machine, in log order, so
         // that each prediction accounts for all the entries before it.
         let proposed = Proposed {
@@ -509,14 +515,19 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             applied: raft.raft_log.applied,
             leader_ready: group.status.leader_ready,
         };
+        // A leader deposed without knowing it yet would refuse against a
+        // state its successor may not share: it refuses only under its
+        // lease, and otherwise proposes the entry unseen (which ends the
+        // forecast) and learns from the log.
+        let leased = group.status.serves(self.config.node_id, self.now);
         let local = match self.state_machine.predict(id, proposed, &data) {
-            Prediction::Refusal(outcome) => {
+            Prediction::Refusal(outcome) if leased => {
                 self.meters.refused_proposals.increment(1);
                 let _ = reply.send(Ok(outcome));
                 return;
             }
             Prediction::Outcome(outcome) => Some(outcome).filter(|_| local),
-            Prediction::Unknown => None,
+            Prediction::Refusal(_) | Prediction::Unknown => None,
         };
         if group.node.propose(Vec::new(), data).is_err() {
             self.state_machine.withdraw(id);
@@ -1387,6 +1398,16 @@ fn split_mix(x: u64) -> u64 {
 
 fn known_leader(id: u64) -> Option<NodeId> {
     (id != raft::INVALID_ID).then_some(id)
+}
+
+/// Whether raft-rs would drop a proposal of `bytes` now (see its
+/// `step_leader`): the leader left the configuration, hands over its
+/// leadership, or holds the most uncommitted bytes it may.
+fn drops_proposal<T: raft::Storage>(raft: &raft::Raft<T>, bytes: usize, max_uncommitted: u64) -> bool {
+    let uncommitted = raft.uncommitted_size();
+    raft.prs().get(raft.id).is_none()
+        || raft.lead_transferee.is_some()
+        || (bytes > 0 && uncommitted > 0 && (bytes + uncommitted) as u64 > max_uncommitted)
 }
 
 /// Answers the proposal of `entry`, if this node made it. Proposals older than

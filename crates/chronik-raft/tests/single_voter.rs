@@ -6,8 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use chronik_raft::{
-    Effect, GroupId, METADATA_GROUP, MultiRaft, MultiRaftConfig, NoPeers, ProposeError, StartError, StateMachine,
+    Effect, GroupId, METADATA_GROUP, MultiRaft, MultiRaftConfig, NoPeers, Prediction, ProposeError, Proposed,
+    StartError, StateMachine,
 };
+
+/// What `Recorder` answers, at once, for a proposal of this: applying it
+/// would change nothing.
+const REFUSE: &[u8] = b"refuse";
+const REFUSED: u64 = 0;
 
 /// (index, data) of each applied entry, per group.
 type AppliedEntries = BTreeMap<GroupId, Vec<(u64, Vec<u8>)>>;
@@ -52,6 +58,14 @@ impl StateMachine for Recorder {
             .or_default()
             .push((index, data.to_vec()));
         index
+    }
+
+    fn predict(&mut self, _group: GroupId, _proposed: Proposed, data: &[u8]) -> Prediction<u64> {
+        if data == REFUSE {
+            Prediction::Refusal(REFUSED)
+        } else {
+            Prediction::Unknown
+        }
     }
 
     fn checkpoint(&mut self) -> Vec<(GroupId, u64)> {
@@ -157,5 +171,27 @@ async fn start_creates_assigned_groups_that_have_no_log() {
     );
     let index = raft.propose(9, b"x".to_vec()).await.unwrap();
     assert_eq!(recorder.applied.lock().unwrap()[&9], vec![(index, b"x".to_vec())]);
+    raft.shutdown().await;
+}
+
+/// A proposal the state machine refuses is answered at once and never
+/// appended: the entries around it take consecutive indexes, and apply
+/// never sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_proposal_takes_no_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let raft = start(dir.path(), &recorder).unwrap();
+    wait_for_leader(&raft, METADATA_GROUP).await;
+    raft.propose(METADATA_GROUP, b"create:5".to_vec()).await.unwrap();
+    wait_for_leader(&raft, 5).await;
+    let before = raft.propose(5, b"before".to_vec()).await.unwrap();
+    assert_eq!(raft.propose(5, REFUSE.to_vec()).await, Ok(REFUSED));
+    let after = raft.propose(5, b"after".to_vec()).await.unwrap();
+    assert_eq!(after, before + 1, "the refusal took no index");
+    assert_eq!(
+        recorder.applied.lock().unwrap()[&5],
+        vec![(before, b"before".to_vec()), (after, b"after".to_vec())]
+    );
     raft.shutdown().await;
 }

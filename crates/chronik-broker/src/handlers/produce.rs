@@ -229,10 +229,11 @@ async fn collect(broker: &Broker, topics: Vec<(String, Vec<(i32, Pending)>)>, ti
                     Ok(Err(_)) => Err(ResponseError::NotLeaderOrFollower),
                     Ok(Ok(Err(e))) => Err(propose_error_code(&e)),
                     Ok(Ok(Ok(Applied::Produce(result)))) => {
-                        if !proposal.local {
-                            broker.telemetry.produce_commit.record(proposal.proposed_at.elapsed());
-                        }
+                        // A refusal may come before any commit (the leader's forecast).
                         if result.is_ok() {
+                            if !proposal.local {
+                                broker.telemetry.produce_commit.record(proposal.proposed_at.elapsed());
+                            }
                             broker.telemetry.produced(&name, proposal.bytes, proposal.records);
                         }
                         append_time = proposal.append_time;

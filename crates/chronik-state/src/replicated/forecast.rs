@@ -10,8 +10,9 @@
 //! apply (`append::append_batches`, `append::append_marker`). Apply checks
 //! each predicted produce against what it did. Any gap in the sequence
 //! (another term, an entry appended outside it, a proposal raft-rs dropped)
-//! ends the forecast; until the next one starts, entries are proposed
-//! unseen and answered once applied.
+//! ends the forecast, as do `MAX_PENDING` predictions not yet applied;
+//! until the next one starts, entries are proposed unseen and answered once
+//! applied.
 
 use std::collections::VecDeque;
 
@@ -32,7 +33,8 @@ pub(crate) struct Forecast {
     through: u64,
     next_offset: i64,
     producers: ProducerStates,
-    /// Base offset (or refusal) predicted per index, until applied.
+    /// The outcome predicted per index, until applied (an error only for
+    /// an entry partly appended before a later batch was refused).
     predicted: VecDeque<(u64, Result<i64, ResponseError>)>,
 }
 
