@@ -33,14 +33,16 @@ use crate::logger::raft_logger;
 use crate::membership::MembershipChange;
 use crate::signals;
 use crate::snapshot::{SnapshotManifest, discard_staged, staging_dir};
-use crate::state_machine::{Effect, Prediction, Proposed, StateMachine};
+use crate::state_machine::{Effect, StateMachine};
 use crate::status::{GroupReport, GroupStatus, StatusBoard};
 use crate::storage::{CacheBudget, EntryExt, GroupStorage, INIT_INDEX, SnapshotRequests, put_hard_state};
 use crate::telemetry::{self, LoopMeters};
 use crate::transport::{SharedTransport, SnapshotDone, SnapshotReports};
 use crate::{GroupId, METADATA_GROUP, NodeId};
+use held::{HeldProposal, HeldQueue};
 
 mod departed;
+mod held;
 mod hibernate;
 
 use hibernate::WakeCause;
@@ -89,6 +91,8 @@ struct PendingRead {
 struct Group<O, F: FileSystem> {
     node: RawNode<GroupStorage<F>>,
     pending: VecDeque<PendingProposal<O>>,
+    /// Proposals the state machine cannot judge yet (see `core/held.rs`).
+    held: HeldQueue<O>,
     status: GroupStatus,
     /// The commit index of the last hard state written to the log store.
     /// Compaction must not pass it: raft-rs refuses to start from a hard
@@ -117,6 +121,8 @@ pub struct RaftCore<S: StateMachine, F: FileSystem> {
     groups: BTreeMap<GroupId, Group<S::Output, F>>,
     /// The groups that tick; the others sleep (see `core/hibernate.rs`).
     awake: BTreeSet<GroupId>,
+    /// The groups holding proposals back (see `core/held.rs`).
+    holding: BTreeSet<GroupId>,
     state_machine: S,
     status: StatusBoard,
     logger: slog::Logger,
@@ -197,6 +203,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             isr_stale: false,
             peers: None,
             awake: BTreeSet::new(),
+            holding: BTreeSet::new(),
             early: BTreeMap::new(),
             reads: BTreeMap::new(),
             next_read: 0,
@@ -234,9 +241,11 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         self.take_snapshot_reports();
         let requested = self.next_read;
         self.process_ready();
-        if self.next_read != requested {
-            // Leases were asked for: send their heartbeats now rather than
-            // at the next wake-up, so a new leader serves without delay.
+        let released = self.release_held();
+        if self.next_read != requested || released {
+            // Leases were asked for, or held proposals reached the log:
+            // send their messages and write them now rather than at the next
+            // wake-up, so a new leader serves without delay.
             self.process_ready();
         }
         self.prepare_requested_snapshots();
@@ -252,6 +261,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         self.process_ready();
         self.checkpoint();
         for group in self.groups.values_mut() {
+            group.held.fail(ProposeError::Stopped);
             fail_pending(&mut group.pending, ProposeError::Stopped);
             if let Some(pending) = group.conf_pending.take() {
                 let _ = pending.reply.send(Err(ProposeError::Stopped));
@@ -383,6 +393,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             Group {
                 node,
                 pending: VecDeque::new(),
+                held: HeldQueue::new(),
                 status: GroupStatus::default(),
                 persisted_commit: committed,
                 commit_unsaved: false,
@@ -498,53 +509,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             let _ = reply.send(Err(e));
             return;
         }
-        // Borrowed apart from the state machine, which sees the proposal below.
-        let group = self.groups.get_mut(&id).expect("led above");
-        let raft = &group.node.raft;
-        if drops_proposal(raft, data.len(), self.config.max_uncommitted_bytes) {
-            // Refused before the state machine sees it, so that a proposal
-            // refused under backpressure does not end its forecast.
-            let _ = reply.send(Err(ProposeError::Dropped));
-            return;
-        }
-        // Every proposal is shown to the state machine, in log order, so
-        // that each prediction accounts for all the entries before it.
-        let proposed = Proposed {
-            index: raft.raft_log.last_index() + 1,
-            term: raft.term,
-            applied: raft.raft_log.applied,
-            leader_ready: group.status.leader_ready,
-        };
-        // A leader deposed without knowing it yet would refuse against a
-        // state its successor may not share: it refuses only under its
-        // lease, and otherwise proposes the entry unseen (which ends the
-        // forecast) and learns from the log.
-        let leased = group.status.serves(self.config.node_id, self.now);
-        let local = match self.state_machine.predict(id, proposed, &data) {
-            Prediction::Refusal(outcome) if leased => {
-                self.meters.refused_proposals.increment(1);
-                let _ = reply.send(Ok(outcome));
-                return;
-            }
-            Prediction::Outcome(outcome) => Some(outcome).filter(|_| local),
-            Prediction::Refusal(_) | Prediction::Unknown => None,
-        };
-        if group.node.propose(Vec::new(), data).is_err() {
-            self.state_machine.withdraw(id);
-            let _ = reply.send(Err(ProposeError::Dropped));
-            return;
-        }
-        debug_assert_eq!(
-            group.node.raft.raft_log.last_index(),
-            proposed.index,
-            "one proposal appends one entry, at the index predicted"
-        );
-        group.pending.push_back(PendingProposal {
-            index: proposed.index,
-            term: proposed.term,
-            reply,
-            local,
-        });
+        self.propose_in_order(id, HeldProposal { data, reply, local });
     }
 
     /// Proposes one step of a membership change of group `id`, which this
@@ -916,6 +881,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                     // leadership were applied above and answered with their
                     // results, which spares retries that would duplicate them.
                     let leader = group.status.leader;
+                    group.held.fail(ProposeError::NotLeader { group: id, leader });
                     fail_pending(&mut group.pending, ProposeError::NotLeader { group: id, leader });
                     if let Some(pending) = group.conf_pending.take() {
                         let _ = pending.reply.send(Err(ProposeError::NotLeader { group: id, leader }));
@@ -1219,6 +1185,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                 self.awake.remove(&group);
                 self.peers = None;
                 if let Some(mut removed) = self.groups.remove(&group) {
+                    removed.held.fail(ProposeError::UnknownGroup(group));
                     fail_pending(&mut removed.pending, ProposeError::UnknownGroup(group));
                     if let Some(pending) = removed.conf_pending {
                         let _ = pending.reply.send(Err(ProposeError::UnknownGroup(group)));

@@ -43,6 +43,10 @@ pub enum Prediction<O> {
     /// Applying the entry at the proposed index would change nothing and
     /// return this: the loop does not propose it, and answers at once.
     Refusal(O),
+    /// It cannot be judged until the entries in flight are applied: the
+    /// loop holds it, and every later proposal of the group, and shows it
+    /// again after the next Ready round.
+    Wait,
 }
 
 impl<O> Prediction<O> {
@@ -51,6 +55,7 @@ impl<O> Prediction<O> {
             Prediction::Unknown => Prediction::Unknown,
             Prediction::Outcome(outcome) => Prediction::Outcome(f(outcome)),
             Prediction::Refusal(outcome) => Prediction::Refusal(f(outcome)),
+            Prediction::Wait => Prediction::Wait,
         }
     }
 }
@@ -84,8 +89,8 @@ pub trait StateMachine: Send + 'static {
     /// appended, and may foresee its outcome at `proposed.index`. An
     /// `Outcome` must equal what `apply` returns if the entry commits there;
     /// the loop may answer the proposer with it before a quorum has the
-    /// entry. A `Refusal` keeps the entry out of the log. The default
-    /// foresees nothing.
+    /// entry. A `Refusal` keeps the entry out of the log; `Wait` holds it
+    /// back until more is applied. The default foresees nothing.
     fn predict(&mut self, _group: GroupId, _proposed: Proposed, _data: &[u8]) -> Prediction<Self::Output> {
         Prediction::Unknown
     }

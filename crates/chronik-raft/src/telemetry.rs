@@ -21,6 +21,7 @@ pub const SNAPSHOTS_RECEIVED: &str = "chronik_raft_snapshots_received_total";
 pub const SNAPSHOT_BYTES_RECEIVED: &str = "chronik_raft_snapshot_received_bytes_total";
 pub const LOCAL_ANSWERS: &str = "chronik_raft_local_answers_total";
 pub const REFUSED_PROPOSALS: &str = "chronik_raft_proposals_refused_total";
+pub const HELD_PROPOSALS: &str = "chronik_raft_proposals_held_total";
 pub const PEER_QUEUE_BYTES: &str = "chronik_raft_peer_queue_bytes";
 pub const PEER_MESSAGES_DROPPED: &str = "chronik_raft_peer_dropped_batches_total";
 pub const GROUP_SLEEPS: &str = "chronik_raft_group_sleeps_total";
@@ -68,6 +69,10 @@ pub fn describe() {
         REFUSED_PROPOSALS,
         "Proposals the leader refused before appending them (answered at once, never replicated)"
     );
+    describe_counter!(
+        HELD_PROPOSALS,
+        "Times a leader held proposals back until the entries in flight were applied"
+    );
     describe_gauge!(
         PEER_QUEUE_BYTES,
         Unit::Bytes,
@@ -90,6 +95,7 @@ pub(crate) struct LoopMeters {
     pub entries_applied: Counter,
     pub local_answers: Counter,
     pub refused_proposals: Counter,
+    pub held_proposals: Counter,
     pub sleeps: Counter,
     pub wakes: Counter,
     pub awake: Gauge,
@@ -118,6 +124,7 @@ impl LoopMeters {
             entries_applied: counter!(ENTRIES_APPLIED),
             local_answers: counter!(LOCAL_ANSWERS),
             refused_proposals: counter!(REFUSED_PROPOSALS),
+            held_proposals: counter!(HELD_PROPOSALS),
             sleeps: counter!(GROUP_SLEEPS),
             wakes: counter!(GROUP_WAKES),
             awake: gauge!(GROUPS_AWAKE),

@@ -14,6 +14,9 @@ use chronik_raft::{
 /// would change nothing.
 const REFUSE: &[u8] = b"refuse";
 const REFUSED: u64 = 0;
+/// `Recorder` judges a proposal starting with this only when nothing is in
+/// flight, and otherwise asks the loop to hold it (`Prediction::Wait`).
+const JUDGED: &[u8] = b"judged";
 
 /// (index, data) of each applied entry, per group.
 type AppliedEntries = BTreeMap<GroupId, Vec<(u64, Vec<u8>)>>;
@@ -26,6 +29,10 @@ struct Recorder {
     durable: Arc<Mutex<BTreeMap<GroupId, u64>>>,
     /// Groups created through effects, as replicated state would record them.
     assigned: Arc<Mutex<BTreeMap<GroupId, Vec<u64>>>>,
+    /// How often a judged proposal was asked to wait.
+    waits: Arc<Mutex<u64>>,
+    /// The indexes judged proposals were appended at, with nothing in flight.
+    judged: Arc<Mutex<Vec<u64>>>,
 }
 
 impl StateMachine for Recorder {
@@ -60,9 +67,17 @@ impl StateMachine for Recorder {
         index
     }
 
-    fn predict(&mut self, _group: GroupId, _proposed: Proposed, data: &[u8]) -> Prediction<u64> {
+    fn predict(&mut self, _group: GroupId, proposed: Proposed, data: &[u8]) -> Prediction<u64> {
         if data == REFUSE {
             Prediction::Refusal(REFUSED)
+        } else if data.starts_with(JUDGED) {
+            if proposed.applied + 1 == proposed.index {
+                self.judged.lock().unwrap().push(proposed.index);
+                Prediction::Outcome(proposed.index)
+            } else {
+                *self.waits.lock().unwrap() += 1;
+                Prediction::Wait
+            }
         } else {
             Prediction::Unknown
         }
@@ -192,6 +207,53 @@ async fn a_refused_proposal_takes_no_index() {
     assert_eq!(
         recorder.applied.lock().unwrap()[&5],
         vec![(before, b"before".to_vec()), (after, b"after".to_vec())]
+    );
+    raft.shutdown().await;
+}
+
+/// A proposal the state machine cannot judge yet is held, and so is every
+/// later one: the log keeps the order proposals came in, and a held one is
+/// appended once the entries before it are applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_that_must_wait_is_held_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let raft = start(dir.path(), &recorder).unwrap();
+    wait_for_leader(&raft, METADATA_GROUP).await;
+    raft.propose(METADATA_GROUP, b"create:6".to_vec()).await.unwrap();
+    wait_for_leader(&raft, 6).await;
+    // Submitted before any is answered: each judged one finds entries in
+    // flight and waits, holding the plain ones behind it.
+    let sent: Vec<Vec<u8>> = (0..60u32)
+        .map(|i| match i % 3 {
+            0 => [JUDGED, &i.to_be_bytes()].concat(),
+            _ => i.to_be_bytes().to_vec(),
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for data in &sent {
+        answers.push(raft.submit(6, data.clone()).await);
+    }
+    let mut indexes = Vec::new();
+    for answer in answers {
+        indexes.push(answer.await.unwrap().unwrap());
+    }
+    assert!(
+        indexes.windows(2).all(|w| w[1] == w[0] + 1),
+        "one entry per proposal, in the order they came: {indexes:?}"
+    );
+    let applied = recorder.applied.lock().unwrap()[&6].clone();
+    assert_eq!(applied.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>(), sent);
+    assert!(*recorder.waits.lock().unwrap() > 0, "some proposal was held");
+    let judged_entries: Vec<u64> = applied
+        .iter()
+        .filter(|(_, d)| d.starts_with(JUDGED))
+        .map(|(index, _)| *index)
+        .collect();
+    assert_eq!(
+        *recorder.judged.lock().unwrap(),
+        judged_entries,
+        "every judged entry was appended once judged, none unseen"
     );
     raft.shutdown().await;
 }

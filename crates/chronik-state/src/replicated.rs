@@ -429,16 +429,22 @@ impl BrokerStateMachine {
         let Some(partition) = self.shared.partition(group) else {
             return Prediction::Unknown;
         };
+        let command = PartitionCommand::decode(data);
         if !self.forecasts.get(&group).is_some_and(|f| f.continues(proposed)) {
             self.forecasts.remove(&group);
             let Some(forecast) = Forecast::start(&partition, proposed) else {
-                return Prediction::Unknown;
+                // Batches and markers are judged before they enter the log,
+                // so they wait for a forecast; the other commands need none.
+                return match command {
+                    Some(PartitionCommand::Produce { .. } | PartitionCommand::TxnMarker(_)) => Prediction::Wait,
+                    _ => Prediction::Unknown,
+                };
             };
             self.forecasts.insert(group, forecast);
         }
         let forecast = self.forecasts.get_mut(&group).expect("inserted above");
         let log_start_offset = partition.log().log_start_offset();
-        match PartitionCommand::decode(data) {
+        match command {
             Some(PartitionCommand::TxnMarker(marker)) => forecast
                 .marker(proposed, &marker, log_start_offset)
                 .map(Applied::TxnMarker),

@@ -382,7 +382,21 @@ fn a_leader_refuses_before_proposing_what_apply_would_refuse_unchanged() {
     machine.withdraw(1);
     assert_eq!(
         machine.predict(1, proposed(7, 5), &produce_entry(&idempotent(7, 4, 1))),
+        Prediction::Wait,
+        "with entry 6 in flight and unseen, a batch waits for it to be applied"
+    );
+    assert_eq!(
+        machine.predict(
+            1,
+            proposed(7, 5),
+            &PartitionCommand::DeleteRecords { offset: 1 }.encode()
+        ),
         Prediction::Unknown,
-        "with entry 6 in flight and unseen, no forecast starts"
+        "commands other than batches and markers need no forecast"
+    );
+    // Once everything is applied, a new forecast starts from the log.
+    assert_eq!(
+        machine.predict(1, proposed(6, 5), &produce_entry(&idempotent(7, 4, 1))),
+        Prediction::Outcome(acked(6))
     );
 }
