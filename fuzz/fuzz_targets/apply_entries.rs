@@ -6,7 +6,9 @@
 //! restarts. Apply must never panic, what it reports must match the log, a
 //! leader's acks=1 prediction of a produce entry must match apply, and an
 //! entry the leader would refuse before proposing it must be refused by
-//! apply with the same error and change nothing.
+//! apply with the same error and change nothing. Bursts of batches and
+//! markers are judged by the leader's forecast while the ones before them
+//! are still in flight, and apply must do what it foresaw.
 #![no_main]
 
 use std::sync::Arc;
@@ -32,9 +34,18 @@ struct Batch {
     corrupt: Option<(u16, u8)>,
 }
 
+/// One proposal of a burst.
+#[derive(Debug, Arbitrary)]
+enum Proposal {
+    Produce(Vec<Batch>),
+    Marker { producer: u8, epoch: i16, commit: bool },
+}
+
 #[derive(Debug, Arbitrary)]
 enum Step {
     Produce { group: u8, batches: Vec<Batch> },
+    /// Proposals to one group, each judged before any is applied.
+    Burst { group: u8, proposals: Vec<Proposal> },
     DeleteRecords { group: u8, offset: i64 },
     TxnMarker { group: u8, producer: u8, epoch: i16, commit: bool },
     PartitionBytes { group: u8, bytes: Vec<u8> },
@@ -64,6 +75,22 @@ fn batch(spec: &Batch) -> Vec<u8> {
         batch[usize::from(position) % len] = value;
     }
     batch
+}
+
+fn produce_entry(batches: &[Batch]) -> Vec<u8> {
+    let data: Vec<u8> = batches.iter().take(4).flat_map(batch).collect();
+    PartitionCommand::Produce { batches: &data }.encode()
+}
+
+fn marker_entry(producer: u8, epoch: i16, commit: bool) -> Vec<u8> {
+    let marker = Marker {
+        producer_id: i64::from(producer % 4),
+        producer_epoch: epoch,
+        commit,
+        coordinator_epoch: 0,
+        timestamp: 1_700_000_000_000,
+    };
+    PartitionCommand::TxnMarker(marker).encode()
 }
 
 /// Fields drop in order: the state machine (which finishes its checkpoints)
@@ -129,8 +156,7 @@ fuzz_target!(|steps: Vec<Step>| {
         match step {
             Step::Produce { group, batches } => {
                 let group = u64::from(group % 4);
-                let data: Vec<u8> = batches.iter().take(4).flat_map(batch).collect();
-                let entry = PartitionCommand::Produce { batches: &data }.encode();
+                let entry = produce_entry(batches);
                 partition_index += 1;
                 // What a leader would answer an acks=1 producer must be what
                 // apply does (apply checks it too, and panics if not).
@@ -164,6 +190,41 @@ fuzz_target!(|steps: Vec<Step>| {
                     assert_eq!(partition.high_watermark(), log.next_offset());
                 }
             }
+            Step::Burst { group, proposals } => {
+                let group = u64::from(group % 4).max(1);
+                let applied = partition_index;
+                let mut in_flight = Vec::new();
+                for proposal in proposals.iter().take(8) {
+                    let entry = match proposal {
+                        Proposal::Produce(batches) => produce_entry(batches),
+                        Proposal::Marker {
+                            producer,
+                            epoch,
+                            commit,
+                        } => marker_entry(*producer, *epoch, *commit),
+                    };
+                    let proposed = Proposed {
+                        index: partition_index + 1,
+                        term: 1,
+                        applied,
+                        leader_ready: true,
+                    };
+                    match node.machine.predict(group, proposed, &entry) {
+                        // Never proposed: it takes no index.
+                        Prediction::Refusal(_) => {}
+                        prediction => {
+                            partition_index += 1;
+                            in_flight.push((partition_index, entry, prediction));
+                        }
+                    }
+                }
+                for (index, entry, prediction) in in_flight {
+                    let outcome = node.machine.apply(group, index, 1, &entry, &mut Vec::new());
+                    if let Prediction::Outcome(predicted) = prediction {
+                        assert_eq!(predicted, outcome, "apply differs from the forecast of entry {index}");
+                    }
+                }
+            }
             Step::DeleteRecords { group, offset } => {
                 partition_index += 1;
                 let entry = PartitionCommand::DeleteRecords { offset: *offset }.encode();
@@ -177,14 +238,7 @@ fuzz_target!(|steps: Vec<Step>| {
                 commit,
             } => {
                 partition_index += 1;
-                let marker = Marker {
-                    producer_id: i64::from(producer % 4),
-                    producer_epoch: *epoch,
-                    commit: *commit,
-                    coordinator_epoch: 0,
-                    timestamp: 1_700_000_000_000,
-                };
-                let entry = PartitionCommand::TxnMarker(marker).encode();
+                let entry = marker_entry(*producer, *epoch, *commit);
                 let group = u64::from(group % 4).max(1);
                 let outcome = node.machine.apply(group, partition_index, 1, &entry, &mut Vec::new());
                 if let (Applied::TxnMarker(Ok(())), Some(partition)) = (&outcome, node.shared.partition(group)) {

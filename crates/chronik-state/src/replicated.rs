@@ -375,7 +375,8 @@ impl BrokerStateMachine {
                 }
             },
         };
-        let (applied, produced) = match PartitionCommand::decode(data) {
+        // What the forecast predicted: a produce's base offset, a marker's offset.
+        let (applied, offset) = match PartitionCommand::decode(data) {
             Some(PartitionCommand::Produce { batches }) => {
                 let result = append_batches(&mut sink, &mut partition.producers_mut(), batches);
                 // Whatever was appended before a refusal is committed and readable.
@@ -389,9 +390,10 @@ impl BrokerStateMachine {
             }
             Some(PartitionCommand::TxnMarker(marker)) => {
                 let log_start_offset = sink.log.log_start_offset();
+                let marker_offset = sink.log.next_offset();
                 let result = append_marker(&mut sink, &mut partition.producers_mut(), &marker, log_start_offset);
                 partition.publish_high_watermark(sink.log.next_offset());
-                (Applied::TxnMarker(result), None)
+                (Applied::TxnMarker(result), Some(result.map(|()| marker_offset)))
             }
             Some(PartitionCommand::DeleteRecords { offset }) => {
                 let result = partition.delete_records_before(&mut sink.log, offset);
@@ -407,7 +409,7 @@ impl BrokerStateMachine {
         };
         drop(sink);
         if let Some(forecast) = self.forecasts.get_mut(&group)
-            && let Err(ended) = forecast.applied(index, term, produced)
+            && let Err(ended) = forecast.applied(index, term, offset)
         {
             // Proposals are answered once applied until a new forecast starts.
             self.forecasts.remove(&group);

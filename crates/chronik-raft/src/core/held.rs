@@ -40,7 +40,7 @@ impl<O> HeldQueue<O> {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 

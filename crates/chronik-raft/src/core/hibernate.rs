@@ -203,6 +203,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             && log.committed == last
             && log.applied == last
             && group.pending.is_empty()
+            && group.held.is_empty()
             && group.conf_pending.is_none()
             && group.lease_request.is_none()
             && raft.lead_transferee.is_none()

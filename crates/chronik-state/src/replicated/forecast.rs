@@ -8,7 +8,7 @@
 //! applied), from the partition's applied state, and then sees every
 //! proposal of the term in log order, deciding each with the same code as
 //! apply (`append::append_batches`, `append::append_marker`). Apply checks
-//! each predicted produce against what it did. Any gap in the sequence
+//! each predicted produce and marker against what it did. Any gap in the sequence
 //! (another term, an entry appended outside it, a proposal raft-rs dropped)
 //! ends the forecast, as do `MAX_PENDING` predictions not yet applied;
 //! until the next one starts, entries are proposed unseen and answered once
@@ -33,8 +33,9 @@ pub(crate) struct Forecast {
     through: u64,
     next_offset: i64,
     producers: ProducerStates,
-    /// The outcome predicted per index, until applied (an error only for
-    /// an entry partly appended before a later batch was refused).
+    /// The outcome predicted per index, until applied: a produce's base
+    /// offset (an error only for an entry partly appended before a later
+    /// batch was refused), or a transaction marker's offset.
     predicted: VecDeque<(u64, Result<i64, ResponseError>)>,
 }
 
@@ -89,6 +90,7 @@ impl Forecast {
         let mut sink = OffsetSink {
             next_offset: self.next_offset,
         };
+        let marker_offset = self.next_offset;
         let outcome = append_marker(&mut sink, &mut self.producers, marker, log_start_offset);
         if outcome.is_err() {
             // Refused by its checks, before the append: nothing changed.
@@ -96,6 +98,7 @@ impl Forecast {
         }
         self.next_offset = sink.next_offset;
         self.through = proposed.index;
+        self.predicted.push_back((proposed.index, Ok(marker_offset)));
         Prediction::Outcome(outcome)
     }
 

@@ -400,3 +400,20 @@ fn a_leader_refuses_before_proposing_what_apply_would_refuse_unchanged() {
         Prediction::Outcome(acked(6))
     );
 }
+
+/// Apply checks a marker's prediction as it does a batch's: an entry that
+/// does otherwise than foreseen is a defect (a panic in tests).
+#[test]
+#[should_panic(expected = "forecast was wrong")]
+fn apply_checks_a_marker_against_its_prediction() {
+    let (_dir, mut machine, _shared) = with_topic();
+    let mut log: Vec<Vec<u8>> = Vec::new();
+    foresee(&mut machine, &mut log, produce_entry(&transactional(8, 1, 0, 1)));
+    assert_eq!(
+        foresee(&mut machine, &mut log, marker(8, 1, true)),
+        Prediction::Outcome(Applied::TxnMarker(Ok(())))
+    );
+    machine.apply(1, 1, 1, &log[0], &mut Vec::new());
+    // Not the entry foreseen at index 2: a fenced coordinator's marker.
+    machine.apply(1, 2, 1, &marker(8, 0, true), &mut Vec::new());
+}
