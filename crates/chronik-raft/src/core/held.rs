@@ -5,8 +5,9 @@
 //! that the log keeps the order the proposals came in. After each Ready
 //! round the queue is offered again from its front.
 //!
-//! What is held is bounded by the same byte limit as raft-rs's uncommitted
-//! entries; past it a proposal is dropped, as raft-rs would drop it. A
+//! What is held has a byte budget of its own, as large as raft-rs's limit
+//! for uncommitted entries; past it a proposal is dropped, as raft-rs would
+//! drop it. A
 //! leader that steps down, a stopping loop and a removed group fail what is
 //! held: none of it reached the log, so a retry duplicates nothing.
 
