@@ -7,9 +7,9 @@
 //!
 //! What is held has a byte budget of its own, as large as raft-rs's limit
 //! for uncommitted entries; past it a proposal is dropped, as raft-rs would
-//! drop it. A
-//! leader that steps down, a stopping loop and a removed group fail what is
-//! held: none of it reached the log, so a retry duplicates nothing.
+//! drop it. A leader that steps down, a stopping loop and a removed group
+//! fail what is held: none of it reached the log, so a retry duplicates
+//! nothing.
 
 use std::collections::VecDeque;
 
