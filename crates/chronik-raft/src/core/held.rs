@@ -50,7 +50,7 @@ impl<O> HeldQueue<O> {
         self.queue.push_back(proposal);
     }
 
-    /// Puts back the front proposal that still has to wait.
+    /// Puts a proposal that must still wait at the front.
     fn push_front(&mut self, proposal: HeldProposal<O>) {
         self.bytes += proposal.data.len() as u64;
         self.queue.push_front(proposal);
@@ -97,7 +97,8 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             return;
         }
         if let Offer::Wait(proposal) = self.offer(id, proposal) {
-            self.hold(id, proposal);
+            self.meters.held_proposals.increment(1);
+            self.keep_waiting(id, proposal);
         }
     }
 
@@ -115,8 +116,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                 match self.offer(id, proposal) {
                     Offer::Settled => released = true,
                     Offer::Wait(proposal) => {
-                        let group = self.groups.get_mut(&id).expect("popped from it above");
-                        group.held.push_front(proposal);
+                        self.keep_waiting(id, proposal);
                         break;
                     }
                 }
@@ -125,12 +125,18 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         released
     }
 
-    fn hold(&mut self, id: GroupId, proposal: HeldProposal<S::Output>) {
-        let group = self.groups.get_mut(&id).expect("offered to it");
-        debug_assert!(group.held.is_empty(), "only the front of the queue is offered");
-        group.held.push_back(proposal);
-        self.holding.insert(id);
-        self.meters.held_proposals.increment(1);
+    /// Puts `proposal`, which the state machine cannot judge yet, back at
+    /// the front of `id`'s queue.
+    fn keep_waiting(&mut self, id: GroupId, proposal: HeldProposal<S::Output>) {
+        match self.groups.get_mut(&id) {
+            Some(group) => {
+                group.held.push_front(proposal);
+                self.holding.insert(id);
+            }
+            None => {
+                let _ = proposal.reply.send(Err(ProposeError::UnknownGroup(id)));
+            }
+        }
     }
 
     /// Shows `proposal` to the state machine, in log order, and appends it
