@@ -156,7 +156,7 @@ fuzz_target!(|steps: Vec<Step>| {
         match step {
             Step::Produce { group, batches } => {
                 let group = u64::from(group % 4);
-                let entry = produce_entry(batches);
+                let mut entry = produce_entry(batches);
                 partition_index += 1;
                 // What a leader would answer an acks=1 producer must be what
                 // apply does (apply checks it too, and panics if not).
@@ -166,7 +166,7 @@ fuzz_target!(|steps: Vec<Step>| {
                     applied: partition_index - 1,
                     leader_ready: true,
                 };
-                let predicted = node.machine.predict(group.max(1), proposed, &entry);
+                let predicted = node.machine.predict(group.max(1), proposed, &mut entry);
                 let end_before = node.shared.partition(group.max(1)).map(|p| p.log().next_offset());
                 let outcome = node
                     .machine
@@ -195,7 +195,7 @@ fuzz_target!(|steps: Vec<Step>| {
                 let applied = partition_index;
                 let mut in_flight = Vec::new();
                 for proposal in proposals.iter().take(8) {
-                    let entry = match proposal {
+                    let mut entry = match proposal {
                         Proposal::Produce(batches) => produce_entry(batches),
                         Proposal::Marker {
                             producer,
@@ -209,7 +209,7 @@ fuzz_target!(|steps: Vec<Step>| {
                         applied,
                         leader_ready: true,
                     };
-                    match node.machine.predict(group, proposed, &entry) {
+                    match node.machine.predict(group, proposed, &mut entry) {
                         // Never proposed: it takes no index.
                         Prediction::Refusal(_) => {}
                         prediction => {

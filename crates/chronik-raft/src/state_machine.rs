@@ -89,9 +89,11 @@ pub trait StateMachine: Send + 'static {
     /// appended, and may foresee its outcome at `proposed.index`. An
     /// `Outcome` must equal what `apply` returns if the entry commits there;
     /// the loop may answer the proposer with it before a quorum has the
-    /// entry. A `Refusal` keeps the entry out of the log; `Wait` holds it
-    /// back until more is applied. The default foresees nothing.
-    fn predict(&mut self, _group: GroupId, _proposed: Proposed, _data: &[u8]) -> Prediction<Self::Output> {
+    /// entry, and appends `data` as the state machine left it (it may write
+    /// what it decided into the entry). A `Refusal` keeps the entry out of
+    /// the log; `Wait` holds it back until more is applied, and must leave
+    /// `data` unchanged. The default foresees nothing.
+    fn predict(&mut self, _group: GroupId, _proposed: Proposed, _data: &mut Vec<u8>) -> Prediction<Self::Output> {
         Prediction::Unknown
     }
 

@@ -67,7 +67,7 @@ impl StateMachine for Recorder {
         index
     }
 
-    fn predict(&mut self, _group: GroupId, proposed: Proposed, data: &[u8]) -> Prediction<u64> {
+    fn predict(&mut self, _group: GroupId, proposed: Proposed, data: &mut Vec<u8>) -> Prediction<u64> {
         if data == REFUSE {
             Prediction::Refusal(REFUSED)
         } else if data.starts_with(JUDGED) {

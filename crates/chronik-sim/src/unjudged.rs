@@ -38,7 +38,7 @@ impl StateMachine for Unjudged {
         self.inner.apply(group, index, term, data, effects)
     }
 
-    fn predict(&mut self, group: GroupId, proposed: Proposed, data: &[u8]) -> Prediction<Applied> {
+    fn predict(&mut self, group: GroupId, proposed: Proposed, data: &mut Vec<u8>) -> Prediction<Applied> {
         if self.skip.swap(false, Ordering::Relaxed) {
             return Prediction::Unknown;
         }

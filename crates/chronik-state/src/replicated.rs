@@ -14,7 +14,7 @@ use chronik_raft::{
 use kafka_protocol::ResponseError;
 
 use crate::checkpointer::{Checkpointer, Job};
-use crate::command::PartitionCommand;
+use crate::command::{self, PartitionCommand};
 use crate::consumer_offsets::{self, OffsetsView};
 use crate::leader_epochs::epoch_of_term;
 use crate::metadata::{MetadataCommand, MetadataError, MetadataReply, MetadataState};
@@ -22,7 +22,7 @@ use crate::partition::{ApplyCheckpoint, Partition};
 use crate::test_hooks::crash_point;
 use crate::topic_config;
 use crate::transaction_state::{self, TransactionsView};
-use append::{LogSink, append_batches, append_marker};
+use append::{LogSink, append_batches, append_marker, check_assigned};
 use forecast::{Ended, Forecast};
 use serde::{Deserialize, Serialize};
 
@@ -363,10 +363,12 @@ impl BrokerStateMachine {
         cursor.applied = index;
         let view = self.shared.internal_view(&partition.topic);
         let index_in_topic = partition.index;
+        let command = PartitionCommand::decode(data);
         let mut sink = LogSink {
             partition: &partition,
             log: partition.log_mut(),
             epoch: epoch_of_term(term),
+            assigned: matches!(command, Some(PartitionCommand::AssignedProduce { .. })),
             buffer: Vec::new(),
             on_stored: |stored: &[u8]| {
                 // Every replica keeps the views of internal topics.
@@ -376,8 +378,8 @@ impl BrokerStateMachine {
             },
         };
         // What the forecast predicted: a produce's base offset, a marker's offset.
-        let (applied, offset) = match PartitionCommand::decode(data) {
-            Some(PartitionCommand::Produce { batches }) => {
+        let (applied, offset) = match command {
+            Some(PartitionCommand::Produce { batches } | PartitionCommand::AssignedProduce { batches }) => {
                 let result = append_batches(&mut sink, &mut partition.producers_mut(), batches);
                 // Whatever was appended before a refusal is committed and readable.
                 partition.publish_high_watermark(sink.log.next_offset());
@@ -389,11 +391,12 @@ impl BrokerStateMachine {
                 (Applied::Produce(ack), Some(result))
             }
             Some(PartitionCommand::TxnMarker(marker)) => {
-                let log_start_offset = sink.log.log_start_offset();
-                let marker_offset = sink.log.next_offset();
-                let result = append_marker(&mut sink, &mut partition.producers_mut(), &marker, log_start_offset);
-                partition.publish_high_watermark(sink.log.next_offset());
-                (Applied::TxnMarker(result), Some(result.map(|()| marker_offset)))
+                let result = apply_marker(&mut sink, &partition, &marker, None);
+                (Applied::TxnMarker(result.map(|_| ())), Some(result))
+            }
+            Some(PartitionCommand::AssignedTxnMarker { marker, offset }) => {
+                let result = apply_marker(&mut sink, &partition, &marker, Some(offset));
+                (Applied::TxnMarker(result.map(|_| ())), Some(result))
             }
             Some(PartitionCommand::DeleteRecords { offset }) => {
                 let result = partition.delete_records_before(&mut sink.log, offset);
@@ -426,8 +429,9 @@ impl BrokerStateMachine {
 
     /// Sees a proposal of this node as leader of `group`, before it is
     /// appended: refuses what apply would refuse without a change, and
-    /// predicts the outcome of a produce entry while the forecast holds.
-    fn forecast(&mut self, group: GroupId, proposed: Proposed, data: &[u8]) -> Prediction<Applied> {
+    /// otherwise predicts the outcome of a produce entry or a marker and
+    /// writes the offsets it assigns into the entry.
+    fn forecast(&mut self, group: GroupId, proposed: Proposed, data: &mut Vec<u8>) -> Prediction<Applied> {
         let Some(partition) = self.shared.partition(group) else {
             return Prediction::Unknown;
         };
@@ -447,21 +451,55 @@ impl BrokerStateMachine {
         let forecast = self.forecasts.get_mut(&group).expect("inserted above");
         let log_start_offset = partition.log().log_start_offset();
         match command {
-            Some(PartitionCommand::TxnMarker(marker)) => forecast
-                .marker(proposed, &marker, log_start_offset)
-                .map(Applied::TxnMarker),
-            Some(PartitionCommand::Produce { batches }) => forecast.produce(proposed, batches).map(|result| {
-                Applied::Produce(result.map(|base_offset| ProduceAck {
-                    base_offset,
-                    log_start_offset,
-                }))
-            }),
-            _ => {
+            Some(PartitionCommand::TxnMarker(marker)) => {
+                let prediction = forecast.marker(proposed, &marker, log_start_offset);
+                if let Prediction::Outcome(Ok(offset)) = prediction {
+                    command::assign_marker(data, offset);
+                }
+                prediction.map(|result| Applied::TxnMarker(result.map(|_| ())))
+            }
+            Some(PartitionCommand::Produce { batches }) => {
+                let (prediction, base_offsets) = forecast.produce(proposed, batches);
+                if let Prediction::Outcome(_) = prediction {
+                    command::assign_produce(data, &base_offsets, epoch_of_term(proposed.term));
+                }
+                prediction.map(|result| {
+                    Applied::Produce(result.map(|base_offset| ProduceAck {
+                        base_offset,
+                        log_start_offset,
+                    }))
+                })
+            }
+            Some(PartitionCommand::AssignedProduce { .. } | PartitionCommand::AssignedTxnMarker { .. }) => {
+                // Assigned by some other forecast: this one cannot account
+                // for it.
+                self.forecasts.remove(&group);
+                Prediction::Unknown
+            }
+            Some(PartitionCommand::DeleteRecords { .. }) | None => {
                 forecast.skip(proposed);
                 Prediction::Unknown
             }
         }
     }
+}
+
+/// Writes a transaction marker; one its leader assigned must land at `assigned`.
+/// Returns the marker's offset.
+fn apply_marker<F: FnMut(&[u8])>(
+    sink: &mut LogSink<'_, F>,
+    partition: &Partition,
+    marker: &chronik_log::control::Marker,
+    assigned: Option<i64>,
+) -> Result<i64, ResponseError> {
+    let marker_offset = sink.log.next_offset();
+    if assigned.is_some() {
+        check_assigned(partition, assigned, marker_offset)?;
+    }
+    let log_start_offset = sink.log.log_start_offset();
+    let result = append_marker(sink, &mut partition.producers_mut(), marker, log_start_offset);
+    partition.publish_high_watermark(sink.log.next_offset());
+    result.map(|()| marker_offset)
 }
 
 /// The Kafka error for a batch the log refuses: a damaged one is corrupt,
@@ -530,7 +568,7 @@ impl StateMachine for BrokerStateMachine {
         }
     }
 
-    fn predict(&mut self, group: GroupId, proposed: Proposed, data: &[u8]) -> Prediction<Applied> {
+    fn predict(&mut self, group: GroupId, proposed: Proposed, data: &mut Vec<u8>) -> Prediction<Applied> {
         if group == METADATA_GROUP {
             return Prediction::Unknown;
         }

@@ -142,7 +142,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
     /// Shows `proposal` to the state machine, in log order, and appends it
     /// unless the state machine refuses it or cannot judge it yet.
     fn offer(&mut self, id: GroupId, proposal: HeldProposal<S::Output>) -> Offer<S::Output> {
-        let HeldProposal { data, reply, local } = proposal;
+        let HeldProposal { mut data, reply, local } = proposal;
         // Borrowed apart from the state machine, which sees the proposal below.
         let Some(group) = self.groups.get_mut(&id) else {
             let _ = reply.send(Err(ProposeError::UnknownGroup(id)));
@@ -171,7 +171,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         // lease, and otherwise proposes the entry unseen (which ends the
         // forecast) and learns from the log.
         let leased = group.status.serves(self.config.node_id, self.now);
-        let local = match self.state_machine.predict(id, proposed, &data) {
+        let local = match self.state_machine.predict(id, proposed, &mut data) {
             Prediction::Wait => return Offer::Wait(HeldProposal { data, reply, local }),
             Prediction::Refusal(outcome) if leased => {
                 self.meters.refused_proposals.increment(1);

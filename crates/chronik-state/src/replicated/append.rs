@@ -97,6 +97,9 @@ pub(crate) struct LogSink<'a, F: FnMut(&[u8])> {
     pub partition: &'a Partition,
     pub log: RwLockWriteGuard<'a, PartitionLog>,
     pub epoch: i32,
+    /// The batches carry the base offsets their leader assigned
+    /// (`AssignedProduce`): each must be the log's next offset.
+    pub assigned: bool,
     pub buffer: Vec<u8>,
     pub on_stored: F,
 }
@@ -108,6 +111,10 @@ impl<F: FnMut(&[u8])> BatchSink for LogSink<'_, F> {
 
     fn append(&mut self, batch: &[u8]) -> Result<(), ResponseError> {
         let partition = self.partition;
+        if self.assigned {
+            let stamped = batch.get(..8).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes);
+            check_assigned(partition, stamped, self.log.next_offset())?;
+        }
         self.buffer.clear();
         self.buffer.extend_from_slice(batch);
         chronik_log::set_partition_leader_epoch(&mut self.buffer, self.epoch);
@@ -142,14 +149,51 @@ impl<F: FnMut(&[u8])> BatchSink for LogSink<'_, F> {
     }
 }
 
+/// Checks an offset a leader assigned (`stamped`) against the log's next
+/// offset. They differ only through a defect in the forecast; the refusal
+/// is the same on every replica, and the producer retries.
+pub(crate) fn check_assigned(
+    partition: &Partition,
+    stamped: Option<i64>,
+    next_offset: i64,
+) -> Result<(), ResponseError> {
+    if stamped == Some(next_offset) {
+        return Ok(());
+    }
+    tracing::error!(
+        topic = %partition.topic,
+        partition = partition.index,
+        ?stamped,
+        next_offset,
+        "an entry's assigned offset is not the log's next offset; refused"
+    );
+    Err(ResponseError::KafkaStorageError)
+}
+
 /// Offsets only: what the log would do, for a forecast.
 pub(crate) struct OffsetSink {
     pub next_offset: i64,
+    /// Per batch seen, in order: the base offset it is appended at, or none
+    /// for a duplicate.
+    pub base_offsets: Vec<Option<i64>>,
+}
+
+impl OffsetSink {
+    pub(crate) fn at(next_offset: i64) -> Self {
+        OffsetSink {
+            next_offset,
+            base_offsets: Vec::new(),
+        }
+    }
 }
 
 impl BatchSink for OffsetSink {
     fn next_offset(&self) -> i64 {
         self.next_offset
+    }
+
+    fn duplicate(&mut self, _header: &chronik_log::BatchHeader, _base_offset: i64) {
+        self.base_offsets.push(None);
     }
 
     fn append(&mut self, batch: &[u8]) -> Result<(), ResponseError> {
@@ -160,6 +204,7 @@ impl BatchSink for OffsetSink {
             .checked_add(i64::from(header.last_offset_delta))
             .filter(|&last| last < i64::MAX)
             .ok_or(ResponseError::InvalidRecord)?;
+        self.base_offsets.push(Some(self.next_offset));
         self.next_offset = last + 1;
         Ok(())
     }

@@ -62,44 +62,46 @@ impl Forecast {
     }
 
     /// Predicts the outcome of a produce entry of `batches` at
-    /// `proposed.index`. An entry refused before anything in it would be
-    /// appended changes nothing: it is a `Refusal`, and is not accounted for.
-    pub(crate) fn produce(&mut self, proposed: Proposed, batches: &[u8]) -> Prediction<Result<i64, ResponseError>> {
-        let mut sink = OffsetSink {
-            next_offset: self.next_offset,
-        };
+    /// `proposed.index`, with the base offset each of its batches is
+    /// appended at (none for a duplicate; the list stops at a refused batch).
+    /// An entry refused before anything in it would be appended changes
+    /// nothing: it is a `Refusal`, and is not accounted for.
+    pub(crate) fn produce(
+        &mut self,
+        proposed: Proposed,
+        batches: &[u8],
+    ) -> (Prediction<Result<i64, ResponseError>>, Vec<Option<i64>>) {
+        let mut sink = OffsetSink::at(self.next_offset);
         let outcome = append_batches(&mut sink, &mut self.producers, batches);
         if outcome.is_err() && sink.next_offset == self.next_offset {
             // Producer state changes only with an append, so none changed.
-            return Prediction::Refusal(outcome);
+            return (Prediction::Refusal(outcome), Vec::new());
         }
         self.next_offset = sink.next_offset;
         self.through = proposed.index;
         self.predicted.push_back((proposed.index, outcome));
-        Prediction::Outcome(outcome)
+        (Prediction::Outcome(outcome), sink.base_offsets)
     }
 
     /// Predicts a transaction marker at `proposed.index`: refused (a fenced
-    /// coordinator's) without any change, or written at the next offset.
+    /// coordinator's) without any change, or written at the next offset,
+    /// which it returns.
     pub(crate) fn marker(
         &mut self,
         proposed: Proposed,
         marker: &Marker,
         log_start_offset: i64,
-    ) -> Prediction<Result<(), ResponseError>> {
-        let mut sink = OffsetSink {
-            next_offset: self.next_offset,
-        };
+    ) -> Prediction<Result<i64, ResponseError>> {
+        let mut sink = OffsetSink::at(self.next_offset);
         let marker_offset = self.next_offset;
-        let outcome = append_marker(&mut sink, &mut self.producers, marker, log_start_offset);
-        if outcome.is_err() {
+        if let Err(refused) = append_marker(&mut sink, &mut self.producers, marker, log_start_offset) {
             // Refused by its checks, before the append: nothing changed.
-            return Prediction::Refusal(outcome);
+            return Prediction::Refusal(Err(refused));
         }
         self.next_offset = sink.next_offset;
         self.through = proposed.index;
         self.predicted.push_back((proposed.index, Ok(marker_offset)));
-        Prediction::Outcome(outcome)
+        Prediction::Outcome(Ok(marker_offset))
     }
 
     /// Checks an applied entry of `term` at `index` against its prediction.

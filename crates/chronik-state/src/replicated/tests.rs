@@ -319,8 +319,8 @@ fn produce_entry(batches: &[u8]) -> Vec<u8> {
 
 /// Shows `entry` to the leader's forecast as the next proposal, with
 /// nothing applied yet, and appends it to `log` unless refused.
-fn foresee(machine: &mut BrokerStateMachine, log: &mut Vec<Vec<u8>>, entry: Vec<u8>) -> Prediction<Applied> {
-    let prediction = machine.predict(1, proposed(log.len() as u64 + 1, 0), &entry);
+fn foresee(machine: &mut BrokerStateMachine, log: &mut Vec<Vec<u8>>, mut entry: Vec<u8>) -> Prediction<Applied> {
+    let prediction = machine.predict(1, proposed(log.len() as u64 + 1, 0), &mut entry);
     if !matches!(prediction, Prediction::Refusal(_)) {
         log.push(entry);
     }
@@ -377,11 +377,11 @@ fn a_leader_refuses_before_proposing_what_apply_would_refuse_unchanged() {
     // A proposal raft-rs drops is withdrawn: were it still counted, the
     // next proposal would be foreseen at offset 7, behind an entry the
     // forecast never saw (a configuration change at index 6, say).
-    let dropped = machine.predict(1, proposed(6, 5), &produce_entry(&idempotent(7, 4, 1)));
+    let dropped = machine.predict(1, proposed(6, 5), &mut produce_entry(&idempotent(7, 4, 1)));
     assert_eq!(dropped, Prediction::Outcome(acked(6)));
     machine.withdraw(1);
     assert_eq!(
-        machine.predict(1, proposed(7, 5), &produce_entry(&idempotent(7, 4, 1))),
+        machine.predict(1, proposed(7, 5), &mut produce_entry(&idempotent(7, 4, 1))),
         Prediction::Wait,
         "with entry 6 in flight and unseen, a batch waits for it to be applied"
     );
@@ -389,14 +389,14 @@ fn a_leader_refuses_before_proposing_what_apply_would_refuse_unchanged() {
         machine.predict(
             1,
             proposed(7, 5),
-            &PartitionCommand::DeleteRecords { offset: 1 }.encode()
+            &mut PartitionCommand::DeleteRecords { offset: 1 }.encode()
         ),
         Prediction::Unknown,
         "commands other than batches and markers need no forecast"
     );
     // Once everything is applied, a new forecast starts from the log.
     assert_eq!(
-        machine.predict(1, proposed(6, 5), &produce_entry(&idempotent(7, 4, 1))),
+        machine.predict(1, proposed(6, 5), &mut produce_entry(&idempotent(7, 4, 1))),
         Prediction::Outcome(acked(6))
     );
 }
@@ -416,4 +416,55 @@ fn apply_checks_a_marker_against_its_prediction() {
     machine.apply(1, 1, 1, &log[0], &mut Vec::new());
     // Not the entry foreseen at index 2: a fenced coordinator's marker.
     machine.apply(1, 2, 1, &marker(8, 0, true), &mut Vec::new());
+}
+
+/// The offsets a leader's forecast assigns travel in the entries, and every
+/// replica checks them at apply: a follower that never forecast anything
+/// appends each batch at the offset in its header, and an entry whose
+/// offset is not the log's next one is refused and changes nothing.
+#[test]
+fn every_replica_checks_the_offsets_its_leader_assigned() {
+    let (_leader_dir, mut leader, _) = with_topic();
+    let mut log: Vec<Vec<u8>> = Vec::new();
+    foresee(&mut leader, &mut log, produce_entry(&idempotent(7, 0, 2)));
+    foresee(&mut leader, &mut log, produce_entry(&transactional(8, 1, 0, 3)));
+    foresee(&mut leader, &mut log, marker(8, 1, true));
+    let Some(PartitionCommand::AssignedProduce { batches }) = PartitionCommand::decode(&log[1]) else {
+        panic!("a judged batch enters the log assigned");
+    };
+    let header = chronik_log::parse_header(batches).unwrap();
+    assert_eq!(
+        (header.base_offset, header.partition_leader_epoch),
+        (2, epoch_of_term(1))
+    );
+    assert!(matches!(
+        PartitionCommand::decode(&log[2]),
+        Some(PartitionCommand::AssignedTxnMarker { offset: 5, .. })
+    ));
+
+    let (_follower_dir, mut follower, shared) = with_topic();
+    let outcomes: Vec<Applied> = (1..)
+        .zip(&log)
+        .map(|(index, entry)| follower.apply(1, index, 1, entry, &mut Vec::new()))
+        .collect();
+    assert_eq!(outcomes, [acked(0), acked(2), Applied::TxnMarker(Ok(()))]);
+    let partition = shared.partition(1).unwrap();
+    let stored = partition.log().read(2, 1 << 20).unwrap();
+    let stored_batch = &stored[chronik_log::frame_batches(&stored).unwrap()[0].clone()];
+    assert_eq!(stored_batch, batches, "the log stores the entry's batch byte for byte");
+
+    // Out of place, the same entries are refused on every replica.
+    let (_dir, mut misplaced, shared) = with_topic();
+    assert_eq!(
+        misplaced.apply(1, 1, 1, &log[1], &mut Vec::new()),
+        Applied::Produce(Err(ResponseError::KafkaStorageError))
+    );
+    assert_eq!(
+        misplaced.apply(1, 2, 1, &log[2], &mut Vec::new()),
+        Applied::TxnMarker(Err(ResponseError::KafkaStorageError))
+    );
+    let partition = shared.partition(1).unwrap();
+    assert_eq!((partition.log().next_offset(), partition.high_watermark()), (0, 0));
+    // The partition goes on: the leader's first entry fits here.
+    assert_eq!(misplaced.apply(1, 3, 1, &log[0], &mut Vec::new()), acked(0));
 }
