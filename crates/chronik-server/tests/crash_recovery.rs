@@ -121,6 +121,65 @@ fn acknowledged_records_survive_kill_9() {
     }
 }
 
+/// A batch whose entry was in the Raft log, with the offset its leader
+/// assigned, but not yet applied when the process died, is applied at
+/// restart at that offset: replay checks it against the log it rebuilt.
+#[test]
+fn a_batch_logged_but_not_applied_at_a_crash_lands_at_its_assigned_offset() {
+    const LOGGED: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::spawn_with_env(
+        &dir.path().join("broker"),
+        &[],
+        &[("CHRONIK_CRASH_AT", "apply-assigned:assigned:20")],
+    );
+    broker.wait_ready();
+    common::create_topic(&broker.addr, "assigned", 1, &[]);
+    let producer = broker.producer(&[("acks", "all"), ("linger.ms", "0"), ("message.timeout.ms", "5000")]);
+    // One batch per record, so that record 20 is the batch at offset 20.
+    for i in 0..=LOGGED {
+        producer
+            .send(
+                BaseRecord::<(), str>::to("assigned")
+                    .partition(0)
+                    .payload(&format!("record-{i}")),
+            )
+            .expect("queue");
+        if i < LOGGED {
+            common::flush(&producer, Duration::from_secs(30));
+        }
+    }
+    assert_eq!(
+        broker.wait_exit(Duration::from_secs(30)),
+        Some(86),
+        "the broker stopped before applying offset {LOGGED}; log:\n{}",
+        broker.log_tail()
+    );
+    drop(producer);
+
+    broker.clear_env();
+    broker.restart();
+    let consumer = broker.consumer();
+    assert_eq!(
+        common::watermarks(&consumer, "assigned", 0),
+        (0, LOGGED as i64 + 1),
+        "the logged batch is applied after the restart; log:\n{}",
+        broker.log_tail()
+    );
+    let mut read = Vec::new();
+    consume_partition(
+        &consumer,
+        "assigned",
+        0,
+        Offset::Beginning,
+        LOGGED + 1,
+        Duration::from_secs(30),
+        |m| read.push((m.offset(), m.payload().map(|p| String::from_utf8_lossy(p).into_owned()))),
+    );
+    let expected: Vec<(i64, Option<String>)> = (0..=LOGGED).map(|i| (i as i64, Some(format!("record-{i}")))).collect();
+    assert_eq!(read, expected);
+}
+
 /// A crash after a topic's creation is applied and saved, but before its
 /// partitions' Raft groups exist, used to leave those partitions without a
 /// group on that node for good. At start the node now creates them.

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
+use kafka_protocol::ResponseError;
 
 /// A topic and partition.
 pub type TopicPartition = (String, i32);
@@ -51,6 +52,18 @@ impl Checker {
 
     pub fn violate(&mut self, violation: String) {
         self.violations.push(violation);
+    }
+
+    /// A produce was answered with a refusal. Apply refuses a batch with
+    /// KAFKA_STORAGE_ERROR only when the offset its leader assigned is not
+    /// the log's next one: a defect in the forecast, which no fault makes.
+    pub fn refused(&mut self, tp: &TopicPartition, error: ResponseError) {
+        if error == ResponseError::KafkaStorageError {
+            self.violate(format!(
+                "{}-{}: a batch was refused for the offset its leader assigned",
+                tp.0, tp.1
+            ));
+        }
     }
 
     /// A produce was acknowledged: `values` sit from `base_offset` on.

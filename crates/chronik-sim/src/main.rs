@@ -40,6 +40,8 @@ enum Bug {
     AckBeforeFsync,
     ReadWithoutLease,
     StaleIncarnation,
+    /// A leader's forecast puts every 50th batch at the wrong offset.
+    MisassignedOffset,
 }
 
 fn parse_range(text: &str) -> Result<(u64, u64), String> {
@@ -73,12 +75,14 @@ fn main() -> ExitCode {
         (None, Some(range)) => range,
         (None, None) => (0, 1),
     };
-    let planted_bug = args.plant.map(|bug| match bug {
-        Bug::ReadWithoutGate => PlantedBug::ReadWithoutGate,
-        Bug::AckBeforeFsync => PlantedBug::AckBeforeFsync,
-        Bug::ReadWithoutLease => PlantedBug::ReadWithoutLease,
-        Bug::StaleIncarnation => PlantedBug::StaleIncarnation,
+    let planted_bug = args.plant.and_then(|bug| match bug {
+        Bug::ReadWithoutGate => Some(PlantedBug::ReadWithoutGate),
+        Bug::AckBeforeFsync => Some(PlantedBug::AckBeforeFsync),
+        Bug::ReadWithoutLease => Some(PlantedBug::ReadWithoutLease),
+        Bug::StaleIncarnation => Some(PlantedBug::StaleIncarnation),
+        Bug::MisassignedOffset => None,
     });
+    let misassign_offsets = matches!(args.plant, Some(Bug::MisassignedOffset));
     let started = Instant::now();
     let mut failed = Vec::new();
     for seed in first..end {
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
             nodes: args.nodes as usize,
             duration: Duration::from_secs(args.seconds),
             planted_bug,
+            misassign_offsets,
             keep_history: args.verbose,
         };
         let report = run(&config);

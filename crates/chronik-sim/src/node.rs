@@ -139,6 +139,8 @@ pub struct NodeSettings {
     pub voters: Vec<NodeId>,
     pub seed: u64,
     pub planted_bug: Option<PlantedBug>,
+    /// Plant a defect in the leaders' forecasts (see `Unjudged`).
+    pub misassign_offsets: bool,
 }
 
 pub struct SimNode {
@@ -202,9 +204,10 @@ impl SimNode {
         let transport = Arc::new(self.outbox.clone());
         let state_shared = shared.clone();
         let unjudged = self.unjudged.clone();
+        let misassign_offsets = settings.misassign_offsets;
         let status = self.worker.call(move |core| {
             let state = BrokerStateMachine::open_inline(&dir, id, state_shared)
-                .map(|state| Unjudged::new(state, unjudged))
+                .map(|state| Unjudged::new(state, unjudged, misassign_offsets))
                 .map_err(|e| format!("node {id}: cannot open the state: {e}"))?;
             let opened = RaftCore::open(&dir.join("raft"), files, config, state, transport, at)
                 .map_err(|e| format!("node {id}: cannot start: {e}"))?;

@@ -52,6 +52,9 @@ pub struct Config {
     /// How long clients work under faults, in simulated time.
     pub duration: Duration,
     pub planted_bug: Option<PlantedBug>,
+    /// Plant a defect in the leaders' forecasts: every 50th batch one
+    /// accepts enters the log at the wrong offset.
+    pub misassign_offsets: bool,
     /// Keep every event of the history in the report.
     pub keep_history: bool,
 }
@@ -132,6 +135,7 @@ impl Simulation {
                 voters: ids,
                 seed: config.seed,
                 planted_bug: config.planted_bug,
+                misassign_offsets: config.misassign_offsets,
             },
             network: Network::default(),
             checker: Checker::default(),

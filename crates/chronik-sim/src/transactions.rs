@@ -186,8 +186,10 @@ impl TxnProducer {
 /// Drives one data batch; its base offset once acknowledged.
 fn write<R: Rng>(lanes: &mut [Lane], world: &mut World<'_, R>, batch: &mut Batch) -> Option<i64> {
     let request = &mut batch.request;
-    if let Some(Applied::Produce(Ok(ack))) = answer(request, world) {
-        return Some(ack.base_offset);
+    match answer(request, world) {
+        Some(Applied::Produce(Ok(ack))) => return Some(ack.base_offset),
+        Some(Applied::Produce(Err(error))) => world.checker.refused(&lanes[request.lane].tp, error),
+        _ => {}
     }
     let data = PartitionCommand::Produce { batches: &batch.batch }.encode();
     send(&mut lanes[request.lane], world, request, data);

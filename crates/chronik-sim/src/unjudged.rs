@@ -3,23 +3,46 @@
 //! leader's forecast, as an older or buggy leader would have proposed it,
 //! so that apply meets entries the forecast would have refused. To the
 //! forecast it is an entry appended unseen: a gap, which ends it.
+//!
+//! It can also plant a defect in the forecast (`Config::misassign_offsets`):
+//! every 50th batch it accepts enters the log one offset past where it
+//! belongs, which apply must refuse and the workload must report.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chronik_raft::{Effect, GroupId, Prediction, Proposed, SnapshotManifest, StateMachine};
+use chronik_state::command::PartitionCommand;
 use chronik_state::replicated::{Applied, BrokerStateMachine};
+
+/// Every how many accepted batches the planted defect misassigns one.
+const MISASSIGN_EVERY: u64 = 50;
 
 pub struct Unjudged {
     inner: BrokerStateMachine,
     /// Set for one proposal by the node, which clears it after the call.
     skip: Arc<AtomicBool>,
+    /// With the planted defect: the batches accepted so far.
+    accepted: Option<u64>,
 }
 
 impl Unjudged {
-    pub fn new(inner: BrokerStateMachine, skip: Arc<AtomicBool>) -> Self {
-        Unjudged { inner, skip }
+    pub fn new(inner: BrokerStateMachine, skip: Arc<AtomicBool>, misassign_offsets: bool) -> Self {
+        Unjudged {
+            inner,
+            skip,
+            accepted: misassign_offsets.then_some(0),
+        }
+    }
+}
+
+/// Moves the first batch of an assigned produce entry one offset on.
+fn misassign(entry: &mut [u8]) {
+    if let Some(PartitionCommand::AssignedProduce { batches }) = PartitionCommand::decode(entry)
+        && let Ok(header) = chronik_log::parse_header(batches)
+    {
+        chronik_log::set_base_offset(&mut entry[1..], header.base_offset + 1);
     }
 }
 
@@ -42,7 +65,14 @@ impl StateMachine for Unjudged {
         if self.skip.swap(false, Ordering::Relaxed) {
             return Prediction::Unknown;
         }
-        self.inner.predict(group, proposed, data)
+        let prediction = self.inner.predict(group, proposed, data);
+        if let (Some(accepted), Prediction::Outcome(Applied::Produce(Ok(_)))) = (self.accepted.as_mut(), &prediction) {
+            *accepted += 1;
+            if *accepted % MISASSIGN_EVERY == 0 {
+                misassign(data);
+            }
+        }
+        prediction
     }
 
     fn withdraw(&mut self, group: GroupId) {

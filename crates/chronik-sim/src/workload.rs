@@ -213,6 +213,9 @@ fn step_lane<R: Rng>(lane: &mut Lane, world: &mut World<'_, R>, producer: &str, 
                 return;
             }
             Poll::Answered(other) => {
+                if let Applied::Produce(Err(error)) = other {
+                    world.checker.refused(&lane.tp, error);
+                }
                 world.history.record(
                     world.now,
                     format!("refused {producer} {}-{}: {other:?}", lane.tp.0, lane.tp.1),

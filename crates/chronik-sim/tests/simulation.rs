@@ -13,6 +13,7 @@ fn config(seed: u64, nodes: usize, seconds: u64) -> Config {
         nodes,
         duration: Duration::from_secs(seconds),
         planted_bug: None,
+        misassign_offsets: false,
         keep_history: false,
     }
 }
@@ -97,6 +98,19 @@ fn acknowledging_before_fsync_is_caught() {
     // the acks=all ones can show it: seed 3 is the first that does.
     let caught = first_catch(PlantedBug::AckBeforeFsync, 1..=5);
     assert!(caught.is_some(), "5 seeds did not catch acks before fsync");
+}
+
+/// A leader's forecast that puts a batch at the wrong offset: every
+/// replica refuses the entry at apply, and the workload reports it. Seed 1
+/// catches it within half a second.
+#[test]
+fn a_forecast_that_misassigns_offsets_is_caught() {
+    let caught = (1..=3).find(|&seed| {
+        let mut planted = config(seed, 3, 20);
+        planted.misassign_offsets = true;
+        !run(&planted).violations.is_empty()
+    });
+    assert!(caught.is_some(), "seeds 1-3 did not catch misassigned offsets");
 }
 
 /// A partition move stalled: the group's leader fell asleep while the node

@@ -364,6 +364,13 @@ impl BrokerStateMachine {
         let view = self.shared.internal_view(&partition.topic);
         let index_in_topic = partition.index;
         let command = PartitionCommand::decode(data);
+        if let Some(PartitionCommand::AssignedProduce { batches }) = &command {
+            // In the Raft log, durable and committed, not applied yet.
+            crash_point(|| {
+                let offset = chronik_log::parse_header(batches).map_or(-1, |h| h.base_offset);
+                format!("apply-assigned:{}:{offset}", partition.topic)
+            });
+        }
         let mut sink = LogSink {
             partition: &partition,
             log: partition.log_mut(),
