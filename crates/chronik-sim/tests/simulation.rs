@@ -101,8 +101,9 @@ fn acknowledging_before_fsync_is_caught() {
 }
 
 /// A leader's forecast that puts a batch at the wrong offset: every
-/// replica refuses the entry at apply, and the workload reports it. Seed 1
-/// catches it within half a second.
+/// replica refuses the entry at apply, and the workload reports it (in a
+/// debug build the leader's own check of its forecast panics at that entry
+/// first). Seed 1 catches it within half a second.
 #[test]
 fn a_forecast_that_misassigns_offsets_is_caught() {
     let caught = (1..=3).find(|&seed| {

@@ -151,7 +151,8 @@ impl<F: FnMut(&[u8])> BatchSink for LogSink<'_, F> {
 
 /// Checks an offset a leader assigned (`stamped`) against the log's next
 /// offset. They differ only through a defect in the forecast; the refusal
-/// is the same on every replica, and the producer retries.
+/// is the same on every replica, and an acks=all producer retries (an
+/// acks=1 one was answered from the forecast, and its batch is lost).
 pub(crate) fn check_assigned(
     partition: &Partition,
     stamped: Option<i64>,
@@ -173,8 +174,8 @@ pub(crate) fn check_assigned(
 /// Offsets only: what the log would do, for a forecast.
 pub(crate) struct OffsetSink {
     pub next_offset: i64,
-    /// Per batch seen, in order: the base offset it is appended at, or none
-    /// for a duplicate.
+    /// Per batch seen, in order: the base offset it is appended at (or
+    /// would have been, for one the log refuses), or none for a duplicate.
     pub base_offsets: Vec<Option<i64>>,
 }
 
@@ -197,6 +198,9 @@ impl BatchSink for OffsetSink {
     }
 
     fn append(&mut self, batch: &[u8]) -> Result<(), ResponseError> {
+        // Noted before the checks: a batch the log refuses is stamped too,
+        // so that apply reaches the log's refusal and not a stamp mismatch.
+        self.base_offsets.push(Some(self.next_offset));
         // The log's own checks, in its order: the batch, then the offsets.
         let header = chronik_log::check_appendable(batch).map_err(|e| batch_error(&e))?;
         let last = self
@@ -204,7 +208,6 @@ impl BatchSink for OffsetSink {
             .checked_add(i64::from(header.last_offset_delta))
             .filter(|&last| last < i64::MAX)
             .ok_or(ResponseError::InvalidRecord)?;
-        self.base_offsets.push(Some(self.next_offset));
         self.next_offset = last + 1;
         Ok(())
     }

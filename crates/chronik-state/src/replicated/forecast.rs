@@ -63,7 +63,8 @@ impl Forecast {
 
     /// Predicts the outcome of a produce entry of `batches` at
     /// `proposed.index`, with the base offset each of its batches is
-    /// appended at (none for a duplicate; the list stops at a refused batch).
+    /// appended at (none for a duplicate; the list stops after a refused
+    /// batch).
     /// An entry refused before anything in it would be appended changes
     /// nothing: it is a `Refusal`, and is not accounted for.
     pub(crate) fn produce(
