@@ -146,6 +146,7 @@ fuzz_target!(|steps: Vec<Step>| {
             },
         )]
         .into(),
+        version: chronik_state::version::NEWEST,
     };
     metadata(&mut node, next(), &init);
     let mut partition_index = 0u64;

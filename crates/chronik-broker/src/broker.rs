@@ -216,6 +216,7 @@ impl Broker {
                 let command = MetadataCommand::InitCluster {
                     cluster_id: uuid::Uuid::new_v4().simple().to_string(),
                     nodes: self.initial_nodes(),
+                    version: self.config.initial_version,
                 };
                 // Leadership may move while it is proposed; the loop retries.
                 if let Err(e) = self.propose_metadata(command).await {

@@ -38,6 +38,8 @@ pub struct BrokerConfig {
     pub log_cleaner_backoff: Duration,
     /// Partitions of `__consumer_offsets`, fixed when it is first created.
     pub offsets_topic_partitions: i32,
+    /// The `chronik.version` level a new cluster starts at.
+    pub initial_version: i16,
     /// Partitions of `__transaction_state`, fixed when it is first created.
     pub transaction_state_partitions: i32,
     /// Kafka's transaction.max.timeout.ms.

@@ -51,7 +51,7 @@ pub async fn dispatch(broker: &Arc<Broker>, session: &Arc<Session>, frame: Bytes
 async fn handle(broker: &Broker, session: &Session, header: &RequestHeader, request: RequestKind) -> ResponseKind {
     let version = header.request_api_version;
     match request {
-        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(handlers::api_versions::handle()),
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(handlers::api_versions::handle(broker)),
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(handlers::metadata::handle(broker, session, r, version).await)
         }
@@ -165,6 +165,9 @@ async fn handle(broker: &Broker, session: &Session, header: &RequestHeader, requ
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(handlers::reassignments::elect(broker, session, r).await)
+        }
+        RequestKind::UpdateFeatures(r) => {
+            ResponseKind::UpdateFeatures(handlers::features::update(broker, session, r, version).await)
         }
         RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(handlers::acls::create(broker, session, r).await),
         RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(handlers::acls::describe(broker, session, r)),

@@ -112,6 +112,11 @@ pub struct ServerArgs {
     #[arg(long, env = "CHRONIK_OFFSETS_TOPIC_PARTITIONS")]
     pub offsets_topic_partitions: Option<i32>,
 
+    /// The chronik.version level a new cluster starts at; ignored once the data directory
+    /// holds one. A lower level lets nodes of an older build join [default: the newest].
+    #[arg(long, env = "CHRONIK_INITIAL_VERSION")]
+    pub initial_version: Option<i16>,
+
     /// Partitions of the internal __transaction_state topic, when the first transactional
     /// producer creates it [default: 50].
     #[arg(long, env = "CHRONIK_TRANSACTION_STATE_PARTITIONS")]
@@ -216,6 +221,7 @@ pub(crate) struct FileConfig {
     retention_check_interval_ms: Option<u64>,
     log_cleaner_backoff_ms: Option<u64>,
     offsets_topic_partitions: Option<i32>,
+    initial_version: Option<i16>,
     transaction_state_partitions: Option<i32>,
     transaction_max_timeout_ms: Option<i32>,
     group_initial_rebalance_delay_ms: Option<i64>,
@@ -281,6 +287,7 @@ pub struct Settings {
     pub retention_check_interval_ms: u64,
     pub log_cleaner_backoff_ms: u64,
     pub offsets_topic_partitions: i32,
+    pub initial_version: i16,
     pub transaction_state_partitions: i32,
     pub transaction_max_timeout_ms: i32,
     pub group_initial_rebalance_delay_ms: i64,
@@ -410,6 +417,10 @@ impl Settings {
                 .offsets_topic_partitions
                 .or(file.offsets_topic_partitions)
                 .unwrap_or(50),
+            initial_version: args
+                .initial_version
+                .or(file.initial_version)
+                .unwrap_or(chronik_state::version::NEWEST),
             transaction_state_partitions: args
                 .transaction_state_partitions
                 .or(file.transaction_state_partitions)
@@ -518,6 +529,14 @@ impl Settings {
                 self.offsets_topic_partitions
             );
         }
+        if !(chronik_state::version::FIRST..=chronik_state::version::NEWEST).contains(&self.initial_version) {
+            bail!(
+                "--initial-version must be between {} and {}, the levels this build reads, got {}",
+                chronik_state::version::FIRST,
+                chronik_state::version::NEWEST,
+                self.initial_version
+            );
+        }
         if !(1..=1000).contains(&self.transaction_state_partitions) {
             bail!(
                 "--transaction-state-partitions must be between 1 and 1000, got {}",
@@ -601,6 +620,7 @@ impl Settings {
             retention_check_interval: Duration::from_millis(self.retention_check_interval_ms.max(10)),
             log_cleaner_backoff: Duration::from_millis(self.log_cleaner_backoff_ms.max(10)),
             offsets_topic_partitions: self.offsets_topic_partitions,
+            initial_version: self.initial_version,
             transaction_state_partitions: self.transaction_state_partitions,
             transaction_max_timeout_ms: self.transaction_max_timeout_ms,
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,

@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::cluster_view::{ClusterView, describe, ids, print};
-use crate::membership_cli;
+use crate::{membership_cli, version_cli};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -42,6 +42,8 @@ pub enum ClusterCommand {
     RemoveNode(membership_cli::RemoveNode),
     /// Even out replicas, then preferred leaders, across the nodes.
     Rebalance(membership_cli::Rebalance),
+    /// The chronik.version level the cluster runs at and the levels each node reads; --set moves it up.
+    Version(version_cli::Version),
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +71,7 @@ pub async fn run(command: ClusterCommand, security: PeerSecurity) -> anyhow::Res
         ClusterCommand::AddNode(args) => membership_cli::add_node(args, security).await,
         ClusterCommand::RemoveNode(args) => membership_cli::remove_node(args, security).await,
         ClusterCommand::Rebalance(args) => membership_cli::rebalance(args, security).await,
+        ClusterCommand::Version(args) => version_cli::version(args, security).await,
         command => report(command, &security).await,
     }
 }
@@ -82,7 +85,10 @@ async fn report(command: ClusterCommand, security: &PeerSecurity) -> anyhow::Res
         ClusterCommand::PartitionInfo { target, .. } => (target, "partition-info"),
         ClusterCommand::IsrStatus(t) => (t, "isr-status"),
         ClusterCommand::Health(t) => (t, "health"),
-        ClusterCommand::AddNode(_) | ClusterCommand::RemoveNode(_) | ClusterCommand::Rebalance(_) => {
+        ClusterCommand::AddNode(_)
+        | ClusterCommand::RemoveNode(_)
+        | ClusterCommand::Rebalance(_)
+        | ClusterCommand::Version(_) => {
             unreachable!("`run` handles the membership commands")
         }
     };
@@ -131,7 +137,10 @@ async fn report(command: ClusterCommand, security: &PeerSecurity) -> anyhow::Res
             print(json, &health, print_health);
             return Ok(if health.healthy { 0 } else { 1 });
         }
-        ClusterCommand::AddNode(_) | ClusterCommand::RemoveNode(_) | ClusterCommand::Rebalance(_) => {
+        ClusterCommand::AddNode(_)
+        | ClusterCommand::RemoveNode(_)
+        | ClusterCommand::Rebalance(_)
+        | ClusterCommand::Version(_) => {
             unreachable!("`run` handles the membership commands")
         }
     }

@@ -11,6 +11,7 @@ mod config_reference;
 mod membership_cli;
 mod security_args;
 mod user_cli;
+mod version_cli;
 
 use std::sync::Arc;
 

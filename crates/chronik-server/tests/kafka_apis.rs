@@ -72,6 +72,7 @@ fn default_request(key: ApiKey) -> RequestKind {
         DescribeUserScramCredentials,
         AlterUserScramCredentials,
         DescribeCluster,
+        UpdateFeatures,
         DescribeProducers,
         ConsumerGroupHeartbeat,
         ConsumerGroupDescribe,

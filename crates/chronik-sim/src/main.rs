@@ -29,6 +29,9 @@ struct Args {
     /// Plant a known bug, to see the simulator catch it.
     #[arg(long)]
     plant: Option<Bug>,
+    /// Start at the first chronik.version and upgrade to the newest halfway through.
+    #[arg(long)]
+    upgrade: bool,
     /// Print every event of the history, and the product's own logs.
     #[arg(long)]
     verbose: bool,
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
             duration: Duration::from_secs(args.seconds),
             planted_bug,
             misassign_offsets,
+            upgrade: args.upgrade,
             keep_history: args.verbose,
         };
         let report = run(&config);

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use chronik_raft::{GroupId, METADATA_GROUP, NodeId, PlantedBug};
 use chronik_state::consumer_offsets;
 use chronik_state::metadata::{MetadataCommand, NodeInfo};
+use chronik_state::version;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -55,6 +56,9 @@ pub struct Config {
     /// Plant a defect in the leaders' forecasts: every 50th batch one
     /// accepts enters the log at the wrong offset.
     pub misassign_offsets: bool,
+    /// Start the cluster at the first `chronik.version` and move it to the
+    /// newest halfway through the work, under load and faults.
+    pub upgrade: bool,
     /// Keep every event of the history in the report.
     pub keep_history: bool,
 }
@@ -177,7 +181,12 @@ impl Simulation {
         let start = self.now;
         let end = self.now + self.config.duration;
         self.next_fault_at = self.now + Duration::from_millis(self.rng.gen_range(200..1500));
+        let mut upgrade_at = self.config.upgrade.then(|| start + self.config.duration / 2);
         while self.now < end && self.checker.violations().is_empty() {
+            if upgrade_at.is_some_and(|at| self.now >= at) {
+                upgrade_at = None;
+                self.admin.push(MetadataCommand::SetVersion { level: version::NEWEST });
+            }
             self.inject_faults();
             let working = !quiet_spell(self.config.seed, self.now - start);
             self.step(working);
@@ -185,6 +194,24 @@ impl Simulation {
         self.heal();
         if self.checker.violations().is_empty() {
             self.finish();
+        }
+        if self.config.upgrade && self.checker.violations().is_empty() {
+            self.check_upgraded();
+        }
+    }
+
+    /// Every node ends at the level the run moved the cluster to.
+    fn check_upgraded(&mut self) {
+        for (index, node) in self.nodes.iter().enumerate() {
+            let level = node.shared().map(|s| s.metadata().version_level());
+            if level.is_some_and(|level| level != version::NEWEST) {
+                self.checker.violate(format!(
+                    "node {} runs at {} {level:?} after the upgrade to {}",
+                    index + 1,
+                    version::FEATURE,
+                    version::NEWEST
+                ));
+            }
         }
     }
 
@@ -224,9 +251,15 @@ impl Simulation {
                 )
             })
             .collect();
+        let version = if self.config.upgrade {
+            version::FIRST
+        } else {
+            version::NEWEST
+        };
         self.admin.push(MetadataCommand::InitCluster {
             cluster_id: "sim".into(),
             nodes,
+            version,
         });
         let offsets = create_topic(&mut self.rng, consumer_offsets::TOPIC, OFFSETS_PARTITIONS);
         self.admin.push(offsets);

@@ -14,6 +14,7 @@ fn config(seed: u64, nodes: usize, seconds: u64) -> Config {
         duration: Duration::from_secs(seconds),
         planted_bug: None,
         misassign_offsets: false,
+        upgrade: false,
         keep_history: false,
     }
 }
@@ -66,6 +67,20 @@ fn seeds_of_three_nodes_hold_every_invariant() {
 #[test]
 fn seeds_of_five_nodes_hold_every_invariant() {
     sweep(101..107, 5);
+}
+
+/// A rolling upgrade's last step: the cluster moves from entries whose
+/// offsets apply assigns to entries carrying their leader's offsets while
+/// producers, transactions and faults go on.
+#[test]
+fn an_upgrade_under_load_holds_every_invariant() {
+    for seed in 201..207 {
+        let mut upgrading = config(seed, 3, 10);
+        upgrading.upgrade = true;
+        let report = run(&upgrading);
+        assert!(report.violations.is_empty(), "{} --upgrade", explain(&report));
+        assert!(report.stats.acked_records > 100, "{report:?}");
+    }
 }
 
 /// The first seed of `seeds` whose run catches `bug`.

@@ -13,7 +13,9 @@
 //!   makes it durable and snapshots it;
 //! - [`reconfigure`]: the next step that brings a group's Raft members to
 //!   the replicas the metadata wants; [`placement`]: plans that even out
-//!   replicas and leaders, or drain a node.
+//!   replicas and leaders, or drain a node;
+//! - [`version`]: the cluster's version, which kinds of entries its leaders
+//!   may write.
 //!
 //! Nothing here speaks the Kafka protocol or the network: the front end
 //! (chronik-broker) validates requests and proposes entries; a simulation
@@ -34,6 +36,7 @@ mod test_hooks;
 pub mod topic_config;
 pub mod transaction_state;
 pub mod users;
+pub mod version;
 
 pub use checkpointer::CHECKPOINT_SECONDS;
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::acl::{AclBinding, AclSet};
 use crate::topic_config;
 use crate::users::{CredentialChange, Users};
+use crate::version::{self, ClusterVersion};
 
 /// Longest topic name Kafka accepts.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -135,6 +136,10 @@ pub struct MetadataState {
     /// SASL users and their SCRAM credentials.
     #[serde(default)]
     pub users: Users,
+    /// Absent in a cluster formed before the version existed: it runs at
+    /// the first level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<ClusterVersion>,
 }
 
 /// A change to the metadata, proposed to the metadata group.
@@ -143,6 +148,9 @@ pub enum MetadataCommand {
     InitCluster {
         cluster_id: String,
         nodes: BTreeMap<NodeId, NodeInfo>,
+        /// The `chronik.version` level the new cluster starts at.
+        #[serde(default = "version::first")]
+        version: i16,
     },
     RegisterBroker {
         node: NodeId,
@@ -225,6 +233,11 @@ pub enum MetadataCommand {
     /// Creates, replaces or deletes users' SCRAM credentials, in order.
     AlterUsers {
         changes: Vec<CredentialChange>,
+    },
+    /// Moves the cluster up to `chronik.version` `level`. Proposed only once
+    /// every member has said it reads that level (`Broker::set_version`).
+    SetVersion {
+        level: i16,
     },
 }
 
@@ -319,10 +332,19 @@ impl MetadataState {
             self.next_group = 1;
         }
         match command {
-            MetadataCommand::InitCluster { cluster_id, nodes } => {
+            MetadataCommand::InitCluster {
+                cluster_id,
+                nodes,
+                version,
+            } => {
                 if self.cluster_id.is_empty() {
+                    version::check_level(version).map_err(|m| MetadataError::new(ResponseError::InvalidRequest, m))?;
                     self.cluster_id = cluster_id;
                     self.nodes = nodes;
+                    self.version = Some(ClusterVersion {
+                        level: version,
+                        epoch: index,
+                    });
                 }
                 Ok(())
             }
@@ -494,8 +516,31 @@ impl MetadataState {
                 .users
                 .apply(changes)
                 .map_err(|m| MetadataError::new(ResponseError::UnacceptableCredential, m)),
+            MetadataCommand::SetVersion { level } => self.set_version(index, level),
         }
         .map(|()| MetadataReply::Done)
+    }
+
+    /// The `chronik.version` level the cluster runs at.
+    pub fn version_level(&self) -> i16 {
+        self.version.map_or(version::FIRST, |v| v.level)
+    }
+
+    /// Levels only go up: entries of a higher level may be in the logs.
+    fn set_version(&mut self, index: u64, level: i16) -> Result<(), MetadataError> {
+        let refuse = |m: String| MetadataError::new(ResponseError::InvalidUpdateVersion, m);
+        version::check_level(level).map_err(refuse)?;
+        let current = self.version_level();
+        if level < current {
+            return Err(refuse(format!(
+                "{} cannot go down from {current} to {level}: entries of level {current} may be in the logs",
+                version::FEATURE
+            )));
+        }
+        if level > current {
+            self.version = Some(ClusterVersion { level, epoch: index });
+        }
+        Ok(())
     }
 
     /// The partition groups with a replica on `node`, or one being added there.
@@ -956,6 +1001,7 @@ mod tests {
         let init = MetadataCommand::InitCluster {
             cluster_id: "c".into(),
             nodes,
+            version: version::NEWEST,
         };
         state.apply(1, init, &mut Vec::new()).unwrap();
         state
@@ -1218,5 +1264,31 @@ mod tests {
         state.apply(7, create("t", 3), &mut Vec::new()).unwrap();
         state.save(&path).unwrap();
         assert_eq!(MetadataState::load(&path).unwrap(), state);
+    }
+
+    #[test]
+    fn a_cluster_from_before_the_version_runs_at_the_first_level() {
+        let old: MetadataState =
+            serde_json::from_str(r#"{"cluster_id":"c","brokers":{},"topics":{},"next_group":1,"applied_index":5}"#)
+                .unwrap();
+        assert_eq!(old.version_level(), version::FIRST);
+        let init: MetadataCommand = serde_json::from_str(r#"{"InitCluster":{"cluster_id":"c","nodes":{}}}"#).unwrap();
+        assert!(matches!(init, MetadataCommand::InitCluster { version: 1, .. }));
+
+        let mut state = cluster_of(3);
+        assert_eq!(state.version_level(), version::NEWEST);
+        let zero = state.apply(2, MetadataCommand::SetVersion { level: 0 }, &mut Vec::new());
+        assert_eq!(zero.unwrap_err().error, ResponseError::InvalidUpdateVersion);
+        let same = state.apply(
+            3,
+            MetadataCommand::SetVersion { level: version::NEWEST },
+            &mut Vec::new(),
+        );
+        assert_eq!(same, Ok(MetadataReply::Done));
+        assert_eq!(
+            state.version.map(|v| v.epoch),
+            Some(1),
+            "setting the same level changes nothing"
+        );
     }
 }

@@ -22,6 +22,7 @@ use crate::partition::{ApplyCheckpoint, Partition};
 use crate::test_hooks::crash_point;
 use crate::topic_config;
 use crate::transaction_state::{self, TransactionsView};
+use crate::version;
 use append::{LogSink, append_batches, append_marker, check_assigned};
 use forecast::{Ended, Forecast};
 use serde::{Deserialize, Serialize};
@@ -173,7 +174,9 @@ impl BrokerStateMachine {
         if snapshot_links_dir.exists() {
             std::fs::remove_dir_all(&snapshot_links_dir)?;
         }
-        *shared.metadata_mut() = MetadataState::load(&metadata_path)?;
+        let metadata = MetadataState::load(&metadata_path)?;
+        version::check_readable(metadata.version_level()).map_err(std::io::Error::other)?;
+        *shared.metadata_mut() = metadata;
         remove_unassigned_partitions(&partitions_dir, &shared.metadata(), node_id)?;
         Ok(BrokerStateMachine {
             node_id,
@@ -263,6 +266,7 @@ impl BrokerStateMachine {
         let result = {
             let mut metadata = self.shared.metadata_mut();
             let result = metadata.apply(index, command, effects);
+            stop_if_unreadable(&metadata);
             // The metadata is small and changes rarely: persist every change, so
             // its file is always as new as its applied index.
             if let Err(e) = metadata.save(&self.metadata_path) {
@@ -457,17 +461,24 @@ impl BrokerStateMachine {
         }
         let forecast = self.forecasts.get_mut(&group).expect("inserted above");
         let log_start_offset = partition.log().log_start_offset();
+        // Below this level some member may run a build that cannot read
+        // assigned entries; apply then assigns the same offsets itself.
+        let assign = self.shared.metadata().version_level() >= version::ASSIGNED_OFFSETS;
         match command {
             Some(PartitionCommand::TxnMarker(marker)) => {
                 let prediction = forecast.marker(proposed, &marker, log_start_offset);
-                if let Prediction::Outcome(Ok(offset)) = prediction {
+                if let Prediction::Outcome(Ok(offset)) = prediction
+                    && assign
+                {
                     command::assign_marker(data, offset);
                 }
                 prediction.map(|result| Applied::TxnMarker(result.map(|_| ())))
             }
             Some(PartitionCommand::Produce { batches }) => {
                 let (prediction, base_offsets) = forecast.produce(proposed, batches);
-                if let Prediction::Outcome(_) = prediction {
+                if let Prediction::Outcome(_) = prediction
+                    && assign
+                {
                     command::assign_produce(data, &base_offsets, epoch_of_term(proposed.term));
                 }
                 prediction.map(|result| {
@@ -490,6 +501,21 @@ impl BrokerStateMachine {
         }
     }
 }
+
+/// Stops the node when the cluster moved to a version this build cannot
+/// read: applying the entries to come could give its replicas other offsets
+/// than its peers'. Every member said it reads the level before it was set,
+/// so only a node started with an older build since then gets here.
+fn stop_if_unreadable(metadata: &MetadataState) {
+    if let Err(why) = version::check_readable(metadata.version_level()) {
+        tracing::error!("{why}; stopping the node");
+        eprintln!("fatal: {why}");
+        std::process::exit(VERSION_EXIT_CODE);
+    }
+}
+
+/// The exit status of a node too old for its cluster (sysexits' EX_CONFIG).
+pub const VERSION_EXIT_CODE: i32 = 78;
 
 /// Writes a transaction marker; one its leader assigned must land at `assigned`.
 /// Returns the marker's offset.
@@ -819,6 +845,7 @@ impl BrokerStateMachine {
         let mut restored: MetadataState =
             serde_json::from_slice(&manifest.state).map_err(|e| format!("undecodable metadata snapshot: {e}"))?;
         restored.applied_index = restored.applied_index.max(index);
+        stop_if_unreadable(&restored);
         restored.save(&self.metadata_path).map_err(|e| e.to_string())?;
         let wanted = restored.creation_effects(self.node_id);
         let hosted = restored.groups_of_node(self.node_id);

@@ -8,8 +8,8 @@ use tonic::{Request, Response, Status};
 use super::proto::cluster_admin_server::{ClusterAdmin, ClusterAdminServer};
 use super::proto::{
     DescribeRequest, DescribeResponse, ProposeMetadataRequest, ProposeMetadataResponse, RetireRequest, RetireResponse,
-    SubmitRequest, SubmitResponse, TransferLeaderRequest, TransferLeaderResponse, WriteTxnMarkerRequest,
-    WriteTxnMarkerResponse,
+    SubmitRequest, SubmitResponse, SupportedVersionsRequest, SupportedVersionsResponse, TransferLeaderRequest,
+    TransferLeaderResponse, WriteTxnMarkerRequest, WriteTxnMarkerResponse,
 };
 use super::report::{DiskReport, NodeEntry, NodeReport, PartitionEntry, ReplicaReport, TopicEntry, UserEntry};
 use crate::Broker;
@@ -53,7 +53,12 @@ impl ClusterAdmin for AdminService {
         self.broker.cluster_id.check(&request.cluster_id)?;
         let command: MetadataCommand = serde_json::from_slice(&request.command)
             .map_err(|e| Status::invalid_argument(format!("undecodable metadata command: {e}")))?;
-        let (error_code, message) = match self.broker.propose_metadata(command).await {
+        let submitted = match command {
+            // Only once every member reads the level.
+            MetadataCommand::SetVersion { level } => super::upgrade::set_version(&self.broker, level, false).await,
+            command => self.broker.propose_metadata(command).await,
+        };
+        let (error_code, message) = match submitted {
             Ok(()) => (0, String::new()),
             Err(e) => (i32::from(e.error.code()), e.message),
         };
@@ -120,6 +125,17 @@ impl ClusterAdmin for AdminService {
         let error = crate::txn::markers::write_here(&self.broker, &request.topic, request.partition, marker).await;
         Ok(Response::new(WriteTxnMarkerResponse {
             error_code: i32::from(error.map_or(0, |e| e.code())),
+        }))
+    }
+
+    async fn supported_versions(
+        &self,
+        request: Request<SupportedVersionsRequest>,
+    ) -> Result<Response<SupportedVersionsResponse>, Status> {
+        self.broker.cluster_id.check(&request.into_inner().cluster_id)?;
+        Ok(Response::new(SupportedVersionsResponse {
+            min_level: i32::from(chronik_state::version::FIRST),
+            max_level: i32::from(chronik_state::version::NEWEST),
         }))
     }
 
@@ -233,6 +249,7 @@ async fn node_report(broker: &Arc<Broker>, request: &DescribeRequest) -> NodeRep
         cluster_id: metadata.cluster_id.clone(),
         metadata_leader: broker.leader_of(chronik_raft::METADATA_GROUP),
         metadata_applied: metadata.applied_index,
+        version: metadata.version_level(),
         nodes,
         topics,
         replicas,

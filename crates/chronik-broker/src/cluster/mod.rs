@@ -18,6 +18,7 @@ mod peer_tls;
 pub mod peer_view;
 pub mod reconciler;
 pub mod report;
+pub mod upgrade;
 
 /// Generated from `proto/admin.proto`.
 pub mod proto {

@@ -21,6 +21,10 @@ pub struct NodeReport {
     /// The SASL users, with their SCRAM mechanisms and iterations.
     #[serde(default)]
     pub users: Vec<UserEntry>,
+    /// The `chronik.version` level the cluster runs at, in this node's view
+    /// (0 from a build before the version).
+    #[serde(default)]
+    pub version: i16,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

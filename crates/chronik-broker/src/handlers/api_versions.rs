@@ -1,13 +1,40 @@
-//! ApiVersions: exactly the APIs and versions `dispatch` implements.
+//! ApiVersions: exactly the APIs and versions `dispatch` implements, and
+//! the `chronik.version` feature (KIP-584): the levels this build reads and
+//! the level the cluster runs at.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::ApiVersionsResponse;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{ApiVersion, FinalizedFeatureKey, SupportedFeatureKey};
 
+use super::str_bytes;
+use crate::Broker;
 use crate::apis::SUPPORTED_APIS;
+use chronik_state::version::{self, FEATURE};
 
-pub fn handle() -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_api_keys(api_keys())
+pub fn handle(broker: &Broker) -> ApiVersionsResponse {
+    let (level, epoch) = {
+        let metadata = broker.state.metadata();
+        // A cluster formed before the version has no epoch for it: -1.
+        let epoch = metadata
+            .version
+            .map_or(-1, |v| i64::try_from(v.epoch).unwrap_or(i64::MAX));
+        (metadata.version_level(), epoch)
+    };
+    ApiVersionsResponse::default()
+        .with_api_keys(api_keys())
+        .with_supported_features(vec![
+            SupportedFeatureKey::default()
+                .with_name(str_bytes(FEATURE))
+                .with_min_version(version::FIRST)
+                .with_max_version(version::NEWEST),
+        ])
+        .with_finalized_features_epoch(epoch)
+        .with_finalized_features(vec![
+            FinalizedFeatureKey::default()
+                .with_name(str_bytes(FEATURE))
+                .with_min_version_level(level)
+                .with_max_version_level(level),
+        ])
 }
 
 /// The v0-shaped answer to an ApiVersions version newer than Chronik speaks.

@@ -8,6 +8,7 @@ pub mod consumer_groups;
 pub mod delete_records;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod features;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod groups;

@@ -8,6 +8,11 @@ use super::*;
 /// A state machine in a fresh directory with one topic "t" of one partition
 /// (group 1) on this node.
 fn with_topic() -> (tempfile::TempDir, BrokerStateMachine, Arc<SharedState>) {
+    with_topic_at(crate::version::NEWEST)
+}
+
+/// The same, in a cluster formed at `chronik.version` `level`.
+fn with_topic_at(level: i16) -> (tempfile::TempDir, BrokerStateMachine, Arc<SharedState>) {
     let dir = tempfile::tempdir().unwrap();
     let shared = Arc::new(SharedState::default());
     let mut machine = BrokerStateMachine::open(dir.path(), 1, shared.clone()).unwrap();
@@ -21,6 +26,7 @@ fn with_topic() -> (tempfile::TempDir, BrokerStateMachine, Arc<SharedState>) {
             },
         )]
         .into(),
+        version: level,
     };
     machine.apply(
         METADATA_GROUP,
@@ -467,4 +473,51 @@ fn every_replica_checks_the_offsets_its_leader_assigned() {
     assert_eq!((partition.log().next_offset(), partition.high_watermark()), (0, 0));
     // The partition goes on: the leader's first entry fits here.
     assert_eq!(misplaced.apply(1, 3, 1, &log[0], &mut Vec::new()), acked(0));
+}
+
+#[test]
+fn below_the_assigned_offsets_level_entries_enter_the_log_as_proposed() {
+    use crate::version::{ASSIGNED_OFFSETS, FIRST};
+    let (_leader_dir, mut leader, shared) = with_topic_at(FIRST);
+    let mut log: Vec<Vec<u8>> = Vec::new();
+    let first = produce_entry(&idempotent(7, 0, 2));
+    assert_eq!(
+        foresee(&mut leader, &mut log, first.clone()),
+        Prediction::Outcome(acked(0))
+    );
+    foresee(&mut leader, &mut log, produce_entry(&transactional(8, 1, 0, 3)));
+    let unassigned_marker = marker(8, 1, true);
+    foresee(&mut leader, &mut log, unassigned_marker.clone());
+    assert_eq!(log[0], first, "a replica of an older build reads the entry");
+    assert_eq!(log[2], unassigned_marker);
+
+    // A replica at the same level applies them at the offsets predicted.
+    let (_follower_dir, mut follower, _) = with_topic_at(FIRST);
+    let outcomes: Vec<Applied> = (1..)
+        .zip(&log)
+        .map(|(index, entry)| follower.apply(1, index, 1, entry, &mut Vec::new()))
+        .collect();
+    assert_eq!(outcomes, [acked(0), acked(2), Applied::TxnMarker(Ok(()))]);
+
+    // Once the cluster moves up, the next entry carries its offsets.
+    let set = |level: i16| serde_json::to_vec(&MetadataCommand::SetVersion { level }).unwrap();
+    let applied = leader.apply(METADATA_GROUP, 3, 1, &set(ASSIGNED_OFFSETS), &mut Vec::new());
+    assert_eq!(applied, Applied::Metadata(Ok(MetadataReply::Done)));
+    for (index, entry) in (1..).zip(&log) {
+        leader.apply(1, index, 1, entry, &mut Vec::new());
+    }
+    let mut entry = produce_entry(&idempotent(7, 2, 1));
+    let prediction = leader.predict(1, proposed(4, 3), &mut entry);
+    assert_eq!(prediction, Prediction::Outcome(acked(6)));
+    assert!(matches!(
+        PartitionCommand::decode(&entry),
+        Some(PartitionCommand::AssignedProduce { .. })
+    ));
+
+    // It never moves back down.
+    let Applied::Metadata(Err(refused)) = leader.apply(METADATA_GROUP, 4, 1, &set(FIRST), &mut Vec::new()) else {
+        panic!("a lower level is refused");
+    };
+    assert_eq!(refused.error, ResponseError::InvalidUpdateVersion);
+    assert_eq!(shared.metadata().version_level(), ASSIGNED_OFFSETS);
 }

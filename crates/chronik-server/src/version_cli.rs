@@ -1,0 +1,99 @@
+//! `cluster version`: the `chronik.version` level the cluster runs at and
+//! the levels each member's build reads; with `--set`, moves the cluster up
+//! once every member reads the new level (the node asked checks them all).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chronik_broker::cluster::admin_client;
+use chronik_broker::cluster::proto::SupportedVersionsRequest;
+use chronik_raft::grpc::PeerSecurity;
+use chronik_state::metadata::MetadataCommand;
+use chronik_state::version::FEATURE;
+use clap::Args;
+use serde::Serialize;
+
+use crate::cluster_view::print;
+use crate::membership_cli::{Cluster, Via};
+
+#[derive(Debug, Args)]
+pub struct Version {
+    /// Move the cluster up to this level. Refused while a member's build
+    /// does not read it or does not answer; levels never go down.
+    #[arg(long)]
+    pub set: Option<i16>,
+    #[command(flatten)]
+    pub via: Via,
+}
+
+#[derive(Serialize)]
+struct VersionView {
+    feature: &'static str,
+    /// The level the cluster runs at.
+    level: i16,
+    nodes: Vec<NodeLevels>,
+}
+
+#[derive(Serialize)]
+struct NodeLevels {
+    id: u64,
+    /// The levels its build reads, or why it is not known.
+    reads: Result<(i16, i16), String>,
+}
+
+pub async fn version(args: Version, security: PeerSecurity) -> anyhow::Result<u8> {
+    let timeout = Duration::from_millis(args.via.timeout_ms.max(1));
+    let (cluster, mut entry) = Cluster::connect(&args.via, security.clone()).await?;
+    if let Some(level) = args.set {
+        cluster
+            .submit(&MetadataCommand::SetVersion { level })
+            .await
+            .with_context(|| format!("cannot set {FEATURE} to {level}"))?;
+        entry = Cluster::connect(&args.via, security.clone()).await?.1;
+    }
+    let mut nodes = Vec::new();
+    for node in &entry.nodes {
+        let reads = supported(&node.raft_addr, timeout, &security, &entry.cluster_id).await;
+        nodes.push(NodeLevels { id: node.id, reads });
+    }
+    let view = VersionView {
+        feature: FEATURE,
+        level: entry.version,
+        nodes,
+    };
+    print(args.via.json, &view, print_version);
+    Ok(0)
+}
+
+async fn supported(
+    addr: &str,
+    timeout: Duration,
+    security: &PeerSecurity,
+    cluster_id: &str,
+) -> Result<(i16, i16), String> {
+    let mut client = admin_client(addr, timeout, security).await?;
+    let request = SupportedVersionsRequest {
+        cluster_id: cluster_id.to_string(),
+    };
+    match client.supported_versions(request).await {
+        Ok(answer) => {
+            let answer = answer.into_inner();
+            let level = |l: i32| i16::try_from(l).unwrap_or(i16::MAX);
+            Ok((level(answer.min_level), level(answer.max_level)))
+        }
+        Err(status) if status.code() == tonic::Code::Unimplemented => {
+            Err(format!("a build from before {FEATURE}: reads level 1 only"))
+        }
+        Err(status) => Err(format!("unreachable: {}", status.message())),
+    }
+}
+
+fn print_version(view: &VersionView) {
+    println!("{} {}", view.feature, view.level);
+    for node in &view.nodes {
+        match &node.reads {
+            Ok((min, max)) => println!("node {}: reads {min} to {max}", node.id),
+            Err(why) => println!("node {}: {why}", node.id),
+        }
+    }
+}

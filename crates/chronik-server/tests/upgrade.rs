@@ -1,0 +1,167 @@
+//! The last step of a rolling upgrade: a cluster formed at an older
+//! `chronik.version` moves up only once every member reads the new level,
+//! through `chronik-server cluster version --set` or Kafka's UpdateFeatures,
+//! and its records keep their offsets, the same on every replica, across it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{Cluster, serial, verify_acknowledged};
+use common::create_replicated_topic;
+use common::delivery::{new_producer, send};
+use common::raw::Connection;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::update_features_request::FeatureUpdateKey;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, UpdateFeaturesRequest, UpdateFeaturesResponse,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use rdkafka::producer::Producer;
+use serde_json::{Value, json};
+
+const TOPIC: &str = "upgraded";
+const FEATURE: &str = "chronik.version";
+
+/// (finalized level, epoch, supported min and max) as ApiVersions v3 tells.
+fn advertised(addr: &str) -> (i16, i64, i16, i16) {
+    let mut connection = Connection::open(addr);
+    let mut body = connection.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let response = ApiVersionsResponse::decode(&mut body, 3).unwrap();
+    let supported = response
+        .supported_features
+        .iter()
+        .find(|f| f.name.as_str() == FEATURE)
+        .unwrap();
+    let finalized = response
+        .finalized_features
+        .iter()
+        .find(|f| f.name.as_str() == FEATURE)
+        .unwrap();
+    (
+        finalized.max_version_level,
+        response.finalized_features_epoch,
+        supported.min_version,
+        supported.max_version,
+    )
+}
+
+fn update_features(addr: &str, version: i16, feature: &str, level: i16) -> UpdateFeaturesResponse {
+    let request = UpdateFeaturesRequest::default()
+        .with_timeout_ms(30_000)
+        .with_feature_updates(vec![
+            FeatureUpdateKey::default()
+                .with_feature(StrBytes::from_string(feature.to_string()))
+                .with_max_version_level(level)
+                .with_upgrade_type(1),
+        ]);
+    let mut connection = Connection::open(addr);
+    let mut body = connection.call(ApiKey::UpdateFeatures, version, &request);
+    UpdateFeaturesResponse::decode(&mut body, version).unwrap()
+}
+
+fn produce(cluster: &Cluster, keys: std::ops::Range<u64>) -> Vec<common::delivery::Ack> {
+    let (producer, deliveries) = new_producer(&cluster.bootstrap(), &[("enable.idempotence", "true")]);
+    send(&producer, TOPIC, Some(0), keys.clone());
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    assert!(
+        deliveries.failed.lock().unwrap().is_empty(),
+        "{:?}",
+        deliveries.failed.lock().unwrap()
+    );
+    let acked = deliveries.acked.lock().unwrap().clone();
+    assert_eq!(acked.len() as u64, keys.end - keys.start);
+    acked
+}
+
+#[test]
+fn a_cluster_moves_up_a_version_only_when_every_member_reads_it() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3, &["--initial-version", "1"]);
+    let node1 = cluster.nodes[0].addr.clone();
+
+    let shown = cluster.cli_json(1, &["version"]);
+    assert_eq!(shown["level"], 1, "{shown}");
+    let reads: Vec<&Value> = shown["nodes"].as_array().unwrap().iter().map(|n| &n["reads"]).collect();
+    assert_eq!(reads, vec![&json!({"Ok": [1, 2]}); 3], "{shown}");
+    let (level, epoch, min, max) = advertised(&node1);
+    assert_eq!((level, min, max), (1, 1, 2));
+    assert!(epoch > 0, "the level was set by the cluster's first entry: {epoch}");
+
+    create_replicated_topic(&cluster.bootstrap(), TOPIC, 1, 3, &[]);
+    let mut acked = produce(&cluster, 0..300);
+
+    // Refused while a member does not answer: it might run an older build.
+    cluster.node(3).stop();
+    let (code, out) = cluster.cli(1, &["version", "--set", "2"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("node 3 does not answer"), "{out}");
+    assert_eq!(advertised(&node1).0, 1);
+    cluster.restart(3);
+    cluster.node(3).wait_ready();
+
+    // Kafka's UpdateFeatures knows only this feature.
+    let unknown = update_features(&node1, 1, "metadata.version", 20);
+    assert_eq!(
+        unknown.results[0].error_code,
+        ResponseError::InvalidUpdateVersion.code()
+    );
+    let validated = update_features(&node1, 1, FEATURE, 2);
+    assert_eq!(validated.results[0].error_code, 0, "{validated:?}");
+
+    let (code, out) = cluster.cli(2, &["version", "--set", "2"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("chronik.version 2"), "{out}");
+    for node in &cluster.nodes {
+        common::retry_until(Duration::from_secs(10), || {
+            (advertised(&node.addr).0 == 2).then_some(())
+        });
+    }
+    assert!(advertised(&node1).1 > epoch, "a new level has a new epoch");
+
+    // Records before and after the change: dense offsets, identical replicas.
+    acked.extend(produce(&cluster, 300..600));
+    verify_acknowledged(&cluster.bootstrap(), TOPIC, 1, &acked, 600);
+    let offsets: Vec<i64> = acked.iter().map(|a| a.offset).collect();
+    assert_eq!(offsets, (0..600).collect::<Vec<i64>>());
+    assert_eq!(cluster.wait_for_identical_replicas(1, TOPIC, 0, &[1, 2, 3]), 600);
+
+    // Never down, by either path.
+    let (code, out) = cluster.cli(1, &["version", "--set", "1"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("cannot go down"), "{out}");
+    let down = update_features(&node1, 2, FEATURE, 1);
+    assert_eq!(down.error_code, ResponseError::InvalidUpdateVersion.code(), "{down:?}");
+    assert_eq!(advertised(&node1).0, 2);
+}
+
+/// A node whose cluster runs at a level its build does not read (one
+/// started with an older binary after the upgrade) refuses to start and says
+/// why, before it applies anything.
+#[test]
+fn a_build_older_than_its_cluster_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("broker");
+    let mut broker = common::Broker::start(&data, &[]);
+    broker.stop();
+    // What a newer build would have written: a level this one does not read.
+    let path = data.join("metadata.json");
+    let mut metadata: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        metadata["version"]["level"], 2,
+        "a new cluster starts at the newest level"
+    );
+    metadata["version"]["level"] = json!(99);
+    std::fs::write(&path, serde_json::to_vec(&metadata).unwrap()).unwrap();
+
+    broker.respawn();
+    let code = broker.wait_exit(Duration::from_secs(30));
+    assert!(matches!(code, Some(c) if c != 0), "it refused to start: {code:?}");
+    let log = std::fs::read_to_string(broker.log_path()).unwrap();
+    assert!(
+        log.contains("chronik.version 99") && log.contains("run a newer build"),
+        "the log says what is wrong:\n{}",
+        broker.log_tail()
+    );
+}
