@@ -192,7 +192,8 @@ impl Broker {
         };
         if self.state.metadata().brokers.get(&self.config.node_id) != Some(&info) {
             let node = self.config.node_id;
-            self.propose_metadata(MetadataCommand::RegisterBroker { node, info })
+            let reads = chronik_state::version::NEWEST;
+            self.propose_metadata(MetadataCommand::RegisterBroker { node, info, reads })
                 .await?;
         }
         self.ensure_offsets_topic().await?;

@@ -46,7 +46,11 @@ pub async fn version(args: Version, security: PeerSecurity) -> anyhow::Result<u8
     let (cluster, mut entry) = Cluster::connect(&args.via, security.clone()).await?;
     if let Some(level) = args.set {
         cluster
-            .submit(&MetadataCommand::SetVersion { level })
+            .submit(&MetadataCommand::SetVersion {
+                level,
+                // The node asked lists the members as it checks them.
+                members: Vec::new(),
+            })
             .await
             .with_context(|| format!("cannot set {FEATURE} to {level}"))?;
         entry = Cluster::connect(&args.via, security.clone()).await?.1;

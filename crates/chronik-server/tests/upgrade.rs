@@ -46,15 +46,26 @@ fn advertised(addr: &str) -> (i16, i64, i16, i16) {
     )
 }
 
-fn update_features(addr: &str, version: i16, feature: &str, level: i16) -> UpdateFeaturesResponse {
-    let request = UpdateFeaturesRequest::default()
-        .with_timeout_ms(30_000)
-        .with_feature_updates(vec![
+/// UpdateFeatures at `version` with `(feature, level, upgrade type)` updates.
+fn update_features(
+    addr: &str,
+    version: i16,
+    updates: &[(&str, i16, i8)],
+    validate_only: bool,
+) -> UpdateFeaturesResponse {
+    let updates = updates
+        .iter()
+        .map(|(feature, level, upgrade_type)| {
             FeatureUpdateKey::default()
                 .with_feature(StrBytes::from_string(feature.to_string()))
-                .with_max_version_level(level)
-                .with_upgrade_type(1),
-        ]);
+                .with_max_version_level(*level)
+                .with_upgrade_type(*upgrade_type)
+        })
+        .collect();
+    let request = UpdateFeaturesRequest::default()
+        .with_timeout_ms(30_000)
+        .with_feature_updates(updates)
+        .with_validate_only(validate_only);
     let mut connection = Connection::open(addr);
     let mut body = connection.call(ApiKey::UpdateFeatures, version, &request);
     UpdateFeaturesResponse::decode(&mut body, version).unwrap()
@@ -101,14 +112,18 @@ fn a_cluster_moves_up_a_version_only_when_every_member_reads_it() {
     cluster.restart(3);
     cluster.node(3).wait_ready();
 
-    // Kafka's UpdateFeatures knows only this feature.
-    let unknown = update_features(&node1, 1, "metadata.version", 20);
-    assert_eq!(
-        unknown.results[0].error_code,
-        ResponseError::InvalidUpdateVersion.code()
-    );
-    let validated = update_features(&node1, 1, FEATURE, 2);
+    // Kafka's UpdateFeatures knows only this feature, and applies a request
+    // whole or not at all.
+    let mixed = update_features(&node1, 1, &[("metadata.version", 20, 1), (FEATURE, 2, 1)], false);
+    let codes: Vec<i16> = mixed.results.iter().map(|r| r.error_code).collect();
+    let expected = [
+        ResponseError::InvalidUpdateVersion.code(),
+        ResponseError::FeatureUpdateFailed.code(),
+    ];
+    assert_eq!(codes, expected, "{mixed:?}");
+    let validated = update_features(&node1, 1, &[(FEATURE, 2, 1)], true);
     assert_eq!(validated.results[0].error_code, 0, "{validated:?}");
+    assert_eq!(advertised(&node1).0, 1, "neither changed the level");
 
     let (code, out) = cluster.cli(2, &["version", "--set", "2"]);
     assert_eq!(code, 0, "{out}");
@@ -131,8 +146,10 @@ fn a_cluster_moves_up_a_version_only_when_every_member_reads_it() {
     let (code, out) = cluster.cli(1, &["version", "--set", "1"]);
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("cannot go down"), "{out}");
-    let down = update_features(&node1, 2, FEATURE, 1);
+    let down = update_features(&node1, 2, &[(FEATURE, 1, 2)], false);
     assert_eq!(down.error_code, ResponseError::InvalidUpdateVersion.code(), "{down:?}");
+    let unknown_type = update_features(&node1, 1, &[(FEATURE, 2, 7)], false);
+    assert_eq!(unknown_type.results[0].error_code, ResponseError::InvalidRequest.code());
     assert_eq!(advertised(&node1).0, 2);
 }
 

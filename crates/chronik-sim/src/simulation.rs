@@ -185,7 +185,13 @@ impl Simulation {
         while self.now < end && self.checker.violations().is_empty() {
             if upgrade_at.is_some_and(|at| self.now >= at) {
                 upgrade_at = None;
-                self.admin.push(MetadataCommand::SetVersion { level: version::NEWEST });
+                // Every node the run may ever make a member: a superset
+                // of the members is what the check at apply wants.
+                let members = (1..=self.nodes.len() as u64).collect();
+                self.admin.push(MetadataCommand::SetVersion {
+                    level: version::NEWEST,
+                    members,
+                });
             }
             self.inject_faults();
             let working = !quiet_spell(self.config.seed, self.now - start);

@@ -155,6 +155,10 @@ pub enum MetadataCommand {
     RegisterBroker {
         node: NodeId,
         info: BrokerInfo,
+        /// The newest `chronik.version` level the node's build reads; a
+        /// build from before the version reads the first.
+        #[serde(default = "version::first")]
+        reads: i16,
     },
     CreateTopic {
         name: String,
@@ -235,9 +239,12 @@ pub enum MetadataCommand {
         changes: Vec<CredentialChange>,
     },
     /// Moves the cluster up to `chronik.version` `level`. Proposed only once
-    /// every member has said it reads that level (`Broker::set_version`).
+    /// every one of `members` has said it reads that level
+    /// (`cluster::upgrade`); refused if the cluster has another member by
+    /// the time it applies.
     SetVersion {
         level: i16,
+        members: Vec<NodeId>,
     },
 }
 
@@ -348,7 +355,18 @@ impl MetadataState {
                 }
                 Ok(())
             }
-            MetadataCommand::RegisterBroker { node, info } => {
+            MetadataCommand::RegisterBroker { node, info, reads } => {
+                let level = self.version_level();
+                if reads < level {
+                    // Its replicas could not apply what the leaders write.
+                    return Err(MetadataError::new(
+                        ResponseError::UnsupportedVersion,
+                        format!(
+                            "node {node}'s build reads {} up to {reads} and the cluster runs at {level}: start it with a newer build",
+                            version::FEATURE
+                        ),
+                    ));
+                }
                 self.brokers.insert(node, info);
                 if let Some(member) = self.nodes.get_mut(&node) {
                     member.pending = false;
@@ -516,7 +534,7 @@ impl MetadataState {
                 .users
                 .apply(changes)
                 .map_err(|m| MetadataError::new(ResponseError::UnacceptableCredential, m)),
-            MetadataCommand::SetVersion { level } => self.set_version(index, level),
+            MetadataCommand::SetVersion { level, members } => self.set_version(index, level, &members),
         }
         .map(|()| MetadataReply::Done)
     }
@@ -526,10 +544,25 @@ impl MetadataState {
         self.version.map_or(version::FIRST, |v| v.level)
     }
 
+    /// Every node that is, or is about to become, a member; single nodes
+    /// have no member list, only their registration.
+    pub fn all_nodes(&self) -> Vec<NodeId> {
+        if self.nodes.is_empty() {
+            self.brokers.keys().copied().collect()
+        } else {
+            self.nodes.keys().copied().collect()
+        }
+    }
+
     /// Levels only go up: entries of a higher level may be in the logs.
-    fn set_version(&mut self, index: u64, level: i16) -> Result<(), MetadataError> {
+    fn set_version(&mut self, index: u64, level: i16, checked: &[NodeId]) -> Result<(), MetadataError> {
         let refuse = |m: String| MetadataError::new(ResponseError::InvalidUpdateVersion, m);
         version::check_level(level).map_err(refuse)?;
+        if let Some(node) = self.all_nodes().into_iter().find(|n| !checked.contains(n)) {
+            return Err(refuse(format!(
+                "node {node} became a member while the members' builds were checked; try again"
+            )));
+        }
         let current = self.version_level();
         if level < current {
             return Err(refuse(format!(
@@ -1149,7 +1182,15 @@ mod tests {
             listeners: BTreeMap::new(),
         };
         state
-            .apply(4, MetadataCommand::RegisterBroker { node: 6, info }, &mut Vec::new())
+            .apply(
+                4,
+                MetadataCommand::RegisterBroker {
+                    node: 6,
+                    info,
+                    reads: version::NEWEST,
+                },
+                &mut Vec::new(),
+            )
             .unwrap();
         assert!(state.members().contains(&6), "placed on once it runs");
         assert!(
@@ -1277,18 +1318,50 @@ mod tests {
 
         let mut state = cluster_of(3);
         assert_eq!(state.version_level(), version::NEWEST);
-        let zero = state.apply(2, MetadataCommand::SetVersion { level: 0 }, &mut Vec::new());
+        let set = |level, members: &[NodeId]| MetadataCommand::SetVersion {
+            level,
+            members: members.to_vec(),
+        };
+        let zero = state.apply(2, set(0, &[1, 2, 3]), &mut Vec::new());
         assert_eq!(zero.unwrap_err().error, ResponseError::InvalidUpdateVersion);
-        let same = state.apply(
-            3,
-            MetadataCommand::SetVersion { level: version::NEWEST },
-            &mut Vec::new(),
-        );
+        let same = state.apply(3, set(version::NEWEST, &[1, 2, 3]), &mut Vec::new());
         assert_eq!(same, Ok(MetadataReply::Done));
         assert_eq!(
             state.version.map(|v| v.epoch),
             Some(1),
             "setting the same level changes nothing"
         );
+
+        // A cluster at the first level moves up once, at the index that did it.
+        let mut old = cluster_of(3);
+        old.version = None;
+        let unchecked = old.apply(4, set(version::NEWEST, &[1, 2]), &mut Vec::new());
+        assert!(unchecked.unwrap_err().message.contains("node 3 became a member"));
+        assert_eq!(old.version_level(), version::FIRST);
+        assert_eq!(
+            old.apply(5, set(version::NEWEST, &[1, 2, 3]), &mut Vec::new()),
+            Ok(MetadataReply::Done)
+        );
+        assert_eq!(
+            old.version,
+            Some(ClusterVersion {
+                level: version::NEWEST,
+                epoch: 5
+            })
+        );
+
+        // A build that reads less than the cluster's level cannot register.
+        let info = BrokerInfo {
+            host: "h".into(),
+            port: 1,
+            listeners: BTreeMap::new(),
+        };
+        let register: MetadataCommand = serde_json::from_value(serde_json::json!({
+            "RegisterBroker": {"node": 3, "info": info}
+        }))
+        .unwrap();
+        let refused = old.apply(6, register, &mut Vec::new()).unwrap_err();
+        assert_eq!(refused.error, ResponseError::UnsupportedVersion);
+        assert!(!old.brokers.contains_key(&3));
     }
 }

@@ -54,8 +54,8 @@ impl ClusterAdmin for AdminService {
         let command: MetadataCommand = serde_json::from_slice(&request.command)
             .map_err(|e| Status::invalid_argument(format!("undecodable metadata command: {e}")))?;
         let submitted = match command {
-            // Only once every member reads the level.
-            MetadataCommand::SetVersion { level } => super::upgrade::set_version(&self.broker, level, false).await,
+            // Only once every member reads the level; this node lists them.
+            MetadataCommand::SetVersion { level, .. } => super::upgrade::set_version(&self.broker, level, false).await,
             command => self.broker.propose_metadata(command).await,
         };
         let (error_code, message) = match submitted {

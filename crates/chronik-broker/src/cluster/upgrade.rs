@@ -23,19 +23,14 @@ pub async fn set_version(broker: &Broker, level: i16, validate_only: bool) -> Re
         let metadata = broker.state.metadata();
         // Pending members too: one added but not started yet will apply
         // entries written at the new level once it starts.
-        let members: Vec<NodeId> = if metadata.nodes.is_empty() {
-            metadata.brokers.keys().copied().collect()
-        } else {
-            metadata.nodes.keys().copied().collect()
-        };
-        (metadata.version_level(), members)
+        (metadata.version_level(), metadata.all_nodes())
     };
     if level < current {
         return Err(refuse(format!(
             "{FEATURE} cannot go down from {current} to {level}: entries of level {current} may be in the logs"
         )));
     }
-    for node in members {
+    for &node in &members {
         let newest = readable_by(broker, node).await.map_err(refuse)?;
         if newest < level {
             return Err(refuse(format!(
@@ -46,7 +41,10 @@ pub async fn set_version(broker: &Broker, level: i16, validate_only: bool) -> Re
     if validate_only || level == current {
         return Ok(());
     }
-    broker.propose_metadata(MetadataCommand::SetVersion { level }).await
+    // Apply refuses it if a member joined since the list was read here.
+    broker
+        .propose_metadata(MetadataCommand::SetVersion { level, members })
+        .await
 }
 
 /// The newest level `node`'s build reads, asked over its admin service.

@@ -14,10 +14,11 @@ use chronik_state::version::{self, FEATURE};
 pub fn handle(broker: &Broker) -> ApiVersionsResponse {
     let (level, epoch) = {
         let metadata = broker.state.metadata();
-        // A cluster formed before the version has no epoch for it: -1.
+        // A cluster formed before the version has run at its level since
+        // its start: epoch 0 (-1 would mean no finalized features at all).
         let epoch = metadata
             .version
-            .map_or(-1, |v| i64::try_from(v.epoch).unwrap_or(i64::MAX));
+            .map_or(0, |v| i64::try_from(v.epoch).unwrap_or(i64::MAX));
         (metadata.version_level(), epoch)
     };
     ApiVersionsResponse::default()

@@ -1,8 +1,10 @@
 //! UpdateFeatures: moves the cluster's `chronik.version` up, the one
 //! feature Chronik has (ApiVersions reports it). Kafka's `kafka-features.sh
-//! upgrade --feature chronik.version=N` sends it.
+//! upgrade --feature chronik.version=N` sends it. As in Kafka, a request is
+//! applied whole or not at all.
 
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::update_features_request::FeatureUpdateKey;
 use kafka_protocol::messages::update_features_response::UpdatableFeatureResult;
 use kafka_protocol::messages::{UpdateFeaturesRequest, UpdateFeaturesResponse};
 
@@ -13,6 +15,10 @@ use crate::security::session::Session;
 use chronik_state::acl::Operation;
 use chronik_state::metadata::MetadataError;
 use chronik_state::version::FEATURE;
+
+/// Kafka's upgrade types (v1 on): upgrade, safe and unsafe downgrade.
+const UPGRADE: i8 = 1;
+const UNSAFE_DOWNGRADE: i8 = 3;
 
 pub async fn update(
     broker: &Broker,
@@ -25,25 +31,28 @@ pub async fn update(
             .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
             .with_error_message(Some(str_bytes("not authorized to ALTER the cluster")));
     }
-    let mut results = Vec::new();
-    for (i, update) in request.feature_updates.iter().enumerate() {
-        let name = update.feature.as_str();
-        let result = if request.feature_updates[..i].iter().any(|u| u.feature == update.feature) {
-            Err(MetadataError::new(
-                ResponseError::InvalidRequest,
-                format!("feature {name} is named twice"),
-            ))
-        } else if name != FEATURE {
-            Err(MetadataError::new(
-                ResponseError::InvalidUpdateVersion,
-                format!("unknown feature {name}; the one feature is {FEATURE}"),
-            ))
-        } else {
-            set_version(broker, update.max_version_level, request.validate_only).await
-        };
-        results.push((name.to_string(), result));
+    let updates = &request.feature_updates;
+    let mut results: Vec<Result<(), MetadataError>> = updates
+        .iter()
+        .enumerate()
+        .map(|(i, update)| check(update, &updates[..i], version))
+        .collect();
+    // Every member must read the level before anything is applied; only
+    // `chronik.version` passes `check`, and only once.
+    let all_valid = results.iter().all(Result::is_ok);
+    for (update, result) in updates.iter().zip(results.iter_mut()) {
+        if result.is_ok() {
+            let validate_only = request.validate_only || !all_valid;
+            *result = set_version(broker, update.max_version_level, validate_only).await;
+            if result.is_ok() && !all_valid {
+                *result = Err(MetadataError::new(
+                    ResponseError::FeatureUpdateFailed,
+                    "not applied: another update of the request was refused",
+                ));
+            }
+        }
     }
-    let first_error = results.iter().find_map(|(_, r)| r.as_ref().err());
+    let first_error = results.iter().find_map(|r| r.as_ref().err());
     let response = UpdateFeaturesResponse::default();
     // Version 2 answers with one error for the request, earlier versions
     // with one per feature.
@@ -54,18 +63,53 @@ pub async fn update(
         _ => response,
     };
     response.with_results(
-        results
-            .into_iter()
-            .map(|(name, result)| {
+        updates
+            .iter()
+            .zip(results)
+            .map(|(update, result)| {
                 let (code, message) = match result {
                     Ok(()) => (0, None),
                     Err(e) => (e.error.code(), Some(str_bytes(&e.message))),
                 };
                 UpdatableFeatureResult::default()
-                    .with_feature(str_bytes(&name))
+                    .with_feature(update.feature.clone())
                     .with_error_code(code)
                     .with_error_message(message)
             })
             .collect(),
     )
+}
+
+/// What a request may ask of one feature, before the cluster is asked.
+fn check(update: &FeatureUpdateKey, earlier: &[FeatureUpdateKey], version: i16) -> Result<(), MetadataError> {
+    let name = update.feature.as_str();
+    if earlier.iter().any(|u| u.feature == update.feature) {
+        return Err(MetadataError::new(
+            ResponseError::InvalidRequest,
+            format!("feature {name} is named twice"),
+        ));
+    }
+    if name != FEATURE {
+        return Err(MetadataError::new(
+            ResponseError::InvalidUpdateVersion,
+            format!("unknown feature {name}; the one feature is {FEATURE}"),
+        ));
+    }
+    let downgrade = if version == 0 {
+        update.allow_downgrade
+    } else if (UPGRADE..=UNSAFE_DOWNGRADE).contains(&update.upgrade_type) {
+        update.upgrade_type != UPGRADE
+    } else {
+        return Err(MetadataError::new(
+            ResponseError::InvalidRequest,
+            format!("unknown upgrade type {}", update.upgrade_type),
+        ));
+    };
+    if downgrade {
+        return Err(MetadataError::new(
+            ResponseError::InvalidUpdateVersion,
+            format!("{FEATURE} cannot go down: entries of its current level may be in the logs"),
+        ));
+    }
+    Ok(())
 }

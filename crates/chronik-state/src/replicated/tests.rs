@@ -500,7 +500,13 @@ fn below_the_assigned_offsets_level_entries_enter_the_log_as_proposed() {
     assert_eq!(outcomes, [acked(0), acked(2), Applied::TxnMarker(Ok(()))]);
 
     // Once the cluster moves up, the next entry carries its offsets.
-    let set = |level: i16| serde_json::to_vec(&MetadataCommand::SetVersion { level }).unwrap();
+    let set = |level: i16| {
+        serde_json::to_vec(&MetadataCommand::SetVersion {
+            level,
+            members: vec![1],
+        })
+        .unwrap()
+    };
     let applied = leader.apply(METADATA_GROUP, 3, 1, &set(ASSIGNED_OFFSETS), &mut Vec::new());
     assert_eq!(applied, Applied::Metadata(Ok(MetadataReply::Done)));
     for (index, entry) in (1..).zip(&log) {
