@@ -7,7 +7,8 @@ factor 3 throughout. Each node in turn is stopped (SIGTERM) and started with
 the NEW build on its data directory, and `cluster rebalance` hands it back
 the leaderships it prefers, so that new leaders write to old followers. While an old node is left, raising
 chronik.version must be refused; once all run NEW, `cluster version --set`
-moves the cluster to NEW's newest level. Then every acknowledged record must
+moves the cluster to NEW's newest level, and then rolling the last node
+back to OLD must fail to start. Then every acknowledged record must
 be read back once at its acknowledged offset, and the replicas of every
 partition must hold the same bytes (the log checksums of `cluster
 partition-info`).
@@ -107,6 +108,24 @@ def read_back(bootstrap):
     return stored
 
 
+def roll_back(node, old, new, work):
+    """Starts `node` with the OLD build after the raise: it must refuse to
+    start rather than serve replicas it cannot keep. Returns its last log
+    line, then starts it with NEW again."""
+    node.stop()
+    node.binary = old
+    node.start(bootstrap=False)
+    if node.wait_ready(timeout=30):
+        sys.exit(f"node {node.id} started with the old build after the raise; see {work}")
+    node.stop()
+    lines = [line for line in node.log_path.read_text(errors="replace").splitlines() if line.strip()]
+    node.binary = new
+    node.start(bootstrap=False)
+    if not node.wait_ready():
+        sys.exit(f"node {node.id} did not start with the new build again; see {work}")
+    return lines[-1] if lines else ""
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("old")
@@ -137,6 +156,7 @@ def main():
     load = LoadProducer(bootstrap, args.rate)
     load.start()
     refusal = None
+    rollback = None
     try:
         time.sleep(CATCH_UP_S)
         for n in NODES:
@@ -159,6 +179,8 @@ def main():
             if code != 0:
                 sys.exit(f"raising chronik.version failed: {out}")
             print(out.strip(), flush=True)
+            rollback = roll_back(nodes[NODES[-1]], args.old, args.new, work)
+            print(f"rolling node {NODES[-1]} back to the old build: {rollback}", flush=True)
         time.sleep(CATCH_UP_S)
     finally:
         load.done.set()
@@ -179,7 +201,7 @@ def main():
         node.stop()
     result = {"sent": load.sent, "acked": len(load.acked), "failed_deliveries": len(load.failures),
               "stored": len(stored), "acked_not_at_its_offset": len(wrong), "keys_stored_twice": duplicates,
-              "partitions_with_identical_replicas": len(lengths), "refusal_with_an_old_node": refusal}
+              "partitions_with_identical_replicas": len(lengths), "refusal_with_an_old_node": refusal, "rollback": rollback}
     print(json.dumps(result))
     ok = not wrong and duplicates == 0 and len(lengths) == PARTITIONS and not load.failures
     if not ok:

@@ -165,11 +165,12 @@ fn a_build_older_than_its_cluster_refuses_to_start() {
     // What a newer build would have written: a level this one does not read.
     let path = data.join("metadata.json");
     let mut metadata: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(
-        metadata["version"]["level"], 2,
-        "a new cluster starts at the newest level"
-    );
-    metadata["version"]["level"] = json!(99);
+    // A new cluster starts at the newest level, and from level 2 on the file
+    // is wrapped so that a build from before the version cannot read it.
+    assert_eq!(metadata["chronik_version"], 2, "{metadata}");
+    assert_eq!(metadata["state"]["version"]["level"], 2, "{metadata}");
+    metadata["chronik_version"] = json!(99);
+    metadata["state"]["version"]["level"] = json!(99);
     std::fs::write(&path, serde_json::to_vec(&metadata).unwrap()).unwrap();
 
     broker.respawn();

@@ -1,6 +1,7 @@
 //! The cluster metadata: the state the metadata Raft group replicates, the
 //! commands that change it, and their deterministic application.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
@@ -902,9 +903,34 @@ impl MetadataState {
     /// Loads the state saved by [`MetadataState::save`]; a missing file is an empty state.
     pub fn load(path: &Path) -> std::io::Result<Self> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
+            Ok(bytes) => MetadataState::decode(&bytes).map_err(std::io::Error::other),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MetadataState::default()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The metadata as its file and snapshots hold it. From
+    /// `chronik.version` 2 on it is wrapped with the level: a build from
+    /// before the version, which would skip the entries it cannot decode
+    /// and diverge, then cannot read it and refuses to start (or to take
+    /// the snapshot) instead. Below that, old builds read it as before.
+    pub fn encode(&self) -> Vec<u8> {
+        let encoded = if self.version_level() >= version::ASSIGNED_OFFSETS {
+            serde_json::to_vec(&Versioned {
+                chronik_version: self.version_level(),
+                state: Cow::Borrowed(self),
+            })
+        } else {
+            serde_json::to_vec(self)
+        };
+        encoded.expect("metadata serializes")
+    }
+
+    /// Reads what [`MetadataState::encode`] wrote, in either form.
+    pub fn decode(bytes: &[u8]) -> serde_json::Result<Self> {
+        match serde_json::from_slice::<Versioned<'_>>(bytes) {
+            Ok(versioned) => Ok(versioned.state.into_owned()),
+            Err(_) => serde_json::from_slice(bytes),
         }
     }
 
@@ -912,7 +938,7 @@ impl MetadataState {
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension("tmp");
         let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
+        file.write_all(&self.encode())?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;
         if let Some(dir) = path.parent() {
@@ -920,6 +946,14 @@ impl MetadataState {
         }
         Ok(())
     }
+}
+
+/// The metadata of a cluster at `chronik.version` 2 or above, in a form a
+/// build from before the version cannot read.
+#[derive(Serialize, Deserialize)]
+struct Versioned<'a> {
+    chronik_version: i16,
+    state: Cow<'a, MetadataState>,
 }
 
 /// The group changes on nodes that start or stop hosting `group`.
@@ -1305,6 +1339,34 @@ mod tests {
         state.apply(7, create("t", 3), &mut Vec::new()).unwrap();
         state.save(&path).unwrap();
         assert_eq!(MetadataState::load(&path).unwrap(), state);
+    }
+
+    #[test]
+    fn from_the_assigned_offsets_level_on_a_build_before_the_version_cannot_read_the_metadata() {
+        let mut state = cluster_of(3);
+        state.version = None;
+        let plain = state.encode();
+        assert_eq!(
+            serde_json::from_slice::<MetadataState>(&plain).unwrap(),
+            state,
+            "old builds read it"
+        );
+        assert_eq!(MetadataState::decode(&plain).unwrap(), state);
+
+        state
+            .apply(
+                2,
+                MetadataCommand::SetVersion {
+                    level: version::ASSIGNED_OFFSETS,
+                    members: vec![1, 2, 3],
+                },
+                &mut Vec::new(),
+            )
+            .unwrap();
+        let versioned = state.encode();
+        let refused = serde_json::from_slice::<MetadataState>(&versioned).unwrap_err();
+        assert!(refused.to_string().contains("missing field `cluster_id`"), "{refused}");
+        assert_eq!(MetadataState::decode(&versioned).unwrap(), state);
     }
 
     #[test]

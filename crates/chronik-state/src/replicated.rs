@@ -674,7 +674,7 @@ impl StateMachine for BrokerStateMachine {
             let metadata = self.shared.metadata();
             let manifest = SnapshotManifest {
                 files: Vec::new(),
-                state: serde_json::to_vec(&*metadata).expect("metadata serializes"),
+                state: metadata.encode(),
             };
             return Some((metadata.applied_index, manifest));
         }
@@ -842,8 +842,8 @@ impl BrokerStateMachine {
         manifest: &SnapshotManifest,
         effects: &mut Vec<Effect>,
     ) -> Result<(), String> {
-        let mut restored: MetadataState =
-            serde_json::from_slice(&manifest.state).map_err(|e| format!("undecodable metadata snapshot: {e}"))?;
+        let mut restored =
+            MetadataState::decode(&manifest.state).map_err(|e| format!("undecodable metadata snapshot: {e}"))?;
         restored.applied_index = restored.applied_index.max(index);
         stop_if_unreadable(&restored);
         restored.save(&self.metadata_path).map_err(|e| e.to_string())?;
