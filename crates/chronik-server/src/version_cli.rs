@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use chronik_broker::cluster::admin_client;
-use chronik_broker::cluster::proto::SupportedVersionsRequest;
+use chronik_broker::cluster::supported_versions;
 use chronik_raft::grpc::PeerSecurity;
 use chronik_state::metadata::MetadataCommand;
 use chronik_state::version::FEATURE;
@@ -57,7 +56,10 @@ pub async fn version(args: Version, security: PeerSecurity) -> anyhow::Result<u8
     }
     let mut nodes = Vec::new();
     for node in &entry.nodes {
-        let reads = supported(&node.raft_addr, timeout, &security, &entry.cluster_id).await;
+        let reads = supported_versions(&node.raft_addr, timeout, &security, &entry.cluster_id)
+            .await
+            .map(|levels| (*levels.start(), *levels.end()))
+            .map_err(|why| format!("unreachable: {why}"));
         nodes.push(NodeLevels { id: node.id, reads });
     }
     let view = VersionView {
@@ -67,29 +69,6 @@ pub async fn version(args: Version, security: PeerSecurity) -> anyhow::Result<u8
     };
     print(args.via.json, &view, print_version);
     Ok(0)
-}
-
-async fn supported(
-    addr: &str,
-    timeout: Duration,
-    security: &PeerSecurity,
-    cluster_id: &str,
-) -> Result<(i16, i16), String> {
-    let mut client = admin_client(addr, timeout, security).await?;
-    let request = SupportedVersionsRequest {
-        cluster_id: cluster_id.to_string(),
-    };
-    match client.supported_versions(request).await {
-        Ok(answer) => {
-            let answer = answer.into_inner();
-            let level = |l: i32| i16::try_from(l).unwrap_or(i16::MAX);
-            Ok((level(answer.min_level), level(answer.max_level)))
-        }
-        Err(status) if status.code() == tonic::Code::Unimplemented => {
-            Err(format!("a build from before {FEATURE}: reads level 1 only"))
-        }
-        Err(status) => Err(format!("unreachable: {}", status.message())),
-    }
 }
 
 fn print_version(view: &VersionView) {

@@ -555,15 +555,12 @@ impl MetadataState {
         }
     }
 
-    /// Levels only go up: entries of a higher level may be in the logs.
-    fn set_version(&mut self, index: u64, level: i16, checked: &[NodeId]) -> Result<(), MetadataError> {
+    /// Whether the cluster may move to `level`: a level there is, and never
+    /// down, since entries of a higher level may be in the logs. Checked by
+    /// the node asked before it asks the members, and again at apply.
+    pub fn check_version_change(&self, level: i16) -> Result<(), MetadataError> {
         let refuse = |m: String| MetadataError::new(ResponseError::InvalidUpdateVersion, m);
         version::check_level(level).map_err(refuse)?;
-        if let Some(node) = self.all_nodes().into_iter().find(|n| !checked.contains(n)) {
-            return Err(refuse(format!(
-                "node {node} became a member while the members' builds were checked; try again"
-            )));
-        }
         let current = self.version_level();
         if level < current {
             return Err(refuse(format!(
@@ -571,7 +568,18 @@ impl MetadataState {
                 version::FEATURE
             )));
         }
-        if level > current {
+        Ok(())
+    }
+
+    fn set_version(&mut self, index: u64, level: i16, checked: &[NodeId]) -> Result<(), MetadataError> {
+        self.check_version_change(level)?;
+        if let Some(node) = self.all_nodes().into_iter().find(|n| !checked.contains(n)) {
+            return Err(MetadataError::new(
+                ResponseError::InvalidUpdateVersion,
+                format!("node {node} became a member while the members' builds were checked; try again"),
+            ));
+        }
+        if level > self.version_level() {
             self.version = Some(ClusterVersion { level, epoch: index });
         }
         Ok(())

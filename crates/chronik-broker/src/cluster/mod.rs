@@ -44,6 +44,32 @@ pub async fn admin_client(
         .max_encoding_message_size(chronik_raft::grpc::MAX_MESSAGE_BYTES))
 }
 
+/// The `chronik.version` levels the build of the node at `addr` (its Raft
+/// address) reads. A build from before the version has no such call, and
+/// reads only the first level.
+pub async fn supported_versions(
+    addr: &str,
+    timeout: Duration,
+    security: &PeerSecurity,
+    cluster_id: &str,
+) -> Result<std::ops::RangeInclusive<i16>, String> {
+    let mut client = admin_client(addr, timeout, security).await?;
+    let request = proto::SupportedVersionsRequest {
+        cluster_id: cluster_id.to_string(),
+    };
+    match client.supported_versions(request).await {
+        Ok(answer) => {
+            let answer = answer.into_inner();
+            let level = |l: i32| i16::try_from(l).unwrap_or(i16::MAX);
+            Ok(level(answer.min_level)..=level(answer.max_level))
+        }
+        Err(status) if status.code() == tonic::Code::Unimplemented => {
+            Ok(chronik_state::version::FIRST..=chronik_state::version::FIRST)
+        }
+        Err(status) => Err(status.message().to_string()),
+    }
+}
+
 /// The view of the node at `addr` (its Raft address), as it stands there.
 pub async fn describe_node(
     addr: &str,
