@@ -7,9 +7,8 @@
 # Prints one line per run: binary, chronik-bench records/s, confluent-kafka
 # records/s and its p99 / max latency in ms.
 set -euo pipefail
-# Its own free port for the HTTP endpoint, whatever else runs here.
-export CHRONIK_HTTP_ADDR="${CHRONIK_HTTP_ADDR:-127.0.0.1:0}"
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 old=$1
 new=$2
 pairs=${3:-5}
@@ -20,11 +19,8 @@ bench=target/release/chronik-bench
 run() {
   local binary=$1 work
   work=$(mktemp -d)
-  "$binary" --data-dir "$work/data" --kafka-port 0 >"$work/ready" 2>"$work/broker.log" &
-  local broker=$!
-  for _ in $(seq 1 100); do grep -q ready "$work/ready" && break; sleep 0.1; done
-  local addr
-  addr=$(sed -n 's/.*kafka=\([^ ]*\).*/\1/p' "$work/ready")
+  start_single "$binary" "$work"
+  local broker=$single_pid addr=$single_addr
   local produce confluent
   produce=$("$bench" --bootstrap "$addr" --topic ab --json produce \
     --records 300000 --record-size 1024 --acks all --linger-ms 5 --create-topic)
@@ -38,11 +34,6 @@ binary, produce, confluent = sys.argv[1], json.loads(sys.argv[2]), json.loads(sy
 print(f"{binary}\t{produce['records_per_sec']:.0f}\t{confluent['records_per_s']}"
       f"\t{confluent['p99_ms']}\t{confluent['max_ms']}", flush=True)
 PY
-  sync
-  sleep 3
 }
 
-for _ in $(seq 1 "$pairs"); do
-  run "$old"
-  run "$new"
-done
+alternate "$old" "$new" "$pairs"

@@ -40,6 +40,30 @@ for future in admin.delete_topics(sys.argv[2:], operation_timeout=30).values():
 PY
 }
 
+# start_single BINARY DIR: starts a single-node broker with its data under
+# DIR on a free Kafka port and waits until it serves. Sets single_pid and
+# single_addr.
+start_single() {
+  local binary=$1 dir=$2
+  "$binary" --data-dir "$dir/data" --kafka-port 0 >"$dir/ready" 2>"$dir/broker.log" &
+  single_pid=$!
+  for _ in $(seq 1 100); do grep -q ready "$dir/ready" && break; sleep 0.1; done
+  single_addr=$(sed -n 's/.*kafka=\([^ ]*\).*/\1/p' "$dir/ready")
+}
+
+# alternate OLD NEW PAIRS: the A/B scripts' order, `run OLD` then `run NEW`,
+# PAIRS times, with a pause for the disk after each run.
+alternate() {
+  local _pair binary
+  for _pair in $(seq 1 "$3"); do
+    for binary in "$1" "$2"; do
+      run "$binary"
+      sync
+      sleep 3
+    done
+  done
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_cluster DIR [server flags...]: starts nodes 1-3 of a new cluster with

@@ -17,7 +17,7 @@ pub fn raw_step(broker: &Broker, exchange: &mut SaslExchange, frame: Bytes) -> (
     let (response, outcome) = exchange.authenticate(&request, |user, mechanism| credential(broker, user, mechanism));
     match outcome {
         Outcome::Close => (None, Outcome::Close),
-        outcome => (Some(response.auth_bytes), outcome),
+        outcome => (Some(response.auth_bytes.into()), outcome),
     }
 }
 

@@ -7,14 +7,16 @@ use std::pin::Pin;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::messages::{ApiKey, FetchResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::apis::supported_versions;
+use crate::frame::Frame;
 use crate::handlers::api_versions;
+use crate::splice::{self, PartitionRecords};
 
 /// The encoded response, or `None` when the request expects none (acks=0).
-pub type Response = Option<Bytes>;
+pub type Response = Option<Frame>;
 
 /// The part of handling a request that may wait (for Raft, for a long poll).
 pub type Deferred = Pin<Box<dyn Future<Output = Response> + Send>>;
@@ -77,22 +79,44 @@ pub fn decode(mut frame: Bytes) -> Decoded {
 pub fn encode(correlation_id: i32, key: ApiKey, version: i16, body: ResponseKind) -> Response {
     let mut buf = BytesMut::with_capacity(64);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    // ApiVersions answers with header v0 whatever the version, so that a client
-    // can parse it before it knows which versions the broker speaks.
-    let header_version = if key == ApiKey::ApiVersions {
-        0
-    } else {
-        key.response_header_version(version)
-    };
     let encoded = header
-        .encode(&mut buf, header_version)
+        .encode(&mut buf, header_version(key, version))
         .and_then(|_| body.encode(&mut buf, version));
     match encoded {
-        Ok(()) => Some(buf.freeze()),
+        Ok(()) => Some(buf.freeze().into()),
         Err(e) => {
             tracing::error!(?key, version, "cannot encode response: {e}");
             error_only(correlation_id, ResponseError::UnknownServerError)
         }
+    }
+}
+
+/// Encodes a Fetch response, with `records` left in their segment files
+/// for the connection to send from there (see `splice`).
+pub fn encode_fetch(
+    correlation_id: i32,
+    version: i16,
+    response: FetchResponse,
+    records: Vec<PartitionRecords>,
+) -> Response {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = header_version(ApiKey::Fetch, version);
+    match splice::encode_fetch(&header, header_version, response, version, records) {
+        Ok(frame) => Some(frame),
+        Err(e) => {
+            tracing::error!(version, "cannot encode a fetch response: {e}");
+            error_only(correlation_id, ResponseError::UnknownServerError)
+        }
+    }
+}
+
+fn header_version(key: ApiKey, version: i16) -> i16 {
+    // ApiVersions answers with header v0 whatever the version, so that a client
+    // can parse it before it knows which versions the broker speaks.
+    if key == ApiKey::ApiVersions {
+        0
+    } else {
+        key.response_header_version(version)
     }
 }
 
@@ -102,7 +126,7 @@ pub fn error_only(correlation_id: i32, error: ResponseError) -> Response {
     let mut buf = BytesMut::with_capacity(6);
     buf.put_i32(correlation_id);
     buf.put_i16(error.code());
-    Some(buf.freeze())
+    Some(buf.freeze().into())
 }
 
 fn malformed(correlation_id: i32, key: ApiKey, version: i16, error: anyhow::Error) -> Response {

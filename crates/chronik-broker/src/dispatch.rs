@@ -10,7 +10,7 @@ use kafka_protocol::messages::{
 };
 
 use crate::Broker;
-use crate::codec::{Decoded, Deferred, Response, decode, encode};
+use crate::codec::{Decoded, Deferred, Response, decode, encode, encode_fetch};
 use crate::handlers;
 use crate::ops::errors;
 use crate::security::session::Session;
@@ -39,12 +39,20 @@ pub async fn dispatch(broker: &Arc<Broker>, session: &Arc<Session>, frame: Bytes
     let broker = broker.clone();
     let session = session.clone();
     Box::pin(async move {
-        let response = handle(&broker, &session, &header, request).await;
         let key = ApiKey::try_from(header.request_api_key).expect("decode admitted only known APIs");
+        let version = header.request_api_version;
+        if let RequestKind::Fetch(request) = request {
+            let (response, records) = handlers::fetch::handle(&broker, &session, request).await;
+            if errors::fetch_failed(&response) {
+                broker.telemetry.requests.failed(key);
+            }
+            return encode_fetch(header.correlation_id, version, response, records);
+        }
+        let response = handle(&broker, &session, &header, request).await;
         if errors::failed(&response) {
             broker.telemetry.requests.failed(key);
         }
-        encode(header.correlation_id, key, header.request_api_version, response)
+        encode(header.correlation_id, key, version, response)
     })
 }
 
@@ -55,7 +63,6 @@ async fn handle(broker: &Broker, session: &Session, header: &RequestHeader, requ
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(handlers::metadata::handle(broker, session, r, version).await)
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(handlers::fetch::handle(broker, session, r).await),
         RequestKind::ListOffsets(r) => {
             let wanted: Vec<(&str, i32)> = r
                 .topics

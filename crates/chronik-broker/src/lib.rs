@@ -16,12 +16,14 @@ pub mod config;
 pub mod conform;
 pub mod coordination;
 pub mod dispatch;
+pub mod frame;
 pub mod groups;
 pub mod handlers;
 pub mod ops;
 mod retention;
 pub mod security;
 pub mod server;
+mod splice;
 pub mod txn;
 
 pub use broker::{Broker, MetadataOutcome};

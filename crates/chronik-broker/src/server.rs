@@ -7,15 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::Broker;
 use crate::codec::{self, Response};
+use crate::frame::{Connection, write_frame};
 use crate::security::listener::ListenerConfig;
 use crate::security::sasl::{Outcome, SaslExchange};
 use crate::security::session::Session;
@@ -124,7 +125,7 @@ async fn run_connection<R, W>(
 ) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: Connection,
 {
     let (pending_tx, pending_rx) = mpsc::channel(MAX_IN_FLIGHT_PER_CONNECTION);
     let writer_task = tokio::spawn(write_responses(writer, pending_rx));
@@ -259,7 +260,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
     }
 }
 
-async fn write_responses<W: AsyncWrite + Unpin>(writer: W, mut pending: mpsc::Receiver<JoinHandle<Response>>) {
+async fn write_responses<W: Connection>(writer: W, mut pending: mpsc::Receiver<JoinHandle<Response>>) {
     let mut writer = BufWriter::new(writer);
     let mut next = pending.recv().await;
     while let Some(handle) = next {
@@ -270,8 +271,8 @@ async fn write_responses<W: AsyncWrite + Unpin>(writer: W, mut pending: mpsc::Re
                 return;
             }
         };
-        if let Some(bytes) = response
-            && write_frame(&mut writer, bytes).await.is_err()
+        if let Some(frame) = response
+            && write_frame(&mut writer, frame).await.is_err()
         {
             return;
         }
@@ -295,11 +296,6 @@ async fn write_responses<W: AsyncWrite + Unpin>(writer: W, mut pending: mpsc::Re
         };
     }
     let _ = writer.flush().await;
-}
-
-async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut BufWriter<W>, bytes: Bytes) -> std::io::Result<()> {
-    writer.write_i32(bytes.len() as i32).await?;
-    writer.write_all(&bytes).await
 }
 
 /// Counts a client connection in the node's traffic while it is open.

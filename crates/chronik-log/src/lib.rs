@@ -4,8 +4,9 @@
 //! `.log` file of Kafka v2 record batches, named by its base offset, with a
 //! sparse offset index (`.index`) and time index (`.timeindex`) beside it.
 //! The log assigns offsets to appended batches, serves reads of whole
-//! batches (records are never decoded), finds batches by timestamp, applies
-//! time and size retention, compacts keyed logs (`compaction`), moves the
+//! batches (records are never decoded, and reads can be handed out as file
+//! ranges for `sendfile`), finds batches by timestamp, applies time and size
+//! retention, compacts keyed logs (`compaction`), moves the
 //! log start offset for DeleteRecords,
 //! cuts its tail back to a checkpointed offset, and on open recovers from a
 //! crash by cutting the active segment at the first torn or corrupt batch.
@@ -27,6 +28,7 @@ pub mod records;
 mod recovery;
 mod scan;
 mod segment;
+mod stored;
 pub mod testing;
 
 pub use batch::{
@@ -36,3 +38,4 @@ pub use batch::{
 pub use config::LogConfig;
 pub use error::LogError;
 pub use log::{AppendInfo, PartitionLog};
+pub use stored::{FileRange, StoredBatches};

@@ -15,6 +15,7 @@ use crate::checkpoint;
 use crate::error::LogError;
 use crate::recovery;
 use crate::segment::{MAX_SEGMENT_BYTES, Segment, sync_dir};
+use crate::stored::StoredBatches;
 
 use crate::config::LogConfig;
 
@@ -114,30 +115,38 @@ impl PartitionLog {
     /// batches that fit in `max_bytes`, possibly none: a Fetch response may
     /// overrun its limit only with the first batch it carries.
     pub fn read_within(&self, offset: i64, max_bytes: usize, first_may_exceed: bool) -> Result<Bytes, LogError> {
+        Ok(self.stored_within(offset, max_bytes, first_may_exceed)?.read()?)
+    }
+
+    /// Where the batches `read_within` would return are stored, with their
+    /// headers, without reading their records.
+    pub fn stored_within(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        first_may_exceed: bool,
+    ) -> Result<StoredBatches, LogError> {
         self.check_range(offset)?;
+        let mut stored = StoredBatches::default();
         if offset == self.next_offset {
-            return Ok(Bytes::new());
+            return Ok(stored);
         }
         let Some((mut index, mut position)) = self.locate(offset)? else {
-            return Ok(Bytes::new());
+            return Ok(stored);
         };
-        let mut out = Vec::new();
         loop {
-            let budget = max_bytes.saturating_sub(out.len());
-            let (chunk, segment_done) =
-                self.segments[index].read_batches(position, budget, first_may_exceed && out.is_empty())?;
-            if out.is_empty() {
-                out = chunk;
-            } else {
-                out.extend_from_slice(&chunk);
-            }
+            let segment = &self.segments[index];
+            let budget = max_bytes.saturating_sub(stored.len()) as u64;
+            let (headers, segment_done) =
+                segment.batch_headers(position, budget, first_may_exceed && stored.is_empty())?;
+            stored.push(segment.shared_file(), position, headers);
             index += 1;
             if !segment_done || index == self.segments.len() {
                 break;
             }
             position = 0;
         }
-        Ok(Bytes::from(out))
+        Ok(stored)
     }
 
     /// The segment files that reproduce this log as it is now, each with the

@@ -8,6 +8,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::batch::{BATCH_HEADER_LEN, BatchError, BatchHeader, parse_header};
 use crate::error::LogError;
@@ -23,6 +24,11 @@ pub(crate) const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
 
 /// Read-ahead when scanning headers on the read path: a few index intervals.
 const LOOKUP_CHUNK: usize = 16 * 1024;
+
+/// Read-ahead when listing the headers of batches to serve: several small
+/// batches' headers per read, without reading much of large batches'
+/// records, which go out by `sendfile`.
+const HEADER_READ_AHEAD: usize = 512;
 
 pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     debug_assert!(base_offset >= 0);
@@ -64,7 +70,8 @@ pub(crate) struct Segment {
     written_back: u64,
     base_offset: i64,
     log_path: PathBuf,
-    file: File,
+    /// Shared with the byte ranges reads hand out (`StoredBatches`).
+    file: Arc<File>,
     /// Bytes of valid batches; the file is never longer once opened.
     size: u64,
     offset_index: Index<OffsetEntry>,
@@ -88,7 +95,7 @@ impl Segment {
             written_back: 0,
             base_offset,
             log_path,
-            file,
+            file: Arc::new(file),
             size: 0,
             offset_index: Index::create(segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX))?,
             time_index: Index::create(segment_path(dir, base_offset, TIME_INDEX_SUFFIX))?,
@@ -112,7 +119,7 @@ impl Segment {
             written_back: size,
             base_offset,
             log_path,
-            file,
+            file: Arc::new(file),
             size,
             offset_index,
             time_index,
@@ -136,6 +143,10 @@ impl Segment {
     }
 
     pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub(crate) fn shared_file(&self) -> &Arc<File> {
         &self.file
     }
 
@@ -403,35 +414,36 @@ impl Segment {
         Ok(buf)
     }
 
-    /// Whole batches from `from` (a batch start) totalling at most `budget`
-    /// bytes, or exactly one batch if `at_least_one` and it alone is larger.
-    /// Also returns whether the segment was read to its end.
-    pub(crate) fn read_batches(
+    /// The headers of whole batches from `from` (a batch start) totalling
+    /// at most `budget` bytes, or of exactly one batch if `at_least_one` and
+    /// it alone is larger. Also returns whether they reach the segment's end.
+    pub(crate) fn batch_headers(
         &self,
         from: u64,
-        budget: usize,
+        budget: u64,
         at_least_one: bool,
-    ) -> Result<(Vec<u8>, bool), LogError> {
+    ) -> Result<(Vec<BatchHeader>, bool), LogError> {
         debug_assert!(from <= self.size);
-        let available = self.size - from;
-        let mut want = (budget as u64).min(available);
-        if at_least_one && available > 0 {
-            let header = self.read_exact(from, BATCH_HEADER_LEN)?;
-            let first = parse_header(&header).map_err(|e| self.corrupt(from, e))?;
-            want = want.max(first.total_len() as u64);
-        }
-        let mut buf = self.read_exact(from, want as usize)?;
-        let mut end = 0;
-        while buf.len() - end >= BATCH_HEADER_LEN {
-            let header = parse_header(&buf[end..]).map_err(|e| self.corrupt(from + end as u64, e))?;
-            if header.total_len() > buf.len() - end {
+        let mut reader = ScanReader::new(&self.file, self.size, HEADER_READ_AHEAD);
+        let mut headers = Vec::new();
+        let (mut position, mut taken) = (from, 0u64);
+        while position < self.size {
+            let bytes = reader
+                .get(position, BATCH_HEADER_LEN)?
+                .ok_or_else(|| self.corrupt(position, BatchError::Truncated))?;
+            let header = parse_header(bytes).map_err(|e| self.corrupt(position, e))?;
+            let len = header.total_len() as u64;
+            if position + len > self.size {
+                return Err(self.corrupt(position, BatchError::Truncated));
+            }
+            if taken + len > budget && !(at_least_one && headers.is_empty()) {
                 break;
             }
-            end += header.total_len();
+            headers.push(header);
+            taken += len;
+            position += len;
         }
-        buf.truncate(end);
-        debug_assert!(!at_least_one || available == 0 || end > 0);
-        Ok((buf, from + end as u64 == self.size))
+        Ok((headers, position == self.size))
     }
 }
 

@@ -1,12 +1,13 @@
-//! Fetch: read committed batches straight from the partition logs, long-polling
-//! until `min_bytes` are available or `max_wait_ms` has passed. A
+//! Fetch: find committed batches in the partition logs, long-polling until
+//! `min_bytes` are available or `max_wait_ms` has passed. The records are
+//! not read here: the response names where they are stored, and the
+//! connection sends them from there (see `frame` and `splice`). A
 //! read_committed consumer reads below the last stable offset and is told
 //! which transactions in that range were aborted, so it can skip them.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
@@ -16,6 +17,7 @@ use tokio::sync::watch;
 use super::leader_epochs::serving_partition;
 use crate::Broker;
 use crate::security::session::Session;
+use crate::splice::PartitionRecords;
 use chronik_state::acl::Operation;
 
 /// Longest a fetch waits, whatever the client asks for.
@@ -23,7 +25,11 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 
 const READ_COMMITTED: i8 = 1;
 
-pub async fn handle(broker: &Broker, session: &Session, request: FetchRequest) -> FetchResponse {
+/// The response, and the records of its partitions, which stay in their
+/// files until the connection sends them.
+pub type Fetched = (FetchResponse, Vec<PartitionRecords>);
+
+pub async fn handle(broker: &Broker, session: &Session, request: FetchRequest) -> Fetched {
     // Only refused topics are copied: an allowed fetch allocates nothing here.
     let denied: HashSet<String> = request
         .topics
@@ -41,8 +47,9 @@ pub async fn handle(broker: &Broker, session: &Session, request: FetchRequest) -
     loop {
         // A partition may have fallen asleep while the fetch waited.
         broker.awaken_partitions(&wanted).await;
-        let (response, bytes, mut watches) = read(broker, &request, &denied);
-        let has_error = response
+        let (fetched, bytes, mut watches) = read(broker, &request, &denied);
+        let has_error = fetched
+            .0
             .responses
             .iter()
             .flat_map(|t| &t.partitions)
@@ -52,7 +59,7 @@ pub async fn handle(broker: &Broker, session: &Session, request: FetchRequest) -
             || watches.is_empty()
             || tokio::time::Instant::now() >= deadline
         {
-            return counted(broker, response);
+            return counted(broker, fetched);
         }
         let changed = select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
@@ -68,11 +75,12 @@ fn read(
     broker: &Broker,
     request: &FetchRequest,
     denied: &HashSet<String>,
-) -> (FetchResponse, usize, Vec<watch::Receiver<i64>>) {
+) -> (Fetched, usize, Vec<watch::Receiver<i64>>) {
     let mut remaining = (request.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
     let mut total = 0;
     let mut watches = Vec::new();
     let mut topics = Vec::with_capacity(request.topics.len());
+    let mut records = Vec::new();
     let committed_only = request.isolation_level == READ_COMMITTED;
     for topic in &request.topics {
         let name = topic.topic.0.as_str();
@@ -110,11 +118,28 @@ fn read(
             // the first batch it carries may be larger, so that a consumer
             // always progresses.
             let limit = (wanted.partition_max_bytes.max(0) as usize).min(remaining);
-            match log.read_within(wanted.fetch_offset, limit, total == 0) {
-                Ok(records) if committed_only => {
-                    let records = below(records, last_stable);
-                    total += records.len();
-                    remaining = remaining.saturating_sub(records.len());
+            let stored = log.stored_within(wanted.fetch_offset, limit, total == 0);
+            match stored.map(|batches| {
+                if committed_only {
+                    batches.below(last_stable)
+                } else {
+                    batches
+                }
+            }) {
+                Ok(batches) => {
+                    total += batches.len();
+                    remaining = remaining.saturating_sub(batches.len());
+                    if !batches.is_empty() {
+                        records.push(PartitionRecords {
+                            topic: topics.len(),
+                            partition: partitions.len(),
+                            batches,
+                        });
+                    }
+                    if !committed_only {
+                        partitions.push(data);
+                        continue;
+                    }
                     let aborted = partition
                         .producers()
                         .aborted_between(wanted.fetch_offset, last_stable)
@@ -124,15 +149,7 @@ fn read(
                                 .with_first_offset(a.first_offset)
                         })
                         .collect();
-                    partitions.push(
-                        data.with_records(Some(records))
-                            .with_aborted_transactions(Some(aborted)),
-                    );
-                }
-                Ok(records) => {
-                    total += records.len();
-                    remaining = remaining.saturating_sub(records.len());
-                    partitions.push(data.with_records(Some(records)));
+                    partitions.push(data.with_aborted_transactions(Some(aborted)));
                 }
                 Err(chronik_log::LogError::OffsetOutOfRange { .. }) => {
                     partitions.push(data.with_error_code(ResponseError::OffsetOutOfRange.code()));
@@ -149,40 +166,29 @@ fn read(
                 .with_partitions(partitions),
         );
     }
-    (FetchResponse::default().with_responses(topics), total, watches)
-}
-
-/// The batches of `records` that start below `end`.
-fn below(records: Bytes, end: i64) -> Bytes {
-    let Ok(ranges) = chronik_log::split_batches(&records) else {
-        return records;
-    };
-    let kept = ranges
-        .iter()
-        .take_while(|r| chronik_log::parse_header(&records[(*r).clone()]).is_ok_and(|h| h.base_offset < end))
-        .last()
-        .map_or(0, |r| r.end);
-    records.slice(..kept)
+    let response = FetchResponse::default().with_responses(topics);
+    ((response, records), total, watches)
 }
 
 /// Counts the records a response carries, per topic, in the node's traffic.
-fn counted(broker: &Broker, response: FetchResponse) -> FetchResponse {
-    for topic in &response.responses {
-        let (mut bytes, mut records) = (0u64, 0u64);
-        for records_of in topic.partitions.iter().filter_map(|p| p.records.as_ref()) {
-            bytes += records_of.len() as u64;
-            let Ok(ranges) = chronik_log::split_batches(records_of) else {
-                continue;
-            };
-            for range in ranges {
-                if let Ok(header) = chronik_log::parse_header(&records_of[range]) {
-                    records += u64::try_from(header.record_count).unwrap_or(0);
-                }
-            }
-        }
+fn counted(broker: &Broker, fetched: Fetched) -> Fetched {
+    let (response, records) = &fetched;
+    // (bytes, records) per topic of the response.
+    let mut per_topic = vec![(0u64, 0u64); response.responses.len()];
+    for partition in records {
+        let (bytes, count) = &mut per_topic[partition.topic];
+        *bytes += partition.batches.len() as u64;
+        *count += partition
+            .batches
+            .headers()
+            .iter()
+            .map(|h| u64::try_from(h.record_count).unwrap_or(0))
+            .sum::<u64>();
+    }
+    for (topic, (bytes, count)) in response.responses.iter().zip(per_topic) {
         if bytes > 0 {
-            broker.telemetry.fetched(&topic.topic.0, bytes, records);
+            broker.telemetry.fetched(&topic.topic.0, bytes, count);
         }
     }
-    response
+    fetched
 }

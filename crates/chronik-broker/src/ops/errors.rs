@@ -2,7 +2,7 @@
 //! Covers the APIs clients call in their steady state; the others, admin
 //! calls, are counted as requests only.
 
-use kafka_protocol::messages::{ProduceResponse, ResponseKind};
+use kafka_protocol::messages::{FetchResponse, ProduceResponse, ResponseKind};
 
 pub fn produce_failed(response: &ProduceResponse) -> bool {
     response
@@ -12,16 +12,18 @@ pub fn produce_failed(response: &ProduceResponse) -> bool {
         .any(|p| p.error_code != 0)
 }
 
+pub fn fetch_failed(r: &FetchResponse) -> bool {
+    r.error_code != 0
+        || r.responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .any(|p| p.error_code != 0)
+}
+
 pub fn failed(response: &ResponseKind) -> bool {
     match response {
         ResponseKind::Produce(r) => produce_failed(r),
-        ResponseKind::Fetch(r) => {
-            r.error_code != 0
-                || r.responses
-                    .iter()
-                    .flat_map(|t| &t.partitions)
-                    .any(|p| p.error_code != 0)
-        }
+        ResponseKind::Fetch(r) => fetch_failed(r),
         ResponseKind::ListOffsets(r) => r.topics.iter().flat_map(|t| &t.partitions).any(|p| p.error_code != 0),
         ResponseKind::Metadata(r) => r
             .topics

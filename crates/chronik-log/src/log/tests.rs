@@ -114,6 +114,39 @@ fn read_respects_max_bytes_but_returns_one_batch() {
     }
 }
 
+/// What Fetch sends from the files: one range per segment spanned, the
+/// headers of exactly the batches in them, and a cut at a batch start.
+#[test]
+fn stored_batches_name_their_ranges_and_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    let batches = fill(&mut log, 40);
+    let stored = log.stored_within(0, usize::MAX, true).unwrap();
+    assert_eq!(stored.ranges().len(), segment_count(dir.path()));
+    assert_eq!(stored.len(), concat(&batches).len());
+    let bases: Vec<i64> = stored.headers().iter().map(|h| h.base_offset).collect();
+    assert_eq!(bases, batches.iter().map(|b| b.base).collect::<Vec<_>>());
+    assert_eq!(stored.read().unwrap(), concat(&batches));
+
+    // From the middle of a batch: that whole batch on.
+    let from = batches[7].base + 1;
+    assert!(from <= batches[7].last, "batch 7 holds more than one record");
+    let stored = log.stored_within(from, usize::MAX, true).unwrap();
+    assert_eq!(stored.read().unwrap(), concat(&batches[7..]));
+
+    // Cut below a batch start, in a later segment than the first range.
+    let cut = batches[25].base;
+    let below = log.stored_within(from, usize::MAX, true).unwrap().below(cut);
+    assert_eq!(below.read().unwrap(), concat(&batches[7..25]));
+    assert_eq!(below.headers().len(), 18);
+    assert!(below.ranges().iter().all(|r| !r.is_empty()));
+    // A cut at the first batch's start keeps nothing, one inside it keeps
+    // it, one past the end keeps all.
+    assert!(stored.clone().below(batches[7].base).is_empty());
+    assert_eq!(stored.clone().below(from).read().unwrap(), batches[7].bytes);
+    assert_eq!(stored.clone().below(i64::MAX).len(), stored.len());
+}
+
 #[test]
 fn read_rejects_offsets_out_of_range() {
     let dir = tempfile::tempdir().unwrap();
