@@ -133,7 +133,7 @@ async fn send_file(socket: &TcpStream, range: &FileRange) -> io::Result<()> {
             // completed, and the client must reconnect.
             Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "segment file cut short")),
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
             Err(e) => return Err(e),
         }
     }

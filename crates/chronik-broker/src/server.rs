@@ -34,6 +34,12 @@ const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// sasl.server.max.receive.size).
 const MAX_UNAUTHENTICATED_FRAME: i32 = 512 * 1024;
 
+/// A client that has not taken a whole response by then is dropped: the
+/// file ranges of a Fetch response keep their segment files, deleted ones
+/// too, on the disk until it is written. (librdkafka gives up on a request
+/// after 60 s, `socket.timeout.ms`.)
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A client that has not finished its TLS handshake by then is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -271,10 +277,18 @@ async fn write_responses<W: Connection>(writer: W, mut pending: mpsc::Receiver<J
                 return;
             }
         };
-        if let Some(frame) = response
-            && write_frame(&mut writer, frame).await.is_err()
-        {
-            return;
+        if let Some(frame) = response {
+            match tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut writer, frame)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!("cannot write a response: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!("closing a connection that took {WRITE_TIMEOUT:?} to take one response");
+                    return;
+                }
+            }
         }
         // Pipelined responses that are already done share one flush; anything
         // still in progress must not hold back what is written.

@@ -14,6 +14,7 @@ use std::sync::LazyLock;
 use bytes::buf::UninitSlice;
 use bytes::{BufMut, Bytes, BytesMut};
 use chronik_log::StoredBatches;
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{FetchResponse, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
 use kafka_protocol::protocol::buf::ByteBufMut;
@@ -64,7 +65,14 @@ pub fn encode_fetch(
                 spliced.push(batches);
             }
             // More than the placeholders can stand for: read it now.
-            None => data.records = Some(batches.read()?),
+            None => match batches.read() {
+                Ok(bytes) => data.records = Some(bytes),
+                Err(e) => {
+                    tracing::error!(partition = data.partition_index, "read failed: {e}");
+                    data.records = Some(Bytes::new());
+                    data.error_code = ResponseError::KafkaStorageError.code();
+                }
+            },
         }
     }
     header.encode(&mut buf, header_version)?;

@@ -30,6 +30,12 @@ impl<'a> ScanReader<'a> {
         }
     }
 
+    /// Changes how much later reads fetch ahead.
+    pub(crate) fn set_chunk(&mut self, chunk: usize) {
+        debug_assert!(chunk > 0);
+        self.chunk = chunk;
+    }
+
     /// Bytes `[pos, pos + len)`, or `None` if they reach past the end.
     pub(crate) fn get(&mut self, pos: u64, len: usize) -> io::Result<Option<&[u8]>> {
         let Some(want_end) = pos.checked_add(len as u64).filter(|&e| e <= self.end) else {

@@ -25,10 +25,14 @@ pub(crate) const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
 /// Read-ahead when scanning headers on the read path: a few index intervals.
 const LOOKUP_CHUNK: usize = 16 * 1024;
 
-/// Read-ahead when listing the headers of batches to serve: several small
-/// batches' headers per read, without reading much of large batches'
-/// records, which go out by `sendfile`.
+/// Read-ahead when listing the headers of batches to serve after a large
+/// batch: its header, without much of the next batch's records, which go
+/// out by `sendfile`. After a small batch the read-ahead is `LOOKUP_CHUNK`,
+/// so that small batches' headers come many to a read.
 const HEADER_READ_AHEAD: usize = 512;
+
+/// Batches below this size count as small for the read-ahead.
+const SMALL_BATCH: usize = LOOKUP_CHUNK / 4;
 
 pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     debug_assert!(base_offset >= 0);
@@ -367,10 +371,7 @@ impl Segment {
         let mut reader = ScanReader::new(&self.file, self.size, LOOKUP_CHUNK);
         let mut position = from;
         while position < self.size {
-            let bytes = reader
-                .get(position, BATCH_HEADER_LEN)?
-                .ok_or_else(|| self.corrupt(position, BatchError::Truncated))?;
-            let header = parse_header(bytes).map_err(|e| self.corrupt(position, e))?;
+            let header = self.header_at(&mut reader, position)?;
             if matches(&header) {
                 return Ok(Some((position, header)));
             }
@@ -417,6 +418,8 @@ impl Segment {
     /// The headers of whole batches from `from` (a batch start) totalling
     /// at most `budget` bytes, or of exactly one batch if `at_least_one` and
     /// it alone is larger. Also returns whether they reach the segment's end.
+    /// A damaged batch after some good ones ends the list there: the good
+    /// ones are served, and the next read from the damaged one reports it.
     pub(crate) fn batch_headers(
         &self,
         from: u64,
@@ -424,26 +427,42 @@ impl Segment {
         at_least_one: bool,
     ) -> Result<(Vec<BatchHeader>, bool), LogError> {
         debug_assert!(from <= self.size);
-        let mut reader = ScanReader::new(&self.file, self.size, HEADER_READ_AHEAD);
+        let mut reader = ScanReader::new(&self.file, self.size, LOOKUP_CHUNK);
         let mut headers = Vec::new();
         let (mut position, mut taken) = (from, 0u64);
         while position < self.size {
-            let bytes = reader
-                .get(position, BATCH_HEADER_LEN)?
-                .ok_or_else(|| self.corrupt(position, BatchError::Truncated))?;
-            let header = parse_header(bytes).map_err(|e| self.corrupt(position, e))?;
+            let header = match self.header_at(&mut reader, position) {
+                Ok(header) => header,
+                Err(_) if !headers.is_empty() => return Ok((headers, false)),
+                Err(e) => return Err(e),
+            };
             let len = header.total_len() as u64;
-            if position + len > self.size {
-                return Err(self.corrupt(position, BatchError::Truncated));
-            }
             if taken + len > budget && !(at_least_one && headers.is_empty()) {
                 break;
             }
+            reader.set_chunk(if (len as usize) < SMALL_BATCH {
+                LOOKUP_CHUNK
+            } else {
+                HEADER_READ_AHEAD
+            });
             headers.push(header);
             taken += len;
             position += len;
         }
         Ok((headers, position == self.size))
+    }
+
+    /// The header of the batch at `position`, which must lie whole within
+    /// the segment.
+    fn header_at(&self, reader: &mut ScanReader<'_>, position: u64) -> Result<BatchHeader, LogError> {
+        let bytes = reader
+            .get(position, BATCH_HEADER_LEN)?
+            .ok_or_else(|| self.corrupt(position, BatchError::Truncated))?;
+        let header = parse_header(bytes).map_err(|e| self.corrupt(position, e))?;
+        if position + header.total_len() as u64 > self.size {
+            return Err(self.corrupt(position, BatchError::Truncated));
+        }
+        Ok(header)
     }
 }
 

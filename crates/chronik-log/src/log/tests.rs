@@ -147,6 +147,37 @@ fn stored_batches_name_their_ranges_and_headers() {
     assert_eq!(stored.clone().below(i64::MAX).len(), stored.len());
 }
 
+/// A damaged batch in a closed segment (they are not checked on open) after
+/// good ones: a read serves the good ones, and the read from the damaged
+/// one reports it.
+#[test]
+fn a_damaged_batch_ends_a_read_after_the_good_ones() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(400)).unwrap();
+    let batches = fill(&mut log, 40);
+    let (first_file, first_len) = log.segment_files()[0].clone();
+    // The last batch of the first segment is damaged.
+    let mut in_first = 0;
+    let mut damaged_at = 0;
+    while damaged_at + batches[in_first].bytes.len() < first_len as usize {
+        damaged_at += batches[in_first].bytes.len();
+        in_first += 1;
+    }
+    assert!(in_first >= 1, "good batches come before the damaged one");
+    // A batch length reaching past the segment's end.
+    let file = fs::OpenOptions::new().write(true).open(first_file).unwrap();
+    file.write_all_at(&i32::MAX.to_be_bytes(), damaged_at as u64 + 8)
+        .unwrap();
+
+    let stored = log.stored_within(0, usize::MAX, true).unwrap();
+    assert_eq!(stored.read().unwrap(), concat(&batches[..in_first]));
+    assert!(matches!(
+        log.stored_within(batches[in_first].base, usize::MAX, true),
+        Err(LogError::Corrupt { .. })
+    ));
+}
+
 #[test]
 fn read_rejects_offsets_out_of_range() {
     let dir = tempfile::tempdir().unwrap();
