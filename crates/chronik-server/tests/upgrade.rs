@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, serial, verify_acknowledged};
 use common::create_replicated_topic;
@@ -53,6 +53,16 @@ fn update_features(
     updates: &[(&str, i16, i8)],
     validate_only: bool,
 ) -> UpdateFeaturesResponse {
+    update_features_within(addr, version, updates, validate_only, 30_000)
+}
+
+fn update_features_within(
+    addr: &str,
+    version: i16,
+    updates: &[(&str, i16, i8)],
+    validate_only: bool,
+    timeout_ms: i32,
+) -> UpdateFeaturesResponse {
     let updates = updates
         .iter()
         .map(|(feature, level, upgrade_type)| {
@@ -63,7 +73,7 @@ fn update_features(
         })
         .collect();
     let request = UpdateFeaturesRequest::default()
-        .with_timeout_ms(30_000)
+        .with_timeout_ms(timeout_ms)
         .with_feature_updates(updates)
         .with_validate_only(validate_only);
     let mut connection = Connection::open(addr);
@@ -111,6 +121,21 @@ fn a_cluster_moves_up_a_version_only_when_every_member_reads_it() {
     assert_eq!(advertised(&node1).0, 1);
     cluster.restart(3);
     cluster.node(3).wait_ready();
+
+    // A member that hangs: the request answers when its timeout_ms has
+    // passed, not when asking the member gives up (10 s).
+    cluster.node(3).pause(true);
+    let asked = Instant::now();
+    let hung = update_features_within(&node1, 1, &[(FEATURE, 2, 1)], false, 500);
+    let waited = asked.elapsed();
+    cluster.node(3).pause(false);
+    assert_eq!(
+        hung.results[0].error_code,
+        ResponseError::RequestTimedOut.code(),
+        "{hung:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "answered after {waited:?}");
+    assert_eq!(advertised(&node1).0, 1);
 
     // Kafka's UpdateFeatures knows only this feature, and applies a request
     // whole or not at all.

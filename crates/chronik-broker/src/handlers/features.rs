@@ -1,7 +1,10 @@
 //! UpdateFeatures: moves the cluster's `chronik.version` up, the one
 //! feature Chronik has (ApiVersions reports it). Kafka's `kafka-features.sh
 //! upgrade --feature chronik.version=N` sends it. As in Kafka, a request is
-//! applied whole or not at all.
+//! applied whole or not at all, and answers REQUEST_TIMED_OUT once its
+//! `timeout_ms` has passed.
+
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::update_features_request::FeatureUpdateKey;
@@ -19,6 +22,23 @@ use chronik_state::version::FEATURE;
 /// Kafka's upgrade types (v1 on): upgrade, safe and unsafe downgrade.
 const UPGRADE: i8 = 1;
 const UNSAFE_DOWNGRADE: i8 = 3;
+
+/// When the request gives up; `None` (a `timeout_ms` of 0 or less) leaves
+/// only the broker's own bounds on asking the members and on the write.
+fn deadline(timeout_ms: i32) -> Option<tokio::time::Instant> {
+    let timeout_ms = u64::try_from(timeout_ms).ok().filter(|ms| *ms > 0)?;
+    Some(tokio::time::Instant::now() + Duration::from_millis(timeout_ms))
+}
+
+fn timed_out(timeout_ms: i32) -> MetadataError {
+    MetadataError::new(
+        ResponseError::RequestTimedOut,
+        format!(
+            "not finished within timeout_ms ({timeout_ms} ms); a raise already proposed may still take \
+             effect, which ApiVersions then reports"
+        ),
+    )
+}
 
 pub async fn update(
     broker: &Broker,
@@ -40,10 +60,17 @@ pub async fn update(
     // Every member must read the level before anything is applied; only
     // `chronik.version` passes `check`, and only once.
     let all_valid = results.iter().all(Result::is_ok);
+    let deadline = deadline(request.timeout_ms);
     for (update, result) in updates.iter().zip(results.iter_mut()) {
         if result.is_ok() {
             let validate_only = request.validate_only || !all_valid;
-            *result = set_version(broker, update.max_version_level, validate_only).await;
+            let set = set_version(broker, update.max_version_level, validate_only);
+            *result = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, set)
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out(request.timeout_ms))),
+                None => set.await,
+            };
             if result.is_ok() && !all_valid {
                 *result = Err(MetadataError::new(
                     ResponseError::FeatureUpdateFailed,

@@ -200,6 +200,15 @@ impl Broker {
         }
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a node that hangs, its
+    /// connections open and silent.
+    pub fn pause(&self, paused: bool) {
+        let child = self.child.as_ref().expect("the broker runs");
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {signal}");
+    }
+
     /// SIGTERM, then waits (bounded) for a clean exit.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
