@@ -139,19 +139,30 @@ def _kill_all_processes():
 atexit.register(_kill_all_processes)
 
 
+# Ports free_port has returned: a probed port stays free until its node
+# binds it, so a later call would otherwise return it again.
+_handed_out = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_port():
-    """A free port below Linux's ephemeral range (32768-60999): a stopped
-    node's port must stay free while its peers keep connecting to it, and a
-    TCP connection to a local port nothing listens on can connect to itself
-    when the kernel picks that same port as its source."""
+    """A free port below Linux's ephemeral range (32768-60999), never one
+    this process was given before: a stopped node's port must stay free
+    while its peers keep connecting to it, and a TCP connection to a local
+    port nothing listens on can connect to itself when the kernel picks that
+    same port as its source."""
     start = random.SystemRandom().randrange(20000, 32000)
-    for i in range(12000):
-        port = 20000 + (start - 20000 + i) % 12000
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
+    with _handed_out_lock:
+        for i in range(12000):
+            port = 20000 + (start - 20000 + i) % 12000
+            if port in _handed_out:
                 continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
             return port
     raise RuntimeError("no free port in 20000-31999")
 

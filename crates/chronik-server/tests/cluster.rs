@@ -42,6 +42,18 @@ fn metadata_leaders(addr: &str, topic: &str) -> Vec<(i32, i32, usize)> {
     leaders
 }
 
+/// Found in CI (the Python harness's twin of this function): two calls
+/// returned the same port, a node's Kafka port and another's Raft port,
+/// since a probed port stays free until its node binds it, and the second
+/// node could not start. 500 draws from the 12,000 ports collide almost
+/// surely when nothing remembers what was handed out.
+#[test]
+fn free_ports_are_never_handed_out_twice() {
+    let ports: Vec<u16> = (0..500).map(|_| common::cluster::free_port()).collect();
+    let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
+    assert_eq!(distinct.len(), ports.len());
+}
+
 #[test]
 fn three_nodes_elect_replicate_identically_and_report() {
     let _serial = serial();

@@ -128,24 +128,30 @@ fn peer_tls_flags(dir: &Path) -> Vec<String> {
     .collect()
 }
 
-/// A free port below Linux's ephemeral range (32768-60999). A node's port
-/// must stay free while the node is stopped: its peers keep connecting to
-/// it, and a TCP connection to a local port nothing listens on can connect
-/// to itself, taking that port as its own, when the kernel picks the same
-/// port as its source. Ports outside the ephemeral range are never picked.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
+/// A free port below Linux's ephemeral range (32768-60999), never one this
+/// process was given before (a probed port stays free until its node binds
+/// it, so a later call could otherwise return it again). A node's port must
+/// stay free while the node is stopped: its peers keep connecting to it,
+/// and a TCP connection to a local port nothing listens on can connect to
+/// itself, taking that port as its own, when the kernel picks the same port
+/// as its source. Ports outside the ephemeral range are never picked.
+pub fn free_port() -> u16 {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
     const LOW: u32 = 20_000;
     const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos())
         ^ std::process::id().wrapping_mul(2_654_435_761);
-    for _ in 0..SPAN {
-        let port = LOW + (seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
+    for i in 0..SPAN {
+        let port = LOW + (seed.wrapping_add(i) % SPAN);
         let port = u16::try_from(port).expect("below 32768");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !handed_out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
             return port;
         }
     }
