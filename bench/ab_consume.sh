@@ -15,9 +15,7 @@ old=$1
 new=$2
 pairs=${3:-3}
 records=${4:-1000000}
-python=${PYTHON:-target/venv/bin/python}
-bench=target/release/chronik-bench
-[ -x "$bench" ] || cargo build --release -j 2 -p chronik-bench >&2
+ab_tools
 
 # User plus system CPU seconds of process $1 so far.
 cpu_seconds() {

@@ -12,9 +12,7 @@ source bench/lib.sh
 old=$1
 new=$2
 pairs=${3:-5}
-python=${PYTHON:-target/venv/bin/python}
-bench=target/release/chronik-bench
-[ -x "$bench" ] || cargo build --release -j 2 -p chronik-bench >&2
+ab_tools
 
 run() {
   local binary=$1 work

@@ -51,6 +51,14 @@ start_single() {
   single_addr=$(sed -n 's/.*kafka=\([^ ]*\).*/\1/p' "$dir/ready")
 }
 
+# ab_tools: the A/B scripts' clients, $python (the virtualenv with
+# confluent-kafka) and $bench (chronik-bench, built if missing).
+ab_tools() {
+  python=${PYTHON:-target/venv/bin/python}
+  bench=target/release/chronik-bench
+  [ -x "$bench" ] || cargo build --release -j 2 -p chronik-bench >&2
+}
+
 # alternate OLD NEW PAIRS: the A/B scripts' order, `run OLD` then `run NEW`,
 # PAIRS times, with a pause for the disk after each run.
 alternate() {

@@ -101,16 +101,20 @@ pub async fn write_frame<C: Connection>(writer: &mut BufWriter<C>, frame: Frame)
     for part in frame.parts {
         match part {
             Part::Bytes(bytes) => writer.write_all(&bytes).await?,
-            Part::File(range) if range.len() >= SENDFILE_MIN_BYTES && writer.get_ref().plain_socket().is_some() => {
-                // What is buffered goes first.
-                writer.flush().await?;
-                let socket = writer.get_ref().plain_socket().expect("checked above");
-                send_file(socket, &range).await?;
-            }
             Part::File(range) => {
-                let mut bytes = Vec::with_capacity(range.len() as usize);
-                range.read_into(&mut bytes)?;
-                writer.write_all(&bytes).await?;
+                let direct = range.len() >= SENDFILE_MIN_BYTES && writer.get_ref().plain_socket().is_some();
+                if direct {
+                    // What is buffered goes first.
+                    writer.flush().await?;
+                }
+                match writer.get_ref().plain_socket().filter(|_| direct) {
+                    Some(socket) => send_file(socket, &range).await?,
+                    None => {
+                        let mut bytes = Vec::with_capacity(range.len() as usize);
+                        range.read_into(&mut bytes)?;
+                        writer.write_all(&bytes).await?;
+                    }
+                }
             }
         }
     }

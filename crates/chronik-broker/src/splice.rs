@@ -56,7 +56,13 @@ pub fn encode_fetch(
         },
     ) in records.into_iter().enumerate()
     {
-        let data = &mut response.responses[topic].partitions[partition];
+        let data = response
+            .responses
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(partition))
+            .ok_or_else(|| {
+                anyhow::anyhow!("records for partition {partition} of topic {topic}, not in the response")
+            })?;
         let len = batches.len();
         match placeholder(n, len) {
             Some(zeros) => {

@@ -118,14 +118,12 @@ fn read(
             // the first batch it carries may be larger, so that a consumer
             // always progresses.
             let limit = (wanted.partition_max_bytes.max(0) as usize).min(remaining);
-            let stored = log.stored_within(wanted.fetch_offset, limit, total == 0);
-            match stored.map(|batches| {
-                if committed_only {
-                    batches.below(last_stable)
-                } else {
-                    batches
-                }
-            }) {
+            // read_committed consumers read below the last stable offset.
+            let end = if committed_only { last_stable } else { high_watermark };
+            match log
+                .stored_within(wanted.fetch_offset, limit, total == 0)
+                .map(|batches| batches.below(end))
+            {
                 Ok(batches) => {
                     total += batches.len();
                     remaining = remaining.saturating_sub(batches.len());
