@@ -206,13 +206,13 @@ impl PartitionLog {
     /// Returns the new log start offset.
     pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
         let start = self.advance_log_start(offset)?;
-        self.delete_segments_below_start()?;
+        self.delete_segments_below(i64::MAX)?;
         Ok(start)
     }
 
     /// Moves the log start forward to `min(offset, next_offset())` (never
     /// backwards) and persists it; the segments below it stay until
-    /// [`PartitionLog::delete_segments_below_start`]. Returns the new log
+    /// [`PartitionLog::delete_segments_below`]. Returns the new log
     /// start offset.
     pub fn advance_log_start(&mut self, offset: i64) -> Result<i64, LogError> {
         let target = offset.min(self.next_offset);
@@ -227,13 +227,10 @@ impl PartitionLog {
         Ok(self.log_start_offset)
     }
 
-    /// Deletes the segments wholly below the log start offset; returns how many.
-    pub fn delete_segments_below_start(&mut self) -> Result<usize, LogError> {
-        let below = self
-            .segments
-            .windows(2)
-            .take_while(|w| w[1].base_offset() <= self.log_start_offset)
-            .count();
+    /// Deletes the segments wholly below both the log start offset and
+    /// `end`; returns how many.
+    pub fn delete_segments_below(&mut self, end: i64) -> Result<usize, LogError> {
+        let below = self.segments_below(self.log_start_offset.min(end));
         self.delete_oldest(below)?;
         self.check_invariants();
         Ok(below)
@@ -281,15 +278,17 @@ impl PartitionLog {
     }
 
     /// Applies time and size retention to closed segments, oldest first
-    /// (Kafka semantics), and returns how many segments were deleted.
-    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+    /// (Kafka semantics), and returns how many segments were deleted. Only
+    /// segments wholly below `end` go: the caller may still need the
+    /// records after it (see `chronik_state::Partition::enforce_retention`).
+    pub fn enforce_retention(&mut self, now_ms: i64, end: i64) -> Result<usize, LogError> {
         let mut count = 0;
         if let Some(retention_ms) = self.config.retention_ms.filter(|&ms| ms >= 0) {
             let cutoff = now_ms.saturating_sub(retention_ms);
             let expired = |s: &Segment| s.max_timestamp().is_none_or(|(max, _)| max < cutoff);
             let closed = &self.segments[..self.segments.len() - 1];
             count = closed.iter().take_while(|s| expired(s)).count();
-            if count == closed.len() && self.active().size() > 0 && expired(self.active()) {
+            if count == closed.len() && self.active().size() > 0 && self.next_offset <= end && expired(self.active()) {
                 // Like Kafka: roll so an expired active segment can be deleted.
                 self.roll()?;
                 count += 1;
@@ -304,6 +303,7 @@ impl PartitionLog {
                 count += 1;
             }
         }
+        count = count.min(self.segments_below(end));
         if count == 0 {
             return Ok(0);
         }
@@ -464,6 +464,28 @@ impl PartitionLog {
 
     /// Segment index and position of the first batch whose last offset is
     /// at or after `offset`, skipping any gap left by a damaged segment.
+    /// How many of the oldest segments lie wholly below `end`.
+    fn segments_below(&self, end: i64) -> usize {
+        self.segments
+            .windows(2)
+            .take_while(|w| w[1].base_offset() <= end)
+            .count()
+    }
+
+    /// The header of the batch stored at exactly `offset`, if one starts
+    /// there, whether or not `offset` is below the log start (records
+    /// deleted but not yet removed are still stored).
+    pub fn stored_header(&self, offset: i64) -> Result<Option<BatchHeader>, LogError> {
+        if offset >= self.next_offset || offset < self.segments[0].base_offset() {
+            return Ok(None);
+        }
+        let Some((index, _)) = self.locate(offset)? else {
+            return Ok(None);
+        };
+        let header = self.segments[index].locate_offset(offset)?.map(|(_, header)| header);
+        Ok(header.filter(|h| h.base_offset == offset))
+    }
+
     fn locate(&self, offset: i64) -> Result<Option<(usize, u64)>, LogError> {
         let first = self
             .segments

@@ -33,9 +33,9 @@ use crate::logger::raft_logger;
 use crate::membership::MembershipChange;
 use crate::signals;
 use crate::snapshot::{SnapshotManifest, discard_staged, staging_dir};
-use crate::state_machine::{Effect, StateMachine};
+use crate::state_machine::{Appending, Effect, StateMachine};
 use crate::status::{GroupReport, GroupStatus, StatusBoard};
-use crate::storage::{CacheBudget, EntryExt, GroupStorage, INIT_INDEX, SnapshotRequests, put_hard_state};
+use crate::storage::{CacheBudget, EntryExt, GroupStorage, INIT_INDEX, SnapshotRequests, as_reference, put_hard_state};
 use crate::telemetry::{self, LoopMeters};
 use crate::transport::{SharedTransport, SnapshotDone, SnapshotReports};
 use crate::{GroupId, METADATA_GROUP, NodeId};
@@ -333,6 +333,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             id,
             self.snapshot_requests.clone(),
             self.cache_budget.clone(),
+            self.state_machine.bodies(id),
         );
         // The hard state that records a commit index is written one iteration
         // after the entries are applied, so state can be durable beyond the
@@ -768,6 +769,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         let mut batch = std::mem::take(&mut self.log_batch);
         let mut readies = Vec::new();
         let mut effects = Vec::new();
+        let mut bodies_kept = false;
         // Sleeping groups have nothing to do: whatever gives them work wakes them.
         let ids: Vec<GroupId> = self
             .awake
@@ -823,8 +825,10 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             }
             let committed = ready.take_committed_entries();
             self.apply(id, committed, &mut effects);
+            let stored = self.references(id, ready.entries());
+            bodies_kept |= stored.is_some();
             let group = self.groups.get_mut(&id).expect("listed above");
-            if let Err(e) = batch.add_entries::<EntryExt>(id, ready.entries()) {
+            if let Err(e) = batch.add_entries::<EntryExt>(id, stored.as_deref().unwrap_or(ready.entries())) {
                 panic!("cannot encode Raft entries of group {id}: {e}");
             }
             group.node.store().cache_entries(ready.entries());
@@ -844,6 +848,12 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             readies.push((id, ready, stepped_down));
         }
         self.flush_outbox();
+        if bodies_kept {
+            // The references written next must never name a body a crash can lose.
+            let started = Instant::now();
+            self.state_machine.sync_bodies();
+            self.meters.bodies_sync_seconds.record(started.elapsed());
+        }
         if !batch.is_empty() {
             // Losing the Raft log is losing acknowledged data: stop rather than go on.
             let sync = self.config.planted_bug != Some(PlantedBug::AckBeforeFsync);
@@ -894,6 +904,41 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         for effect in effects {
             self.carry_out(effect);
         }
+    }
+
+    /// `entries` as the Raft log stores them, where the state machine keeps
+    /// some of their bodies itself (see `StateMachine::keep_bodies`).
+    fn references(&mut self, id: GroupId, entries: &[Entry]) -> Option<Vec<Entry>> {
+        if entries.is_empty() {
+            return None;
+        }
+        let appending: Vec<Appending<'_>> = entries
+            .iter()
+            .map(|e| Appending {
+                index: e.index,
+                term: e.term,
+                normal: e.get_entry_type() == EntryType::EntryNormal,
+                data: &e.data,
+            })
+            .collect();
+        let group = self.groups.get(&id).expect("a group with a Ready");
+        let last_index = raft::Storage::last_index(group.node.store()).unwrap_or(0);
+        let references = self.state_machine.keep_bodies(id, last_index, &appending);
+        let kept = references.iter().flatten().count();
+        if kept == 0 {
+            return None;
+        }
+        self.meters.by_reference.increment(kept as u64);
+        let mut references = references.into_iter();
+        Some(
+            entries
+                .iter()
+                .map(|entry| match references.next().flatten() {
+                    Some(reference) => as_reference(entry, reference),
+                    None => entry.clone(),
+                })
+                .collect(),
+        )
     }
 
     /// Answers the proposals that asked to be answered once in this node's

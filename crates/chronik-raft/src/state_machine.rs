@@ -1,6 +1,7 @@
 //! The contract between the Raft loop and whatever the groups replicate.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::snapshot::SnapshotManifest;
 use crate::{GroupId, NodeId};
@@ -60,6 +61,25 @@ impl<O> Prediction<O> {
     }
 }
 
+/// An entry about to be written to a group's Raft log.
+#[derive(Debug, Clone, Copy)]
+pub struct Appending<'a> {
+    pub index: u64,
+    pub term: u64,
+    /// A normal entry; a configuration change carries nothing to keep.
+    pub normal: bool,
+    pub data: &'a [u8],
+}
+
+/// Turns the references a state machine returned from
+/// [`StateMachine::keep_bodies`] back into the entries' bodies, for raft-rs
+/// to send or apply entries it no longer holds in memory.
+pub trait Bodies: Send + Sync {
+    /// The body `reference` stands for, exactly as it was appended. An error
+    /// means it is gone (its records were deleted or compacted since).
+    fn read(&self, reference: &[u8]) -> Result<Vec<u8>, String>;
+}
+
 /// The replicated state of all groups of a node.
 ///
 /// Entries are applied in index order, per group. After a crash, entries
@@ -100,6 +120,27 @@ pub trait StateMachine: Send + 'static {
     /// The proposal last shown to `predict` for `group` was not appended
     /// after all (raft-rs dropped it): predictions built on it are void.
     fn withdraw(&mut self, _group: GroupId) {}
+
+    /// Sees the entries about to be written to `group`'s Raft log, in log
+    /// order, after `last_index` (the log's last entry before them); they
+    /// replace any the log holds from the first one's index on.
+    /// The state machine may keep an entry's body itself, durable once
+    /// [`sync_bodies`](Self::sync_bodies) returns, and return a reference
+    /// for the Raft log to store instead of the body (a shorter list than
+    /// `entries` keeps nothing for the rest). [`bodies`](Self::bodies) reads
+    /// the references back. The default keeps nothing.
+    fn keep_bodies(&mut self, _group: GroupId, _last_index: u64, _entries: &[Appending<'_>]) -> Vec<Option<Vec<u8>>> {
+        Vec::new()
+    }
+
+    /// Makes every body kept since the last call durable. The loop calls it
+    /// before the Raft log write that stores their references.
+    fn sync_bodies(&mut self) {}
+
+    /// What reads `group`'s references back into bodies, if it keeps any.
+    fn bodies(&self, _group: GroupId) -> Option<Arc<dyn Bodies>> {
+        None
+    }
 
     /// Whether `group` may stop ticking while idle (see `core/hibernate.rs`).
     /// A group whose leader serves requests from memory without writing

@@ -7,6 +7,12 @@
 //! Entries written but not yet applied are also kept in memory, so that
 //! applying them (and sending them to followers) does not read them back from
 //! the log files.
+//!
+//! An entry whose body the state machine keeps itself (see
+//! `StateMachine::keep_bodies`) is stored as a reference: a normal entry
+//! with no data and the reference as its context (entries proposed here
+//! never carry a context). Reading it back asks the state machine's
+//! [`Bodies`] for the body.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -19,8 +25,8 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use raft_engine::env::FileSystem;
 use raft_engine::{Engine, LogBatch, MessageExt};
 
-use crate::GroupId;
 use crate::term_runs::TermRuns;
+use crate::{Bodies, GroupId};
 
 pub(crate) const HARD_STATE_KEY: &[u8] = b"hard_state";
 const CONF_STATE_KEY: &[u8] = b"conf_state";
@@ -176,6 +182,7 @@ pub(crate) struct GroupStorage<F: FileSystem> {
     cache: RefCell<EntryCache>,
     prepared: RefCell<Option<Snapshot>>,
     snapshot_requests: SnapshotRequests,
+    bodies: Option<Arc<dyn Bodies>>,
 }
 
 fn store_error(e: impl std::error::Error + Send + Sync + 'static) -> raft::Error {
@@ -188,6 +195,7 @@ impl<F: FileSystem> GroupStorage<F> {
         group: GroupId,
         snapshot_requests: SnapshotRequests,
         cache_budget: Arc<CacheBudget>,
+        bodies: Option<Arc<dyn Bodies>>,
     ) -> Self {
         let compacted = stored_compacted(&engine, group);
         let last_index = engine.last_index(group).unwrap_or(compacted.0);
@@ -199,6 +207,7 @@ impl<F: FileSystem> GroupStorage<F> {
             cache: RefCell::new(EntryCache::new(cache_budget)),
             prepared: RefCell::default(),
             snapshot_requests,
+            bodies,
         }
     }
 
@@ -334,6 +343,54 @@ impl<F: FileSystem> GroupStorage<F> {
     fn last_index_inner(&self) -> u64 {
         self.terms.borrow().last()
     }
+
+    /// Replaces a stored reference with the body it stands for. A body that
+    /// is gone (records deleted or compacted since) reads as compacted:
+    /// raft-rs then sends a follower a snapshot instead. Entries not yet
+    /// applied keep their bodies (the state machine's promise), so apply
+    /// never meets one.
+    fn fill_body(&self, entry: &mut Entry) -> raft::Result<()> {
+        let Some(bodies) = &self.bodies else {
+            tracing::error!(
+                group = self.group,
+                index = entry.index,
+                "a stored reference, and no bodies to read it"
+            );
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        };
+        match bodies.read(&entry.context) {
+            Ok(body) => {
+                entry.data = body.into();
+                entry.context = Default::default();
+                Ok(())
+            }
+            Err(why) => {
+                tracing::warn!(
+                    group = self.group,
+                    index = entry.index,
+                    "the body of a Raft entry is gone: {why}"
+                );
+                Err(raft::Error::Store(StorageError::Compacted))
+            }
+        }
+    }
+}
+
+/// Whether `entry` was stored as a reference to a body kept elsewhere.
+pub(crate) fn is_reference(entry: &Entry) -> bool {
+    entry.get_entry_type() == raft::eraftpb::EntryType::EntryNormal
+        && entry.data.is_empty()
+        && !entry.context.is_empty()
+}
+
+/// `entry` as stored when its body is kept elsewhere, under `reference`.
+pub(crate) fn as_reference(entry: &Entry, reference: Vec<u8>) -> Entry {
+    debug_assert!(entry.context.is_empty(), "entries proposed here carry no context");
+    Entry {
+        data: Default::default(),
+        context: reference.into(),
+        ..entry.clone()
+    }
 }
 
 impl<F: FileSystem> raft::Storage for GroupStorage<F> {
@@ -374,6 +431,13 @@ impl<F: FileSystem> raft::Storage for GroupStorage<F> {
         self.engine
             .fetch_entries_to::<EntryExt>(self.group, low, high, max_size, &mut entries)
             .map_err(store_error)?;
+        if entries.iter().any(is_reference) {
+            for entry in entries.iter_mut().filter(|e| is_reference(e)) {
+                self.fill_body(entry)?;
+            }
+            // The store measured references; the bodies are larger.
+            raft::util::limit_size(&mut entries, max_size.map(|s| s as u64));
+        }
         Ok(entries)
     }
 
@@ -489,7 +553,7 @@ mod tests {
         let engine = open_engine(dir.path());
         GroupStorage::initialise(&engine, 7, &[1, 2, 3]).unwrap();
         let requests = SnapshotRequests::default();
-        let storage = GroupStorage::new(engine, 7, requests.clone(), CacheBudget::new(1 << 20));
+        let storage = GroupStorage::new(engine, 7, requests.clone(), CacheBudget::new(1 << 20), None);
         let mut snapshot = Snapshot::default();
         snapshot.mut_metadata().index = INIT_INDEX;
         snapshot.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
@@ -512,7 +576,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = open_engine(dir.path());
         GroupStorage::initialise(&engine, 7, &[1]).unwrap();
-        let storage = GroupStorage::new(engine, 7, SnapshotRequests::default(), CacheBudget::new(1 << 20));
+        let storage = GroupStorage::new(engine, 7, SnapshotRequests::default(), CacheBudget::new(1 << 20), None);
         let first = INIT_INDEX + 1;
         storage.cache_entries(&[entry(first, 2), entry(first + 1, 3)]);
         storage.release_through(first + 1);

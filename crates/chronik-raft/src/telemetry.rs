@@ -27,6 +27,8 @@ pub const PEER_MESSAGES_DROPPED: &str = "chronik_raft_peer_dropped_batches_total
 pub const GROUP_SLEEPS: &str = "chronik_raft_group_sleeps_total";
 pub const GROUP_WAKES: &str = "chronik_raft_group_wakes_total";
 pub const GROUPS_AWAKE: &str = "chronik_raft_groups_awake";
+pub const ENTRIES_BY_REFERENCE: &str = "chronik_raft_entries_by_reference_total";
+pub const BODIES_SYNC_SECONDS: &str = "chronik_raft_bodies_sync_seconds";
 
 /// Gives each metric its help text and unit, once, before the first scrape.
 pub fn describe() {
@@ -85,6 +87,15 @@ pub fn describe() {
     describe_counter!(GROUP_SLEEPS, "Times a group on this node stopped ticking, idle");
     describe_counter!(GROUP_WAKES, "Times a sleeping group on this node woke");
     describe_gauge!(GROUPS_AWAKE, "Groups on this node that tick (the rest sleep)");
+    describe_counter!(
+        ENTRIES_BY_REFERENCE,
+        "Raft entries stored as a reference to their batches, written once into the partition segments"
+    );
+    describe_histogram!(
+        BODIES_SYNC_SECONDS,
+        Unit::Seconds,
+        "Time to make the segments written at append durable, once per loop iteration that wrote any"
+    );
 }
 
 /// Handles of what the loop records every iteration, made once: a handle
@@ -99,6 +110,8 @@ pub(crate) struct LoopMeters {
     pub sleeps: Counter,
     pub wakes: Counter,
     pub awake: Gauge,
+    pub by_reference: Counter,
+    pub bodies_sync_seconds: Histogram,
 }
 
 /// What the shell records every iteration.
@@ -128,6 +141,8 @@ impl LoopMeters {
             sleeps: counter!(GROUP_SLEEPS),
             wakes: counter!(GROUP_WAKES),
             awake: gauge!(GROUPS_AWAKE),
+            by_reference: counter!(ENTRIES_BY_REFERENCE),
+            bodies_sync_seconds: histogram!(BODIES_SYNC_SECONDS),
         }
     }
 }

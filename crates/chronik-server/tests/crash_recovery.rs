@@ -180,6 +180,83 @@ fn a_batch_logged_but_not_applied_at_a_crash_lands_at_its_assigned_offset() {
     assert_eq!(read, expected);
 }
 
+/// One write per record: a batch's bytes are made durable in its segment
+/// before the Raft log stores the entry that references them. A crash
+/// between the two leaves bytes no entry names past the high watermark:
+/// they are never shown, and the next batch takes their offset.
+#[test]
+fn a_batch_in_the_segment_but_not_in_the_raft_log_at_a_crash_is_never_shown() {
+    const UNLOGGED: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::spawn_with_env(
+        &dir.path().join("broker"),
+        &[],
+        // Synced with the log ending after offset 20, the crash comes
+        // before the Raft log write.
+        &[("CHRONIK_CRASH_AT", "bodies-synced:unlogged:21")],
+    );
+    broker.wait_ready();
+    common::create_topic(&broker.addr, "unlogged", 1, &[]);
+    let producer = broker.producer(&[("acks", "all"), ("linger.ms", "0"), ("message.timeout.ms", "5000")]);
+    for i in 0..=UNLOGGED {
+        producer
+            .send(
+                BaseRecord::<(), str>::to("unlogged")
+                    .partition(0)
+                    .payload(&format!("record-{i}")),
+            )
+            .expect("queue");
+        if i < UNLOGGED {
+            common::flush(&producer, Duration::from_secs(30));
+        }
+    }
+    assert_eq!(
+        broker.wait_exit(Duration::from_secs(30)),
+        Some(86),
+        "the broker stopped after syncing offset {UNLOGGED}; log:\n{}",
+        broker.log_tail()
+    );
+    drop(producer);
+
+    broker.clear_env();
+    broker.restart();
+    let consumer = broker.consumer();
+    assert_eq!(
+        common::watermarks(&consumer, "unlogged", 0),
+        (0, UNLOGGED as i64),
+        "the unlogged batch is not there; log:\n{}",
+        broker.log_tail()
+    );
+    let producer = broker.producer(&[("acks", "all"), ("linger.ms", "0")]);
+    for i in 0..3 {
+        producer
+            .send(
+                BaseRecord::<(), str>::to("unlogged")
+                    .partition(0)
+                    .payload(&format!("after-{i}")),
+            )
+            .expect("queue");
+        common::flush(&producer, Duration::from_secs(30));
+    }
+    let mut read = Vec::new();
+    consume_partition(
+        &consumer,
+        "unlogged",
+        0,
+        Offset::Beginning,
+        UNLOGGED + 3,
+        Duration::from_secs(30),
+        |m| read.push((m.offset(), m.payload().map(|p| String::from_utf8_lossy(p).into_owned()))),
+    );
+    let expected: Vec<(i64, Option<String>)> = (0..UNLOGGED)
+        .map(|i| format!("record-{i}"))
+        .chain((0..3).map(|i| format!("after-{i}")))
+        .enumerate()
+        .map(|(offset, payload)| (offset as i64, Some(payload)))
+        .collect();
+    assert_eq!(read, expected);
+}
+
 /// A crash after a topic's creation is applied and saved, but before its
 /// partitions' Raft groups exist, used to leave those partitions without a
 /// group on that node for good. At start the node now creates them.

@@ -105,9 +105,9 @@ fn a_cluster_moves_up_a_version_only_when_every_member_reads_it() {
     let shown = cluster.cli_json(1, &["version"]);
     assert_eq!(shown["level"], 1, "{shown}");
     let reads: Vec<&Value> = shown["nodes"].as_array().unwrap().iter().map(|n| &n["reads"]).collect();
-    assert_eq!(reads, vec![&json!({"Ok": [1, 2]}); 3], "{shown}");
+    assert_eq!(reads, vec![&json!({"Ok": [1, 3]}); 3], "{shown}");
     let (level, epoch, min, max) = advertised(&node1);
-    assert_eq!((level, min, max), (1, 1, 2));
+    assert_eq!((level, min, max), (1, 1, 3));
     assert!(epoch > 0, "the level was set by the cluster's first entry: {epoch}");
 
     create_replicated_topic(&cluster.bootstrap(), TOPIC, 1, 3, &[]);
@@ -167,15 +167,25 @@ fn a_cluster_moves_up_a_version_only_when_every_member_reads_it() {
     assert_eq!(offsets, (0..600).collect::<Vec<i64>>());
     assert_eq!(cluster.wait_for_identical_replicas(1, TOPIC, 0, &[1, 2, 3]), 600);
 
+    // Level 3: batches are written once, into the segments at append, and
+    // the Raft logs keep references. Records written either way read the same.
+    let (code, out) = cluster.cli(1, &["version", "--set", "3"]);
+    assert_eq!(code, 0, "{out}");
+    acked.extend(produce(&cluster, 600..900));
+    verify_acknowledged(&cluster.bootstrap(), TOPIC, 1, &acked, 900);
+    let offsets: Vec<i64> = acked.iter().map(|a| a.offset).collect();
+    assert_eq!(offsets, (0..900).collect::<Vec<i64>>());
+    assert_eq!(cluster.wait_for_identical_replicas(1, TOPIC, 0, &[1, 2, 3]), 900);
+
     // Never down, by either path.
-    let (code, out) = cluster.cli(1, &["version", "--set", "1"]);
+    let (code, out) = cluster.cli(1, &["version", "--set", "2"]);
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("cannot go down"), "{out}");
-    let down = update_features(&node1, 2, &[(FEATURE, 1, 2)], false);
+    let down = update_features(&node1, 2, &[(FEATURE, 2, 2)], false);
     assert_eq!(down.error_code, ResponseError::InvalidUpdateVersion.code(), "{down:?}");
-    let unknown_type = update_features(&node1, 1, &[(FEATURE, 2, 7)], false);
+    let unknown_type = update_features(&node1, 1, &[(FEATURE, 3, 7)], false);
     assert_eq!(unknown_type.results[0].error_code, ResponseError::InvalidRequest.code());
-    assert_eq!(advertised(&node1).0, 2);
+    assert_eq!(advertised(&node1).0, 3);
 }
 
 /// A node whose cluster runs at a level its build does not read (one
@@ -192,8 +202,8 @@ fn a_build_older_than_its_cluster_refuses_to_start() {
     let mut metadata: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     // A new cluster starts at the newest level, and from level 2 on the file
     // is wrapped so that a build from before the version cannot read it.
-    assert_eq!(metadata["chronik_version"], 2, "{metadata}");
-    assert_eq!(metadata["state"]["version"]["level"], 2, "{metadata}");
+    assert_eq!(metadata["chronik_version"], 3, "{metadata}");
+    assert_eq!(metadata["state"]["version"]["level"], 3, "{metadata}");
     metadata["chronik_version"] = json!(99);
     metadata["state"]["version"]["level"] = json!(99);
     std::fs::write(&path, serde_json::to_vec(&metadata).unwrap()).unwrap();

@@ -10,7 +10,7 @@
 //! process crash (kill -9) loses nothing that was written, as on a real
 //! machine.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Result, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -316,10 +316,16 @@ mod engine_tests {
 
 /// What a power loss does to a node's partition logs. Each partition's
 /// data up to its last checkpoint was fsynced before the checkpoint was
-/// written; what its active segment holds beyond that may be lost, or torn
-/// at any byte. (Closed segments were fsynced when they rolled.) Returns the
-/// bytes lost.
-pub fn partition_power_loss(partitions: &Path, rng: &mut impl Rng, tear: bool) -> Result<u64> {
+/// written, and up to `synced` (per partition directory) where the node
+/// fsynced its segments itself; what its active segment holds beyond that
+/// may be lost, or torn at any byte. (Closed segments were fsynced when
+/// they rolled.) Returns the bytes lost.
+pub fn partition_power_loss(
+    partitions: &Path,
+    synced: &HashMap<PathBuf, i64>,
+    rng: &mut impl Rng,
+    tear: bool,
+) -> Result<u64> {
     let Ok(entries) = std::fs::read_dir(partitions) else {
         return Ok(0);
     };
@@ -327,7 +333,8 @@ pub fn partition_power_loss(partitions: &Path, rng: &mut impl Rng, tear: bool) -
     dirs.sort();
     let mut lost = 0;
     for dir in dirs.iter().filter(|d| d.is_dir()) {
-        let durable_offset = chronik_state::partition::ApplyCheckpoint::load(dir)?.next_offset;
+        let checkpointed = chronik_state::partition::ApplyCheckpoint::load(dir)?.next_offset;
+        let durable_offset = checkpointed.max(synced.get(dir).copied().unwrap_or(0));
         let Some((base, segment)) = active_segment(dir)? else {
             continue;
         };

@@ -7,6 +7,7 @@
 //! a per-thread block cache keyed by file number and offset, which several
 //! engines on one thread would share and confuse.)
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -225,12 +226,20 @@ impl SimNode {
     pub fn crash(&mut self, rng: &mut impl rand::Rng, power_loss: bool, tear: bool) -> String {
         self.files.freeze();
         self.worker.call(|core| drop(core.take()));
-        self.running = None;
+        // Where each partition's segments were last fsynced, besides its checkpoint.
+        let synced: HashMap<PathBuf, i64> = self.running.take().map_or_else(HashMap::new, |running| {
+            running
+                .shared
+                .all_partitions()
+                .iter()
+                .map(|p| (p.dir().to_path_buf(), p.synced_end()))
+                .collect()
+        });
         self.outbox.take();
         self.outbox.take_departed();
         self.paused_until = None;
         let what = if power_loss {
-            let partitions = partition_power_loss(&self.dir.join("partitions"), rng, tear);
+            let partitions = partition_power_loss(&self.dir.join("partitions"), &synced, rng, tear);
             match (self.files.power_loss(rng, tear), partitions) {
                 (Ok(loss), Ok(partition_bytes)) => format!(
                     "power loss: Raft log {} bytes lost, {} files torn, {} vanished; partition logs {} bytes lost",

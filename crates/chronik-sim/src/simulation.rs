@@ -755,7 +755,8 @@ impl Simulation {
 
 fn read_all(partition: &chronik_state::partition::Partition) -> Result<Records, String> {
     let log = partition.log();
-    let end = log.next_offset();
+    // Past it the log may hold entries not yet committed.
+    let end = partition.high_watermark();
     let mut offset = log.log_start_offset();
     let mut records = BTreeMap::new();
     while offset < end {
@@ -764,7 +765,7 @@ fn read_all(partition: &chronik_state::partition::Partition) -> Result<Records, 
         let Some(last) = read.last().map(|(o, _)| *o) else {
             return Err(format!("no records at offset {offset} of {end}"));
         };
-        records.extend(read.into_iter().filter(|(o, _)| *o >= offset));
+        records.extend(read.into_iter().filter(|(o, _)| (offset..end).contains(o)));
         offset = last + 1;
     }
     Ok(records)

@@ -22,8 +22,10 @@ use crate::partition::{ApplyCheckpoint, Partition};
 pub struct Job {
     pub group: GroupId,
     pub partition: Arc<Partition>,
-    /// The active segment, whose data up to `checkpoint.next_offset` is written.
-    pub file: File,
+    /// The active segment, whose data up to `checkpoint.next_offset` is
+    /// written; none when it is durable already (one write per record
+    /// fsyncs segments as their entries are appended).
+    pub file: Option<File>,
     pub checkpoint: ApplyCheckpoint,
 }
 
@@ -94,7 +96,8 @@ fn run(job: &Job) -> (GroupId, Option<u64>) {
     let started = Instant::now();
     let outcome = job
         .file
-        .sync_data()
+        .as_ref()
+        .map_or(Ok(()), File::sync_data)
         .and_then(|()| job.partition.save_checkpoint(&job.checkpoint));
     metrics::histogram!(CHECKPOINT_SECONDS).record(started.elapsed().as_secs_f64());
     let durable = match outcome {

@@ -130,13 +130,22 @@ pub fn assign_produce(entry: &mut [u8], base_offsets: &[Option<i64>], epoch: i32
         return;
     };
     *tag = ASSIGNED_PRODUCE;
-    for (range, base_offset) in ranges.into_iter().zip(base_offsets) {
-        if let Some(base_offset) = *base_offset {
-            chronik_log::set_base_offset(&mut batches[range.clone()], base_offset);
-            chronik_log::set_partition_leader_epoch(&mut batches[range], epoch);
+    let mut assigned = base_offsets.iter();
+    for range in ranges {
+        match assigned.next().copied().flatten() {
+            Some(base_offset) => {
+                chronik_log::set_base_offset(&mut batches[range.clone()], base_offset);
+                chronik_log::set_partition_leader_epoch(&mut batches[range], epoch);
+            }
+            // Not appended (a duplicate, or after a refusal): marked so, so
+            // that whoever writes the entry's batches at append skips it.
+            None => chronik_log::set_base_offset(&mut batches[range], UNASSIGNED),
         }
     }
 }
+
+/// The base offset of a batch in an assigned entry that is not appended.
+pub const UNASSIGNED: i64 = -1;
 
 /// Turns an encoded `TxnMarker` entry into `AssignedTxnMarker` at
 /// `offset`; anything else is left as it is.
@@ -183,8 +192,9 @@ mod tests {
     #[test]
     fn assigning_stamps_the_appended_batches_only() {
         let one = chronik_log::testing::build_batch(2, 1_700_000_000_000, 8);
-        let batches = [one.clone(), one.clone(), one].concat();
+        let batches = [one.clone(), one.clone(), one.clone(), one].concat();
         let mut entry = PartitionCommand::Produce { batches: &batches }.encode();
+        // The fourth batch was not reached (the list stops after a refusal).
         assign_produce(&mut entry, &[Some(40), None, Some(42)], 5);
         let Some(PartitionCommand::AssignedProduce { batches: assigned }) = PartitionCommand::decode(&entry) else {
             panic!("not an assigned produce entry");
@@ -199,7 +209,15 @@ mod tests {
             .map(|h| (h.base_offset, h.partition_leader_epoch))
             .collect();
         let (_, unstamped_epoch) = stamps[1];
-        assert_eq!(stamps, [(40, 5), (0, unstamped_epoch), (42, 5)]);
+        assert_eq!(
+            stamps,
+            [
+                (40, 5),
+                (UNASSIGNED, unstamped_epoch),
+                (42, 5),
+                (UNASSIGNED, unstamped_epoch)
+            ]
+        );
 
         let mut entry = PartitionCommand::TxnMarker(MARKER).encode();
         let capacity = entry.capacity();

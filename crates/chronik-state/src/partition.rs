@@ -37,9 +37,13 @@ pub struct Partition {
     /// snapshot, so that each sees the files the log in memory names.
     /// Taken before the log's lock; apply only ever tries it.
     layout: std::sync::Mutex<()>,
-    /// The log end offset of the last saved apply checkpoint: a restart
-    /// cuts the log back to it, so the cleaner stays below it.
+    /// The high watermark of the last saved apply checkpoint: a restart
+    /// replays the Raft log from there, reading records after it, so the
+    /// cleaner, retention and record deletion stay below it.
     durable_end: AtomicI64,
+    /// The log end up to which the segments are known durable, set where
+    /// the Raft loop fsyncs them (at open and for one write per record).
+    synced_end: AtomicI64,
 }
 
 impl Partition {
@@ -64,6 +68,7 @@ impl Partition {
             retired: std::sync::Mutex::new(false),
             layout: std::sync::Mutex::new(()),
             durable_end: AtomicI64::new(0),
+            synced_end: AtomicI64::new(0),
         })
     }
 
@@ -83,10 +88,10 @@ impl Partition {
         self.leader_epochs.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the epochs of a checkpoint, less those past the log's end
-    /// (applied again from the Raft log).
+    /// Takes the epochs of a checkpoint, less those past the high
+    /// watermark (applied again from the Raft log).
     pub(crate) fn restore_leader_epochs(&self, mut epochs: LeaderEpochs) {
-        epochs.truncate_to(self.log().next_offset());
+        epochs.truncate_to(self.high_watermark());
         *self.leader_epochs_mut() = epochs;
     }
 
@@ -137,6 +142,35 @@ impl Partition {
     /// Records that the log is durable up to `offset` (its checkpoint's end).
     pub(crate) fn set_durable_end(&self, offset: i64) {
         self.durable_end.store(offset, Ordering::Release);
+    }
+
+    /// The log end up to which the segments are known durable.
+    pub fn synced_end(&self) -> i64 {
+        self.synced_end.load(Ordering::Acquire)
+    }
+
+    /// Records that the segments were fsynced with the log ending at `end`.
+    pub(crate) fn note_synced(&self, end: i64) {
+        self.synced_end.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// Cuts the log back to `offset`, above the high watermark only: the
+    /// records past it are no committed entry's. An error stops the process,
+    /// since the cut may be half done.
+    pub(crate) fn cut_tail(&self, log: &mut PartitionLog, offset: i64) {
+        assert!(
+            offset >= self.high_watermark(),
+            "{}-{}: committed records are never cut",
+            self.topic,
+            self.index
+        );
+        if log.next_offset() == offset {
+            return;
+        }
+        if let Err(e) = log.truncate_to(offset) {
+            fail_stop(&format!("cannot cut the log of {}-{}", self.topic, self.index), &e);
+        }
+        self.synced_end.fetch_min(offset, Ordering::AcqRel);
     }
 
     /// One cleaner pass (see `chronik_log::compaction`), below the data
@@ -194,16 +228,18 @@ impl Partition {
     /// Retention (see `PartitionLog::enforce_retention`), then the segments
     /// record deletion left below the log start; returns how many segments
     /// went.
+    /// Both stay below the last checkpoint, whose replay reads what follows.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, chronik_log::LogError> {
         let _layout = self.layout.lock().unwrap_or_else(|e| e.into_inner());
+        let durable_end = self.durable_end.load(Ordering::Acquire);
         let mut log = self.log_mut();
-        let expired = log.enforce_retention(now_ms)?;
-        Ok(expired + log.delete_segments_below_start()?)
+        let expired = log.enforce_retention(now_ms, durable_end)?;
+        Ok(expired + log.delete_segments_below(durable_end)?)
     }
 
     /// Moves the log start for DeleteRecords, at apply, with the log held.
-    /// The segments below it are deleted now unless the cleaner is swapping
-    /// segments; then retention deletes them on its next run.
+    /// The segments below it and the last checkpoint are deleted now unless
+    /// the cleaner is swapping segments; retention deletes the rest later.
     pub(crate) fn delete_records_before(
         &self,
         log: &mut PartitionLog,
@@ -211,7 +247,7 @@ impl Partition {
     ) -> Result<i64, chronik_log::LogError> {
         let start = log.advance_log_start(offset)?;
         if let Ok(_layout) = self.layout.try_lock() {
-            log.delete_segments_below_start()?;
+            log.delete_segments_below(self.durable_end.load(Ordering::Acquire))?;
         }
         Ok(start)
     }
@@ -261,9 +297,9 @@ impl Partition {
     }
 }
 
-/// The partition's applied state as of a Raft index: the log end offset and
-/// the producer state. Written after the log is flushed; at startup the log is
-/// cut back to `next_offset` and the Raft log replays what followed.
+/// The partition's applied state as of a Raft index: the high watermark
+/// and the producer state. Written after the log is flushed; at startup the
+/// Raft log replays what followed, finding in the log what is already there.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyCheckpoint {
     pub index: u64,

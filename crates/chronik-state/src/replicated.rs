@@ -8,8 +8,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use bytes::Bytes;
 use chronik_log::LogError;
 use chronik_raft::{
-    Effect, GroupId, METADATA_GROUP, NodeId, Prediction, Proposed, SnapshotFile, SnapshotManifest, StateMachine,
-    fail_stop,
+    Appending, Bodies, Effect, GroupId, METADATA_GROUP, NodeId, Prediction, Proposed, SnapshotFile, SnapshotManifest,
+    StateMachine, fail_stop,
 };
 use kafka_protocol::ResponseError;
 
@@ -24,6 +24,7 @@ use crate::topic_config;
 use crate::transaction_state::{self, TransactionsView};
 use crate::version;
 use append::{LogSink, append_batches, append_marker, check_assigned};
+use bodies::{BodyWriter, SegmentBodies};
 use forecast::{Ended, Forecast};
 use serde::{Deserialize, Serialize};
 
@@ -144,6 +145,8 @@ pub struct BrokerStateMachine {
     cursors: BTreeMap<GroupId, ApplyCursor>,
     /// The outcomes of proposals this node leads and has not applied yet.
     forecasts: BTreeMap<GroupId, Forecast>,
+    /// Writes data partitions' batches when their entries are appended.
+    bodies: BodyWriter,
 }
 
 impl BrokerStateMachine {
@@ -187,6 +190,7 @@ impl BrokerStateMachine {
             snapshot_links_dir,
             cursors: BTreeMap::new(),
             forecasts: BTreeMap::new(),
+            bodies: BodyWriter::default(),
         })
     }
 
@@ -212,16 +216,29 @@ impl BrokerStateMachine {
         recover_interrupted_restore(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let partition = Partition::open(&topic, index, group, dir.clone(), config).map_err(|e| e.to_string())?;
         let checkpoint = ApplyCheckpoint::load(&dir).map_err(|e| e.to_string())?;
-        // What was applied after the checkpoint is replayed from the Raft log,
-        // so drop it here: replay then decides again, with the same state.
-        partition
-            .log_mut()
-            .truncate_to(checkpoint.next_offset)
-            .map_err(|e| e.to_string())?;
+        {
+            // What was applied after the checkpoint is replayed from the Raft
+            // log, which finds the records already stored (and, at one write
+            // per record, reads some of its entries from them): they stay,
+            // made durable now if a crash of the process left them unsynced.
+            let mut log = partition.log_mut();
+            let end = log.next_offset();
+            if end < checkpoint.next_offset {
+                let shorter = LogError::ShorterThanCheckpoint {
+                    offset: checkpoint.next_offset,
+                    end,
+                };
+                return Err(format!("{}: {shorter}", dir.display()));
+            }
+            if end > checkpoint.next_offset {
+                log.flush().map_err(|e| e.to_string())?;
+            }
+            partition.note_synced(end);
+        }
         partition.set_durable_end(checkpoint.next_offset);
+        partition.publish_high_watermark(checkpoint.next_offset);
         partition.restore_leader_epochs(checkpoint.leader_epochs);
         *partition.producers_mut() = checkpoint.producers;
-        partition.publish_high_watermark(partition.log().next_offset());
         if let Some(view) = self.shared.internal_view(&topic) {
             load_view(view, &partition)?;
         }
@@ -334,6 +351,7 @@ impl BrokerStateMachine {
         self.drop_snapshot_links(group);
         self.cursors.remove(&group);
         self.forecasts.remove(&group);
+        self.bodies.forget(group);
         let Some(partition) = self.shared.partitions_mut().remove(&group) else {
             return;
         };
@@ -378,9 +396,11 @@ impl BrokerStateMachine {
         let mut sink = LogSink {
             partition: &partition,
             log: partition.log_mut(),
+            next: partition.high_watermark(),
             epoch: epoch_of_term(term),
             assigned: matches!(command, Some(PartitionCommand::AssignedProduce { .. })),
             buffer: Vec::new(),
+            written: &mut self.bodies,
             on_stored: |stored: &[u8]| {
                 // Every replica keeps the views of internal topics.
                 if let Some(view) = view {
@@ -393,7 +413,7 @@ impl BrokerStateMachine {
             Some(PartitionCommand::Produce { batches } | PartitionCommand::AssignedProduce { batches }) => {
                 let result = append_batches(&mut sink, &mut partition.producers_mut(), batches);
                 // Whatever was appended before a refusal is committed and readable.
-                partition.publish_high_watermark(sink.log.next_offset());
+                partition.publish_high_watermark(sink.next);
                 let log_start_offset = sink.log.log_start_offset();
                 let ack = result.map(|base_offset| ProduceAck {
                     base_offset,
@@ -422,6 +442,11 @@ impl BrokerStateMachine {
             }
         };
         drop(sink);
+        if let Some(Err(_)) = offset {
+            // A batch or marker refused at apply may have been written at
+            // append, past what apply placed.
+            self.bodies.forget(group);
+        }
         if let Some(forecast) = self.forecasts.get_mut(&group)
             && let Err(ended) = forecast.applied(index, term, offset)
         {
@@ -525,13 +550,13 @@ fn apply_marker<F: FnMut(&[u8])>(
     marker: &chronik_log::control::Marker,
     assigned: Option<i64>,
 ) -> Result<i64, ResponseError> {
-    let marker_offset = sink.log.next_offset();
+    let marker_offset = sink.next;
     if assigned.is_some() {
         check_assigned(partition, assigned, marker_offset)?;
     }
     let log_start_offset = sink.log.log_start_offset();
     let result = append_marker(sink, &mut partition.producers_mut(), marker, log_start_offset);
-    partition.publish_high_watermark(sink.log.next_offset());
+    partition.publish_high_watermark(sink.next);
     result.map(|()| marker_offset)
 }
 
@@ -548,11 +573,13 @@ pub fn batch_error(error: &chronik_log::BatchError) -> ResponseError {
     }
 }
 
-/// Rebuilds an internal topic's view from one of its partition logs.
+/// Rebuilds an internal topic's view from one of its partition logs, up
+/// to the high watermark (replay applies what follows).
 fn load_view(view: InternalView<'_>, partition: &Partition) -> Result<(), String> {
     let log = partition.log();
+    let end = partition.high_watermark();
     let mut offset = log.log_start_offset();
-    while offset < log.next_offset() {
+    while offset < end {
         let batches = log.read(offset, 1 << 20).map_err(|e| e.to_string())?;
         let last = chronik_log::split_batches(&batches)
             .map_err(|e| e.to_string())?
@@ -612,6 +639,35 @@ impl StateMachine for BrokerStateMachine {
         self.forecasts.remove(&group);
     }
 
+    /// Data partitions' batches, at one write per record. The internal
+    /// topics keep writing at apply: their views are built from what apply
+    /// stores, and they are small.
+    fn keep_bodies(&mut self, group: GroupId, last_index: u64, entries: &[Appending<'_>]) -> Vec<Option<Vec<u8>>> {
+        if group == METADATA_GROUP || self.shared.metadata().version_level() < version::ONE_WRITE {
+            return Vec::new();
+        }
+        let (Some(partition), Some(cursor)) = (self.shared.partition(group), self.cursors.get(&group)) else {
+            return Vec::new();
+        };
+        if crate::is_internal_topic(&partition.topic) {
+            return Vec::new();
+        }
+        self.bodies.keep(&partition, cursor.applied, last_index, entries)
+    }
+
+    fn sync_bodies(&mut self) {
+        self.bodies.sync();
+    }
+
+    fn bodies(&self, group: GroupId) -> Option<Arc<dyn Bodies>> {
+        (group != METADATA_GROUP).then(|| {
+            Arc::new(SegmentBodies {
+                shared: self.shared.clone(),
+                group,
+            }) as Arc<dyn Bodies>
+        })
+    }
+
     /// Data partitions sleep when idle. The metadata group and the internal
     /// topics' partitions stay awake: their leaders answer coordinators'
     /// requests (group heartbeats, transaction state) from memory, without
@@ -641,7 +697,9 @@ impl StateMachine for BrokerStateMachine {
             {
                 let handle = {
                     let mut log = partition.log_mut();
-                    log.sync_handle().map(|file| (file, log.next_offset()))
+                    let next_offset = partition.high_watermark();
+                    let synced = partition.synced_end() >= next_offset;
+                    log.sync_handle().map(|file| ((!synced).then_some(file), next_offset))
                 };
                 match handle {
                     Ok((file, next_offset)) => {
@@ -690,7 +748,7 @@ impl StateMachine for BrokerStateMachine {
         let state = PartitionSnapshot {
             checkpoint: ApplyCheckpoint {
                 index: cursor.applied,
-                next_offset: log.next_offset(),
+                next_offset: partition.high_watermark(),
                 producers: partition.producers().clone(),
                 leader_epochs: partition.leader_epochs().clone(),
             },
@@ -716,6 +774,7 @@ impl StateMachine for BrokerStateMachine {
         effects: &mut Vec<Effect>,
     ) -> Result<(), String> {
         self.forecasts.remove(&group);
+        self.bodies.forget(group);
         if group == METADATA_GROUP {
             return self.restore_metadata(index, manifest, effects);
         }
@@ -757,7 +816,7 @@ impl StateMachine for BrokerStateMachine {
                 log.delete_records_before(state.log_start_offset)
                     .map_err(|e| e.to_string())?;
             }
-            partition.publish_high_watermark(log.next_offset());
+            partition.publish_high_watermark(checkpoint.next_offset);
         }
         partition.set_durable_end(checkpoint.next_offset);
         partition.restore_leader_epochs(checkpoint.leader_epochs);
@@ -863,6 +922,7 @@ impl BrokerStateMachine {
 }
 
 mod append;
+mod bodies;
 mod forecast;
 #[cfg(test)]
 mod tests;

@@ -18,8 +18,13 @@ pub const FIRST: i16 = 1;
 /// Leaders write the offsets they assign into produce entries and
 /// transaction markers (`AssignedProduce`, `AssignedTxnMarker`).
 pub const ASSIGNED_OFFSETS: i16 = 2;
+/// Data partitions write each batch once: into their segments when its
+/// entry is appended, with the Raft log keeping a reference to it
+/// (`replicated::bodies`). Raft logs then hold entries an older build reads
+/// as empty.
+pub const ONE_WRITE: i16 = 3;
 /// The newest level this build reads and writes; new clusters start at it.
-pub const NEWEST: i16 = ASSIGNED_OFFSETS;
+pub const NEWEST: i16 = ONE_WRITE;
 
 /// The level a cluster runs at, and the metadata index that set it (Kafka's
 /// finalized-features epoch).

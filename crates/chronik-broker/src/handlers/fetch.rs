@@ -104,7 +104,8 @@ fn read(
             };
             watches.push(partition.watch_high_watermark());
             let log = partition.log();
-            let high_watermark = log.next_offset();
+            // The log may hold entries not yet committed past it.
+            let high_watermark = partition.high_watermark();
             // Under the log's lock the producer state matches the log.
             let last_stable = partition
                 .producers()
@@ -120,6 +121,11 @@ fn read(
             let limit = (wanted.partition_max_bytes.max(0) as usize).min(remaining);
             // read_committed consumers read below the last stable offset.
             let end = if committed_only { last_stable } else { high_watermark };
+            if wanted.fetch_offset > high_watermark {
+                // Stored maybe, but not committed: as far as clients know, not there.
+                partitions.push(data.with_error_code(ResponseError::OffsetOutOfRange.code()));
+                continue;
+            }
             match log
                 .stored_within(wanted.fetch_offset, limit, total == 0)
                 .map(|batches| batches.below(end))

@@ -69,10 +69,11 @@ fn lookup(
 ) -> Result<(i64, i64, i32), ResponseError> {
     let (partition, epoch) = serving_partition(broker, topic, index, current_leader_epoch)?;
     let log = partition.log();
+    // The log may hold entries not yet committed past the high watermark.
     let end = if committed_only {
-        partition.last_stable_offset().min(log.next_offset())
+        partition.last_stable_offset()
     } else {
-        log.next_offset()
+        partition.high_watermark()
     };
     if timestamp == LATEST {
         return Ok((-1, end, epoch));

@@ -293,9 +293,9 @@ fn retention_by_time_deletes_expired_segments() {
     let segments = segment_count(dir.path());
     assert!(segments >= 5);
 
-    assert_eq!(log.enforce_retention(0).unwrap(), 0);
+    assert_eq!(log.enforce_retention(0, i64::MAX).unwrap(), 0);
     // Cutoff 1000: every segment whose newest batch is older goes.
-    let deleted = log.enforce_retention(2_000).unwrap();
+    let deleted = log.enforce_retention(2_000, i64::MAX).unwrap();
     assert!(deleted > 0);
     assert_eq!(segment_count(dir.path()), segments - deleted);
     let first_kept = batches.iter().position(|b| b.base == log.log_start_offset()).unwrap();
@@ -312,7 +312,7 @@ fn retention_by_time_deletes_expired_segments() {
 
     // Everything expired, including the active segment: roll and delete all.
     let end = log.next_offset();
-    assert!(log.enforce_retention(10_000).unwrap() > 0);
+    assert!(log.enforce_retention(10_000, i64::MAX).unwrap() > 0);
     assert_eq!((log.log_start_offset(), log.next_offset()), (end, end));
     assert_eq!(log.size_bytes(), 0);
     assert_eq!(segment_count(dir.path()), 1);
@@ -336,19 +336,19 @@ fn retention_by_size_keeps_at_least_the_limit() {
     assert_eq!(log.config().retention_bytes, Some(limit));
 
     let before = log.size_bytes();
-    let deleted = log.enforce_retention(0).unwrap();
+    let deleted = log.enforce_retention(0, i64::MAX).unwrap();
     assert!(deleted > 0);
     assert!(log.size_bytes() >= limit && log.size_bytes() < before);
     let first_kept = batches.iter().position(|b| b.base == log.log_start_offset()).unwrap();
     assert_log_holds(&log, &batches[first_kept..]);
     // Deleting one more segment would go below the limit.
-    assert_eq!(log.enforce_retention(0).unwrap(), 0);
+    assert_eq!(log.enforce_retention(0, i64::MAX).unwrap(), 0);
 
     // Never deletes the active segment.
     let mut config = log.config().clone();
     config.retention_bytes = Some(0);
     log.set_config(config);
-    log.enforce_retention(0).unwrap();
+    log.enforce_retention(0, i64::MAX).unwrap();
     assert_eq!(segment_count(dir.path()), 1);
     assert!(log.size_bytes() > 0);
 }

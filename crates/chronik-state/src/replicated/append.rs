@@ -6,11 +6,12 @@
 use std::sync::RwLockWriteGuard;
 
 use chronik_log::control::{Marker, marker_batch};
-use chronik_log::{LogError, PartitionLog};
+use chronik_log::{BatchHeader, LogError, PartitionLog};
 use chronik_raft::fail_stop;
 use kafka_protocol::ResponseError;
 
 use super::batch_error;
+use super::bodies::BodyWriter;
 use crate::partition::Partition;
 use crate::producer_state::{ProducerStates, SequenceCheck};
 
@@ -91,36 +92,81 @@ pub(crate) fn append_marker(
 }
 
 /// The partition log as a sink: each batch is stamped with the leader
-/// `epoch`, appended, noted in the partition's leader epochs, and handed as
-/// stored to `on_stored`. An I/O error stops the process (fail-stop).
+/// `epoch`, put at the high watermark `next`, noted in the partition's
+/// leader epochs, and handed as stored to `on_stored`. A batch already
+/// stored there (written when its entry was appended, or before a restart)
+/// is only checked; anything else stored there is cut first. An I/O error
+/// stops the process (fail-stop).
 pub(crate) struct LogSink<'a, F: FnMut(&[u8])> {
     pub partition: &'a Partition,
     pub log: RwLockWriteGuard<'a, PartitionLog>,
+    /// The offset the next batch takes: the high watermark as it moves.
+    pub next: i64,
     pub epoch: i32,
     /// The batches carry the base offsets their leader assigned
     /// (`AssignedProduce`): each must be the log's next offset.
     pub assigned: bool,
     pub buffer: Vec<u8>,
+    /// What was written when the entries were appended.
+    pub written: &'a mut BodyWriter,
     pub on_stored: F,
+}
+
+impl<F: FnMut(&[u8])> LogSink<'_, F> {
+    /// Whether the log holds the batch of header `wanted` at `next`: written
+    /// there when its entry was appended, or found there (after a restart).
+    fn holds(&mut self, wanted: &BatchHeader) -> bool {
+        let partition = self.partition;
+        if self.log.next_offset() <= self.next {
+            return false;
+        }
+        if self.written.placed(partition.group, wanted) {
+            return true;
+        }
+        match self.log.stored_header(self.next) {
+            Ok(stored) => stored.as_ref() == Some(wanted),
+            Err(e) if e.is_io() => fail_stop(&format!("cannot read {}-{}", partition.topic, partition.index), &e),
+            // Damaged: not the batch, and cut below.
+            Err(_) => false,
+        }
+    }
 }
 
 impl<F: FnMut(&[u8])> BatchSink for LogSink<'_, F> {
     fn next_offset(&self) -> i64 {
-        self.log.next_offset()
+        self.next
     }
 
     fn append(&mut self, batch: &[u8]) -> Result<(), ResponseError> {
         let partition = self.partition;
         if self.assigned {
             let stamped = batch.get(..8).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes);
-            check_assigned(partition, stamped, self.log.next_offset())?;
+            check_assigned(partition, stamped, self.next)?;
         }
         self.buffer.clear();
         self.buffer.extend_from_slice(batch);
         chronik_log::set_partition_leader_epoch(&mut self.buffer, self.epoch);
-        match self.log.append(&mut self.buffer) {
-            Ok(info) => {
-                partition.leader_epochs_mut().record(self.epoch, info.base_offset);
+        let header = chronik_log::check_appendable(&self.buffer);
+        let stored = match header {
+            Ok(header) => {
+                chronik_log::set_base_offset(&mut self.buffer, self.next);
+                let wanted = BatchHeader {
+                    base_offset: self.next,
+                    ..header
+                };
+                if self.holds(&wanted) {
+                    Ok(self.next + i64::from(header.last_offset_delta))
+                } else {
+                    partition.cut_tail(&mut self.log, self.next);
+                    self.log.append(&mut self.buffer).map(|info| info.last_offset)
+                }
+            }
+            Err(e) => Err(e.into()),
+        };
+        match stored {
+            Ok(last_offset) => {
+                partition.leader_epochs_mut().record(self.epoch, self.next);
+                self.next = last_offset + 1;
                 (self.on_stored)(&self.buffer);
                 Ok(())
             }

@@ -45,7 +45,7 @@ impl Forecast {
         (proposed.leader_ready && proposed.applied + 1 == proposed.index).then(|| Forecast {
             term: proposed.term,
             through: proposed.applied,
-            next_offset: partition.log().next_offset(),
+            next_offset: partition.high_watermark(),
             producers: partition.producers().clone(),
             predicted: VecDeque::new(),
         })

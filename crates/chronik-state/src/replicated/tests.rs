@@ -527,3 +527,129 @@ fn below_the_assigned_offsets_level_entries_enter_the_log_as_proposed() {
     assert_eq!(refused.error, ResponseError::InvalidUpdateVersion);
     assert_eq!(shared.metadata().version_level(), ASSIGNED_OFFSETS);
 }
+
+/// An `AssignedProduce` entry of `batch` at `offset`, as a leader of `term`
+/// proposes it.
+fn assigned_entry(batch: &[u8], offset: i64, term: u64) -> Vec<u8> {
+    let mut entry = produce_entry(batch);
+    command::assign_produce(&mut entry, &[Some(offset)], epoch_of_term(term));
+    entry
+}
+
+fn appending(index: u64, term: u64, data: &[u8]) -> Appending<'_> {
+    Appending {
+        index,
+        term,
+        normal: true,
+        data,
+    }
+}
+
+#[test]
+fn batches_written_at_append_are_found_in_place_at_apply_and_read_back_by_reference() {
+    let (_dir, mut machine, shared) = with_topic();
+    let partition = shared.partition(1).unwrap();
+    let first = assigned_entry(&build_batch(2, 0, 10), 0, 1);
+    let second = assigned_entry(&build_batch(3, 0, 10), 2, 1);
+    let references = machine.keep_bodies(1, 0, &[appending(1, 1, &first), appending(2, 1, &second)]);
+    machine.sync_bodies();
+    assert!(references.iter().all(Option::is_some), "{references:?}");
+    assert_eq!((partition.log().next_offset(), partition.high_watermark()), (5, 0));
+    assert_eq!(partition.synced_end(), 5, "synced before the references are written");
+    let bodies = machine.bodies(1).unwrap();
+    assert_eq!(bodies.read(references[0].as_ref().unwrap()).unwrap(), first);
+    assert_eq!(bodies.read(references[1].as_ref().unwrap()).unwrap(), second);
+
+    assert_eq!(machine.apply(1, 1, 1, &first, &mut Vec::new()), acked(0));
+    assert_eq!(machine.apply(1, 2, 1, &second, &mut Vec::new()), acked(2));
+    assert_eq!(
+        (partition.log().next_offset(), partition.high_watermark()),
+        (5, 5),
+        "apply wrote nothing again"
+    );
+    // A reference whose bytes changed since reads as gone.
+    let mut stale = references[0].clone().unwrap();
+    let last = stale.len() - 1;
+    stale[last] ^= 1;
+    assert!(bodies.read(&stale).is_err());
+}
+
+#[test]
+fn entries_that_replace_unapplied_ones_are_written_at_apply_over_what_those_left() {
+    let (_dir, mut machine, shared) = with_topic();
+    let partition = shared.partition(1).unwrap();
+    let old = assigned_entry(&build_batch(4, 0, 10), 0, 1);
+    assert!(machine.keep_bodies(1, 0, &[appending(1, 1, &old)])[0].is_some());
+    // A new leader of term 2 replaces entry 1: nothing is written at append
+    // (references to the old entry are still durable until this write).
+    let new = assigned_entry(&build_batch(1, 0, 10), 0, 2);
+    assert!(machine.keep_bodies(1, 1, &[appending(1, 2, &new)]).is_empty());
+    assert_eq!(partition.log().next_offset(), 4, "the old batch stays until apply");
+    assert_eq!(machine.apply(1, 1, 2, &new, &mut Vec::new()), acked(0));
+    assert_eq!((partition.log().next_offset(), partition.high_watermark()), (1, 1));
+    let stored = partition.log().read(0, 1 << 10).unwrap();
+    assert_eq!(
+        &stored[..],
+        &new[1..],
+        "the new entry's batch, as its leader stamped it"
+    );
+    // Everything is applied: the next entries are written at append again.
+    let next = assigned_entry(&build_batch(1, 0, 10), 1, 2);
+    assert!(machine.keep_bodies(1, 1, &[appending(2, 2, &next)])[0].is_some());
+}
+
+/// A crash after the segments were synced and before the Raft log stored
+/// the references leaves batches no entry names; one torn by a power loss
+/// leaves a damaged tail. A restart keeps what replay reads, and the
+/// writer cuts the rest once everything in the Raft log is applied.
+#[test]
+fn after_a_crash_batches_past_the_raft_log_are_cut_and_referenced_ones_replay() {
+    let (dir, mut machine, shared) = with_topic();
+    let referenced = assigned_entry(&build_batch(2, 0, 10), 0, 1);
+    let unlogged = assigned_entry(&build_batch(3, 0, 10), 2, 1);
+    let reference = machine.keep_bodies(1, 0, &[appending(1, 1, &referenced)])[0]
+        .clone()
+        .unwrap();
+    machine.sync_bodies();
+    machine.keep_bodies(1, 1, &[appending(2, 1, &unlogged)]);
+    machine.sync_bodies();
+    let segment = shared.partition(1).unwrap().log().segment_files()[0].clone();
+    drop(machine);
+    drop(shared);
+    // The power loss tears the unlogged batch.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment.0)
+        .unwrap()
+        .set_len(segment.1 - 7)
+        .unwrap();
+
+    let shared = Arc::new(SharedState::default());
+    let mut machine = BrokerStateMachine::open(dir.path(), 1, shared.clone()).unwrap();
+    assert_eq!(machine.open_group(1), Some(0));
+    let partition = shared.partition(1).unwrap();
+    assert_eq!(
+        (partition.log().next_offset(), partition.high_watermark()),
+        (2, 0),
+        "the torn batch is cut at open, the referenced one kept"
+    );
+    let replayed = machine.bodies(1).unwrap().read(&reference).unwrap();
+    assert_eq!(replayed, referenced);
+    assert_eq!(machine.apply(1, 1, 1, &replayed, &mut Vec::new()), acked(0));
+    // The leader sends entry 2 again, another batch at offset 2.
+    let resent = assigned_entry(&build_batch(1, 0, 10), 2, 1);
+    assert!(machine.keep_bodies(1, 1, &[appending(2, 1, &resent)])[0].is_some());
+    assert_eq!(machine.apply(1, 2, 1, &resent, &mut Vec::new()), acked(2));
+    assert_eq!((partition.log().next_offset(), partition.high_watermark()), (3, 3));
+}
+
+#[test]
+fn below_the_one_write_level_batches_are_written_at_apply_only() {
+    let (_dir, mut machine, shared) = with_topic_at(crate::version::ASSIGNED_OFFSETS);
+    let entry = assigned_entry(&build_batch(2, 0, 10), 0, 1);
+    assert!(machine.keep_bodies(1, 0, &[appending(1, 1, &entry)]).is_empty());
+    let partition = shared.partition(1).unwrap();
+    assert_eq!(partition.log().next_offset(), 0);
+    assert_eq!(machine.apply(1, 1, 1, &entry, &mut Vec::new()), acked(0));
+    assert_eq!(partition.log().next_offset(), 2);
+}
