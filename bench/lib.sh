@@ -77,7 +77,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # start_cluster DIR [server flags...]: starts nodes 1-3 of a new cluster with
 # their data under DIR and waits until each serves. Sets the arrays
 # cluster_kafka and cluster_raft (ports) and cluster_pids. The nodes (and the
-# cluster CLI run from this shell) share a random cluster secret.
+# cluster CLI run from this shell) share a random cluster secret. The
+# binary is $cluster_binary, else target/release/chronik-server.
 start_cluster() {
   local dir=$1 i j peers
   shift
@@ -90,7 +91,7 @@ start_cluster() {
       [ "$j" = "$i" ] || peers+="${peers:+,}$j@127.0.0.1:${cluster_raft[$((j-1))]}"
     done
     mkdir -p "$dir/n$i"
-    target/release/chronik-server --node-id "$i" --data-dir "$dir/n$i/data" --kafka-port "${cluster_kafka[$((i-1))]}" \
+    "${cluster_binary:-target/release/chronik-server}" --node-id "$i" --data-dir "$dir/n$i/data" --kafka-port "${cluster_kafka[$((i-1))]}" \
       "$@" raft-cluster --raft-addr "127.0.0.1:${cluster_raft[$((i-1))]}" --peers "$peers" --bootstrap \
       >"$dir/n$i/out" 2>"$dir/n$i/log" &
     pids+=("$!")

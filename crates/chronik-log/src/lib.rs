@@ -8,7 +8,7 @@
 //! ranges for `sendfile`), finds batches by timestamp, applies time and size
 //! retention, compacts keyed logs (`compaction`), moves the
 //! log start offset for DeleteRecords,
-//! cuts its tail back to a checkpointed offset, and on open recovers from a
+//! cuts its tail back to a given offset, and on open recovers from a
 //! crash by cutting the active segment at the first torn or corrupt batch.
 //!
 //! It is synchronous and single-writer: appends need `&mut self`, reads only

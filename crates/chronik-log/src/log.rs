@@ -127,6 +127,24 @@ impl PartitionLog {
         first_may_exceed: bool,
     ) -> Result<StoredBatches, LogError> {
         self.check_range(offset)?;
+        self.stored_from(offset, max_bytes, first_may_exceed)
+    }
+
+    /// Like `stored_within` with the first batch always included, also
+    /// below the log start, as far as the segments still hold records
+    /// deleted there: a replay reads what it applied before.
+    pub fn stored_regardless_of_start(&self, offset: i64, max_bytes: usize) -> Result<StoredBatches, LogError> {
+        if offset < self.segments[0].base_offset() || offset > self.next_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.segments[0].base_offset(),
+                end: self.next_offset,
+            });
+        }
+        self.stored_from(offset, max_bytes, true)
+    }
+
+    fn stored_from(&self, offset: i64, max_bytes: usize, first_may_exceed: bool) -> Result<StoredBatches, LogError> {
         let mut stored = StoredBatches::default();
         if offset == self.next_offset {
             return Ok(stored);
@@ -157,6 +175,19 @@ impl PartitionLog {
             .iter()
             .map(|s| (s.log_path().to_path_buf(), s.size()))
             .collect()
+    }
+
+    /// `segment_files` up to `end`, a batch boundary (the high watermark):
+    /// the bytes after it may still be cut.
+    pub fn segment_files_below(&self, end: i64) -> Result<Vec<(PathBuf, u64)>, LogError> {
+        if end >= self.next_offset {
+            return Ok(self.segment_files());
+        }
+        let (keep, position) = self.cut_point(end)?;
+        let mut files = self.segment_files();
+        files.truncate(keep + 1);
+        files[keep].1 = position;
+        Ok(files)
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -237,8 +268,9 @@ impl PartitionLog {
     }
 
     /// Drops every batch at or after `offset`, so that `next_offset() == offset`
-    /// afterwards. Used at startup to cut the log back to the state recorded by the
-    /// last checkpoint, before the Raft log replays what followed.
+    /// afterwards. Used to cut batches past the high watermark that no
+    /// committed entry holds, and to cut a restored snapshot back to its
+    /// checkpoint.
     ///
     /// Within the log `offset` must be where a stored batch starts. Below
     /// the log start everything goes and the log restarts empty at `offset`.
@@ -462,8 +494,6 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Segment index and position of the first batch whose last offset is
-    /// at or after `offset`, skipping any gap left by a damaged segment.
     /// How many of the oldest segments lie wholly below `end`.
     fn segments_below(&self, end: i64) -> usize {
         self.segments
@@ -486,6 +516,8 @@ impl PartitionLog {
         Ok(header.filter(|h| h.base_offset == offset))
     }
 
+    /// Segment index and position of the first batch whose last offset is
+    /// at or after `offset`, skipping any gap left by a damaged segment.
     fn locate(&self, offset: i64) -> Result<Option<(usize, u64)>, LogError> {
         let first = self
             .segments

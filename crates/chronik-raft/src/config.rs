@@ -90,6 +90,10 @@ pub enum PlantedBug {
     /// successor took over. (The simulator did not catch it in 697 runs;
     /// `tests/departed_leader.rs` does.)
     DepartedWithoutSilence,
+    /// The segments written when entries are appended (one write per
+    /// record) are not fsynced before the Raft log stores references to
+    /// them, so a power loss leaves references to bytes that are gone.
+    ReferenceBeforeSync,
 }
 
 impl MultiRaftConfig {

@@ -112,6 +112,9 @@ struct Group<O, F: FileSystem> {
     /// a leader's group sleeps once this reaches `hibernate_ticks`.
     quiet_index: u64,
     quiet_ticks: u32,
+    /// The last index applied here, no-ops and configuration changes
+    /// included (or restored by a snapshot).
+    applied: u64,
 }
 
 pub struct RaftCore<S: StateMachine, F: FileSystem> {
@@ -403,6 +406,8 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
                 conf_pending: None,
                 quiet_index: 0,
                 quiet_ticks: 0,
+                // What raft-rs counts as applied: also what was compacted.
+                applied: applied.max(compacted),
             },
         );
         self.awake.insert(id);
@@ -848,7 +853,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             readies.push((id, ready, stepped_down));
         }
         self.flush_outbox();
-        if bodies_kept {
+        if bodies_kept && self.config.planted_bug != Some(PlantedBug::ReferenceBeforeSync) {
             // The references written next must never name a body a crash can lose.
             let started = Instant::now();
             self.state_machine.sync_bodies();
@@ -923,7 +928,9 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             .collect();
         let group = self.groups.get(&id).expect("a group with a Ready");
         let last_index = raft::Storage::last_index(group.node.store()).unwrap_or(0);
-        let references = self.state_machine.keep_bodies(id, last_index, &appending);
+        let references = self
+            .state_machine
+            .keep_bodies(id, group.applied, last_index, &appending);
         let kept = references.iter().flatten().count();
         if kept == 0 {
             return None;
@@ -1116,6 +1123,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             fail_stop(&format!("cannot record the snapshot of group {id}"), &e);
         }
         group.persisted_commit = hard_state.commit;
+        group.applied = meta.index;
         tracing::info!(group = id, index = meta.index, "installed a snapshot from the leader");
     }
 
@@ -1168,6 +1176,7 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         }
         let group = self.groups.get_mut(&id).expect("applying a running group");
         self.meters.entries_applied.increment(entries.len() as u64);
+        group.applied = entries.last().map_or(group.applied, |e| e.index);
         for entry in entries {
             if entry.get_entry_type() != EntryType::EntryNormal {
                 apply_conf_change(id, group, &self.status, &entry);

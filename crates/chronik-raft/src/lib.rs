@@ -51,7 +51,7 @@ pub use membership::MembershipChange;
 pub use multi_raft::MultiRaft;
 pub use shell::LoopPulse;
 pub use snapshot::{SnapshotFile, SnapshotManifest};
-pub use state_machine::{Appending, Bodies, Effect, Prediction, Proposed, StateMachine};
+pub use state_machine::{Appending, Bodies, Body, Effect, Prediction, Proposed, StateMachine};
 pub use status::{GroupReport, GroupStatus, StatusBoard};
 pub use transport::{NoPeers, SharedTransport, SnapshotDone, Transport};
 

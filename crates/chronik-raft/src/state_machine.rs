@@ -71,13 +71,24 @@ pub struct Appending<'a> {
     pub data: &'a [u8],
 }
 
+/// What a reference reads back as (see [`Bodies`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// The body, exactly as it was appended.
+    Whole(Vec<u8>),
+    /// Gone (its records were deleted or compacted since), but applied and
+    /// made durable on this node before: apply skips the entry, so it may
+    /// stand empty where only this node reads it.
+    Applied,
+}
+
 /// Turns the references a state machine returned from
 /// [`StateMachine::keep_bodies`] back into the entries' bodies, for raft-rs
 /// to send or apply entries it no longer holds in memory.
 pub trait Bodies: Send + Sync {
-    /// The body `reference` stands for, exactly as it was appended. An error
-    /// means it is gone (its records were deleted or compacted since).
-    fn read(&self, reference: &[u8]) -> Result<Vec<u8>, String>;
+    /// The body `reference` stands for. An error means it is gone, and this
+    /// node may still need it.
+    fn read(&self, reference: &[u8]) -> Result<Body, String>;
 }
 
 /// The replicated state of all groups of a node.
@@ -122,14 +133,21 @@ pub trait StateMachine: Send + 'static {
     fn withdraw(&mut self, _group: GroupId) {}
 
     /// Sees the entries about to be written to `group`'s Raft log, in log
-    /// order, after `last_index` (the log's last entry before them); they
-    /// replace any the log holds from the first one's index on.
+    /// order, after `last_index` (the log's last entry before them), with
+    /// entries up to `applied` applied; they replace any the log holds from
+    /// the first one's index on.
     /// The state machine may keep an entry's body itself, durable once
     /// [`sync_bodies`](Self::sync_bodies) returns, and return a reference
     /// for the Raft log to store instead of the body (a shorter list than
     /// `entries` keeps nothing for the rest). [`bodies`](Self::bodies) reads
     /// the references back. The default keeps nothing.
-    fn keep_bodies(&mut self, _group: GroupId, _last_index: u64, _entries: &[Appending<'_>]) -> Vec<Option<Vec<u8>>> {
+    fn keep_bodies(
+        &mut self,
+        _group: GroupId,
+        _applied: u64,
+        _last_index: u64,
+        _entries: &[Appending<'_>],
+    ) -> Vec<Option<Vec<u8>>> {
         Vec::new()
     }
 

@@ -26,7 +26,7 @@ use raft_engine::env::FileSystem;
 use raft_engine::{Engine, LogBatch, MessageExt};
 
 use crate::term_runs::TermRuns;
-use crate::{Bodies, GroupId};
+use crate::{Bodies, Body, GroupId};
 
 pub(crate) const HARD_STATE_KEY: &[u8] = b"hard_state";
 const CONF_STATE_KEY: &[u8] = b"conf_state";
@@ -345,11 +345,14 @@ impl<F: FileSystem> GroupStorage<F> {
     }
 
     /// Replaces a stored reference with the body it stands for. A body that
-    /// is gone (records deleted or compacted since) reads as compacted:
-    /// raft-rs then sends a follower a snapshot instead. Entries not yet
-    /// applied keep their bodies (the state machine's promise), so apply
-    /// never meets one.
-    fn fill_body(&self, entry: &mut Entry) -> raft::Result<()> {
+    /// is gone (records deleted or compacted since) reads as compacted when
+    /// raft-rs would send it (`sending`): it then sends that follower a
+    /// snapshot. For raft-rs's own reads (the entries to apply, a scan for
+    /// configuration changes), which fail fatally, one the state machine
+    /// applied and made durable stands empty, as apply skips it: a replay
+    /// after a power loss can start below the last checkpoint, since
+    /// commit indexes are written without an fsync.
+    fn fill_body(&self, entry: &mut Entry, sending: bool) -> raft::Result<()> {
         let Some(bodies) = &self.bodies else {
             tracing::error!(
                 group = self.group,
@@ -359,20 +362,20 @@ impl<F: FileSystem> GroupStorage<F> {
             return Err(raft::Error::Store(StorageError::Unavailable));
         };
         match bodies.read(&entry.context) {
-            Ok(body) => {
-                entry.data = body.into();
-                entry.context = Default::default();
-                Ok(())
-            }
+            Ok(Body::Whole(body)) => entry.data = body.into(),
+            Ok(Body::Applied) if !sending => entry.data = Default::default(),
+            Ok(Body::Applied) => return Err(raft::Error::Store(StorageError::Compacted)),
             Err(why) => {
                 tracing::warn!(
                     group = self.group,
                     index = entry.index,
                     "the body of a Raft entry is gone: {why}"
                 );
-                Err(raft::Error::Store(StorageError::Compacted))
+                return Err(raft::Error::Store(StorageError::Compacted));
             }
         }
+        entry.context = Default::default();
+        Ok(())
     }
 }
 
@@ -413,7 +416,7 @@ impl<F: FileSystem> raft::Storage for GroupStorage<F> {
         low: u64,
         high: u64,
         max_size: impl Into<Option<u64>>,
-        _context: GetEntriesContext,
+        context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
         if low <= self.compacted().0 {
             return Err(raft::Error::Store(StorageError::Compacted));
@@ -432,11 +435,23 @@ impl<F: FileSystem> raft::Storage for GroupStorage<F> {
             .fetch_entries_to::<EntryExt>(self.group, low, high, max_size, &mut entries)
             .map_err(store_error)?;
         if entries.iter().any(is_reference) {
-            for entry in entries.iter_mut().filter(|e| is_reference(e)) {
-                self.fill_body(entry)?;
+            // The store measured references; the bodies are larger, so
+            // they are read only as far as the size limit reaches (at
+            // least one entry, as `raft::util::limit_size` keeps).
+            let mut size = 0;
+            let mut keep = entries.len();
+            for (i, entry) in entries.iter_mut().enumerate() {
+                if is_reference(entry) {
+                    // raft-rs reads entries to send asynchronously-capable.
+                    self.fill_body(entry, context.can_async())?;
+                }
+                size += u64::from(entry.compute_size());
+                if i > 0 && max_size.is_some_and(|max| size > max as u64) {
+                    keep = i;
+                    break;
+                }
             }
-            // The store measured references; the bodies are larger.
-            raft::util::limit_size(&mut entries, max_size.map(|s| s as u64));
+            entries.truncate(keep);
         }
         Ok(entries)
     }
@@ -582,6 +597,79 @@ mod tests {
         storage.release_through(first + 1);
         assert_eq!(raft::Storage::term(&storage, first), Ok(2));
         assert_eq!(raft::Storage::term(&storage, first + 1), Ok(3));
+    }
+
+    /// Bodies kept by the test: a reference is the body's first byte; 0
+    /// names one that is gone, 1 one gone but applied.
+    struct FirstByte;
+
+    impl Bodies for FirstByte {
+        fn read(&self, reference: &[u8]) -> Result<Body, String> {
+            match reference {
+                [0] => Err("gone".into()),
+                [1] => Ok(Body::Applied),
+                [b] => Ok(Body::Whole(vec![*b; 10])),
+                _ => Err("not a reference".into()),
+            }
+        }
+    }
+
+    #[test]
+    fn entries_stored_as_references_are_read_back_whole_as_far_as_the_size_limit_reaches() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open_engine(dir.path());
+        GroupStorage::initialise(&engine, 7, &[1]).unwrap();
+        let storage = GroupStorage::new(
+            engine.clone(),
+            7,
+            SnapshotRequests::default(),
+            CacheBudget::new(1 << 20),
+            Some(Arc::new(FirstByte)),
+        );
+        let first = INIT_INDEX + 1;
+        let whole: Vec<Entry> = (0..4)
+            .map(|i| Entry {
+                data: vec![b'a' + i as u8; 10].into(),
+                ..entry(first + i, 2)
+            })
+            .collect();
+        let mut stored: Vec<Entry> = whole.iter().map(|e| as_reference(e, vec![e.data[0]])).collect();
+        stored[1] = whole[1].clone();
+        assert!(is_reference(&stored[0]) && !is_reference(&stored[1]));
+        let mut batch = LogBatch::default();
+        batch.add_entries::<EntryExt>(7, &stored).unwrap();
+        engine.write(&mut batch, true).unwrap();
+        // Not cached: the entries come from raft-engine.
+        storage.terms.borrow_mut().append(&stored);
+        let read = raft::Storage::entries(&storage, first, first + 4, None, GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(read, whole);
+        let one = u64::from(whole[0].compute_size());
+        let limited =
+            raft::Storage::entries(&storage, first, first + 4, one + 1, GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(limited, whole[..1]);
+
+        // A body that is gone reads as compacted: raft-rs sends a snapshot.
+        // One gone but applied here stands empty for raft-rs's own reads.
+        let mut batch = LogBatch::default();
+        let gone = [
+            as_reference(&entry(first + 4, 2), vec![0]),
+            as_reference(&entry(first + 5, 2), vec![1]),
+        ];
+        batch.add_entries::<EntryExt>(7, &gone).unwrap();
+        engine.write(&mut batch, true).unwrap();
+        storage.terms.borrow_mut().append(&gone);
+        let (to_apply, to_send) = (|| GetEntriesContext::empty(false), || GetEntriesContext::empty(true));
+        let compacted = Err(raft::Error::Store(StorageError::Compacted));
+        assert_eq!(
+            raft::Storage::entries(&storage, first + 4, first + 5, None, to_apply()),
+            compacted
+        );
+        let applied = raft::Storage::entries(&storage, first + 5, first + 6, None, to_apply()).unwrap();
+        assert!(applied[0].data.is_empty() && applied[0].context.is_empty());
+        assert_eq!(
+            raft::Storage::entries(&storage, first + 5, first + 6, None, to_send()),
+            compacted
+        );
     }
 
     #[test]

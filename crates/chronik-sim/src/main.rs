@@ -43,6 +43,7 @@ enum Bug {
     AckBeforeFsync,
     ReadWithoutLease,
     StaleIncarnation,
+    ReferenceBeforeSync,
     /// A leader's forecast puts every 50th batch at the wrong offset.
     MisassignedOffset,
 }
@@ -83,6 +84,7 @@ fn main() -> ExitCode {
         Bug::AckBeforeFsync => Some(PlantedBug::AckBeforeFsync),
         Bug::ReadWithoutLease => Some(PlantedBug::ReadWithoutLease),
         Bug::StaleIncarnation => Some(PlantedBug::StaleIncarnation),
+        Bug::ReferenceBeforeSync => Some(PlantedBug::ReferenceBeforeSync),
         Bug::MisassignedOffset => None,
     });
     let misassign_offsets = matches!(args.plant, Some(Bug::MisassignedOffset));

@@ -226,8 +226,11 @@ impl SimNode {
     pub fn crash(&mut self, rng: &mut impl rand::Rng, power_loss: bool, tear: bool) -> String {
         self.files.freeze();
         self.worker.call(|core| drop(core.take()));
-        // Where each partition's segments were last fsynced, besides its checkpoint.
-        let synced: HashMap<PathBuf, i64> = self.running.take().map_or_else(HashMap::new, |running| {
+        // Where each partition's segments were last fsynced, besides its
+        // checkpoint. A node already down wrote nothing since its last
+        // crash, and holds only what survived it.
+        let running = self.running.take();
+        let synced: Option<HashMap<PathBuf, i64>> = running.map(|running| {
             running
                 .shared
                 .all_partitions()
@@ -239,7 +242,10 @@ impl SimNode {
         self.outbox.take_departed();
         self.paused_until = None;
         let what = if power_loss {
-            let partitions = partition_power_loss(&self.dir.join("partitions"), &synced, rng, tear);
+            let partitions = match &synced {
+                Some(synced) => partition_power_loss(&self.dir.join("partitions"), synced, rng, tear),
+                None => Ok(0),
+            };
             match (self.files.power_loss(rng, tear), partitions) {
                 (Ok(loss), Ok(partition_bytes)) => format!(
                     "power loss: Raft log {} bytes lost, {} files torn, {} vanished; partition logs {} bytes lost",

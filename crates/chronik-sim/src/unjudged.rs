@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use chronik_raft::{Effect, GroupId, Prediction, Proposed, SnapshotManifest, StateMachine};
+use chronik_raft::{Appending, Bodies, Effect, GroupId, Prediction, Proposed, SnapshotManifest, StateMachine};
 use chronik_state::command::PartitionCommand;
 use chronik_state::replicated::{Applied, BrokerStateMachine};
 
@@ -77,6 +77,24 @@ impl StateMachine for Unjudged {
 
     fn withdraw(&mut self, group: GroupId) {
         self.inner.withdraw(group);
+    }
+
+    fn keep_bodies(
+        &mut self,
+        group: GroupId,
+        applied: u64,
+        last_index: u64,
+        entries: &[Appending<'_>],
+    ) -> Vec<Option<Vec<u8>>> {
+        self.inner.keep_bodies(group, applied, last_index, entries)
+    }
+
+    fn sync_bodies(&mut self) {
+        self.inner.sync_bodies();
+    }
+
+    fn bodies(&self, group: GroupId) -> Option<Arc<dyn Bodies>> {
+        self.inner.bodies(group)
     }
 
     fn may_sleep(&self, group: GroupId) -> bool {

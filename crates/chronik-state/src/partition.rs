@@ -139,6 +139,11 @@ impl Partition {
         Ok(true)
     }
 
+    /// The high watermark of the last saved apply checkpoint.
+    pub(crate) fn durable_end(&self) -> i64 {
+        self.durable_end.load(Ordering::Acquire)
+    }
+
     /// Records that the log is durable up to `offset` (its checkpoint's end).
     pub(crate) fn set_durable_end(&self, offset: i64) {
         self.durable_end.store(offset, Ordering::Release);
@@ -185,7 +190,10 @@ impl Partition {
     /// swapping stops the process, since the swap may be half done on
     /// disk (the next start finishes it).
     pub fn clean(&self, now_ms: i64) -> Result<Option<CleanStats>, chronik_log::LogError> {
-        let stable_end = self.durable_end.load(Ordering::Acquire).min(self.last_stable_offset());
+        // Strictly below: a cut past the high watermark at a segment's
+        // base makes the sealed segment before it active again, and the
+        // cleaner must never be replacing that one.
+        let stable_end = (self.durable_end().min(self.last_stable_offset()) - 1).max(0);
         let Some(plan) = self.log().plan_cleaning(now_ms, stable_end)? else {
             return Ok(None);
         };
@@ -231,7 +239,7 @@ impl Partition {
     /// Both stay below the last checkpoint, whose replay reads what follows.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, chronik_log::LogError> {
         let _layout = self.layout.lock().unwrap_or_else(|e| e.into_inner());
-        let durable_end = self.durable_end.load(Ordering::Acquire);
+        let durable_end = self.durable_end();
         let mut log = self.log_mut();
         let expired = log.enforce_retention(now_ms, durable_end)?;
         Ok(expired + log.delete_segments_below(durable_end)?)
@@ -247,7 +255,7 @@ impl Partition {
     ) -> Result<i64, chronik_log::LogError> {
         let start = log.advance_log_start(offset)?;
         if let Ok(_layout) = self.layout.try_lock() {
-            log.delete_segments_below(self.durable_end.load(Ordering::Acquire))?;
+            log.delete_segments_below(self.durable_end())?;
         }
         Ok(start)
     }

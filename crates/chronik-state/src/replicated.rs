@@ -642,17 +642,23 @@ impl StateMachine for BrokerStateMachine {
     /// Data partitions' batches, at one write per record. The internal
     /// topics keep writing at apply: their views are built from what apply
     /// stores, and they are small.
-    fn keep_bodies(&mut self, group: GroupId, last_index: u64, entries: &[Appending<'_>]) -> Vec<Option<Vec<u8>>> {
+    fn keep_bodies(
+        &mut self,
+        group: GroupId,
+        applied: u64,
+        last_index: u64,
+        entries: &[Appending<'_>],
+    ) -> Vec<Option<Vec<u8>>> {
         if group == METADATA_GROUP || self.shared.metadata().version_level() < version::ONE_WRITE {
             return Vec::new();
         }
-        let (Some(partition), Some(cursor)) = (self.shared.partition(group), self.cursors.get(&group)) else {
+        let Some(partition) = self.shared.partition(group) else {
             return Vec::new();
         };
         if crate::is_internal_topic(&partition.topic) {
             return Vec::new();
         }
-        self.bodies.keep(&partition, cursor.applied, last_index, entries)
+        self.bodies.keep(&partition, applied, last_index, entries)
     }
 
     fn sync_bodies(&mut self) {
@@ -754,7 +760,8 @@ impl StateMachine for BrokerStateMachine {
             },
             log_start_offset: log.log_start_offset(),
         };
-        let files = match self.link_snapshot_files(group, cursor.applied, log.segment_files()) {
+        let listed = log.segment_files_below(partition.high_watermark());
+        let files = match listed.and_then(|files| Ok(self.link_snapshot_files(group, cursor.applied, files)?)) {
             Ok(files) => files,
             Err(e) => fail_stop(&format!("cannot link the snapshot files of group {group}"), &e),
         };

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use chronik_log::control::marker_batch;
 use chronik_log::{BatchHeader, LogError, PartitionLog};
-use chronik_raft::{Appending, Bodies, GroupId, fail_stop};
+use chronik_raft::{Appending, Bodies, Body, GroupId, fail_stop};
 
 use super::SharedState;
 use crate::command::{PartitionCommand, UNASSIGNED};
@@ -117,22 +117,41 @@ impl BodyWriter {
         references
     }
 
-    /// Makes everything written since the last call durable.
+    /// Makes everything written since the last call durable: one
+    /// partition's segment with its own fdatasync, several with one
+    /// `syncfs` of the file system they share (0.92 ms for 12 files here,
+    /// where 12 fdatasyncs issued at once took 1.43 ms; see
+    /// `bench/fsync_files.py`).
     pub(crate) fn sync(&mut self) {
+        if self.unsynced.is_empty() {
+            return;
+        }
+        let fail = |partition: &Partition, e: &dyn std::error::Error| -> ! {
+            fail_stop(&format!("cannot sync {}-{}", partition.topic, partition.index), e)
+        };
+        let mut handles = Vec::with_capacity(self.unsynced.len());
         for partition in self.unsynced.drain(..) {
             let handle = {
                 let mut log = partition.log_mut();
                 log.sync_handle().map(|file| (file, log.next_offset()))
             };
-            let synced = handle.and_then(|(file, end)| Ok(file.sync_data().map(|()| end)?));
-            match synced {
-                Ok(end) => {
-                    partition.note_synced(end);
-                    // Durable in the segment, not yet in the Raft log.
-                    crash_point(|| format!("bodies-synced:{}:{end}", partition.topic));
-                }
-                Err(e) => fail_stop(&format!("cannot sync {}-{}", partition.topic, partition.index), &e),
+            match handle {
+                Ok((file, end)) => handles.push((partition, file, end)),
+                Err(e) => fail(&partition, &e),
             }
+        }
+        let synced = match handles.as_slice() {
+            [(_, file, _)] => file.sync_data(),
+            [(_, file, _), ..] => rustix::fs::syncfs(file).map_err(std::io::Error::from),
+            [] => Ok(()),
+        };
+        for (partition, _, end) in handles {
+            if let Err(e) = &synced {
+                fail(&partition, e);
+            }
+            partition.note_synced(end);
+            // Durable in the segment, not yet in the Raft log.
+            crash_point(|| format!("bodies-synced:{}:{end}", partition.topic));
         }
     }
 
@@ -288,30 +307,42 @@ pub(crate) struct SegmentBodies {
 }
 
 impl Bodies for SegmentBodies {
-    fn read(&self, reference: &[u8]) -> Result<Vec<u8>, String> {
+    fn read(&self, reference: &[u8]) -> Result<Body, String> {
         let reference = Reference::decode(reference).ok_or("not a reference")?;
         let partition = self.shared.partition(self.group).ok_or("the partition is gone")?;
-        let len = reference.len as usize;
-        let stored = partition
-            .log()
-            .stored_within(reference.offset, len, true)
-            .map_err(|e: LogError| e.to_string())?;
-        if stored.headers().first().map(|h| h.base_offset) != Some(reference.offset) || stored.len() != len {
-            return Err(format!("no batches of {len} bytes at offset {}", reference.offset));
+        match read_body(&partition, &reference) {
+            Ok(body) => Ok(Body::Whole(body)),
+            // Below the last checkpoint: retention or the cleaner may have
+            // taken it since, and a restart does not apply it again.
+            Err(_) if reference.offset < partition.durable_end() => Ok(Body::Applied),
+            Err(why) => Err(why),
         }
-        let mut body = Vec::with_capacity(1 + len);
-        body.push(reference.tag);
-        for range in stored.ranges() {
-            range.read_into(&mut body).map_err(|e| e.to_string())?;
-        }
-        if crc32c::crc32c(&body) != reference.crc {
-            return Err(format!(
-                "the batches at offset {} are not the entry's",
-                reference.offset
-            ));
-        }
-        Ok(body)
     }
+}
+
+/// The entry `reference` stands for, from the segments (below the log
+/// start too: DeleteRecords moves it past batches a replay applies).
+fn read_body(partition: &Partition, reference: &Reference) -> Result<Vec<u8>, String> {
+    let len = reference.len as usize;
+    let stored = partition
+        .log()
+        .stored_regardless_of_start(reference.offset, len)
+        .map_err(|e: LogError| e.to_string())?;
+    if stored.headers().first().map(|h| h.base_offset) != Some(reference.offset) || stored.len() != len {
+        return Err(format!("no batches of {len} bytes at offset {}", reference.offset));
+    }
+    let mut body = Vec::with_capacity(1 + len);
+    body.push(reference.tag);
+    for range in stored.ranges() {
+        range.read_into(&mut body).map_err(|e| e.to_string())?;
+    }
+    if crc32c::crc32c(&body) != reference.crc {
+        return Err(format!(
+            "the batches at offset {} are not the entry's",
+            reference.offset
+        ));
+    }
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! the same on every replica, and the partition keeps working after it.
 
 use chronik_log::testing::{build_batch, set_producer};
+use chronik_raft::Body;
 
 use super::*;
 
@@ -551,14 +552,20 @@ fn batches_written_at_append_are_found_in_place_at_apply_and_read_back_by_refere
     let partition = shared.partition(1).unwrap();
     let first = assigned_entry(&build_batch(2, 0, 10), 0, 1);
     let second = assigned_entry(&build_batch(3, 0, 10), 2, 1);
-    let references = machine.keep_bodies(1, 0, &[appending(1, 1, &first), appending(2, 1, &second)]);
+    let references = machine.keep_bodies(1, 0, 0, &[appending(1, 1, &first), appending(2, 1, &second)]);
     machine.sync_bodies();
     assert!(references.iter().all(Option::is_some), "{references:?}");
     assert_eq!((partition.log().next_offset(), partition.high_watermark()), (5, 0));
     assert_eq!(partition.synced_end(), 5, "synced before the references are written");
     let bodies = machine.bodies(1).unwrap();
-    assert_eq!(bodies.read(references[0].as_ref().unwrap()).unwrap(), first);
-    assert_eq!(bodies.read(references[1].as_ref().unwrap()).unwrap(), second);
+    assert_eq!(
+        bodies.read(references[0].as_ref().unwrap()),
+        Ok(Body::Whole(first.clone()))
+    );
+    assert_eq!(
+        bodies.read(references[1].as_ref().unwrap()),
+        Ok(Body::Whole(second.clone()))
+    );
 
     assert_eq!(machine.apply(1, 1, 1, &first, &mut Vec::new()), acked(0));
     assert_eq!(machine.apply(1, 2, 1, &second, &mut Vec::new()), acked(2));
@@ -567,11 +574,21 @@ fn batches_written_at_append_are_found_in_place_at_apply_and_read_back_by_refere
         (5, 5),
         "apply wrote nothing again"
     );
-    // A reference whose bytes changed since reads as gone.
+    // DeleteRecords moves the log start past them: a replay still reads them.
+    let delete = PartitionCommand::DeleteRecords { offset: 5 }.encode();
+    assert!(matches!(
+        machine.apply(1, 3, 1, &delete, &mut Vec::new()),
+        Applied::DeleteRecords(Ok(5))
+    ));
+    assert_eq!(bodies.read(references[0].as_ref().unwrap()), Ok(Body::Whole(first)));
+    // A reference whose bytes changed since reads as gone, or, below the
+    // last checkpoint (which a restart does not apply again), as applied.
     let mut stale = references[0].clone().unwrap();
     let last = stale.len() - 1;
     stale[last] ^= 1;
     assert!(bodies.read(&stale).is_err());
+    partition.set_durable_end(5);
+    assert_eq!(bodies.read(&stale), Ok(Body::Applied));
 }
 
 #[test]
@@ -579,11 +596,11 @@ fn entries_that_replace_unapplied_ones_are_written_at_apply_over_what_those_left
     let (_dir, mut machine, shared) = with_topic();
     let partition = shared.partition(1).unwrap();
     let old = assigned_entry(&build_batch(4, 0, 10), 0, 1);
-    assert!(machine.keep_bodies(1, 0, &[appending(1, 1, &old)])[0].is_some());
+    assert!(machine.keep_bodies(1, 0, 0, &[appending(1, 1, &old)])[0].is_some());
     // A new leader of term 2 replaces entry 1: nothing is written at append
     // (references to the old entry are still durable until this write).
     let new = assigned_entry(&build_batch(1, 0, 10), 0, 2);
-    assert!(machine.keep_bodies(1, 1, &[appending(1, 2, &new)]).is_empty());
+    assert!(machine.keep_bodies(1, 0, 1, &[appending(1, 2, &new)]).is_empty());
     assert_eq!(partition.log().next_offset(), 4, "the old batch stays until apply");
     assert_eq!(machine.apply(1, 1, 2, &new, &mut Vec::new()), acked(0));
     assert_eq!((partition.log().next_offset(), partition.high_watermark()), (1, 1));
@@ -595,7 +612,7 @@ fn entries_that_replace_unapplied_ones_are_written_at_apply_over_what_those_left
     );
     // Everything is applied: the next entries are written at append again.
     let next = assigned_entry(&build_batch(1, 0, 10), 1, 2);
-    assert!(machine.keep_bodies(1, 1, &[appending(2, 2, &next)])[0].is_some());
+    assert!(machine.keep_bodies(1, 1, 1, &[appending(2, 2, &next)])[0].is_some());
 }
 
 /// A crash after the segments were synced and before the Raft log stored
@@ -607,11 +624,11 @@ fn after_a_crash_batches_past_the_raft_log_are_cut_and_referenced_ones_replay() 
     let (dir, mut machine, shared) = with_topic();
     let referenced = assigned_entry(&build_batch(2, 0, 10), 0, 1);
     let unlogged = assigned_entry(&build_batch(3, 0, 10), 2, 1);
-    let reference = machine.keep_bodies(1, 0, &[appending(1, 1, &referenced)])[0]
+    let reference = machine.keep_bodies(1, 0, 0, &[appending(1, 1, &referenced)])[0]
         .clone()
         .unwrap();
     machine.sync_bodies();
-    machine.keep_bodies(1, 1, &[appending(2, 1, &unlogged)]);
+    machine.keep_bodies(1, 0, 1, &[appending(2, 1, &unlogged)]);
     machine.sync_bodies();
     let segment = shared.partition(1).unwrap().log().segment_files()[0].clone();
     drop(machine);
@@ -633,12 +650,14 @@ fn after_a_crash_batches_past_the_raft_log_are_cut_and_referenced_ones_replay() 
         (2, 0),
         "the torn batch is cut at open, the referenced one kept"
     );
-    let replayed = machine.bodies(1).unwrap().read(&reference).unwrap();
+    let Ok(Body::Whole(replayed)) = machine.bodies(1).unwrap().read(&reference) else {
+        panic!("the referenced entry reads back");
+    };
     assert_eq!(replayed, referenced);
     assert_eq!(machine.apply(1, 1, 1, &replayed, &mut Vec::new()), acked(0));
     // The leader sends entry 2 again, another batch at offset 2.
     let resent = assigned_entry(&build_batch(1, 0, 10), 2, 1);
-    assert!(machine.keep_bodies(1, 1, &[appending(2, 1, &resent)])[0].is_some());
+    assert!(machine.keep_bodies(1, 1, 1, &[appending(2, 1, &resent)])[0].is_some());
     assert_eq!(machine.apply(1, 2, 1, &resent, &mut Vec::new()), acked(2));
     assert_eq!((partition.log().next_offset(), partition.high_watermark()), (3, 3));
 }
@@ -647,7 +666,7 @@ fn after_a_crash_batches_past_the_raft_log_are_cut_and_referenced_ones_replay() 
 fn below_the_one_write_level_batches_are_written_at_apply_only() {
     let (_dir, mut machine, shared) = with_topic_at(crate::version::ASSIGNED_OFFSETS);
     let entry = assigned_entry(&build_batch(2, 0, 10), 0, 1);
-    assert!(machine.keep_bodies(1, 0, &[appending(1, 1, &entry)]).is_empty());
+    assert!(machine.keep_bodies(1, 0, 0, &[appending(1, 1, &entry)]).is_empty());
     let partition = shared.partition(1).unwrap();
     assert_eq!(partition.log().next_offset(), 0);
     assert_eq!(machine.apply(1, 1, 1, &entry, &mut Vec::new()), acked(0));
