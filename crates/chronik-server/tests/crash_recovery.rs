@@ -121,6 +121,55 @@ fn acknowledged_records_survive_kill_9() {
     }
 }
 
+/// Starts a broker that stops at the crash point `crash_at`, creates
+/// `topic`, and writes `record-0` to `record-{last}` to it one batch each,
+/// so that record i is the batch at offset i, waiting for each before the
+/// last. Returns the broker restarted without the crash point, once it
+/// stopped there.
+fn crash_while_producing(dir: &std::path::Path, topic: &str, crash_at: &str, last: usize) -> Broker {
+    let mut broker = Broker::spawn_with_env(&dir.join("broker"), &[], &[("CHRONIK_CRASH_AT", crash_at)]);
+    broker.wait_ready();
+    common::create_topic(&broker.addr, topic, 1, &[]);
+    let producer = broker.producer(&[("acks", "all"), ("linger.ms", "0"), ("message.timeout.ms", "5000")]);
+    for i in 0..=last {
+        send_one(&producer, topic, &format!("record-{i}"));
+        if i < last {
+            common::flush(&producer, Duration::from_secs(30));
+        }
+    }
+    assert_eq!(
+        broker.wait_exit(Duration::from_secs(30)),
+        Some(86),
+        "the broker stopped at {crash_at}; log:\n{}",
+        broker.log_tail()
+    );
+    drop(producer);
+    broker.clear_env();
+    broker.restart();
+    broker
+}
+
+fn send_one(producer: &rdkafka::producer::BaseProducer, topic: &str, payload: &str) {
+    producer
+        .send(BaseRecord::<(), str>::to(topic).partition(0).payload(payload))
+        .expect("queue");
+}
+
+/// (offset, payload) of the first `count` records of `topic`'s partition 0.
+fn read_payloads(consumer: &rdkafka::consumer::BaseConsumer, topic: &str, count: usize) -> Vec<(i64, Option<String>)> {
+    let mut read = Vec::new();
+    consume_partition(
+        consumer,
+        topic,
+        0,
+        Offset::Beginning,
+        count,
+        Duration::from_secs(30),
+        |m| read.push((m.offset(), m.payload().map(|p| String::from_utf8_lossy(p).into_owned()))),
+    );
+    read
+}
+
 /// A batch whose entry was in the Raft log, with the offset its leader
 /// assigned, but not yet applied when the process died, is applied at
 /// restart at that offset: replay checks it against the log it rebuilt.
@@ -128,37 +177,7 @@ fn acknowledged_records_survive_kill_9() {
 fn a_batch_logged_but_not_applied_at_a_crash_lands_at_its_assigned_offset() {
     const LOGGED: usize = 20;
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::spawn_with_env(
-        &dir.path().join("broker"),
-        &[],
-        &[("CHRONIK_CRASH_AT", "apply-assigned:assigned:20")],
-    );
-    broker.wait_ready();
-    common::create_topic(&broker.addr, "assigned", 1, &[]);
-    let producer = broker.producer(&[("acks", "all"), ("linger.ms", "0"), ("message.timeout.ms", "5000")]);
-    // One batch per record, so that record 20 is the batch at offset 20.
-    for i in 0..=LOGGED {
-        producer
-            .send(
-                BaseRecord::<(), str>::to("assigned")
-                    .partition(0)
-                    .payload(&format!("record-{i}")),
-            )
-            .expect("queue");
-        if i < LOGGED {
-            common::flush(&producer, Duration::from_secs(30));
-        }
-    }
-    assert_eq!(
-        broker.wait_exit(Duration::from_secs(30)),
-        Some(86),
-        "the broker stopped before applying offset {LOGGED}; log:\n{}",
-        broker.log_tail()
-    );
-    drop(producer);
-
-    broker.clear_env();
-    broker.restart();
+    let broker = crash_while_producing(dir.path(), "assigned", "apply-assigned:assigned:20", LOGGED);
     let consumer = broker.consumer();
     assert_eq!(
         common::watermarks(&consumer, "assigned", 0),
@@ -166,18 +185,8 @@ fn a_batch_logged_but_not_applied_at_a_crash_lands_at_its_assigned_offset() {
         "the logged batch is applied after the restart; log:\n{}",
         broker.log_tail()
     );
-    let mut read = Vec::new();
-    consume_partition(
-        &consumer,
-        "assigned",
-        0,
-        Offset::Beginning,
-        LOGGED + 1,
-        Duration::from_secs(30),
-        |m| read.push((m.offset(), m.payload().map(|p| String::from_utf8_lossy(p).into_owned()))),
-    );
     let expected: Vec<(i64, Option<String>)> = (0..=LOGGED).map(|i| (i as i64, Some(format!("record-{i}")))).collect();
-    assert_eq!(read, expected);
+    assert_eq!(read_payloads(&consumer, "assigned", LOGGED + 1), expected);
 }
 
 /// One write per record: a batch's bytes are made durable in its segment
@@ -188,38 +197,9 @@ fn a_batch_logged_but_not_applied_at_a_crash_lands_at_its_assigned_offset() {
 fn a_batch_in_the_segment_but_not_in_the_raft_log_at_a_crash_is_never_shown() {
     const UNLOGGED: usize = 20;
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::spawn_with_env(
-        &dir.path().join("broker"),
-        &[],
-        // Synced with the log ending after offset 20, the crash comes
-        // before the Raft log write.
-        &[("CHRONIK_CRASH_AT", "bodies-synced:unlogged:21")],
-    );
-    broker.wait_ready();
-    common::create_topic(&broker.addr, "unlogged", 1, &[]);
-    let producer = broker.producer(&[("acks", "all"), ("linger.ms", "0"), ("message.timeout.ms", "5000")]);
-    for i in 0..=UNLOGGED {
-        producer
-            .send(
-                BaseRecord::<(), str>::to("unlogged")
-                    .partition(0)
-                    .payload(&format!("record-{i}")),
-            )
-            .expect("queue");
-        if i < UNLOGGED {
-            common::flush(&producer, Duration::from_secs(30));
-        }
-    }
-    assert_eq!(
-        broker.wait_exit(Duration::from_secs(30)),
-        Some(86),
-        "the broker stopped after syncing offset {UNLOGGED}; log:\n{}",
-        broker.log_tail()
-    );
-    drop(producer);
-
-    broker.clear_env();
-    broker.restart();
+    // Synced with the log ending after offset 20, the crash comes before
+    // the Raft log write.
+    let broker = crash_while_producing(dir.path(), "unlogged", "bodies-synced:unlogged:21", UNLOGGED);
     let consumer = broker.consumer();
     assert_eq!(
         common::watermarks(&consumer, "unlogged", 0),
@@ -229,32 +209,16 @@ fn a_batch_in_the_segment_but_not_in_the_raft_log_at_a_crash_is_never_shown() {
     );
     let producer = broker.producer(&[("acks", "all"), ("linger.ms", "0")]);
     for i in 0..3 {
-        producer
-            .send(
-                BaseRecord::<(), str>::to("unlogged")
-                    .partition(0)
-                    .payload(&format!("after-{i}")),
-            )
-            .expect("queue");
+        send_one(&producer, "unlogged", &format!("after-{i}"));
         common::flush(&producer, Duration::from_secs(30));
     }
-    let mut read = Vec::new();
-    consume_partition(
-        &consumer,
-        "unlogged",
-        0,
-        Offset::Beginning,
-        UNLOGGED + 3,
-        Duration::from_secs(30),
-        |m| read.push((m.offset(), m.payload().map(|p| String::from_utf8_lossy(p).into_owned()))),
-    );
     let expected: Vec<(i64, Option<String>)> = (0..UNLOGGED)
         .map(|i| format!("record-{i}"))
         .chain((0..3).map(|i| format!("after-{i}")))
         .enumerate()
         .map(|(offset, payload)| (offset as i64, Some(payload)))
         .collect();
-    assert_eq!(read, expected);
+    assert_eq!(read_payloads(&consumer, "unlogged", UNLOGGED + 3), expected);
 }
 
 /// A crash after a topic's creation is applied and saved, but before its

@@ -81,6 +81,19 @@ fn update_features_within(
     UpdateFeaturesResponse::decode(&mut body, version).unwrap()
 }
 
+/// Adds the records `keys` to `acked`, then checks that every record so far
+/// is read back at a dense offset and that the replicas are identical.
+fn produce_and_check(cluster: &Cluster, acked: &mut Vec<common::delivery::Ack>, keys: std::ops::Range<u64>) {
+    acked.extend(produce(cluster, keys.clone()));
+    verify_acknowledged(&cluster.bootstrap(), TOPIC, 1, acked, keys.end);
+    let offsets: Vec<i64> = acked.iter().map(|a| a.offset).collect();
+    assert_eq!(offsets, (0..keys.end as i64).collect::<Vec<i64>>());
+    assert_eq!(
+        cluster.wait_for_identical_replicas(1, TOPIC, 0, &[1, 2, 3]),
+        keys.end as i64
+    );
+}
+
 fn produce(cluster: &Cluster, keys: std::ops::Range<u64>) -> Vec<common::delivery::Ack> {
     let (producer, deliveries) = new_producer(&cluster.bootstrap(), &[("enable.idempotence", "true")]);
     send(&producer, TOPIC, Some(0), keys.clone());
@@ -161,21 +174,13 @@ fn a_cluster_moves_up_a_version_only_when_every_member_reads_it() {
     assert!(advertised(&node1).1 > epoch, "a new level has a new epoch");
 
     // Records before and after the change: dense offsets, identical replicas.
-    acked.extend(produce(&cluster, 300..600));
-    verify_acknowledged(&cluster.bootstrap(), TOPIC, 1, &acked, 600);
-    let offsets: Vec<i64> = acked.iter().map(|a| a.offset).collect();
-    assert_eq!(offsets, (0..600).collect::<Vec<i64>>());
-    assert_eq!(cluster.wait_for_identical_replicas(1, TOPIC, 0, &[1, 2, 3]), 600);
+    produce_and_check(&cluster, &mut acked, 300..600);
 
     // Level 3: batches are written once, into the segments at append, and
     // the Raft logs keep references. Records written either way read the same.
     let (code, out) = cluster.cli(1, &["version", "--set", "3"]);
     assert_eq!(code, 0, "{out}");
-    acked.extend(produce(&cluster, 600..900));
-    verify_acknowledged(&cluster.bootstrap(), TOPIC, 1, &acked, 900);
-    let offsets: Vec<i64> = acked.iter().map(|a| a.offset).collect();
-    assert_eq!(offsets, (0..900).collect::<Vec<i64>>());
-    assert_eq!(cluster.wait_for_identical_replicas(1, TOPIC, 0, &[1, 2, 3]), 900);
+    produce_and_check(&cluster, &mut acked, 600..900);
 
     // Never down, by either path.
     let (code, out) = cluster.cli(1, &["version", "--set", "2"]);
