@@ -62,6 +62,26 @@ impl PartitionLog {
     /// only durable after [`flush`](Self::flush).
     pub fn append(&mut self, batch: &mut [u8]) -> Result<AppendInfo, LogError> {
         let header = check_appendable(batch)?;
+        set_base_offset(batch, self.next_offset);
+        self.write_batch(batch, header)
+    }
+
+    /// Appends one v2 batch whose base offset is already `next_offset()`
+    /// (its leader assigned it), as it is, without a copy to rewrite it.
+    pub fn append_assigned(&mut self, batch: &[u8]) -> Result<AppendInfo, LogError> {
+        let header = check_appendable(batch)?;
+        if header.base_offset != self.next_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset: header.base_offset,
+                start: self.log_start_offset,
+                end: self.next_offset,
+            });
+        }
+        self.write_batch(batch, header)
+    }
+
+    /// Writes `batch`, whose base offset is `next_offset()`, checked as `header`.
+    fn write_batch(&mut self, batch: &[u8], header: BatchHeader) -> Result<AppendInfo, LogError> {
         let base_offset = self.next_offset;
         // The last offset must leave room for next_offset = last + 1.
         let last_offset = base_offset
@@ -73,7 +93,6 @@ impl PartitionLog {
         if self.should_roll(batch.len(), last_offset) {
             self.roll()?;
         }
-        set_base_offset(batch, base_offset);
         let header = BatchHeader { base_offset, ..header };
         let interval = self.config.index_interval_bytes;
         let position = self.active_mut().append(batch, &header, interval)?;
@@ -149,7 +168,7 @@ impl PartitionLog {
         if offset == self.next_offset {
             return Ok(stored);
         }
-        let Some((mut index, mut position)) = self.locate(offset)? else {
+        let Some((mut index, mut position, _)) = self.locate(offset)? else {
             return Ok(stored);
         };
         loop {
@@ -509,23 +528,21 @@ impl PartitionLog {
         if offset >= self.next_offset || offset < self.segments[0].base_offset() {
             return Ok(None);
         }
-        let Some((index, _)) = self.locate(offset)? else {
-            return Ok(None);
-        };
-        let header = self.segments[index].locate_offset(offset)?.map(|(_, header)| header);
-        Ok(header.filter(|h| h.base_offset == offset))
+        let located = self.locate(offset)?;
+        Ok(located.map(|(_, _, header)| header).filter(|h| h.base_offset == offset))
     }
 
-    /// Segment index and position of the first batch whose last offset is
-    /// at or after `offset`, skipping any gap left by a damaged segment.
-    fn locate(&self, offset: i64) -> Result<Option<(usize, u64)>, LogError> {
+    /// Segment index, position and header of the first batch whose last
+    /// offset is at or after `offset`, skipping any gap left by a damaged
+    /// segment.
+    fn locate(&self, offset: i64) -> Result<Option<(usize, u64, BatchHeader)>, LogError> {
         let first = self
             .segments
             .partition_point(|s| s.base_offset() <= offset)
             .saturating_sub(1);
         for (index, segment) in self.segments.iter().enumerate().skip(first) {
-            if let Some((position, _)) = segment.locate_offset(offset)? {
-                return Ok(Some((index, position)));
+            if let Some((position, header)) = segment.locate_offset(offset)? {
+                return Ok(Some((index, position, header)));
             }
         }
         Ok(None)

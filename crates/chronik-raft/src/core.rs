@@ -830,9 +830,9 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
             }
             let committed = ready.take_committed_entries();
             self.apply(id, committed, &mut effects);
-            let stored = self.references(id, ready.entries());
-            bodies_kept |= stored.is_some();
             let group = self.groups.get_mut(&id).expect("listed above");
+            let stored = references(&mut self.state_machine, &self.meters, id, group, ready.entries());
+            bodies_kept |= stored.is_some();
             if let Err(e) = batch.add_entries::<EntryExt>(id, stored.as_deref().unwrap_or(ready.entries())) {
                 panic!("cannot encode Raft entries of group {id}: {e}");
             }
@@ -909,43 +909,6 @@ impl<S: StateMachine, F: FileSystem> RaftCore<S, F> {
         for effect in effects {
             self.carry_out(effect);
         }
-    }
-
-    /// `entries` as the Raft log stores them, where the state machine keeps
-    /// some of their bodies itself (see `StateMachine::keep_bodies`).
-    fn references(&mut self, id: GroupId, entries: &[Entry]) -> Option<Vec<Entry>> {
-        if entries.is_empty() {
-            return None;
-        }
-        let appending: Vec<Appending<'_>> = entries
-            .iter()
-            .map(|e| Appending {
-                index: e.index,
-                term: e.term,
-                normal: e.get_entry_type() == EntryType::EntryNormal,
-                data: &e.data,
-            })
-            .collect();
-        let group = self.groups.get(&id).expect("a group with a Ready");
-        let last_index = raft::Storage::last_index(group.node.store()).unwrap_or(0);
-        let references = self
-            .state_machine
-            .keep_bodies(id, group.applied, last_index, &appending);
-        let kept = references.iter().flatten().count();
-        if kept == 0 {
-            return None;
-        }
-        self.meters.by_reference.increment(kept as u64);
-        let mut references = references.into_iter();
-        Some(
-            entries
-                .iter()
-                .map(|entry| match references.next().flatten() {
-                    Some(reference) => as_reference(entry, reference),
-                    None => entry.clone(),
-                })
-                .collect(),
-        )
     }
 
     /// Answers the proposals that asked to be answered once in this node's
@@ -1351,6 +1314,46 @@ fn apply_conf_change<O, F: FileSystem>(id: GroupId, group: &mut Group<O, F>, sta
     {
         let _ = pending.reply.send(outcome.map_err(|_| ProposeError::Dropped));
     }
+}
+
+/// `entries` as the Raft log stores them, where the state machine keeps
+/// some of their bodies itself (see `StateMachine::keep_bodies`).
+fn references<S: StateMachine, F: FileSystem>(
+    state_machine: &mut S,
+    meters: &LoopMeters,
+    id: GroupId,
+    group: &Group<S::Output, F>,
+    entries: &[Entry],
+) -> Option<Vec<Entry>> {
+    if entries.is_empty() {
+        return None;
+    }
+    let appending: Vec<Appending<'_>> = entries
+        .iter()
+        .map(|e| Appending {
+            index: e.index,
+            term: e.term,
+            normal: e.get_entry_type() == EntryType::EntryNormal,
+            data: &e.data,
+        })
+        .collect();
+    let last_index = raft::Storage::last_index(group.node.store()).unwrap_or(0);
+    let references = state_machine.keep_bodies(id, group.applied, last_index, &appending);
+    let kept = references.iter().flatten().count();
+    if kept == 0 {
+        return None;
+    }
+    meters.by_reference.increment(kept as u64);
+    let mut references = references.into_iter();
+    Some(
+        entries
+            .iter()
+            .map(|entry| match references.next().flatten() {
+                Some(reference) => as_reference(entry, reference),
+                None => entry.clone(),
+            })
+            .collect(),
+    )
 }
 
 /// The last entry a group needs no more in memory: applied, and on a leader

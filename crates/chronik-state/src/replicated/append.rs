@@ -6,7 +6,7 @@
 use std::sync::RwLockWriteGuard;
 
 use chronik_log::control::{Marker, marker_batch};
-use chronik_log::{BatchHeader, LogError, PartitionLog};
+use chronik_log::{LogError, PartitionLog};
 use chronik_raft::fail_stop;
 use kafka_protocol::ResponseError;
 
@@ -113,22 +113,35 @@ pub(crate) struct LogSink<'a, F: FnMut(&[u8])> {
 }
 
 impl<F: FnMut(&[u8])> LogSink<'_, F> {
-    /// Whether the log holds the batch of header `wanted` at `next`: written
-    /// there when its entry was appended, or found there (after a restart).
-    fn holds(&mut self, wanted: &BatchHeader) -> bool {
-        let partition = self.partition;
+    /// The last offset of the batch in `buffer` if it is the one written
+    /// at `next` when its entry was appended: that append checked it, so
+    /// it is not checked again.
+    fn written_at_append(&mut self) -> Option<i64> {
         if self.log.next_offset() <= self.next {
-            return false;
+            return None;
         }
-        if self.written.placed(partition.group, wanted) {
-            return true;
-        }
-        match self.log.stored_header(self.next) {
-            Ok(stored) => stored.as_ref() == Some(wanted),
+        let header = chronik_log::parse_header(&self.buffer).ok()?;
+        self.written
+            .placed(self.partition.group, &header)
+            .then(|| self.next + i64::from(header.last_offset_delta))
+    }
+
+    /// Checks the batch in `buffer` and puts it at `next`: found there
+    /// (after a restart), or written over whatever else lies there.
+    fn store(&mut self) -> Result<i64, LogError> {
+        let partition = self.partition;
+        let header = chronik_log::check_appendable(&self.buffer)?;
+        let stored = match self.log.stored_header(self.next) {
+            Ok(stored) => stored,
             Err(e) if e.is_io() => fail_stop(&format!("cannot read {}-{}", partition.topic, partition.index), &e),
             // Damaged: not the batch, and cut below.
-            Err(_) => false,
+            Err(_) => None,
+        };
+        if stored == Some(header) {
+            return Ok(self.next + i64::from(header.last_offset_delta));
         }
+        partition.cut_tail(&mut self.log, self.next);
+        self.log.append(&mut self.buffer).map(|info| info.last_offset)
     }
 }
 
@@ -146,22 +159,10 @@ impl<F: FnMut(&[u8])> BatchSink for LogSink<'_, F> {
         self.buffer.clear();
         self.buffer.extend_from_slice(batch);
         chronik_log::set_partition_leader_epoch(&mut self.buffer, self.epoch);
-        let header = chronik_log::check_appendable(&self.buffer);
-        let stored = match header {
-            Ok(header) => {
-                chronik_log::set_base_offset(&mut self.buffer, self.next);
-                let wanted = BatchHeader {
-                    base_offset: self.next,
-                    ..header
-                };
-                if self.holds(&wanted) {
-                    Ok(self.next + i64::from(header.last_offset_delta))
-                } else {
-                    partition.cut_tail(&mut self.log, self.next);
-                    self.log.append(&mut self.buffer).map(|info| info.last_offset)
-                }
-            }
-            Err(e) => Err(e.into()),
+        chronik_log::set_base_offset(&mut self.buffer, self.next);
+        let stored = match self.written_at_append() {
+            Some(last_offset) => Ok(last_offset),
+            None => self.store(),
         };
         match stored {
             Ok(last_offset) => {

@@ -92,7 +92,9 @@ impl BodyWriter {
                 },
             );
         }
-        let tail = self.tails.get_mut(&group).expect("taken above");
+        let Some(tail) = self.tails.get_mut(&group) else {
+            return Vec::new();
+        };
         let mut references = Vec::with_capacity(entries.len());
         let mut wrote = false;
         for entry in entries {
@@ -194,9 +196,11 @@ fn write_entry(partition: &Partition, log: &mut PartitionLog, tail: &mut Tail, e
     }
     let end = tail.end;
     let written = &mut tail.written;
-    let mut append = |log: &mut PartitionLog, batch: &mut [u8]| match log.append(batch) {
+    // The batch already carries its offset and epoch: it goes in as it is.
+    let mut append = |log: &mut PartitionLog, batch: &[u8]| match log.append_assigned(batch) {
         Ok(info) => {
-            written.push_back(chronik_log::parse_header(batch).expect("an appended batch parses"));
+            // It parsed as it went in; apply compares the header.
+            written.extend(chronik_log::parse_header(batch).ok());
             Some(info.last_offset + 1)
         }
         Err(e) if e.is_io() => fail_stop(&format!("cannot append to {}-{}", partition.topic, partition.index), &e),
@@ -211,11 +215,11 @@ fn write_entry(partition: &Partition, log: &mut PartitionLog, tail: &mut Tail, e
             let mut next = end;
             let mut whole = true;
             for range in ranges {
-                let mut batch = batches[range].to_vec();
-                match base_offset(&batch) {
+                let batch = &batches[range];
+                match base_offset(batch) {
                     UNASSIGNED => whole = false,
                     stamped if stamped != next => return Written::Unplaceable,
-                    _ => match append(log, &mut batch) {
+                    _ => match append(log, batch) {
                         Some(after) => next = after,
                         None => {
                             whole = false;
@@ -224,7 +228,10 @@ fn write_entry(partition: &Partition, log: &mut PartitionLog, tail: &mut Tail, e
                     },
                 }
             }
-            let reference = whole.then(|| Reference::of(entry.data, end).encode());
+            let reference = whole
+                .then(|| Reference::of(entry.data, end))
+                .flatten()
+                .map(|r| r.encode());
             Written::Batches { end: next, reference }
         }
         Some(PartitionCommand::AssignedTxnMarker { marker, offset }) => {
@@ -232,8 +239,9 @@ fn write_entry(partition: &Partition, log: &mut PartitionLog, tail: &mut Tail, e
                 return Written::Unplaceable;
             }
             let mut batch = marker_batch(&marker);
+            chronik_log::set_base_offset(&mut batch, offset);
             chronik_log::set_partition_leader_epoch(&mut batch, epoch_of_term(entry.term));
-            match append(log, &mut batch) {
+            match append(log, &batch) {
                 Some(after) => Written::Batches {
                     end: after,
                     reference: None,
@@ -268,14 +276,16 @@ struct Reference {
 const REFERENCE_LEN: usize = 1 + 8 + 4 + 4;
 
 impl Reference {
-    /// `data` is an entry of a tag byte and batches that start at `offset`.
-    fn of(data: &[u8], offset: i64) -> Reference {
-        Reference {
-            tag: data[0],
+    /// `data` is an entry of a tag byte and batches that start at
+    /// `offset`; none for one too long to name (entries are far shorter).
+    fn of(data: &[u8], offset: i64) -> Option<Reference> {
+        let (&tag, batches) = data.split_first()?;
+        Some(Reference {
+            tag,
             offset,
-            len: u32::try_from(data.len() - 1).expect("entries are far below 4 GiB"),
+            len: u32::try_from(batches.len()).ok()?,
             crc: crc32c::crc32c(data),
-        }
+        })
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -351,7 +361,7 @@ mod tests {
 
     #[test]
     fn references_round_trip() {
-        let reference = Reference::of(&[7, 1, 2, 3], 42);
+        let reference = Reference::of(&[7, 1, 2, 3], 42).unwrap();
         assert_eq!(reference.len, 3);
         assert_eq!(Reference::decode(&reference.encode()), Some(reference));
         assert_eq!(Reference::decode(&[7, 1]), None);
