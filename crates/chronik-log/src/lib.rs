@@ -32,8 +32,9 @@ mod stored;
 pub mod testing;
 
 pub use batch::{
-    BATCH_HEADER_LEN, BatchError, BatchHeader, LOG_APPEND_TIME_FLAG, check_appendable, frame_batches, parse_header,
-    rebuild_batch, set_base_offset, set_partition_leader_epoch, split_batches, validate_batch,
+    BATCH_HEADER_LEN, BatchError, BatchHeader, LOG_APPEND_TIME_FLAG, check_appendable, extend_crc_over_checked,
+    frame_batches, parse_header, rebuild_batch, set_base_offset, set_partition_leader_epoch, split_batches,
+    validate_batch,
 };
 pub use config::LogConfig;
 pub use error::LogError;

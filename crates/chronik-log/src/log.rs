@@ -27,6 +27,8 @@ pub struct AppendInfo {
     pub max_timestamp: i64,
     /// Byte position of the batch within its segment file.
     pub position: u64,
+    /// The batch's header as stored, checked (CRC included).
+    pub header: BatchHeader,
 }
 
 pub struct PartitionLog {
@@ -103,6 +105,7 @@ impl PartitionLog {
             last_offset,
             max_timestamp: header.max_timestamp,
             position,
+            header,
         })
     }
 

@@ -15,7 +15,8 @@ use tonic::transport::Endpoint;
 
 use super::peer_auth::{PeerChannel, PeerSecurity};
 use super::proto::raft_transport_client::RaftTransportClient;
-use super::proto::{GroupMessage, SnapshotChunk, SnapshotProgressRequest, StepBatchRequest, StepStreamClosed};
+use super::proto::{SnapshotChunk, SnapshotProgressRequest, StepStreamClosed};
+use super::step_codec::{Outgoing, OutgoingBatch, step_stream};
 use super::{CONNECTION_WINDOW_BYTES, ClusterId, MAX_MESSAGE_BYTES, SNAPSHOT_STALL_TIMEOUT, STREAM_WINDOW_BYTES};
 use crate::snapshot::{CHUNK_BYTES, SnapshotManifest};
 use crate::telemetry;
@@ -218,10 +219,7 @@ impl std::fmt::Display for ConnectFailure {
 
 /// A connection for streams without a deadline (Raft messages, snapshots):
 /// HTTP/2 pings find a peer that stopped answering.
-async fn connect_stream(
-    addr: &str,
-    security: &PeerSecurity,
-) -> Result<RaftTransportClient<PeerChannel>, ConnectFailure> {
+async fn connect_stream(addr: &str, security: &PeerSecurity) -> Result<PeerChannel, ConnectFailure> {
     let endpoint = endpoint(addr, security).map_err(|message| ConnectFailure {
         message,
         refused: false,
@@ -235,7 +233,7 @@ async fn connect_stream(
             message: connect_error(&e),
             refused: refused(&e),
         })?;
-    Ok(transport_client(security.channel(channel)))
+    Ok(security.channel(channel))
 }
 
 /// Whether a connection error is a refusal: the host is up and nothing
@@ -264,33 +262,26 @@ fn transport_client(channel: PeerChannel) -> RaftTransportClient<PeerChannel> {
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
-fn encode(batch: Batch, into: &mut VecDeque<GroupMessage>) -> usize {
+fn encode(batch: Batch, into: &mut VecDeque<Outgoing>) -> usize {
     let mut bytes = 0;
     for (group, message) in batch {
-        match message.write_to_bytes() {
-            Ok(encoded) => {
-                bytes += encoded.len();
-                into.push_back(GroupMessage {
-                    group,
-                    message: encoded.into(),
-                });
-            }
-            Err(e) => tracing::error!(group, "cannot encode a Raft message: {e}"),
-        }
+        let outgoing = Outgoing::new(group, message);
+        bytes += outgoing.len();
+        into.push_back(outgoing);
     }
     bytes
 }
 
 /// Takes messages from the front of `pending` for one stream item: up to
 /// `MAX_REQUEST_BYTES`, and at least one message whatever its size.
-fn next_request(pending: &mut VecDeque<GroupMessage>, pending_bytes: &mut usize) -> Vec<GroupMessage> {
+fn next_request(pending: &mut VecDeque<Outgoing>, pending_bytes: &mut usize) -> Vec<Outgoing> {
     let mut request = Vec::new();
     let mut bytes = 0;
     while let Some(front) = pending.front() {
-        if !request.is_empty() && bytes + front.message.len() > MAX_REQUEST_BYTES {
+        if !request.is_empty() && bytes + front.len() > MAX_REQUEST_BYTES {
             break;
         }
-        bytes += front.message.len();
+        bytes += front.len();
         request.push(pending.pop_front().expect("front exists"));
     }
     *pending_bytes -= bytes;
@@ -351,14 +342,14 @@ async fn stream_to_peer(shared: &Shared, to: NodeId, queue: &mut Received) -> Re
         .peers
         .get(to)
         .ok_or_else(|| format!("no Raft address known for node {to}"))?;
-    let mut client = connect_stream(&addr, &shared.security).await.map_err(|e| {
+    let channel = connect_stream(&addr, &shared.security).await.map_err(|e| {
         if e.refused {
             shared.departed.report(to);
         }
         format!("cannot connect to {addr}: {e}")
     })?;
     let (items, outgoing) = mpsc::channel(STREAM_ITEMS_BUFFERED);
-    let call = client.step_stream(ReceiverStream::new(outgoing));
+    let call = step_stream(channel, ReceiverStream::new(outgoing));
     tokio::pin!(call);
     let ended = |result: Result<tonic::Response<StepStreamClosed>, tonic::Status>| match result {
         Ok(_) => format!("node {to} closed the Raft message stream"),
@@ -382,7 +373,7 @@ async fn stream_to_peer(shared: &Shared, to: NodeId, queue: &mut Received) -> Re
                 None => break,
             }
         }
-        let item = StepBatchRequest {
+        let item = OutgoingBatch {
             cluster_id: shared.cluster_id.get(),
             from: shared.node_id,
             to,
@@ -409,6 +400,7 @@ async fn send_snapshot(shared: &Shared, to: NodeId, group: GroupId, message: Mes
         .ok_or_else(|| format!("no Raft address known for node {to}"))?;
     let mut client = connect_stream(&addr, &shared.security)
         .await
+        .map(transport_client)
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let staged = staged_on_peer(
         &mut client,
@@ -584,7 +576,7 @@ mod tests {
             data: vec![0xAB; CHUNK_BYTES].into(),
             ..Default::default()
         };
-        let mut client = connect_stream(&addr, &PeerSecurity::default()).await.unwrap();
+        let mut client = transport_client(connect_stream(&addr, &PeerSecurity::default()).await.unwrap());
         let refused = client
             .install_snapshot(tokio_stream::iter([header, marker]))
             .await

@@ -5,6 +5,7 @@
 mod client;
 mod peer_auth;
 mod server;
+mod step_codec;
 
 pub use client::{GrpcTransport, PeerAddresses, REQUEST_TIMEOUT, connect_channel};
 pub use peer_auth::{PeerChannel, PeerSecurity, PeerTls};

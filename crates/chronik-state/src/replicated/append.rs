@@ -6,7 +6,7 @@
 use std::sync::RwLockWriteGuard;
 
 use chronik_log::control::{Marker, marker_batch};
-use chronik_log::{LogError, PartitionLog};
+use chronik_log::{BatchHeader, LogError, PartitionLog};
 use chronik_raft::fail_stop;
 use kafka_protocol::ResponseError;
 
@@ -113,17 +113,34 @@ pub(crate) struct LogSink<'a, F: FnMut(&[u8])> {
 }
 
 impl<F: FnMut(&[u8])> LogSink<'_, F> {
-    /// The last offset of the batch in `buffer` if it is the one written
-    /// at `next` when its entry was appended: that append checked it, so
-    /// it is not checked again.
-    fn written_at_append(&mut self) -> Option<i64> {
+    /// The last offset of the batch of `header`, as apply stamps it, if it
+    /// is the one written at `next` when its entry was appended: that
+    /// append checked it, so it is not checked again.
+    fn written_at_append(&mut self, header: &BatchHeader) -> Option<i64> {
         if self.log.next_offset() <= self.next {
             return None;
         }
-        let header = chronik_log::parse_header(&self.buffer).ok()?;
         self.written
-            .placed(self.partition.group, &header)
+            .placed(self.partition.group, header)
             .then(|| self.next + i64::from(header.last_offset_delta))
+    }
+
+    /// The last offset of `batch` if its leader stamped it as apply does
+    /// (the offset `next`, this epoch) and it was written at append: then
+    /// it is in place, byte for byte, and needs no copy.
+    fn in_place(&mut self, batch: &[u8]) -> Option<i64> {
+        let header = chronik_log::parse_header(batch).ok()?;
+        if header.base_offset != self.next || header.partition_leader_epoch != self.epoch {
+            return None;
+        }
+        self.written_at_append(&header)
+    }
+
+    /// Moves past a batch stored at `next` and ending at `last_offset`.
+    fn stored(&mut self, last_offset: i64, batch: &[u8]) {
+        self.partition.leader_epochs_mut().record(self.epoch, self.next);
+        self.next = last_offset + 1;
+        (self.on_stored)(batch);
     }
 
     /// Checks the batch in `buffer` and puts it at `next`: found there
@@ -156,19 +173,26 @@ impl<F: FnMut(&[u8])> BatchSink for LogSink<'_, F> {
             let stamped = batch.get(..8).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes);
             check_assigned(partition, stamped, self.next)?;
         }
+        if let Some(last_offset) = self.in_place(batch) {
+            self.stored(last_offset, batch);
+            return Ok(());
+        }
         self.buffer.clear();
         self.buffer.extend_from_slice(batch);
         chronik_log::set_partition_leader_epoch(&mut self.buffer, self.epoch);
         chronik_log::set_base_offset(&mut self.buffer, self.next);
-        let stored = match self.written_at_append() {
+        let written = chronik_log::parse_header(&self.buffer)
+            .ok()
+            .and_then(|header| self.written_at_append(&header));
+        let stored = match written {
             Some(last_offset) => Ok(last_offset),
             None => self.store(),
         };
         match stored {
             Ok(last_offset) => {
-                partition.leader_epochs_mut().record(self.epoch, self.next);
-                self.next = last_offset + 1;
-                (self.on_stored)(&self.buffer);
+                let buffer = std::mem::take(&mut self.buffer);
+                self.stored(last_offset, &buffer);
+                self.buffer = buffer;
                 Ok(())
             }
             Err(e) if e.is_io() => fail_stop(&format!("cannot append to {}-{}", partition.topic, partition.index), &e),

@@ -196,12 +196,13 @@ fn write_entry(partition: &Partition, log: &mut PartitionLog, tail: &mut Tail, e
     }
     let end = tail.end;
     let written = &mut tail.written;
-    // The batch already carries its offset and epoch: it goes in as it is.
+    // The batch already carries its offset and epoch: it goes in as it is,
+    // and its header (checked, CRC included, as it went in) is returned.
     let mut append = |log: &mut PartitionLog, batch: &[u8]| match log.append_assigned(batch) {
         Ok(info) => {
-            // It parsed as it went in; apply compares the header.
-            written.extend(chronik_log::parse_header(batch).ok());
-            Some(info.last_offset + 1)
+            // Apply compares the header.
+            written.push_back(info.header);
+            Some((info.last_offset + 1, info.header))
         }
         Err(e) if e.is_io() => fail_stop(&format!("cannot append to {}-{}", partition.topic, partition.index), &e),
         // Apply refuses it the same way.
@@ -214,13 +215,18 @@ fn write_entry(partition: &Partition, log: &mut PartitionLog, tail: &mut Tail, e
             };
             let mut next = end;
             let mut whole = true;
+            // The entry's CRC, built from each batch's own as it is checked.
+            let mut crc = crc32c::crc32c(&entry.data[..1]);
             for range in ranges {
                 let batch = &batches[range];
                 match base_offset(batch) {
                     UNASSIGNED => whole = false,
                     stamped if stamped != next => return Written::Unplaceable,
                     _ => match append(log, batch) {
-                        Some(after) => next = after,
+                        Some((after, header)) => {
+                            next = after;
+                            crc = chronik_log::extend_crc_over_checked(crc, batch, &header);
+                        }
                         None => {
                             whole = false;
                             break;
@@ -229,7 +235,7 @@ fn write_entry(partition: &Partition, log: &mut PartitionLog, tail: &mut Tail, e
                 }
             }
             let reference = whole
-                .then(|| Reference::of(entry.data, end))
+                .then(|| Reference::of(entry.data, end, crc))
                 .flatten()
                 .map(|r| r.encode());
             Written::Batches { end: next, reference }
@@ -242,7 +248,7 @@ fn write_entry(partition: &Partition, log: &mut PartitionLog, tail: &mut Tail, e
             chronik_log::set_base_offset(&mut batch, offset);
             chronik_log::set_partition_leader_epoch(&mut batch, epoch_of_term(entry.term));
             match append(log, &batch) {
-                Some(after) => Written::Batches {
+                Some((after, _)) => Written::Batches {
                     end: after,
                     reference: None,
                 },
@@ -277,14 +283,16 @@ const REFERENCE_LEN: usize = 1 + 8 + 4 + 4;
 
 impl Reference {
     /// `data` is an entry of a tag byte and batches that start at
-    /// `offset`; none for one too long to name (entries are far shorter).
-    fn of(data: &[u8], offset: i64) -> Option<Reference> {
+    /// `offset`, and `crc` its CRC32C; none for one too long to name
+    /// (entries are far shorter).
+    fn of(data: &[u8], offset: i64, crc: u32) -> Option<Reference> {
+        debug_assert_eq!(crc, crc32c::crc32c(data), "the entry's own CRC");
         let (&tag, batches) = data.split_first()?;
         Some(Reference {
             tag,
             offset,
             len: u32::try_from(batches.len()).ok()?,
-            crc: crc32c::crc32c(data),
+            crc,
         })
     }
 
@@ -361,7 +369,7 @@ mod tests {
 
     #[test]
     fn references_round_trip() {
-        let reference = Reference::of(&[7, 1, 2, 3], 42).unwrap();
+        let reference = Reference::of(&[7, 1, 2, 3], 42, crc32c::crc32c(&[7, 1, 2, 3])).unwrap();
         assert_eq!(reference.len, 3);
         assert_eq!(Reference::decode(&reference.encode()), Some(reference));
         assert_eq!(Reference::decode(&[7, 1]), None);
