@@ -8,6 +8,7 @@ mod cluster_cli;
 mod cluster_view;
 #[cfg(test)]
 mod config_reference;
+mod malloc;
 mod membership_cli;
 mod security_args;
 mod user_cli;
@@ -25,6 +26,7 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{Cli, Command, LogFormat, Settings};
 
 fn main() -> std::process::ExitCode {
+    malloc::keep_freed_memory_for_reuse();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
