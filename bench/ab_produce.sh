@@ -4,8 +4,9 @@
 # linger 5 ms) from chronik-bench, then 10 s at full speed from a
 # confluent-kafka producer (bench/produce_load.py), per run.
 # Usage: bench/ab_produce.sh OLD_BINARY NEW_BINARY [PAIRS]
-# Prints one line per run: binary, chronik-bench records/s, confluent-kafka
-# records/s and its p99 / max latency in ms.
+# Prints one line per run: binary, chronik-bench records/s and the broker's
+# CPU seconds over that run, confluent-kafka records/s and its p99 / max
+# latency in ms.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -20,7 +21,7 @@ run() {
   start_single "$binary" "$work"
   local broker=$single_pid addr=$single_addr
   local produce confluent
-  produce=$("$bench" --bootstrap "$addr" --topic ab --json produce \
+  produce=$("$bench" --bootstrap "$addr" --broker-pid "$broker" --topic ab --json produce \
     --records 300000 --record-size 1024 --acks all --linger-ms 5 --create-topic)
   confluent=$("$python" bench/produce_load.py "$addr" ab2 --seconds 10)
   kill "$broker"
@@ -29,7 +30,7 @@ run() {
   python3 - "$binary" "$produce" "$confluent" <<'PY'
 import json, sys
 binary, produce, confluent = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-print(f"{binary}\t{produce['records_per_sec']:.0f}\t{confluent['records_per_s']}"
+print(f"{binary}\t{produce['records_per_sec']:.0f}\t{produce['broker']['cpu_seconds']:.2f}\t{confluent['records_per_s']}"
       f"\t{confluent['p99_ms']}\t{confluent['max_ms']}", flush=True)
 PY
 }
