@@ -222,12 +222,16 @@ fn bad_delta(header: &BatchHeader) -> BatchError {
 }
 
 /// `crc` (a CRC32C of what precedes `batch`) extended over `batch`, a batch
-/// whose own CRC was checked (see [`validate_batch`]): from its first bytes
-/// and the CRC it carries, without another pass over the rest.
-pub fn extend_crc_over_checked(crc: u32, batch: &[u8], header: &BatchHeader) -> u32 {
-    debug_assert_eq!(batch.len(), header.total_len(), "a whole, checked batch");
-    let crc = crc32c::crc32c_append(crc, &batch[..CRC_START]);
-    crc32c::crc32c_combine(crc, header.crc, batch.len() - CRC_START)
+/// whose own CRC was checked (see [`validate_batch`]) as `header`: from its
+/// first bytes and the CRC it carries, without another pass over the rest.
+/// None for bytes shorter than the header claims.
+pub fn extend_crc_over_checked(crc: u32, batch: &[u8], header: &BatchHeader) -> Option<u32> {
+    if batch.len() != header.total_len() {
+        return None;
+    }
+    let checked = batch.len().checked_sub(CRC_START)?;
+    let crc = crc32c::crc32c_append(crc, batch.get(..CRC_START)?);
+    Some(crc32c::crc32c_combine(crc, header.crc, checked))
 }
 
 /// Validates that `buf` is one batch the log can append: well formed (see
@@ -331,9 +335,11 @@ mod tests {
         let mut crc = crc32c::crc32c(b"tag");
         for batch in [&first, &second] {
             let header = validate_batch(batch).unwrap();
-            crc = extend_crc_over_checked(crc, batch, &header);
+            crc = extend_crc_over_checked(crc, batch, &header).unwrap();
         }
         assert_eq!(crc, crc32c::crc32c(&[&b"tag"[..], &first, &second].concat()));
+        let header = validate_batch(&first).unwrap();
+        assert_eq!(extend_crc_over_checked(0, &first[..20], &header), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tonic::transport::Endpoint;
 
 use super::peer_auth::{PeerChannel, PeerSecurity};
 use super::proto::raft_transport_client::RaftTransportClient;
-use super::proto::{SnapshotChunk, SnapshotProgressRequest, StepStreamClosed};
+use super::proto::{SnapshotChunk, SnapshotProgressRequest, StepBatchRequest, StepStreamClosed};
 use super::step_codec::{Outgoing, OutgoingBatch, step_stream};
 use super::{CONNECTION_WINDOW_BYTES, ClusterId, MAX_MESSAGE_BYTES, SNAPSHOT_STALL_TIMEOUT, STREAM_WINDOW_BYTES};
 use crate::snapshot::{CHUNK_BYTES, SnapshotManifest};
@@ -374,9 +374,12 @@ async fn stream_to_peer(shared: &Shared, to: NodeId, queue: &mut Received) -> Re
             }
         }
         let item = OutgoingBatch {
-            cluster_id: shared.cluster_id.get(),
-            from: shared.node_id,
-            to,
+            head: StepBatchRequest {
+                cluster_id: shared.cluster_id.get(),
+                from: shared.node_id,
+                to,
+                messages: Vec::new(),
+            },
             messages: next_request(&mut pending, &mut pending_bytes),
         };
         tokio::select! {

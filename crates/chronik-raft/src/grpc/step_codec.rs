@@ -56,21 +56,15 @@ impl Outgoing {
 /// One item of the stream: a `StepBatchRequest` whose messages are encoded
 /// when the item is written out.
 pub(super) struct OutgoingBatch {
-    pub cluster_id: String,
-    pub from: u64,
-    pub to: u64,
+    /// The request's other fields; its `messages` stay empty.
+    pub head: StepBatchRequest,
     pub messages: Vec<Outgoing>,
 }
 
 impl OutgoingBatch {
     fn encode(&self, buf: &mut impl BufMut) -> Result<(), String> {
-        let head = StepBatchRequest {
-            cluster_id: self.cluster_id.clone(),
-            from: self.from,
-            to: self.to,
-            messages: Vec::new(),
-        };
-        prost::Message::encode_raw(&head, buf);
+        debug_assert!(self.head.messages.is_empty(), "messages go in `messages`");
+        prost::Message::encode_raw(&self.head, buf);
         for outgoing in &self.messages {
             buf.put_u8(MESSAGES_KEY);
             length_delimiter(outgoing.encoded_len(), buf)?;
@@ -162,9 +156,12 @@ mod tests {
     fn a_batch_encoded_into_the_buffer_decodes_as_the_request_it_stands_for() {
         let messages = vec![append(3, &[9; 40_000]), append(0, b""), append(u64::MAX, b"x")];
         let batch = OutgoingBatch {
-            cluster_id: "c".into(),
-            from: 1,
-            to: 2,
+            head: StepBatchRequest {
+                cluster_id: "c".into(),
+                from: 1,
+                to: 2,
+                messages: Vec::new(),
+            },
             messages: messages.iter().cloned().map(|(g, m)| Outgoing::new(g, m)).collect(),
         };
         let mut buf = Vec::new();

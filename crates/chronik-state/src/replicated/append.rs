@@ -113,27 +113,30 @@ pub(crate) struct LogSink<'a, F: FnMut(&[u8])> {
 }
 
 impl<F: FnMut(&[u8])> LogSink<'_, F> {
-    /// The last offset of the batch of `header`, as apply stamps it, if it
-    /// is the one written at `next` when its entry was appended: that
-    /// append checked it, so it is not checked again.
-    fn written_at_append(&mut self, header: &BatchHeader) -> Option<i64> {
+    /// The last offset of the batch of `header`, stamped as apply stamps
+    /// it, if it is the one written at `next` when its entry was appended
+    /// (that append checked it, so it is not checked again); and whether it
+    /// came stamped so (by its leader), so that it needs no copy.
+    fn written_as(&mut self, header: BatchHeader) -> Option<(i64, bool)> {
         if self.log.next_offset() <= self.next {
             return None;
         }
+        let stamped = BatchHeader {
+            base_offset: self.next,
+            partition_leader_epoch: self.epoch,
+            ..header
+        };
         self.written
-            .placed(self.partition.group, header)
-            .then(|| self.next + i64::from(header.last_offset_delta))
+            .placed(self.partition.group, &stamped)
+            .then(|| (self.next + i64::from(stamped.last_offset_delta), stamped == header))
     }
 
-    /// The last offset of `batch` if its leader stamped it as apply does
-    /// (the offset `next`, this epoch) and it was written at append: then
-    /// it is in place, byte for byte, and needs no copy.
-    fn in_place(&mut self, batch: &[u8]) -> Option<i64> {
-        let header = chronik_log::parse_header(batch).ok()?;
-        if header.base_offset != self.next || header.partition_leader_epoch != self.epoch {
-            return None;
-        }
-        self.written_at_append(&header)
+    /// Puts `batch` into `buffer` with the offset and epoch apply gives it.
+    fn stamp_into_buffer(&mut self, batch: &[u8]) {
+        self.buffer.clear();
+        self.buffer.extend_from_slice(batch);
+        chronik_log::set_partition_leader_epoch(&mut self.buffer, self.epoch);
+        chronik_log::set_base_offset(&mut self.buffer, self.next);
     }
 
     /// Moves past a batch stored at `next` and ending at `last_offset`.
@@ -173,20 +176,22 @@ impl<F: FnMut(&[u8])> BatchSink for LogSink<'_, F> {
             let stamped = batch.get(..8).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes);
             check_assigned(partition, stamped, self.next)?;
         }
-        if let Some(last_offset) = self.in_place(batch) {
-            self.stored(last_offset, batch);
-            return Ok(());
-        }
-        self.buffer.clear();
-        self.buffer.extend_from_slice(batch);
-        chronik_log::set_partition_leader_epoch(&mut self.buffer, self.epoch);
-        chronik_log::set_base_offset(&mut self.buffer, self.next);
-        let written = chronik_log::parse_header(&self.buffer)
+        let written = chronik_log::parse_header(batch)
             .ok()
-            .and_then(|header| self.written_at_append(&header));
+            .and_then(|header| self.written_as(header));
         let stored = match written {
-            Some(last_offset) => Ok(last_offset),
-            None => self.store(),
+            Some((last_offset, true)) => {
+                self.stored(last_offset, batch);
+                return Ok(());
+            }
+            Some((last_offset, false)) => {
+                self.stamp_into_buffer(batch);
+                Ok(last_offset)
+            }
+            None => {
+                self.stamp_into_buffer(batch);
+                self.store()
+            }
         };
         match stored {
             Ok(last_offset) => {

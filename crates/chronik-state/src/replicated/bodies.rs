@@ -216,7 +216,7 @@ fn write_entry(partition: &Partition, log: &mut PartitionLog, tail: &mut Tail, e
             let mut next = end;
             let mut whole = true;
             // The entry's CRC, built from each batch's own as it is checked.
-            let mut crc = crc32c::crc32c(&entry.data[..1]);
+            let mut crc = entry.data.split_first().map(|(tag, _)| crc32c::crc32c(&[*tag]));
             for range in ranges {
                 let batch = &batches[range];
                 match base_offset(batch) {
@@ -225,7 +225,7 @@ fn write_entry(partition: &Partition, log: &mut PartitionLog, tail: &mut Tail, e
                     _ => match append(log, batch) {
                         Some((after, header)) => {
                             next = after;
-                            crc = chronik_log::extend_crc_over_checked(crc, batch, &header);
+                            crc = crc.and_then(|crc| chronik_log::extend_crc_over_checked(crc, batch, &header));
                         }
                         None => {
                             whole = false;
@@ -234,9 +234,9 @@ fn write_entry(partition: &Partition, log: &mut PartitionLog, tail: &mut Tail, e
                     },
                 }
             }
-            let reference = whole
-                .then(|| Reference::of(entry.data, end, crc))
-                .flatten()
+            let reference = crc
+                .filter(|_| whole)
+                .and_then(|crc| Reference::of(entry.data, end, crc))
                 .map(|r| r.encode());
             Written::Batches { end: next, reference }
         }
