@@ -22,19 +22,8 @@ trap 'stop_pids; rm -rf "$work"' EXIT
 
 start_single target/release/chronik-server "$work"
 pids+=("$single_pid")
-tansu_port=$(free_port)
-mkdir -p "$work/tansu"
-# A clean environment: tansu reads ./.env and STORAGE_ENGINE-style variables.
-(cd "$work/tansu" && exec env -i PATH=/usr/bin:/bin HOME="$work/tansu" "$tansu" broker \
-    --kafka-listener-url "tcp://127.0.0.1:$tansu_port" \
-    --advertised-listener-url "tcp://127.0.0.1:$tansu_port" \
-    --storage-engine "memory://tansu/" >"$work/tansu/out" 2>"$work/tansu/log") &
-tansu_pid=$!
+start_tansu "$work/tansu" "memory://tansu/"
 pids+=("$tansu_pid")
-for _ in $(seq 1 100); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1',$tansu_port),0.2)" 2>/dev/null && break
-  sleep 0.1
-done
 
 produce() { # bootstrap topic pid -> one JSON report
   "$bench" --bootstrap "$1" --topic "$2" --broker-pid "$3" --json produce \
@@ -43,7 +32,7 @@ produce() { # bootstrap topic pid -> one JSON report
 
 reports=()
 for i in $(seq 1 "$runs"); do
-  reports+=("$(produce "$single_addr" "ab-$i" "$single_pid")" "$(produce "127.0.0.1:$tansu_port" "ab-$i" "$tansu_pid")")
+  reports+=("$(produce "$single_addr" "ab-$i" "$single_pid")" "$(produce "$tansu_addr" "ab-$i" "$tansu_pid")")
 done
 python3 - "${reports[@]}" <<'PY'
 import json, statistics, sys

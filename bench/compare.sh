@@ -32,15 +32,6 @@ trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev
 
 . bench/lib.sh
 
-wait_port() {
-  for _ in $(seq 1 200); do
-    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2
-  return 1
-}
-
 start_chronik() { # name -> sets addr and pid
   local dir=$work/$1 port
   mkdir -p "$dir"
@@ -56,18 +47,9 @@ start_chronik_cluster() { # name -> sets addr (all three nodes) and pid (node 1)
   addr=127.0.0.1:${cluster_kafka[0]},127.0.0.1:${cluster_kafka[1]},127.0.0.1:${cluster_kafka[2]}
 }
 
-start_tansu() { # name storage-url (relative to its own directory) -> sets addr and pid
-  local dir=$work/$1 port
-  mkdir -p "$dir"
-  port=$(free_port)
-  # An empty directory and a clean environment: tansu reads ./.env and
-  # STORAGE_ENGINE-style variables. exec keeps $! the broker's own pid.
-  (cd "$dir" && exec env -i PATH=/usr/bin:/bin HOME="$dir" "$tansu" broker \
-      --kafka-listener-url "tcp://127.0.0.1:$port" \
-      --advertised-listener-url "tcp://127.0.0.1:$port" \
-      --storage-engine "$2" >"$dir/out" 2>"$dir/log") &
-  pid=$!; pids+=("$pid"); addr=127.0.0.1:$port
-  wait_port "$port"
+start_peer() { # name storage-url (relative to its own directory) -> sets addr and pid
+  start_tansu "$work/$1" "$2"
+  pid=$tansu_pid; pids+=("$pid"); addr=$tansu_addr
 }
 
 # Latency is measured in a steady state, not while a broker may still be
@@ -107,8 +89,8 @@ python3 bench/fsync_probe.py "$work" 3 >"$work/disk.json"
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
 start_chronik chronik; run_load chronik 1 3; stop
 start_chronik_cluster chronik-3node; run_load chronik-3node 3 3; stop_cluster
-start_tansu tansu-sqlite "sqlite://tansu.db"; run_load tansu-sqlite; stop
-start_tansu tansu-memory "memory://tansu/"; run_load tansu-memory 1 3; stop
+start_peer tansu-sqlite "sqlite://tansu.db"; run_load tansu-sqlite; stop
+start_peer tansu-memory "memory://tansu/"; run_load tansu-memory 1 3; stop
 
 python3 bench/compare_table.py "$work/disk.json" "$work/chronik.json" "$work/chronik-3node.json" \
   "$work/tansu-sqlite.json" "$work/tansu-memory.json"

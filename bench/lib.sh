@@ -74,6 +74,34 @@ alternate() {
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# wait_port PORT: waits up to 20 s until something listens on PORT.
+wait_port() {
+  for _ in $(seq 1 200); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on port $1" >&2
+  return 1
+}
+
+# start_tansu DIR STORAGE_URL: starts the peer broker tansu ($tansu) on a
+# free port, in DIR (created empty), and waits until it listens. Sets
+# tansu_pid and tansu_addr.
+start_tansu() {
+  local dir=$1 port
+  mkdir -p "$dir"
+  port=$(free_port)
+  # A clean environment: tansu reads ./.env and STORAGE_ENGINE-style
+  # variables. exec keeps $! the broker's own pid.
+  (cd "$dir" && exec env -i PATH=/usr/bin:/bin HOME="$dir" "$tansu" broker \
+      --kafka-listener-url "tcp://127.0.0.1:$port" \
+      --advertised-listener-url "tcp://127.0.0.1:$port" \
+      --storage-engine "$2" >"$dir/out" 2>"$dir/log") &
+  tansu_pid=$!
+  tansu_addr=127.0.0.1:$port
+  wait_port "$port"
+}
+
 # start_cluster DIR [server flags...]: starts nodes 1-3 of a new cluster with
 # their data under DIR and waits until each serves. Sets the arrays
 # cluster_kafka and cluster_raft (ports) and cluster_pids. The nodes (and the

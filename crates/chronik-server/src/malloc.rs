@@ -3,10 +3,10 @@
 //! free top over twice that is trimmed. Every produce request copies its
 //! batches into a fresh buffer of up to a MiB (the Raft proposal), so each
 //! one faulted its pages in anew: a fifth of a single node's CPU under
-//! produce (docs/PERFORMANCE.md, "Freed memory kept for reuse"). With
-//! buffers up to 32 MiB kept in the arenas, and up to 128 MiB free at an
-//! arena's top before it is trimmed, the next proposal reuses the last
-//! one's pages.
+//! produce (docs/PERFORMANCE.md, "Fewer copies and page faults on the
+//! write path"). With buffers up to 32 MiB kept in the arenas, and up to
+//! 128 MiB free at an arena's top before it is trimmed, the next proposal
+//! reuses the last one's pages.
 
 /// Buffers up to this size come from the arenas, not their own mappings
 /// (glibc's own ceiling for its adaptive threshold).

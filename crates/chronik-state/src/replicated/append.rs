@@ -140,10 +140,9 @@ impl<F: FnMut(&[u8])> LogSink<'_, F> {
     }
 
     /// Moves past a batch stored at `next` and ending at `last_offset`.
-    fn stored(&mut self, last_offset: i64, batch: &[u8]) {
+    fn advance(&mut self, last_offset: i64) {
         self.partition.leader_epochs_mut().record(self.epoch, self.next);
         self.next = last_offset + 1;
-        (self.on_stored)(batch);
     }
 
     /// Checks the batch in `buffer` and puts it at `next`: found there
@@ -181,7 +180,8 @@ impl<F: FnMut(&[u8])> BatchSink for LogSink<'_, F> {
             .and_then(|header| self.written_as(header));
         let stored = match written {
             Some((last_offset, true)) => {
-                self.stored(last_offset, batch);
+                self.advance(last_offset);
+                (self.on_stored)(batch);
                 return Ok(());
             }
             Some((last_offset, false)) => {
@@ -195,9 +195,8 @@ impl<F: FnMut(&[u8])> BatchSink for LogSink<'_, F> {
         };
         match stored {
             Ok(last_offset) => {
-                let buffer = std::mem::take(&mut self.buffer);
-                self.stored(last_offset, &buffer);
-                self.buffer = buffer;
+                self.advance(last_offset);
+                (self.on_stored)(&self.buffer);
                 Ok(())
             }
             Err(e) if e.is_io() => fail_stop(&format!("cannot append to {}-{}", partition.topic, partition.index), &e),
